@@ -1,0 +1,57 @@
+"""What every command gets through ``ctx.obj``: the instance path, output mode, the core."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import update_wrapper
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pamcore.core import Pamcore, open_core
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class CliContext:
+    instance: Path | None
+    as_json: bool = False
+    _core: Pamcore | None = field(default=None, repr=False)
+
+    @property
+    def core(self) -> Pamcore:
+        """Opened on first use, so ``pamcore init`` and ``--help`` need no database."""
+        if self._core is None:
+            self._core = open_core(self.instance)
+        return self._core
+
+    def set_core(self, core: Pamcore) -> None:
+        self._core = core
+
+    def close(self) -> None:
+        if self._core is not None:
+            self._core.dispose()
+
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, default=None, help="Print JSON for scripts."
+)
+
+
+def with_json(f: F) -> F:
+    """Adds ``--json`` to a command; ``pamcore --json CMD`` works as well."""
+
+    @json_option
+    @click.pass_context
+    def wrapper(ctx: click.Context, *args: Any, as_json: bool | None, **kwargs: Any) -> Any:
+        obj: CliContext = ctx.ensure_object(CliContext)
+        if as_json:
+            obj.as_json = True
+        return ctx.invoke(f, *args, **kwargs)
+
+    return update_wrapper(wrapper, f)  # type: ignore[return-value]

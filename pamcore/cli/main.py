@@ -1,0 +1,104 @@
+"""The ``pamcore`` command: a thin click front over the services (one module per group)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pamcore import __version__
+from pamcore.cli.context import CliContext
+from pamcore.errors import PamError
+from pamcore.plugins import build_plugin_host
+
+log = logging.getLogger(__name__)
+
+#: command name -> "module:attribute"; imported when the CLI is built.
+COMMANDS = {
+    "init": "pamcore.cli.instance:init",
+    "run": "pamcore.cli.instance:run",
+    "worker": "pamcore.cli.instance:worker",
+    "demo": "pamcore.cli.instance:demo",
+    "db": "pamcore.cli.db:db",
+    "users": "pamcore.cli.users:users",
+    "groups": "pamcore.cli.users:groups",
+    "resources": "pamcore.cli.resources:resources",
+    "credentials": "pamcore.cli.resources:credentials",
+    "activities": "pamcore.cli.policies:activities",
+    "profiles": "pamcore.cli.policies:profiles",
+    "policies": "pamcore.cli.policies:policies",
+    "sessions": "pamcore.cli.sessions:sessions",
+    "audit": "pamcore.cli.audit:audit",
+    "vault": "pamcore.cli.audit:vault",
+    "plugins": "pamcore.cli.plugins:plugins",
+}
+
+
+class PamcoreGroup(click.Group):
+    """Turns every :class:`PamError` into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PamError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # the last line of defence: no traceback for users
+            log.exception("unexpected error")
+            click.echo(
+                f"error: unexpected {type(exc).__name__}; run with PAMCORE_DEBUG=1 for details",
+                err=True,
+            )
+            if os.environ.get("PAMCORE_DEBUG"):
+                raise
+            ctx.exit(70)
+
+
+def build_cli() -> click.Group:
+    @click.group(cls=PamcoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option(
+        "--instance",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="PAMCORE_INSTANCE",
+        help="Instance folder (default ./instance, or $PAMCORE_INSTANCE).",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    @click.version_option(__version__, prog_name="pamcore")
+    @click.pass_context
+    def cli(ctx: click.Context, instance: Path | None, as_json: bool) -> None:
+        """pamcore: approved, time-boxed, audited privileged access."""
+        obj = ctx.ensure_object(CliContext)
+        obj.instance = instance or obj.instance
+        obj.as_json = as_json or obj.as_json
+        ctx.call_on_close(obj.close)
+
+    for name, target in COMMANDS.items():
+        module, attr = target.split(":")
+        cli.add_command(getattr(importlib.import_module(module), attr), name=name)
+    # Plugins' commands: a host of its own here, since no instance is open yet.
+    build_plugin_host().hooks.register_commands(cli)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=os.environ.get("PAMCORE_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        cli = build_cli()
+    except PamError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    cli.main(args=argv, prog_name="pamcore", obj=CliContext(instance=None))

@@ -1,0 +1,108 @@
+"""Instance configuration: an instance folder with ``pamcore.toml``, overridable by environment.
+
+Precedence: explicit arguments > environment (``PAMCORE_*``) > ``pamcore.toml`` > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pamcore.errors import ConfigurationError
+
+CONFIG_FILE = "pamcore.toml"
+DEFAULT_INSTANCE = Path("instance")
+
+
+@dataclass(frozen=True)
+class Config:
+    instance_path: Path
+    #: SQLAlchemy URL; SQLite in the instance folder unless set.
+    database_url: str
+    #: Where the vault's master key file lives (0600); ``PAMCORE_MASTER_KEY`` overrides it.
+    master_key_path: Path
+    #: Host name users type to reach the proxies (shown in connection strings).
+    public_host: str = "localhost"
+    #: Listen address and per-protocol ports of the proxy listeners.
+    proxy_bind: str = "127.0.0.1"
+    proxy_ports: dict[str, int] = field(default_factory=dict)
+    web_bind: str = "127.0.0.1"
+    web_port: int = 8080
+    #: Seconds between scheduler ticks in ``pamcore run`` / ``pamcore worker``.
+    scheduler_interval: float = 5.0
+    plugins_dir: Path | None = None
+    #: Per-plugin configuration tables: ``[plugins.NAME]`` in pamcore.toml.
+    plugin_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secret_key_path: Path | None = None
+
+    @property
+    def recordings_path(self) -> Path:
+        return self.instance_path / "recordings"
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+
+def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Config:
+    """Read the instance configuration; no file means defaults (``pamcore init`` writes one)."""
+    instance = Path(
+        instance_path or os.environ.get("PAMCORE_INSTANCE") or DEFAULT_INSTANCE
+    ).absolute()
+    data: dict[str, Any] = {}
+    file = instance / CONFIG_FILE
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{file}: not valid TOML ({exc})") from exc
+    core = data.get("pamcore", {})
+    database_url = (
+        os.environ.get("PAMCORE_DATABASE_URL")
+        or core.get("database_url")
+        or f"sqlite:///{instance / 'pamcore.db'}"
+    )
+    plugins_dir = os.environ.get("PAMCORE_PLUGINS_DIR") or core.get("plugins_dir")
+    try:
+        config = Config(
+            instance_path=instance,
+            database_url=database_url,
+            master_key_path=Path(core.get("master_key_path", instance / "master.key")),
+            public_host=core.get("public_host", "localhost"),
+            proxy_bind=core.get("proxy_bind", "127.0.0.1"),
+            proxy_ports={k: int(v) for k, v in core.get("proxy_ports", {}).items()},
+            web_bind=core.get("web_bind", "127.0.0.1"),
+            web_port=int(core.get("web_port", 8080)),
+            scheduler_interval=float(core.get("scheduler_interval", 5.0)),
+            plugins_dir=Path(plugins_dir) if plugins_dir else None,
+            plugin_settings=data.get("plugins", {}),
+            secret_key_path=instance / "web-secret.key",
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{file}: {exc}") from exc
+    return config.with_overrides(**overrides) if overrides else config
+
+
+def default_config_text(database_url: str | None) -> str:
+    """The ``pamcore.toml`` ``pamcore init`` writes: every setting, commented where default."""
+    db_line = (
+        f'database_url = "{database_url}"'
+        if database_url
+        else ('# database_url = "postgresql+psycopg://pamcore@localhost/pamcore"')
+    )
+    return f"""# pamcore instance configuration. Environment variables PAMCORE_* override these.
+[pamcore]
+{db_line}
+public_host = "localhost"
+proxy_bind = "127.0.0.1"
+web_bind = "127.0.0.1"
+web_port = 8080
+scheduler_interval = 5.0
+# plugins_dir = "plugins.d"
+
+[pamcore.proxy_ports]
+# ssh = 4422
+# rdp = 4489
+"""

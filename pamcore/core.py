@@ -1,0 +1,113 @@
+"""The core object: configuration, storage, plugin host, vault and clock of one instance.
+
+Every entry point (CLI, web, proxies, scheduler) builds one :class:`Pamcore` and passes it
+to the services; nothing else holds global state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from pamcore import audit
+from pamcore.clock import Clock, utcnow
+from pamcore.config import Config, load_config
+from pamcore.errors import PamError
+from pamcore.model import AuditEvent
+from pamcore.plugins import PluginHost, build_plugin_host
+from pamcore.storage import check_schema, create_db_engine, make_session_factory, unit_of_work
+from pamcore.vault import Vault
+
+
+class Pamcore:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        plugins: PluginHost | None = None,
+        clock: Clock = utcnow,
+        engine: Engine | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.plugins = plugins or build_plugin_host(plugins_dir=config.plugins_dir)
+        self.hooks = self.plugins.hooks
+        self.engine = engine or create_db_engine(config.database_url)
+        self._factory = make_session_factory(self.engine)
+        self._reader = make_session_factory(self.engine.execution_options(sqlite_begin="DEFERRED"))
+        self._vault: Vault | None = None
+
+    def __repr__(self) -> str:
+        return f"Pamcore(instance={str(self.config.instance_path)!r})"
+
+    def now(self):  # type: ignore[no-untyped-def]
+        return self.clock()
+
+    @property
+    def vault(self) -> Vault:
+        if self._vault is None:
+            self._vault = Vault.from_key_file(self.config.master_key_path)
+        return self._vault
+
+    def replace_vault(self, vault: Vault) -> None:
+        self._vault = vault
+
+    @contextmanager
+    def unit(self) -> Iterator[Session]:
+        """A unit of work: everything in it commits together or not at all.
+
+        A :class:`PamError` carrying an audit entry (a refusal) is recorded in a fresh unit
+        after the failed one rolled back, so refusals are audited without half-writes.
+        """
+        try:
+            with unit_of_work(self._factory) as db:
+                yield db
+        except PamError as exc:
+            if exc.audit_entry is not None:
+                entry = dict(exc.audit_entry)
+                with unit_of_work(self._factory) as db:
+                    self.audit(db, entry.pop("actor"), entry.pop("action"), **entry)
+            raise
+
+    @contextmanager
+    def reader(self) -> Iterator[Session]:
+        """A read-only unit (no write lock on SQLite), for listings."""
+        with self._reader() as db:
+            yield db
+            db.rollback()
+
+    def audit(
+        self,
+        db: Session,
+        actor: str,
+        action: str,
+        *,
+        target: str = "",
+        session_id: int | None = None,
+        **details: Any,
+    ) -> AuditEvent:
+        return audit.append(
+            db,
+            actor=actor,
+            action=action,
+            at=self.now(),
+            target=target,
+            session_id=session_id,
+            details=details,
+            hooks=self.hooks,
+        )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_core(instance_path: Path | str | None = None, **kwargs: Any) -> Pamcore:
+    """Open an initialised instance (raises a clear error if it is not)."""
+    core = Pamcore(load_config(instance_path), **kwargs)
+    check_schema(core.engine)
+    return core

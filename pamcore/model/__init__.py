@@ -1,0 +1,45 @@
+"""pamcore's domain model (SQLAlchemy 2 typed mappings). Import models from here."""
+
+from pamcore.lifecycle import Status
+from pamcore.model.audit import AuditEvent, AuditHead
+from pamcore.model.base import Base
+from pamcore.model.directory import Group, Role, User
+from pamcore.model.inventory import Credential, Platform, Resource, ResourceProtocol, Secret
+from pamcore.model.policy import (
+    AccessPolicy,
+    ActionPhase,
+    Activity,
+    ActivityAction,
+    ActivityKind,
+    ApprovalTier,
+    ConnectionProfile,
+    LoginMode,
+)
+from pamcore.model.sessions import ActivitySession, Approval, Decision, Recording
+
+__all__ = [
+    "AccessPolicy",
+    "ActionPhase",
+    "Activity",
+    "ActivityAction",
+    "ActivityKind",
+    "ActivitySession",
+    "Approval",
+    "ApprovalTier",
+    "AuditEvent",
+    "AuditHead",
+    "Base",
+    "ConnectionProfile",
+    "Credential",
+    "Decision",
+    "Group",
+    "LoginMode",
+    "Platform",
+    "Recording",
+    "Resource",
+    "ResourceProtocol",
+    "Role",
+    "Secret",
+    "Status",
+    "User",
+]

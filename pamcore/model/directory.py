@@ -1,0 +1,76 @@
+"""People: users, their role, and groups."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import Column, Enum, ForeignKey, String, Table
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from pamcore.clock import utcnow
+from pamcore.model.base import Base
+
+
+class Role(enum.StrEnum):
+    """What a person may do in pamcore itself (approval rights come from connection profiles)."""
+
+    USER = "user"
+    APPROVER = "approver"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
+
+def enum_column(enum_cls: type[enum.Enum], name: str) -> Enum:
+    """Store enum *values* as plain strings (no native PG enum): migrations stay simple."""
+    return Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        validate_strings=True,
+        length=32,
+        values_callable=lambda cls: [m.value for m in cls],
+    )
+
+
+user_groups = Table(
+    "user_groups",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    role: Mapped[Role] = mapped_column(enum_column(Role, "role"), default=Role.USER)
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    groups: Mapped[list[Group]] = relationship(
+        secondary=user_groups, back_populates="members", order_by="Group.name"
+    )
+
+    @property
+    def group_ids(self) -> set[int]:
+        return {g.id for g in self.groups}
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(String(512), default="")
+
+    members: Mapped[list[User]] = relationship(
+        secondary=user_groups, back_populates="groups", order_by="User.username"
+    )

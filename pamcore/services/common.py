@@ -1,0 +1,101 @@
+"""What every service shares: who is acting, name look-ups, role checks."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pamcore.errors import NotFound, PolicyDenied
+from pamcore.model import (
+    AccessPolicy,
+    Activity,
+    ActivitySession,
+    ConnectionProfile,
+    Credential,
+    Group,
+    Resource,
+    Role,
+    User,
+)
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    """The operator at the instance's console (CLI without ``--as``), or the scheduler."""
+
+    name: str = "system"
+
+    @property
+    def username(self) -> str:
+        return f"system:{self.name}"
+
+
+Actor = User | SystemActor
+SCHEDULER = SystemActor("scheduler")
+CONSOLE = SystemActor("cli")
+
+
+def actor_name(actor: Actor) -> str:
+    return actor.username
+
+
+def is_admin(actor: Actor) -> bool:
+    return isinstance(actor, SystemActor) or actor.role == Role.ADMIN
+
+
+def require_admin(actor: Actor, what: str) -> None:
+    if not is_admin(actor):
+        raise PolicyDenied(f"only an administrator may {what}")
+
+
+def require_auditor(actor: Actor) -> None:
+    if not (is_admin(actor) or (isinstance(actor, User) and actor.role == Role.AUDITOR)):
+        raise PolicyDenied("only an administrator or an auditor may read the audit log")
+
+
+M = TypeVar("M", User, Group, Resource, Credential, Activity, ConnectionProfile, AccessPolicy)
+
+_NAME_COLUMN = {User: "username"}
+_KIND = {
+    User: "user",
+    Group: "group",
+    Resource: "resource",
+    Credential: "credential",
+    Activity: "activity",
+    ConnectionProfile: "connection profile",
+    AccessPolicy: "access policy",
+}
+
+
+def normalize_name(name: str) -> str:
+    """Names match case-insensitively, and ``-``/``_`` stand for a space (DirectConnect)."""
+    return re.sub(r"[\s_\-]+", " ", name.strip()).casefold()
+
+
+def by_name(db: Session, model: type[M], name: str) -> M:
+    """Look a named object up: exact (case-insensitive) first, then with ``-``/``_`` as spaces."""
+    column = getattr(model, _NAME_COLUMN.get(model, "name"))
+    found = db.scalar(select(model).where(func.lower(column) == name.strip().lower()))
+    if found is not None:
+        return found
+    wanted = normalize_name(name)
+    matches = [
+        m for m in db.scalars(select(model)) if normalize_name(getattr(m, column.key)) == wanted
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    kind = _KIND[model]
+    if matches:
+        raise NotFound(f"'{name}' matches several {kind} names; type the exact name")
+    raise NotFound(f"no {kind} named '{name}'")
+
+
+def get_session(db: Session, session_id: int) -> ActivitySession:
+    session = db.get(ActivitySession, session_id)
+    if session is None:
+        raise NotFound(f"no activity session #{session_id}")
+    return session

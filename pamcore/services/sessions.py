@@ -1,0 +1,393 @@
+"""Activity sessions: request, cancel, end, extend, list — the one path for every edge."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from pamcore.clock import format_utc
+from pamcore.core import Pamcore
+from pamcore.errors import ActionFailed, NotFound, PolicyDenied, ValidationError
+from pamcore.lifecycle import CONNECTABLE, OPEN, TERMINAL, Status, transition
+from pamcore.model import (
+    ActionPhase,
+    Activity,
+    ActivitySession,
+    Resource,
+    Role,
+    User,
+)
+from pamcore.model.sessions import session_resources
+from pamcore.services.access import find_policy
+from pamcore.services.actions import run_actions
+from pamcore.services.common import Actor, SystemActor, by_name, get_session, is_admin
+
+MAX_NOTES = 4000
+MAX_TICKET = 64
+MAX_RESOURCES = 50
+#: How far in the past a "scheduled" start may be before it is called a mistake.
+START_TOLERANCE = dt.timedelta(minutes=1)
+MAX_LEAD = dt.timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """What the wizard, the CLI, the API and DirectConnect all ask for."""
+
+    activity: str
+    resources: tuple[str, ...]
+    notes: str = ""
+    ticket: str = ""
+    #: ``None`` means now.
+    start: dt.datetime | None = None
+
+
+def _lookup(db: Session, model: type, name: str, field: str):  # type: ignore[no-untyped-def]
+    try:
+        return by_name(db, model, name)
+    except NotFound as exc:
+        raise ValidationError(field, str(exc)) from None
+
+
+def create_session(
+    core: Pamcore, db: Session, requester: User, request: SessionRequest
+) -> ActivitySession:
+    """Validate a request against policy and profile, store it, and route it to approval
+    or the schedule. Validation errors name the field and the reason."""
+    now = core.now()
+    activity: Activity = _lookup(db, Activity, request.activity, "activity")
+    names = list(dict.fromkeys(n.strip() for n in request.resources if n.strip()))
+    if not names:
+        raise ValidationError("resources", "select at least one resource")
+    if len(names) > MAX_RESOURCES:
+        raise ValidationError("resources", f"at most {MAX_RESOURCES} resources per session")
+    resources: list[Resource] = []
+    for name in names:
+        resource = _lookup(db, Resource, name, "resources")
+        if resource not in resources:
+            resources.append(resource)
+    try:
+        policy = find_policy(db, requester, activity, resources)
+    except PolicyDenied as refusal:
+        raise refusal.audited(
+            requester.username,
+            "session.refused",
+            target=activity.name,
+            resources=[r.name for r in resources],
+        ) from None
+    profile = policy.profile
+    notes, ticket = request.notes.strip(), request.ticket.strip()
+    if profile.notes_required and not notes:
+        raise ValidationError("notes", f"required by connection profile '{profile.name}'")
+    if len(notes) > MAX_NOTES:
+        raise ValidationError("notes", f"at most {MAX_NOTES} characters")
+    if profile.ticket_required and not ticket:
+        raise ValidationError("ticket", f"a ticket number is required by '{profile.name}'")
+    if len(ticket) > MAX_TICKET:
+        raise ValidationError("ticket", f"at most {MAX_TICKET} characters")
+    start = _check_start(request.start, now)
+    problems = core.hooks.validate_session_request(
+        requester, activity.name, [r.name for r in resources], notes, ticket
+    )
+    if problems:
+        first = problems[0]
+        raise ValidationError(first.field, "; ".join(p.reason for p in problems))
+    _refuse_duplicate(db, requester, activity, resources)
+
+    session = ActivitySession(
+        requester=requester,
+        activity=activity,
+        policy=policy,
+        profile=profile,
+        resources=resources,
+        notes=notes,
+        ticket=ticket,
+        scheduled_start=start,
+        status=Status.REQUESTED,
+        created_at=now,
+    )
+    db.add(session)
+    db.flush()
+    core.audit(
+        db,
+        requester.username,
+        "session.requested",
+        target=activity.name,
+        session_id=session.id,
+        resources=[r.name for r in resources],
+        ticket=ticket,
+        start=start.isoformat(),
+        profile=profile.name,
+    )
+    if profile.approval_required or core.hooks.approval_required(session):
+        transition(session, Status.WAITING_FOR_APPROVAL)
+        session.current_tier = 1
+        session.tier_started_at = now
+    else:
+        transition(session, Status.SCHEDULED)
+    db.flush()
+    return session
+
+
+def _check_start(start: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+    if start is None:
+        return now
+    if start.tzinfo is None:
+        raise ValidationError("start", "give a time zone (or use UTC), e.g. 2026-12-01T14:00Z")
+    if start < now - START_TOLERANCE:
+        raise ValidationError("start", f"{format_utc(start)} is in the past")
+    if start > now + MAX_LEAD:
+        raise ValidationError("start", "at most one year ahead")
+    return start.astimezone(dt.UTC)
+
+
+def _refuse_duplicate(
+    db: Session, requester: User, activity: Activity, resources: list[Resource]
+) -> None:
+    existing = db.scalar(
+        select(ActivitySession)
+        .join(session_resources, session_resources.c.session_id == ActivitySession.id)
+        .where(
+            ActivitySession.requester_id == requester.id,
+            ActivitySession.activity_id == activity.id,
+            ActivitySession.status.in_([s.value for s in OPEN]),
+            session_resources.c.resource_id.in_([r.id for r in resources]),
+        )
+        .limit(1)
+    )
+    if existing is not None:
+        raise ValidationError(
+            "resources",
+            f"session #{existing.id} already covers this for '{activity.name}' "
+            f"({Status(existing.status).label}); use it or cancel it first",
+        )
+
+
+def _may_manage(actor: Actor, session: ActivitySession) -> bool:
+    return is_admin(actor) or (isinstance(actor, User) and actor.id == session.requester_id)
+
+
+def cancel_session(
+    core: Pamcore, db: Session, actor: Actor, session_id: int, reason: str = ""
+) -> ActivitySession:
+    """Cancel before or during the session (requester or admin); a provisioned session
+    runs its post-session actions first, so nothing created for it is left behind."""
+    session = get_session(db, session_id)
+    if not _may_manage(actor, session):
+        raise PolicyDenied("only the requester or an administrator may cancel this session")
+    status = Status(session.status)
+    why = f"canceled by {actor.username}" + (f": {reason}" if reason else "")
+    if status in CONNECTABLE:
+        return finish_session(core, db, session, Status.CANCELED, why, actor.username)
+    if status == Status.PROVISIONING:
+        raise PolicyDenied(
+            f"session #{session.id} is being provisioned; cancel it again in a few seconds"
+        )
+    transition(session, Status.CANCELED)
+    session.finished_at = core.now()
+    session.outcome_reason = why
+    core.audit(db, actor.username, "session.canceled", session_id=session.id, reason=reason)
+    return session
+
+
+def end_session(core: Pamcore, db: Session, actor: Actor, session_id: int) -> ActivitySession:
+    """End an available or active session early (requester or admin)."""
+    session = get_session(db, session_id)
+    if not _may_manage(actor, session):
+        raise PolicyDenied("only the requester or an administrator may end this session")
+    if Status(session.status) not in CONNECTABLE:
+        raise PolicyDenied(
+            f"session #{session.id} is {Status(session.status).label}; only an Available or "
+            f"Active session can be ended (use cancel before it starts)"
+        )
+    return finish_session(
+        core, db, session, Status.ENDED, f"ended by {actor.username}", actor.username
+    )
+
+
+def finish_session(
+    core: Pamcore,
+    db: Session,
+    session: ActivitySession,
+    outcome: Status,
+    reason: str,
+    actor: str,
+) -> ActivitySession:
+    """ending → post-session actions → ``outcome`` (or ``failed`` if an action fails)."""
+    if Status(session.status) != Status.ENDING:
+        transition(session, Status.ENDING)
+        session.pending_outcome = outcome
+        session.outcome_reason = reason
+        db.flush()
+        core.hooks.on_session_ending(session, outcome.value)
+    secret = session.login_secret
+    password = core.vault.reveal(secret) if secret else None
+    try:
+        run_actions(core, session, ActionPhase.POST, password)
+    except ActionFailed as exc:
+        outcome, reason = Status.FAILED, str(exc)
+    transition(session, outcome)
+    session.finished_at = core.now()
+    session.outcome_reason = reason
+    session.pending_outcome = None
+    session.claimed_by = session.claim_expires_at = None
+    if secret is not None:
+        # The ephemeral account is gone; its password must not outlive it.
+        session.login_secret = None
+        db.delete(secret)
+    core.audit(
+        db,
+        actor,
+        f"session.{outcome.value}",
+        session_id=session.id,
+        reason=reason,
+        account=session.login_account,
+    )
+    return session
+
+
+@dataclass(frozen=True)
+class Extension:
+    session_id: int
+    new_end: dt.datetime
+    extensions_left: int
+
+
+def extend_session(core: Pamcore, db: Session, actor: Actor, session_id: int) -> Extension:
+    """Extend by the profile's increment: only when the remaining time is at or under the
+    warning threshold, if the profile allows it, within the maximum count."""
+    session = get_session(db, session_id)
+    if not _may_manage(actor, session):
+        raise PolicyDenied("only the requester or an administrator may extend this session")
+    now = core.now()
+    profile = session.profile
+    if Status(session.status) not in CONNECTABLE or session.ends_at is None:
+        raise PolicyDenied(
+            f"session #{session.id} is {Status(session.status).label}; only an Available or "
+            f"Active session can be extended"
+        )
+    if not profile.extension_enabled:
+        raise PolicyDenied(f"connection profile '{profile.name}' does not allow extensions")
+    if session.extensions_used >= profile.extension_max_count:
+        raise PolicyDenied(
+            f"no extensions left ({session.extensions_used} of {profile.extension_max_count} used)"
+        )
+    remaining = session.ends_at - now
+    window = dt.timedelta(minutes=profile.warning_minutes)
+    if remaining > window:
+        minutes = int(remaining.total_seconds() // 60)
+        raise PolicyDenied(
+            f"you can extend when {profile.warning_minutes} minutes or less remain "
+            f"({minutes} minutes left, until {format_utc(session.ends_at)})"
+        )
+    session.ends_at += dt.timedelta(minutes=profile.extension_minutes)
+    session.extensions_used += 1
+    core.audit(
+        db,
+        actor.username,
+        "session.extended",
+        session_id=session.id,
+        new_end=session.ends_at.isoformat(),
+        extensions_used=session.extensions_used,
+    )
+    core.hooks.on_session_extended(session, session.ends_at)
+    return Extension(session.id, session.ends_at, session.extensions_left)
+
+
+VIEWS = {
+    "active": OPEN,
+    "scheduled": frozenset({Status.SCHEDULED, Status.WAITING_FOR_APPROVAL}),
+    "history": TERMINAL,
+    "all": frozenset(Status),
+}
+
+
+def list_sessions(
+    db: Session, actor: Actor, view: str = "active", limit: int = 200
+) -> list[ActivitySession]:
+    """Sessions the actor may see: their own; everything for admins and auditors."""
+    if view not in VIEWS:
+        raise ValidationError("view", f"one of {', '.join(VIEWS)}")
+    query = (
+        select(ActivitySession)
+        .where(ActivitySession.status.in_([s.value for s in VIEWS[view]]))
+        .options(
+            selectinload(ActivitySession.resources),
+            selectinload(ActivitySession.activity),
+            selectinload(ActivitySession.requester),
+        )
+        .order_by(ActivitySession.scheduled_start.desc(), ActivitySession.id.desc())
+        .limit(limit)
+    )
+    if not isinstance(actor, SystemActor) and actor.role not in (Role.ADMIN, Role.AUDITOR):
+        query = query.where(ActivitySession.requester_id == actor.id)
+    return list(db.scalars(query))
+
+
+def show_session(db: Session, actor: Actor, session_id: int) -> ActivitySession:
+    session = get_session(db, session_id)
+    if isinstance(actor, User) and actor.role not in (Role.ADMIN, Role.AUDITOR):
+        from pamcore.services.approvals import is_eligible_approver
+
+        if actor.id != session.requester_id and not is_eligible_approver(actor, session):
+            raise NotFound(f"no activity session #{session_id}")
+    return session
+
+
+def find_or_request(
+    core: Pamcore, db: Session, user: User, activity_name: str, resource_name: str
+) -> ActivitySession:
+    """DirectConnect: the user's open session for this activity and resource, or a new one
+    created through the ordinary create path (which may wait for approval)."""
+    activity = _lookup(db, Activity, activity_name, "activity")
+    resource = _lookup(db, Resource, resource_name, "resource")
+    existing = db.scalar(
+        select(ActivitySession)
+        .join(session_resources, session_resources.c.session_id == ActivitySession.id)
+        .where(
+            ActivitySession.requester_id == user.id,
+            ActivitySession.activity_id == activity.id,
+            session_resources.c.resource_id == resource.id,
+            ActivitySession.status.in_([s.value for s in OPEN]),
+        )
+        .order_by(ActivitySession.id.desc())
+        .limit(1)
+    )
+    if existing is not None:
+        return existing
+    return create_session(
+        core,
+        db,
+        user,
+        SessionRequest(
+            activity=activity.name,
+            resources=(resource.name,),
+            notes="DirectConnect from a native client",
+        ),
+    )
+
+
+def describe_remaining(session: ActivitySession, now: dt.datetime) -> str:
+    remaining = session.remaining(now)
+    if remaining is None:
+        return "-"
+    minutes = int(remaining.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+__all__ = [
+    "Extension",
+    "SessionRequest",
+    "cancel_session",
+    "create_session",
+    "describe_remaining",
+    "end_session",
+    "extend_session",
+    "find_or_request",
+    "finish_session",
+    "list_sessions",
+    "show_session",
+]

@@ -1,0 +1,126 @@
+"""Test helpers for pamcore and its plugin authors.
+
+Use from a ``conftest.py``::
+
+    pytest_plugins = ["pamcore.testing"]
+
+which provides the fixtures ``clock`` (a :class:`~pamcore.clock.FrozenClock`), ``db_url``
+(SQLite, and PostgreSQL when ``PAMCORE_TEST_PG_URL`` names a server) and ``core`` (a fresh
+instance with schema, master key and the installed plugins, in strict mode).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from pamcore.clock import FrozenClock
+from pamcore.config import load_config
+from pamcore.core import Pamcore
+from pamcore.model import Base
+from pamcore.plugins import PluginHost, build_plugin_host
+from pamcore.vault import MasterKey, write_key_file
+
+PG_ENV = "PAMCORE_TEST_PG_URL"
+REQUIRE_PG_ENV = "PAMCORE_REQUIRE_PG"
+#: A fixed instant, so tests read like the story they tell ("10:00 UTC").
+T0 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC)
+
+_TEMPLATE = "pamcore_test_template"
+
+
+def pg_admin_url() -> str | None:
+    return os.environ.get(PG_ENV) or None
+
+
+def _pg_template_ready(admin_url: str) -> None:
+    """Build a template database with the schema once; each test clones it (fast)."""
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {_TEMPLATE} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {_TEMPLATE}"))
+    engine.dispose()
+    tpl = create_engine(make_url(admin_url).set(database=_TEMPLATE))
+    Base.metadata.create_all(tpl)
+    tpl.dispose()
+
+
+def create_pg_database(admin_url: str) -> str:
+    name = f"pamcore_t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE}"))
+    engine.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(admin_url: str, url: str) -> None:
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {make_url(url).database} WITH (FORCE)"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> str | None:
+    admin = pg_admin_url()
+    if admin is None:
+        return None
+    _pg_template_ready(admin)
+    return admin
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty-schema database per test, on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'pamcore.db'}"
+        engine = create_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        yield url
+        return
+    admin = request.getfixturevalue("_pg_template")
+    if admin is None:
+        if os.environ.get(REQUIRE_PG_ENV):
+            pytest.fail(f"{REQUIRE_PG_ENV} is set but {PG_ENV} is not")
+        pytest.skip(f"PostgreSQL tests need {PG_ENV}")
+    url = create_pg_database(admin)
+    yield url
+    drop_pg_database(admin, url)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+def plugin_host() -> PluginHost:
+    """Built-ins plus the installed plugins, strict: a broken plugin fails the test."""
+    return build_plugin_host(strict=True)
+
+
+def make_core(instance: Path, url: str, clock: FrozenClock, plugins: PluginHost) -> Pamcore:
+    key_path = instance / "master.key"
+    write_key_file(key_path, MasterKey.generate())
+    config = load_config(instance, database_url=url, master_key_path=key_path)
+    return Pamcore(config, plugins=plugins, clock=clock)
+
+
+@pytest.fixture
+def core(
+    tmp_path: Path, db_url: str, clock: FrozenClock, plugin_host: PluginHost
+) -> Iterator[Pamcore]:
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    core = make_core(instance, db_url, clock, plugin_host)
+    yield core
+    core.dispose()
