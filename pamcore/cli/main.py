@@ -20,22 +20,6 @@ log = logging.getLogger(__name__)
 
 #: command name -> "module:attribute"; imported when the CLI is built.
 COMMANDS = {
-    "init": "pamcore.cli.instance:init",
-    "run": "pamcore.cli.instance:run",
-    "worker": "pamcore.cli.instance:worker",
-    "demo": "pamcore.cli.instance:demo",
-    "db": "pamcore.cli.db:db",
-    "users": "pamcore.cli.users:users",
-    "groups": "pamcore.cli.users:groups",
-    "resources": "pamcore.cli.resources:resources",
-    "credentials": "pamcore.cli.resources:credentials",
-    "activities": "pamcore.cli.policies:activities",
-    "profiles": "pamcore.cli.policies:profiles",
-    "policies": "pamcore.cli.policies:policies",
-    "sessions": "pamcore.cli.sessions:sessions",
-    "audit": "pamcore.cli.audit:audit",
-    "vault": "pamcore.cli.audit:vault",
-    "plugins": "pamcore.cli.plugins:plugins",
 }
 
 
