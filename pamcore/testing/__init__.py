@@ -33,7 +33,8 @@ REQUIRE_PG_ENV = "PAMCORE_REQUIRE_PG"
 #: A fixed instant, so tests read like the story they tell ("10:00 UTC").
 T0 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC)
 
-_TEMPLATE = "pamcore_test_template"
+#: Per test process, so parallel runs on one server never drop each other's template.
+_TEMPLATE = f"pamcore_test_template_{os.getpid()}"
 
 
 def pg_admin_url() -> str | None:
@@ -69,12 +70,17 @@ def drop_pg_database(admin_url: str, url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def _pg_template() -> str | None:
+def _pg_template() -> Iterator[str | None]:
     admin = pg_admin_url()
     if admin is None:
-        return None
+        yield None
+        return
     _pg_template_ready(admin)
-    return admin
+    yield admin
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {_TEMPLATE} WITH (FORCE)"))
+    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
