@@ -79,6 +79,24 @@ def world(core: Pamcore) -> World:
         b.make_policy(db, "alice web", approval, [linux_admin], [web01, web02], users=[alice])
         b.make_policy(db, "db checkout", standard, [checkout], [db01], users=[alice, bob])
     return World(
-        alice, bob, carol, dave, erin, admins, web01, web02, db01, linux_admin, checkout,
-        root_cred, standard, approval,
+        alice,
+        bob,
+        carol,
+        dave,
+        erin,
+        admins,
+        web01,
+        web02,
+        db01,
+        linux_admin,
+        checkout,
+        root_cred,
+        standard,
+        approval,
     )
+
+
+def fresh(db, obj):  # type: ignore[no-untyped-def]
+    """The row behind a detached fixture object, loaded in ``db`` (never ``merge``, which
+    would copy the fixture's stale collections back over the database)."""
+    return db.get(type(obj), obj.id)

@@ -40,8 +40,14 @@ EXPECTED = {
     (S.ENDING, S.FAILED),
 } | {
     (s, S.CANCELED)
-    for s in (S.REQUESTED, S.WAITING_FOR_APPROVAL, S.SCHEDULED, S.PROVISIONING, S.AVAILABLE,
-              S.ACTIVE)
+    for s in (
+        S.REQUESTED,
+        S.WAITING_FOR_APPROVAL,
+        S.SCHEDULED,
+        S.PROVISIONING,
+        S.AVAILABLE,
+        S.ACTIVE,
+    )
 }
 
 

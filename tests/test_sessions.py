@@ -24,7 +24,7 @@ from pamcore.services.sessions import (
     list_sessions,
 )
 from pamcore.testing import builders as b
-from tests.conftest import World
+from tests.conftest import World, fresh
 
 
 def request(activity: str = "Check out root", *resources: str, **kw) -> SessionRequest:
@@ -33,7 +33,7 @@ def request(activity: str = "Check out root", *resources: str, **kw) -> SessionR
 
 def create(core: Pamcore, user, req: SessionRequest) -> int:
     with core.unit() as db:
-        return create_session(core, db, db.merge(user), req).id
+        return create_session(core, db, fresh(db, user), req).id
 
 
 def status(core: Pamcore, session_id: int) -> Status:
@@ -102,7 +102,7 @@ def test_validation_names_field_and_reason(
 
 def test_notes_and_ticket_required_by_profile(core: Pamcore, world: World) -> None:
     with core.unit() as db:
-        profile = db.merge(world.standard)
+        profile = fresh(db, world.standard)
         profile.notes_required = True
         profile.ticket_required = True
     with pytest.raises(ValidationError) as err:
@@ -116,9 +116,7 @@ def test_notes_and_ticket_required_by_profile(core: Pamcore, world: World) -> No
     )
 
 
-def test_start_in_future_waits_until_due(
-    core: Pamcore, world: World, clock: FrozenClock
-) -> None:
+def test_start_in_future_waits_until_due(core: Pamcore, world: World, clock: FrozenClock) -> None:
     start = clock.now + dt.timedelta(hours=4)
     sid = create(core, world.alice, request(start=start))
     assert scheduler.tick(core).activated == []
@@ -152,32 +150,43 @@ def test_cancel_before_start(core: Pamcore, world: World) -> None:
     sid = create(core, world.alice, request("Linux Admin", "web01"))
     with pytest.raises(PolicyDenied, match="only the requester or an administrator"):
         with core.unit() as db:
-            cancel_session(core, db, db.merge(world.bob), sid)
+            cancel_session(core, db, fresh(db, world.bob), sid)
     with core.unit() as db:
-        cancel_session(core, db, db.merge(world.alice), sid, "not needed")
+        cancel_session(core, db, fresh(db, world.alice), sid, "not needed")
     assert status(core, sid) == Status.CANCELED
 
 
 def test_cancel_available_runs_post_actions(core: Pamcore, world: World) -> None:
     with core.unit() as db:
-        b.make_policy(db, "alice std", db.merge(world.standard), [db.merge(world.linux_admin)],
-                      [db.merge(world.web02)], users=[db.merge(world.alice)])
+        b.make_policy(
+            db,
+            "alice std",
+            fresh(db, world.standard),
+            [fresh(db, world.linux_admin)],
+            [fresh(db, world.web02)],
+            users=[fresh(db, world.alice)],
+        )
     sid = create(core, world.alice, SessionRequest("Linux Admin", ("web02",)))
     # web02 is covered by two policies; the lowest id (approval) wins
     assert status(core, sid) == Status.WAITING_FOR_APPROVAL
     with core.unit() as db:
-        approve_session(core, db, db.merge(world.carol), sid)
+        approve_session(core, db, fresh(db, world.carol), sid)
     scheduler.tick(core)
     assert status(core, sid) == Status.AVAILABLE
     with core.unit() as db:
-        cancel_session(core, db, db.merge(world.erin), sid)
+        cancel_session(core, db, fresh(db, world.erin), sid)
     with core.reader() as db:
         s = db.get(ActivitySession, sid)
         assert s.status == Status.CANCELED
         assert s.login_secret_id is None  # the ephemeral password is gone with the account
-        notes = [e.details.get("message") for e in db.scalars(
-            select(AuditEvent).where(AuditEvent.action == "action.note",
-                                     AuditEvent.session_id == sid))]
+        notes = [
+            e.details.get("message")
+            for e in db.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "action.note", AuditEvent.session_id == sid
+                )
+            )
+        ]
     assert notes == ["create account", "remove account"]
 
 
@@ -185,10 +194,10 @@ def test_end_only_when_connectable(core: Pamcore, world: World) -> None:
     sid = create(core, world.alice, request("Linux Admin", "web01"))
     with pytest.raises(PolicyDenied, match="use cancel"):
         with core.unit() as db:
-            end_session(core, db, db.merge(world.alice), sid)
+            end_session(core, db, fresh(db, world.alice), sid)
     sid2 = available_session(core, world)
     with core.unit() as db:
-        end_session(core, db, db.merge(world.alice), sid2)
+        end_session(core, db, fresh(db, world.alice), sid2)
     assert status(core, sid2) == Status.ENDED
 
 
@@ -197,7 +206,7 @@ def test_extension_window_and_limits(core: Pamcore, world: World, clock: FrozenC
 
     def extend():
         with core.unit() as db:
-            return extend_session(core, db, db.merge(world.alice), sid)
+            return extend_session(core, db, fresh(db, world.alice), sid)
 
     with pytest.raises(PolicyDenied, match="when 5 minutes or less remain .*60 minutes left"):
         extend()
@@ -219,36 +228,37 @@ def test_extension_window_and_limits(core: Pamcore, world: World, clock: FrozenC
 
 def test_extension_disabled_by_profile(core: Pamcore, world: World, clock: FrozenClock) -> None:
     with core.unit() as db:
-        db.merge(world.standard).extension_enabled = False
+        obj = fresh(db, world.standard)
+        obj.extension_enabled = False
     sid = available_session(core, world)
     clock.advance(minutes=58)
     with pytest.raises(PolicyDenied, match="does not allow extensions"):
         with core.unit() as db:
-            extend_session(core, db, db.merge(world.alice), sid)
+            extend_session(core, db, fresh(db, world.alice), sid)
 
 
 def test_extension_refused_when_not_available(core: Pamcore, world: World) -> None:
     sid = create(core, world.alice, request())
     with pytest.raises(PolicyDenied, match="only an Available or Active session"):
         with core.unit() as db:
-            extend_session(core, db, db.merge(world.alice), sid)
+            extend_session(core, db, fresh(db, world.alice), sid)
 
 
 def test_list_scopes(core: Pamcore, world: World) -> None:
     mine = create(core, world.alice, request())
     bobs = create(core, world.bob, request())
     with core.reader() as db:
-        assert [s.id for s in list_sessions(db, db.merge(world.alice))] == [mine]
-        assert {s.id for s in list_sessions(db, db.merge(world.erin))} == {mine, bobs}
-        assert list_sessions(db, db.merge(world.alice), "history") == []
+        assert [s.id for s in list_sessions(db, fresh(db, world.alice))] == [mine]
+        assert {s.id for s in list_sessions(db, fresh(db, world.erin))} == {mine, bobs}
+        assert list_sessions(db, fresh(db, world.alice), "history") == []
         with pytest.raises(ValidationError):
-            list_sessions(db, db.merge(world.alice), "bogus")
+            list_sessions(db, fresh(db, world.alice), "bogus")
 
 
 def test_direct_connect_reuses_or_creates(core: Pamcore, world: World) -> None:
     with core.unit() as db:
-        first = find_or_request(core, db, db.merge(world.alice), "linux-admin", "WEB01").id
+        first = find_or_request(core, db, fresh(db, world.alice), "linux-admin", "WEB01").id
     with core.unit() as db:
-        again = find_or_request(core, db, db.merge(world.alice), "Linux Admin", "web01").id
+        again = find_or_request(core, db, fresh(db, world.alice), "Linux Admin", "web01").id
     assert first == again
     assert status(core, first) == Status.WAITING_FOR_APPROVAL
