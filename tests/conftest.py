@@ -20,7 +20,6 @@ from pamcore.model import (
 )
 from pamcore.testing import builders as b
 
-
 ROOT_PASSWORD = "Db01-root-S3cret!"
 
 

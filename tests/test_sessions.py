@@ -192,9 +192,8 @@ def test_cancel_available_runs_post_actions(core: Pamcore, world: World) -> None
 
 def test_end_only_when_connectable(core: Pamcore, world: World) -> None:
     sid = create(core, world.alice, request("Linux Admin", "web01"))
-    with pytest.raises(PolicyDenied, match="use cancel"):
-        with core.unit() as db:
-            end_session(core, db, fresh(db, world.alice), sid)
+    with pytest.raises(PolicyDenied, match="use cancel"), core.unit() as db:
+        end_session(core, db, fresh(db, world.alice), sid)
     sid2 = available_session(core, world)
     with core.unit() as db:
         end_session(core, db, fresh(db, world.alice), sid2)
@@ -232,9 +231,8 @@ def test_extension_disabled_by_profile(core: Pamcore, world: World, clock: Froze
         obj.extension_enabled = False
     sid = available_session(core, world)
     clock.advance(minutes=58)
-    with pytest.raises(PolicyDenied, match="does not allow extensions"):
-        with core.unit() as db:
-            extend_session(core, db, fresh(db, world.alice), sid)
+    with pytest.raises(PolicyDenied, match="does not allow extensions"), core.unit() as db:
+        extend_session(core, db, fresh(db, world.alice), sid)
 
 
 def test_extension_refused_when_not_available(core: Pamcore, world: World) -> None:
