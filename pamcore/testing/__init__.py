@@ -5,8 +5,9 @@ Use from a ``conftest.py``::
     pytest_plugins = ["pamcore.testing"]
 
 which provides the fixtures ``clock`` (a :class:`~pamcore.clock.FrozenClock`), ``db_url``
-(SQLite, and PostgreSQL when ``PAMCORE_TEST_PG_URL`` names a server) and ``core`` (a fresh
-instance with schema, master key and the installed plugins, in strict mode).
+(SQLite, and PostgreSQL when ``PAMCORE_TEST_PG_URL`` names a server), ``empty_db_url`` (the
+same without a schema) and ``core`` (a fresh instance with schema, master key and the
+installed plugins, in strict mode).
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ def pg_admin_url() -> str | None:
     return os.environ.get(PG_ENV) or None
 
 
+def require_pg_admin_url() -> str:
+    """The PostgreSQL admin URL; skips the test without one, or fails it when CI demands
+    PostgreSQL (``PAMCORE_REQUIRE_PG``), so a missing server never passes silently."""
+    admin = pg_admin_url()
+    if admin is None:
+        if os.environ.get(REQUIRE_PG_ENV):
+            pytest.fail(f"{REQUIRE_PG_ENV} is set but {PG_ENV} is not")
+        pytest.skip(f"PostgreSQL tests need {PG_ENV}")
+    return admin
+
+
 def _pg_template_ready(admin_url: str) -> None:
     """Build a template database with the schema once; each test clones it (fast)."""
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -53,11 +65,13 @@ def _pg_template_ready(admin_url: str) -> None:
     tpl.dispose()
 
 
-def create_pg_database(admin_url: str) -> str:
+def create_pg_database(admin_url: str, template: str | None = _TEMPLATE) -> str:
+    """A new database cloned from the schema template, or empty when ``template`` is None."""
     name = f"pamcore_t_{uuid.uuid4().hex[:12]}"
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE}"))
+        clone = f" TEMPLATE {template}" if template else ""
+        conn.execute(text(f"CREATE DATABASE {name}{clone}"))
     engine.dispose()
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
@@ -93,12 +107,21 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         engine.dispose()
         yield url
         return
+    require_pg_admin_url()
     admin = request.getfixturevalue("_pg_template")
-    if admin is None:
-        if os.environ.get(REQUIRE_PG_ENV):
-            pytest.fail(f"{REQUIRE_PG_ENV} is set but {PG_ENV} is not")
-        pytest.skip(f"PostgreSQL tests need {PG_ENV}")
     url = create_pg_database(admin)
+    yield url
+    drop_pg_database(admin, url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database without any schema, on each backend: for migrations and ``pamcore init``."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    admin = require_pg_admin_url()
+    url = create_pg_database(admin, template=None)
     yield url
     drop_pg_database(admin, url)
 
