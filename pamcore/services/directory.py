@@ -1,0 +1,406 @@
+"""People: users, roles, passwords, groups, and sign-in — the one path for every edge.
+
+Usernames are the left part of the DirectConnect grammar ``user+activity+resource@proxy``,
+so they are lowercase and may never contain ``+`` or ``@``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pamcore.core import Pamcore
+from pamcore.errors import AuthenticationFailed, PolicyDenied, ValidationError
+from pamcore.model import (
+    AccessPolicy,
+    ActivitySession,
+    Approval,
+    ApprovalTier,
+    Group,
+    Role,
+    User,
+)
+from pamcore.passwords import hash_password
+from pamcore.services.common import Actor, by_name, normalize_name, require_admin
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MAX_NAME = 128
+#: Characters that would break the DirectConnect grammar or a terminal line.
+_RESERVED = {
+    "+": "'+' separates user, activity and resource in DirectConnect logins",
+    "@": "'@' separates the login from the proxy host in DirectConnect logins",
+}
+
+
+# -- names ----------------------------------------------------------------------------------
+
+
+def check_username(username: str) -> str:
+    """The normalised username, or a ValidationError that says how to fix it."""
+    name = username.strip()
+    for char, why in _RESERVED.items():
+        if char in name:
+            raise ValidationError("username", f"must not contain {why}")
+    if name != name.lower():
+        raise ValidationError("username", f"must be lowercase (try '{name.lower()}')")
+    if not USERNAME.match(name):
+        raise ValidationError(
+            "username",
+            "1-64 characters: lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+        )
+    return name
+
+
+def check_name(field: str, name: str, max_len: int = MAX_NAME) -> str:
+    """Names of groups, resources, activities...: typed in DirectConnect logins and URLs."""
+    name = name.strip()
+    if not name:
+        raise ValidationError(field, "must not be empty")
+    if len(name) > max_len:
+        raise ValidationError(field, f"at most {max_len} characters")
+    for char, why in _RESERVED.items():
+        if char in name:
+            raise ValidationError(field, f"must not contain {why}")
+    if any(not c.isprintable() for c in name):
+        raise ValidationError(field, "must not contain control characters")
+    return name
+
+
+def refuse_taken(db: Session, model: type, name: str, field: str, current: Any = None) -> None:
+    """Refuse a name another row already answers to: look-ups match case-insensitively and
+    treat ``-``/``_`` as spaces, so ``linux_admin`` would shadow ``Linux Admin``."""
+    column = getattr(model, "username" if model is User else "name")
+    wanted = normalize_name(name)
+    for row in db.scalars(select(model)):
+        if row is not current and normalize_name(getattr(row, column.key)) == wanted:
+            raise ValidationError(field, f"'{getattr(row, column.key)}' already exists")
+
+
+# -- users ----------------------------------------------------------------------------------
+
+
+def list_users(db: Session) -> list[User]:
+    return list(db.scalars(select(User).order_by(User.username)))
+
+
+def get_user(db: Session, username: str) -> User:
+    return by_name(db, User, username)
+
+
+def create_user(
+    core: Pamcore,
+    db: Session,
+    actor: Actor,
+    username: str,
+    *,
+    role: Role = Role.USER,
+    display_name: str = "",
+    email: str = "",
+    password: str | None = None,
+) -> User:
+    """Create a user; without a password they cannot sign in until one is set."""
+    require_admin(actor, "create users")
+    username = check_username(username)
+    if db.scalar(select(User).where(func.lower(User.username) == username)) is not None:
+        raise ValidationError("username", f"'{username}' already exists")
+    user = User(
+        username=username,
+        display_name=check_text("display_name", display_name, 128) or username,
+        email=_email(email),
+        role=Role(role),
+        password_hash=hash_password(password) if password is not None else None,
+    )
+    db.add(user)
+    db.flush()
+    core.audit(
+        db,
+        actor.username,
+        "user.created",
+        target=user.username,
+        role=user.role.value,
+        has_password=password is not None,
+    )
+    return user
+
+
+def update_user(
+    core: Pamcore,
+    db: Session,
+    actor: Actor,
+    username: str,
+    *,
+    display_name: str | None = None,
+    email: str | None = None,
+) -> User:
+    require_admin(actor, "change users")
+    user = get_user(db, username)
+    changes: dict[str, str] = {}
+    if display_name is not None:
+        user.display_name = changes["display_name"] = check_text("display_name", display_name, 128)
+    if email is not None:
+        user.email = changes["email"] = _email(email)
+    core.audit(db, actor.username, "user.updated", target=user.username, **changes)
+    return user
+
+
+def set_role(core: Pamcore, db: Session, actor: Actor, username: str, role: Role | str) -> User:
+    require_admin(actor, "change roles")
+    user = get_user(db, username)
+    try:
+        new = Role(role)
+    except ValueError:
+        raise ValidationError("role", f"one of {', '.join(r.value for r in Role)}") from None
+    if isinstance(actor, User) and actor.id == user.id and new != Role.ADMIN:
+        raise PolicyDenied("you cannot remove your own administrator role; ask another admin")
+    old, user.role = user.role, new
+    core.audit(
+        db, actor.username, "user.role_set", target=user.username, old=old.value, new=new.value
+    )
+    return user
+
+
+def set_password(core: Pamcore, db: Session, actor: Actor, username: str, password: str) -> User:
+    """An administrator sets anyone's password; a user may set their own. Unlocks too."""
+    user = get_user(db, username)
+    if not (isinstance(actor, User) and actor.id == user.id):
+        require_admin(actor, "set other users' passwords")
+    user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    core.audit(db, actor.username, "user.password_set", target=user.username)
+    return user
+
+
+def unlock_user(core: Pamcore, db: Session, actor: Actor, username: str) -> User:
+    require_admin(actor, "unlock users")
+    user = get_user(db, username)
+    user.failed_logins = 0
+    user.locked_until = None
+    core.audit(db, actor.username, "user.unlocked", target=user.username)
+    return user
+
+
+def set_active(core: Pamcore, db: Session, actor: Actor, username: str, active: bool) -> User:
+    """Disable (or re-enable) a user: kept for the audit trail, but unable to sign in."""
+    require_admin(actor, "disable or enable users")
+    user = get_user(db, username)
+    if isinstance(actor, User) and actor.id == user.id and not active:
+        raise PolicyDenied("you cannot disable your own account")
+    user.is_active = active
+    core.audit(
+        db, actor.username, "user.enabled" if active else "user.disabled", target=user.username
+    )
+    return user
+
+
+def delete_user(core: Pamcore, db: Session, actor: Actor, username: str) -> None:
+    """Delete a user who never took part in a session; others are disabled instead, so the
+    history keeps saying who did what."""
+    require_admin(actor, "delete users")
+    user = get_user(db, username)
+    if isinstance(actor, User) and actor.id == user.id:
+        raise PolicyDenied("you cannot delete your own account")
+    used = db.scalar(
+        select(func.count())
+        .select_from(ActivitySession)
+        .where(ActivitySession.requester_id == user.id)
+    ) or db.scalar(
+        select(func.count()).select_from(Approval).where(Approval.approver_id == user.id)
+    )
+    if used:
+        raise ValidationError(
+            "username",
+            f"{user.username} has sessions or approvals in the history; "
+            f"disable the account instead ('pamcore users disable {user.username}')",
+        )
+    db.delete(user)
+    core.audit(db, actor.username, "user.deleted", target=user.username)
+
+
+def user_record(user: User) -> dict[str, Any]:
+    """What the edges show about a user (never the hash)."""
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "email": user.email,
+        "role": user.role,
+        "active": user.is_active,
+        "locked_until": user.locked_until,
+        "failed_logins": user.failed_logins,
+        "has_password": user.password_hash is not None,
+        "groups": [g.name for g in user.groups],
+        "created_at": user.created_at,
+    }
+
+
+# -- groups ---------------------------------------------------------------------------------
+
+
+def list_groups(db: Session) -> list[Group]:
+    return list(db.scalars(select(Group).order_by(Group.name)))
+
+
+def get_group(db: Session, name: str) -> Group:
+    return by_name(db, Group, name)
+
+
+def create_group(
+    core: Pamcore,
+    db: Session,
+    actor: Actor,
+    name: str,
+    description: str = "",
+    members: Iterable[str] = (),
+) -> Group:
+    require_admin(actor, "create groups")
+    name = check_name("name", name)
+    refuse_taken(db, Group, name, "name")
+    group = Group(
+        name=name,
+        description=check_text("description", description, 512),
+        members=[get_user(db, m) for m in members],
+    )
+    db.add(group)
+    db.flush()
+    core.audit(
+        db,
+        actor.username,
+        "group.created",
+        target=group.name,
+        members=[u.username for u in group.members],
+    )
+    return group
+
+
+def delete_group(core: Pamcore, db: Session, actor: Actor, name: str) -> None:
+    """Delete a group; refused while an access policy or approval tier names it, because
+    removing it silently would change who may do or approve what."""
+    require_admin(actor, "delete groups")
+    group = get_group(db, name)
+    policies = db.scalars(select(AccessPolicy).where(AccessPolicy.groups.contains(group))).all()
+    if policies:
+        raise ValidationError(
+            "group",
+            f"'{group.name}' is used by access policy "
+            f"{', '.join(repr(p.name) for p in policies)}; remove it there first",
+        )
+    tiers = db.scalars(select(ApprovalTier).where(ApprovalTier.groups.contains(group))).all()
+    if tiers:
+        raise ValidationError(
+            "group",
+            f"'{group.name}' approves in connection profile "
+            f"{', '.join(sorted({repr(t.profile.name) for t in tiers}))}; remove it there first",
+        )
+    db.delete(group)
+    core.audit(db, actor.username, "group.deleted", target=group.name)
+
+
+def add_member(core: Pamcore, db: Session, actor: Actor, group_name: str, username: str) -> Group:
+    require_admin(actor, "change group members")
+    group, user = get_group(db, group_name), get_user(db, username)
+    if user in group.members:
+        raise ValidationError("member", f"{user.username} is already in '{group.name}'")
+    group.members.append(user)
+    core.audit(db, actor.username, "group.member_added", target=group.name, member=user.username)
+    return group
+
+
+def remove_member(
+    core: Pamcore, db: Session, actor: Actor, group_name: str, username: str
+) -> Group:
+    require_admin(actor, "change group members")
+    group, user = get_group(db, group_name), get_user(db, username)
+    if user not in group.members:
+        raise ValidationError("member", f"{user.username} is not in '{group.name}'")
+    group.members.remove(user)
+    core.audit(db, actor.username, "group.member_removed", target=group.name, member=user.username)
+    return group
+
+
+def group_record(group: Group) -> dict[str, Any]:
+    return {
+        "name": group.name,
+        "description": group.description,
+        "members": [u.username for u in group.members],
+    }
+
+
+# -- sign-in --------------------------------------------------------------------------------
+
+
+def authenticate(
+    core: Pamcore,
+    db: Session,
+    username: str,
+    password: str,
+    factors: dict[str, Any] | None = None,
+) -> User:
+    """Check a sign-in through the ``pamcore_authenticate`` plugins and return the user.
+
+    A failure commits the caller's unit *before* raising :class:`AuthenticationFailed`:
+    the failure counter and lockout the plugin wrote, and the ``auth.failed`` event, must
+    survive the rollback the exception triggers, or five wrong passwords would never lock
+    the account. Call it first in its unit, so nothing else is committed with them.
+    """
+    claimed = username.strip()[:64]
+    result = core.hooks.authenticate(core, db, claimed, password, dict(factors or {}))
+    if result is None or not result.ok or result.user is None:
+        reason = (
+            result.reason
+            if result is not None and result.reason
+            else ("wrong username or password")
+        )
+        core.audit(db, claimed or "-", "auth.failed", target=claimed, reason=reason)
+        db.commit()
+        raise AuthenticationFailed(reason)
+    core.audit(db, result.user.username, "auth.succeeded", target=result.user.username)
+    return result.user
+
+
+# -- small input checks ---------------------------------------------------------------------
+
+
+def check_text(field: str, value: str, max_len: int) -> str:
+    """Free text (descriptions, display names), trimmed and bounded."""
+    value = value.strip()
+    if len(value) > max_len:
+        raise ValidationError(field, f"at most {max_len} characters")
+    return value
+
+
+def _email(email: str) -> str:
+    email = check_text("email", email, 254)
+    if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+        raise ValidationError("email", f"'{email}' is not an e-mail address (name@example.org)")
+    return email
+
+
+__all__ = [
+    "add_member",
+    "authenticate",
+    "check_name",
+    "check_text",
+    "check_username",
+    "create_group",
+    "create_user",
+    "delete_group",
+    "delete_user",
+    "get_group",
+    "get_user",
+    "group_record",
+    "list_groups",
+    "list_users",
+    "refuse_taken",
+    "remove_member",
+    "set_active",
+    "set_password",
+    "set_role",
+    "unlock_user",
+    "update_user",
+    "user_record",
+]

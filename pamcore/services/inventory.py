@@ -1,0 +1,456 @@
+"""What is protected: resources (with protocols, host keys, plugin settings) and vaulted
+credentials. Secrets go straight to the vault; nothing here returns or logs them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pamcore.core import Pamcore
+from pamcore.errors import ValidationError
+from pamcore.model import (
+    Activity,
+    ActivitySession,
+    Credential,
+    Platform,
+    Resource,
+    ResourceProtocol,
+)
+from pamcore.model.sessions import session_resources
+from pamcore.registry import ResourceSetting
+from pamcore.services.common import Actor, by_name, require_admin
+from pamcore.services.directory import check_name, check_text, refuse_taken
+
+_PROTOCOL = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_ADDRESS = re.compile(r"^[A-Za-z0-9._:\[\]%-]{1,255}$")
+_HOST_KEY = re.compile(r"^(sha256:\S+|(ssh|ecdsa)-\S+ [A-Za-z0-9+/=]+( .*)?)$")
+_KEY_MARKER = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+
+
+# -- resources ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResourceChanges:
+    """Fields to set on a resource; ``None`` leaves a field as it is (``host_key=""`` unpins)."""
+
+    name: str | None = None
+    address: str | None = None
+    platform: Platform | str | None = None
+    description: str | None = None
+    protocols: tuple[str, ...] | None = None
+    host_key: str | None = None
+    trust_on_first_use: bool | None = None
+
+
+def parse_protocols(core: Pamcore, specs: Iterable[str]) -> dict[str, int]:
+    """``["ssh:22", "rdp"]`` -> ``{"ssh": 22, "rdp": 3389}``; a bare name takes the default
+    port of the plugin that handles it."""
+    installed = core.hooks.protocols()
+    found: dict[str, int] = {}
+    for spec in specs:
+        name, sep, port_text = spec.strip().lower().partition(":")
+        if not _PROTOCOL.match(name):
+            raise ValidationError("protocols", f"'{spec}' is not NAME:PORT (e.g. ssh:22)")
+        if not sep:
+            if name not in installed:
+                raise ValidationError(
+                    "protocols",
+                    f"no installed plugin handles '{name}', so give its port ({name}:PORT); "
+                    f"installed: {', '.join(sorted(installed)) or 'none'}",
+                )
+            port = installed[name].default_port
+        elif port_text.isdigit() and 1 <= int(port_text) <= 65535:
+            port = int(port_text)
+        else:
+            raise ValidationError("protocols", f"'{spec}': the port must be 1-65535")
+        if name in found:
+            raise ValidationError("protocols", f"'{name}' is given twice")
+        found[name] = port
+    return found
+
+
+def list_resources(db: Session) -> list[Resource]:
+    return list(db.scalars(select(Resource).order_by(Resource.name)))
+
+
+def get_resource(db: Session, name: str) -> Resource:
+    return by_name(db, Resource, name)
+
+
+def create_resource(
+    core: Pamcore,
+    db: Session,
+    actor: Actor,
+    name: str,
+    address: str,
+    *,
+    platform: Platform | str = Platform.LINUX,
+    protocols: Iterable[str] = ("ssh",),
+    description: str = "",
+    host_key: str | None = None,
+    trust_on_first_use: bool = False,
+) -> Resource:
+    require_admin(actor, "create resources")
+    resource = Resource(name="", address="", settings={})
+    _apply_resource(
+        core,
+        db,
+        resource,
+        ResourceChanges(
+            name=name,
+            address=address,
+            platform=platform,
+            description=description,
+            protocols=tuple(protocols),
+            host_key=host_key or "",
+            trust_on_first_use=trust_on_first_use,
+        ),
+    )
+    db.add(resource)
+    db.flush()
+    core.audit(db, actor.username, "resource.created", target=resource.name, **_summary(resource))
+    return resource
+
+
+def update_resource(
+    core: Pamcore, db: Session, actor: Actor, name: str, changes: ResourceChanges
+) -> Resource:
+    require_admin(actor, "change resources")
+    resource = get_resource(db, name)
+    before = resource.name
+    _apply_resource(core, db, resource, changes)
+    db.flush()
+    core.audit(db, actor.username, "resource.updated", target=before, **_summary(resource))
+    return resource
+
+
+def _apply_resource(core: Pamcore, db: Session, resource: Resource, ch: ResourceChanges) -> None:
+    if ch.name is not None:
+        name = check_name("name", ch.name)
+        refuse_taken(db, Resource, name, "name", current=resource)
+        resource.name = name
+    if ch.address is not None:
+        address = ch.address.strip()
+        if not _ADDRESS.match(address):
+            raise ValidationError("address", f"'{address}' is not a host name or IP address")
+        resource.address = address
+    if ch.platform is not None:
+        try:
+            resource.platform = Platform(ch.platform)
+        except ValueError:
+            raise ValidationError(
+                "platform", f"one of {', '.join(p.value for p in Platform)}"
+            ) from None
+    if ch.description is not None:
+        resource.description = check_text("description", ch.description, 512)
+    if ch.protocols is not None:
+        ports = parse_protocols(core, ch.protocols)
+        if not ports:
+            raise ValidationError("protocols", "give at least one, e.g. ssh:22")
+        # Keep existing rows, so (resource, name) stays unique within one flush.
+        kept = {p.name: p for p in resource.protocols}
+        rows = []
+        for proto, port in ports.items():
+            row = kept.get(proto) or ResourceProtocol(name=proto, port=port)
+            row.port = port
+            rows.append(row)
+        resource.protocols = rows
+    if ch.host_key is not None:
+        key = ch.host_key.strip()
+        if key and not _HOST_KEY.match(key):
+            raise ValidationError(
+                "host_key",
+                "give an OpenSSH public-key line ('ssh-ed25519 AAAA...') or 'sha256:...'",
+            )
+        resource.host_key = key or None
+    if ch.trust_on_first_use is not None:
+        resource.trust_on_first_use = ch.trust_on_first_use
+
+
+def delete_resource(core: Pamcore, db: Session, actor: Actor, name: str) -> None:
+    """Delete a resource no session ever covered; the history must keep its target."""
+    require_admin(actor, "delete resources")
+    resource = get_resource(db, name)
+    used = db.scalar(
+        select(func.count())
+        .select_from(session_resources)
+        .where(session_resources.c.resource_id == resource.id)
+    )
+    if used:
+        raise ValidationError(
+            "resource",
+            f"'{resource.name}' appears in {used} session(s); it stays for the history. "
+            f"Remove it from its access policies instead",
+        )
+    db.delete(resource)
+    core.audit(db, actor.username, "resource.deleted", target=resource.name)
+
+
+def available_settings(core: Pamcore) -> list[ResourceSetting]:
+    """Every per-resource setting the installed plugins understand."""
+    return sorted(core.hooks.resource_settings().values(), key=lambda s: (s.plugin, s.key))
+
+
+def _setting(core: Pamcore, plugin: str, key: str) -> ResourceSetting:
+    known = core.hooks.resource_settings()
+    setting = known.get((plugin.strip(), key.strip()))
+    if setting is None:
+        names = ", ".join(f"{p}.{k}" for p, k in sorted(known)) or "none (no plugin has any)"
+        raise ValidationError("setting", f"'{plugin}.{key}' is not a known setting; known: {names}")
+    return setting
+
+
+def set_setting(
+    core: Pamcore, db: Session, actor: Actor, name: str, plugin: str, key: str, value: str
+) -> Resource:
+    """Store a plugin setting, parsed and validated by the plugin that owns it."""
+    require_admin(actor, "change resource settings")
+    resource = get_resource(db, name)
+    setting = _setting(core, plugin, key)
+    try:
+        parsed = setting.parse(value)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(f"{setting.plugin}.{setting.key}", str(exc)) from None
+    settings = {p: dict(v) for p, v in (resource.settings or {}).items()}
+    settings.setdefault(setting.plugin, {})[setting.key] = parsed
+    resource.settings = settings  # a new object, so the JSON column is seen as changed
+    core.audit(
+        db,
+        actor.username,
+        "resource.setting_set",
+        target=resource.name,
+        setting=f"{setting.plugin}.{setting.key}",
+        value=parsed,
+    )
+    return resource
+
+
+def unset_setting(
+    core: Pamcore, db: Session, actor: Actor, name: str, plugin: str, key: str
+) -> Resource:
+    require_admin(actor, "change resource settings")
+    resource = get_resource(db, name)
+    settings = {p: dict(v) for p, v in (resource.settings or {}).items()}
+    if key not in settings.get(plugin, {}):
+        _setting(core, plugin, key)  # an unknown name says which ones exist
+        raise ValidationError("setting", f"'{plugin}.{key}' is not set on '{resource.name}'")
+    del settings[plugin][key]
+    resource.settings = {p: v for p, v in settings.items() if v}
+    core.audit(
+        db,
+        actor.username,
+        "resource.setting_unset",
+        target=resource.name,
+        setting=f"{plugin}.{key}",
+    )
+    return resource
+
+
+def resource_record(resource: Resource) -> dict[str, Any]:
+    return {
+        "name": resource.name,
+        "address": resource.address,
+        "platform": resource.platform,
+        "protocols": [f"{p.name}:{p.port}" for p in resource.protocols],
+        "description": resource.description,
+        "host_key": resource.host_key,
+        "trust_on_first_use": resource.trust_on_first_use,
+        "settings": {
+            f"{plugin}.{key}": value
+            for plugin, values in sorted((resource.settings or {}).items())
+            for key, value in sorted(values.items())
+        },
+    }
+
+
+def _summary(resource: Resource) -> dict[str, Any]:
+    record = resource_record(resource)
+    return {k: record[k] for k in ("address", "platform", "protocols")}
+
+
+# -- credentials ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialChanges:
+    """Non-secret fields to set; ``None`` leaves a field, ``resource=""`` detaches."""
+
+    name: str | None = None
+    username: str | None = None
+    resource: str | None = None
+    managed: bool | None = None
+    description: str | None = None
+
+
+def list_credentials(db: Session) -> list[Credential]:
+    return list(db.scalars(select(Credential).order_by(Credential.name)))
+
+
+def get_credential(db: Session, name: str) -> Credential:
+    return by_name(db, Credential, name)
+
+
+def create_credential(
+    core: Pamcore,
+    db: Session,
+    actor: Actor,
+    name: str,
+    username: str,
+    *,
+    resource: str | None = None,
+    password: str | None = None,
+    private_key: str | None = None,
+    managed: bool = False,
+    description: str = "",
+) -> Credential:
+    """Store an account with its password and/or private key, encrypted in the vault."""
+    require_admin(actor, "create credentials")
+    if not password and not private_key:
+        raise ValidationError("password", "give a password, a private key, or both")
+    credential = Credential(name="", username="")
+    _apply_credential(
+        db,
+        credential,
+        CredentialChanges(
+            name=name,
+            username=username,
+            resource=resource or "",
+            managed=managed,
+            description=description,
+        ),
+    )
+    if password:
+        credential.password_secret = core.vault.store(db, password)
+    if private_key:
+        credential.private_key_secret = core.vault.store(db, _check_key(private_key))
+    db.add(credential)
+    db.flush()
+    core.audit(
+        db,
+        actor.username,
+        "credential.created",
+        target=credential.name,
+        **_cred_summary(credential),
+    )
+    return credential
+
+
+def update_credential(
+    core: Pamcore, db: Session, actor: Actor, name: str, changes: CredentialChanges
+) -> Credential:
+    require_admin(actor, "change credentials")
+    credential = get_credential(db, name)
+    before = credential.name
+    _apply_credential(db, credential, changes)
+    db.flush()
+    core.audit(db, actor.username, "credential.updated", target=before, **_cred_summary(credential))
+    return credential
+
+
+def _apply_credential(db: Session, credential: Credential, ch: CredentialChanges) -> None:
+    if ch.name is not None:
+        name = check_name("name", ch.name)
+        refuse_taken(db, Credential, name, "name", current=credential)
+        credential.name = name
+    if ch.username is not None:
+        account = ch.username.strip()
+        if not account or len(account) > 128 or any(c.isspace() for c in account):
+            raise ValidationError("username", "the account name: 1-128 characters, no spaces")
+        credential.username = account
+    if ch.resource is not None:
+        credential.resource = get_resource(db, ch.resource) if ch.resource.strip() else None
+    if ch.managed is not None:
+        credential.managed = ch.managed
+    if ch.description is not None:
+        credential.description = check_text("description", ch.description, 512)
+
+
+def set_credential_password(
+    core: Pamcore, db: Session, actor: Actor, name: str, password: str
+) -> Credential:
+    """Replace the stored password (e.g. after a manual change on the device)."""
+    require_admin(actor, "set credential passwords")
+    credential = get_credential(db, name)
+    if not password:
+        raise ValidationError("password", "must not be empty")
+    if credential.password_secret is None:
+        credential.password_secret = core.vault.store(db, password)
+    else:
+        core.vault.replace(credential.password_secret, password)
+    credential.rotated_at = core.now()
+    core.audit(db, actor.username, "credential.password_set", target=credential.name)
+    return credential
+
+
+def set_credential_key(
+    core: Pamcore, db: Session, actor: Actor, name: str, private_key: str
+) -> Credential:
+    require_admin(actor, "set credential keys")
+    credential = get_credential(db, name)
+    key = _check_key(private_key)
+    if credential.private_key_secret is None:
+        credential.private_key_secret = core.vault.store(db, key)
+    else:
+        core.vault.replace(credential.private_key_secret, key)
+    core.audit(db, actor.username, "credential.key_set", target=credential.name)
+    return credential
+
+
+def delete_credential(core: Pamcore, db: Session, actor: Actor, name: str) -> None:
+    """Delete a credential and its vaulted secrets; refused while an activity logs in with it."""
+    require_admin(actor, "delete credentials")
+    credential = get_credential(db, name)
+    users = db.scalars(select(Activity).where(Activity.credential_id == credential.id)).all()
+    if users:
+        raise ValidationError(
+            "credential",
+            f"'{credential.name}' is used by activity "
+            f"{', '.join(repr(a.name) for a in users)}; change or delete the activity first",
+        )
+    sessions = db.scalars(
+        select(ActivitySession).where(ActivitySession.login_credential_id == credential.id)
+    ).all()
+    for session in sessions:
+        session.login_credential = None
+    for secret in (credential.password_secret, credential.private_key_secret):
+        if secret is not None:
+            db.delete(secret)
+    db.delete(credential)
+    core.audit(db, actor.username, "credential.deleted", target=credential.name)
+
+
+def credential_record(credential: Credential) -> dict[str, Any]:
+    """What the edges show: whether secrets are stored, never the secrets."""
+    return {
+        "name": credential.name,
+        "username": credential.username,
+        "resource": credential.resource.name if credential.resource else None,
+        "managed": credential.managed,
+        "has_password": credential.password_secret is not None,
+        "has_private_key": credential.private_key_secret is not None,
+        "description": credential.description,
+        "rotated_at": credential.rotated_at,
+    }
+
+
+def _cred_summary(credential: Credential) -> dict[str, Any]:
+    record = credential_record(credential)
+    return {k: record[k] for k in ("username", "resource", "managed")}
+
+
+def _check_key(private_key: str) -> str:
+    """A PEM or OpenSSH private key; the message never echoes what was given."""
+    key = private_key.strip()
+    if not _KEY_MARKER.search(key):
+        raise ValidationError(
+            "private_key",
+            "not a private key: expected a PEM or OpenSSH block "
+            "('-----BEGIN ... PRIVATE KEY-----')",
+        )
+    return key + "\n"
