@@ -1,0 +1,232 @@
+"""The scheduler: activation, expiry, failures, catch-up after downtime, several workers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import func, select
+
+from pamcore import hookimpl
+from pamcore.clock import FrozenClock
+from pamcore.core import Pamcore
+from pamcore.errors import ActionFailed
+from pamcore.lifecycle import Status
+from pamcore.model import AccessPolicy, ActivitySession, AuditEvent, LoginMode, User
+from pamcore.registry import ActionContext, ActionType
+from pamcore.services import scheduler
+from pamcore.services.sessions import SessionRequest, create_session
+from pamcore.testing import builders as b
+from tests.conftest import World, fresh
+
+
+class Recorder:
+    """A plugin with real action types that record each call (and can be told to fail)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self.fail_on: set[str] = set()
+        self.lock = threading.Lock()
+
+    def _runner(self, name: str) -> Callable[[ActionContext], None]:
+        def run(ctx: ActionContext) -> None:
+            with self.lock:
+                self.calls.append((name, ctx.resource.name, ctx.login_account))
+            if name in self.fail_on:
+                raise ActionFailed(f"{name} refused by {ctx.resource.name}")
+
+        return run
+
+    @hookimpl
+    def pamcore_register_actions(self, register):
+        for name in ("create-account", "remove-account"):
+            register(ActionType(name=name, description=name, run=self._runner(name)))
+
+
+@pytest.fixture
+def recorder(core: Pamcore, world: World):
+    rec = Recorder()
+    name = core.plugins.register(rec, "recorder")
+    with core.unit() as db:
+        activity = b.make_activity(
+            db,
+            "Ephemeral",
+            login_mode=LoginMode.EPHEMERAL,
+            pre=[("create-account", {})],
+            post=[("remove-account", {})],
+        )
+        b.make_policy(
+            db,
+            "ephemeral",
+            fresh(db, world.standard),
+            [activity],
+            [fresh(db, world.web01), fresh(db, world.web02)],
+            users=[fresh(db, world.alice), fresh(db, world.bob)],
+        )
+    yield rec
+    core.plugins.unregister(name)
+
+
+def request(core: Pamcore, user, start: dt.datetime | None = None, *resources: str) -> int:
+    with core.unit() as db:
+        req = SessionRequest("Ephemeral", resources or ("web01", "web02"), start=start)
+        return create_session(core, db, fresh(db, user), req).id
+
+
+def session_state(core: Pamcore, sid: int) -> tuple[Status, str]:
+    with core.reader() as db:
+        s = db.get(ActivitySession, sid)
+        return Status(s.status), s.outcome_reason
+
+
+def test_pre_actions_per_resource_then_available(
+    core: Pamcore, world: World, recorder: Recorder
+) -> None:
+    sid = request(core, world.alice)
+    assert scheduler.tick(core).activated == [sid]
+    account = recorder.calls[0][2]
+    assert recorder.calls == [
+        ("create-account", "web01", account),
+        ("create-account", "web02", account),
+    ]
+    assert account.startswith("alice-")
+
+
+def test_expiry_runs_post_actions(
+    core: Pamcore, world: World, recorder: Recorder, clock: FrozenClock
+) -> None:
+    sid = request(core, world.alice)
+    scheduler.tick(core)
+    clock.advance(minutes=59, seconds=59)
+    assert scheduler.tick(core).expired == []
+    clock.advance(seconds=1)
+    assert scheduler.tick(core).expired == [sid]
+    assert [c[0] for c in recorder.calls] == ["create-account"] * 2 + ["remove-account"] * 2
+    status, reason = session_state(core, sid)
+    assert status == Status.EXPIRED and reason == "end time 11:00 UTC reached"
+    assert scheduler.tick(core).expired == []  # idempotent
+
+
+def test_pre_action_failure_cleans_up_and_fails(
+    core: Pamcore, world: World, recorder: Recorder
+) -> None:
+    recorder.fail_on = {"create-account"}
+    sid = request(core, world.alice)
+    assert scheduler.tick(core).failed == [sid]
+    status, reason = session_state(core, sid)
+    assert status == Status.FAILED
+    assert reason == (
+        "pre-session action 'create-account' failed on web01: create-account refused by web01"
+    )
+    # best-effort cleanup ran the post actions on every resource
+    assert [c[0] for c in recorder.calls] == ["create-account", "remove-account", "remove-account"]
+
+
+def test_post_action_failure_marks_failed(
+    core: Pamcore, world: World, recorder: Recorder, clock: FrozenClock
+) -> None:
+    sid = request(core, world.alice)
+    scheduler.tick(core)
+    recorder.fail_on = {"remove-account"}
+    clock.advance(hours=2)
+    assert scheduler.tick(core).failed == [sid]
+    assert session_state(core, sid)[0] == Status.FAILED
+
+
+def test_missing_action_type_fails_clearly(core: Pamcore, world: World) -> None:
+    with core.unit() as db:
+        activity = b.make_activity(
+            db, "Broken", pre=[("no-such-action", {})], credential=fresh(db, world.root_cred)
+        )
+        b.make_policy(
+            db,
+            "broken",
+            fresh(db, world.standard),
+            [activity],
+            [fresh(db, world.web01)],
+            users=[fresh(db, world.alice)],
+        )
+        sid = create_session(
+            core, db, fresh(db, world.alice), SessionRequest("Broken", ("web01",))
+        ).id
+    scheduler.tick(core)
+    status, reason = session_state(core, sid)
+    assert status == Status.FAILED
+    assert "action type 'no-such-action' is not installed" in reason
+
+
+def test_catch_up_after_downtime(
+    core: Pamcore, world: World, recorder: Recorder, clock: FrozenClock
+) -> None:
+    late = request(core, world.alice, clock.now + dt.timedelta(minutes=10), "web01")
+    missed = request(core, world.bob, clock.now + dt.timedelta(minutes=5), "web02")
+    clock.advance(minutes=65)  # the scheduler was down; bob's whole window (5..65) passed
+    report = scheduler.tick(core)
+    assert report.activated == [late]
+    assert report.missed == [missed]
+    with core.reader() as db:
+        s = db.get(ActivitySession, late)
+        # the approved window is kept: it ends 60 minutes after its scheduled start
+        assert s.ends_at == s.scheduled_start + dt.timedelta(minutes=60)
+        lag = db.scalar(select(AuditEvent.details).where(AuditEvent.action == "session.available"))
+        assert lag["lag_seconds"] == 55 * 60
+    assert session_state(core, missed) == (
+        Status.CANCELED,
+        "its window ended at 11:05 UTC before the scheduler could start it",
+    )
+
+
+def test_stale_provisioning_claim_is_recovered(
+    core: Pamcore, world: World, recorder: Recorder, clock: FrozenClock
+) -> None:
+    sid = request(core, world.alice)
+    with core.unit() as db:  # a worker claimed it, then died
+        s = db.get(ActivitySession, sid)
+        s.status = Status.PROVISIONING
+        s.claimed_by = "dead-worker"
+        s.claim_expires_at = clock.now + scheduler.CLAIM_TTL
+    assert scheduler.tick(core).activated == []
+    clock.advance(minutes=11)
+    assert scheduler.tick(core).activated == [sid]
+
+
+def test_two_workers_never_run_the_same_session(
+    core: Pamcore, world: World, recorder: Recorder
+) -> None:
+    with core.unit() as db:
+        users = [b.make_user(db, f"user{i}") for i in range(12)]
+        policy = db.scalar(select(AccessPolicy).where(AccessPolicy.name == "ephemeral"))
+        policy.users.extend(users)
+    sids = [request(core, u, None, "web01") for u in users]
+    reports: list[scheduler.TickReport] = []
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        try:
+            reports.append(scheduler.tick(core, worker=name, batch=4))
+            reports.append(scheduler.tick(core, worker=name, batch=4))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    while scheduler.tick(core).activated:
+        pass
+    activated = Counter(s for r in reports for s in r.activated)
+    assert all(n == 1 for n in activated.values())
+    creates = Counter(c[2] for c in recorder.calls if c[0] == "create-account")
+    assert all(n == 1 for n in creates.values()), creates
+    with core.reader() as db:
+        assert db.scalar(
+            select(func.count())
+            .select_from(ActivitySession)
+            .where(ActivitySession.id.in_(sids), ActivitySession.status == Status.AVAILABLE.value)
+        ) == len(sids)
+        assert db.scalar(select(func.count()).select_from(User)) >= 12
