@@ -1,0 +1,86 @@
+# pamcore: `make run` (SQLite instance with demo data) and `make test` on a fresh Debian 12,
+# as root. Everything else is a step of those two.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTANCE ?= instance
+PYTEST_ARGS ?=
+#: Debian packages the build and the tests need; later features append to this list.
+DEB_PACKAGES := python3-venv python3-dev gcc postgresql
+#: Sibling distributions installed (editable) next to the core when their folder exists.
+SIBLINGS := $(dir $(wildcard pamcore_ssh/pyproject.toml pamcore_rdp/pyproject.toml \
+	pamcore_cisco_legacy/pyproject.toml plugins/*/pyproject.toml))
+#: Touched after a successful setup, so a second `make test` skips it.
+STAMP := $(VENV)/.pamcore-setup
+
+.PHONY: help setup deps test run lint format bench clean-pg
+
+help:
+	@echo "make run    set up, initialise ./$(INSTANCE) with demo data, start pamcore"
+	@echo "make test   set up, start the test PostgreSQL, ruff check, pytest"
+	@echo "make lint | format | bench | setup | clean-pg"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(addsuffix pyproject.toml,$(SIBLINGS)) Makefile
+	@$(MAKE) --no-print-directory deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ./,$(SIBLINGS))
+	@touch $@
+
+# apt-get only when a package is missing, so a set-up machine needs no network.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' \
+			|| missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing Debian packages:$$missing"; \
+		$$sudo apt-get update; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+# Ruff and pytest both run; the exit status is pytest's when it fails, else ruff's.
+test: setup
+	@url=$$(scripts/test-postgres); \
+	lint=0; $(BIN)/ruff check . || lint=$$?; \
+	status=0; PAMCORE_TEST_PG_URL="$$url" PAMCORE_REQUIRE_PG=1 PAMCORE_STRICT_PLUGINS=1 \
+		$(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -ne 0 ]; then exit $$status; fi; \
+	if [ $$lint -ne 0 ]; then echo "ruff check failed" >&2; fi; \
+	exit $$lint
+
+# Demo data only into an instance without users, and only once `pamcore demo` exists.
+HAS_USERS := $(BIN)/python -c 'import sys; from sqlalchemy import func, select; \
+	from pamcore.core import open_core; from pamcore.model import User; \
+	count = open_core(sys.argv[1]).engine.connect().scalar(select(func.count(User.id))); \
+	sys.exit(0 if count else 1)'
+
+run: setup
+	$(BIN)/pamcore --instance $(INSTANCE) init
+	@if $(BIN)/pamcore demo --help >/dev/null 2>&1 && ! $(HAS_USERS) $(INSTANCE); then \
+		echo "loading demo data"; $(BIN)/pamcore --instance $(INSTANCE) demo; \
+	fi
+	$(BIN)/pamcore --instance $(INSTANCE) run
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python bench/core.py
+
+# Stop the test PostgreSQL and delete its data (it is rebuilt by the next `make test`).
+clean-pg:
+	scripts/test-postgres stop
+	rm -rf .pg
