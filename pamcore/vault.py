@@ -191,8 +191,16 @@ def rotate_master_key(vault: Vault, key_path: Path, db: Session) -> tuple[Vault,
             f"the master key comes from {MASTER_KEY_ENV}; rotate it by unsetting the variable "
             f"and using the key file, or re-encrypt under a key file first"
         )
-    new = MasterKey.generate()
     pending = key_path.with_suffix(key_path.suffix + ".new")
+    if pending.exists():
+        # A rotation was interrupted after its commit: finish it before starting another,
+        # or the pending key would be overwritten while secrets still need it.
+        finishing = read_key_file(pending)
+        vault.reencrypt_all(db, finishing)
+        db.commit()
+        os.replace(pending, key_path)
+        vault = Vault(finishing)
+    new = MasterKey.generate()
     write_key_file(pending, new)
     try:
         count = vault.reencrypt_all(db, new)
