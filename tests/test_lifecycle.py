@@ -77,8 +77,8 @@ def test_table_matches_the_architecture() -> None:
 
 
 def test_state_groups() -> None:
-    assert TERMINAL == {S.ENDED, S.DENIED, S.FAILED, S.CANCELED, S.EXPIRED}
-    assert CONNECTABLE == {S.AVAILABLE, S.ACTIVE}
+    assert {S.ENDED, S.DENIED, S.FAILED, S.CANCELED, S.EXPIRED} == TERMINAL
+    assert {S.AVAILABLE, S.ACTIVE} == CONNECTABLE
     assert S.ENDING in OPEN and S.ENDED not in OPEN
 
 
