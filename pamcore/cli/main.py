@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 
 #: command name -> "module:attribute"; imported when the CLI is built.
 COMMANDS = {
+    "init": "pamcore.cli.instance:init",
+    "run": "pamcore.cli.instance:run",
+    "worker": "pamcore.cli.instance:worker",
+    "db": "pamcore.cli.db:db",
+    "sessions": "pamcore.cli.sessions:sessions",
+    "audit": "pamcore.cli.audit:audit",
+    "vault": "pamcore.cli.audit:vault",
 }
 
 
