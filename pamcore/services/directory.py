@@ -71,14 +71,16 @@ def check_name(field: str, name: str, max_len: int = MAX_NAME) -> str:
     return name
 
 
-def refuse_taken(db: Session, model: type, name: str, field: str, current: Any = None) -> None:
-    """Refuse a name another row already answers to: look-ups match case-insensitively and
-    treat ``-``/``_`` as spaces, so ``linux_admin`` would shadow ``Linux Admin``."""
-    column = getattr(model, "username" if model is User else "name")
+def unique_name(db: Session, model: type, name: str, current: Any = None) -> str:
+    """A checked ``name`` no other row answers to, or a ValidationError. Look-ups match
+    case-insensitively with ``-``/``_`` as spaces, so ``linux_admin`` would shadow
+    ``Linux Admin``; ``current`` is the row being renamed."""
+    name = check_name("name", name)
     wanted = normalize_name(name)
     for row in db.scalars(select(model)):
-        if row is not current and normalize_name(getattr(row, column.key)) == wanted:
-            raise ValidationError(field, f"'{getattr(row, column.key)}' already exists")
+        if row is not current and normalize_name(row.name) == wanted:
+            raise ValidationError("name", f"'{row.name}' already exists")
+    return name
 
 
 # -- users ----------------------------------------------------------------------------------
@@ -258,10 +260,8 @@ def create_group(
     members: Iterable[str] = (),
 ) -> Group:
     require_admin(actor, "create groups")
-    name = check_name("name", name)
-    refuse_taken(db, Group, name, "name")
     group = Group(
-        name=name,
+        name=unique_name(db, Group, name),
         description=check_text("description", description, 512),
         members=[get_user(db, m) for m in members],
     )
@@ -395,11 +395,11 @@ __all__ = [
     "group_record",
     "list_groups",
     "list_users",
-    "refuse_taken",
     "remove_member",
     "set_active",
     "set_password",
     "set_role",
+    "unique_name",
     "unlock_user",
     "update_user",
     "user_record",

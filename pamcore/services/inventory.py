@@ -24,7 +24,7 @@ from pamcore.model import (
 from pamcore.model.sessions import session_resources
 from pamcore.registry import ResourceSetting
 from pamcore.services.common import Actor, by_name, require_admin
-from pamcore.services.directory import check_name, check_text, refuse_taken
+from pamcore.services.directory import check_text, unique_name
 
 _PROTOCOL = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _ADDRESS = re.compile(r"^[A-Za-z0-9._:\[\]%-]{1,255}$")
@@ -132,9 +132,7 @@ def update_resource(
 
 def _apply_resource(core: Pamcore, db: Session, resource: Resource, ch: ResourceChanges) -> None:
     if ch.name is not None:
-        name = check_name("name", ch.name)
-        refuse_taken(db, Resource, name, "name", current=resource)
-        resource.name = name
+        resource.name = unique_name(db, Resource, ch.name, current=resource)
     if ch.address is not None:
         address = ch.address.strip()
         if not _ADDRESS.match(address):
@@ -355,9 +353,7 @@ def update_credential(
 
 def _apply_credential(db: Session, credential: Credential, ch: CredentialChanges) -> None:
     if ch.name is not None:
-        name = check_name("name", ch.name)
-        refuse_taken(db, Credential, name, "name", current=credential)
-        credential.name = name
+        credential.name = unique_name(db, Credential, ch.name, current=credential)
     if ch.username is not None:
         account = ch.username.strip()
         if not account or len(account) > 128 or any(c.isspace() for c in account):

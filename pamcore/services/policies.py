@@ -33,7 +33,7 @@ from pamcore.model import (
 )
 from pamcore.services.actions import check_action_types, check_login_template
 from pamcore.services.common import Actor, by_name, require_admin
-from pamcore.services.directory import check_name, check_text, refuse_taken
+from pamcore.services.directory import check_text, unique_name
 from pamcore.services.inventory import get_credential
 
 MAX_TIERS = 3
@@ -77,11 +77,12 @@ def get_activity(db: Session, name: str) -> Activity:
 def create_activity(
     core: Pamcore, db: Session, actor: Actor, name: str, changes: ActivityChanges
 ) -> Activity:
-    """Create an activity. Without ``login_mode``, one with a credential logs in with it
-    (managed) and one without creates an ephemeral account per session."""
+    """Create an activity. Without ``login_mode``, one with a credential (or credential-based)
+    logs in with it (managed); one without creates an ephemeral account per session."""
     require_admin(actor, "create activities")
     if changes.login_mode is None:
-        mode = LoginMode.MANAGED if changes.credential else LoginMode.EPHEMERAL
+        by_credential = changes.credential or changes.kind == ActivityKind.CREDENTIAL
+        mode = LoginMode.MANAGED if by_credential else LoginMode.EPHEMERAL
         changes = replace(changes, login_mode=mode)
     activity = Activity(name="")
     _apply_activity(db, activity, replace(changes, name=name))
@@ -107,9 +108,7 @@ def update_activity(
 
 def _apply_activity(db: Session, activity: Activity, ch: ActivityChanges) -> None:
     if ch.name is not None:
-        name = check_name("name", ch.name)
-        refuse_taken(db, Activity, name, "name", current=activity)
-        activity.name = name
+        activity.name = unique_name(db, Activity, ch.name, current=activity)
     if ch.description is not None:
         activity.description = check_text("description", ch.description, 512)
     if ch.kind is not None:
@@ -206,7 +205,11 @@ def add_action(
         raise ValidationError("position", f"1-{len(steps) + 1} for the {phase.value} actions")
     action = ActivityAction(phase=phase, position=0, action_type=action_type, params=params)
     activity.actions.append(action)
-    check_action_types(core, activity)
+    try:
+        check_action_types(core, activity)
+    except ValidationError:
+        activity.actions.remove(action)  # leave the activity as it was
+        raise
     steps.insert(where - 1, action)
     _renumber(db, steps)
     core.audit(
@@ -382,9 +385,7 @@ def update_profile(
 
 def _apply_profile(db: Session, profile: ConnectionProfile, ch: ProfileChanges) -> None:
     if ch.name is not None:
-        name = check_name("name", ch.name)
-        refuse_taken(db, ConnectionProfile, name, "name", current=profile)
-        profile.name = name
+        profile.name = unique_name(db, ConnectionProfile, ch.name, current=profile)
     if ch.description is not None:
         profile.description = check_text("description", ch.description, 512)
     for field, (low, high, unit) in RANGES.items():
@@ -604,9 +605,7 @@ def set_policy_enabled(
 
 def _apply_policy(db: Session, policy: AccessPolicy, ch: PolicyChanges) -> None:
     if ch.name is not None:
-        name = check_name("name", ch.name)
-        refuse_taken(db, AccessPolicy, name, "name", current=policy)
-        policy.name = name
+        policy.name = unique_name(db, AccessPolicy, ch.name, current=policy)
     if ch.profile is not None:
         policy.profile = by_name(db, ConnectionProfile, ch.profile)
     if ch.users is not None:
