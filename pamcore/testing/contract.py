@@ -1,0 +1,343 @@
+"""The protocol contract: pamcore's own expectations, run against a protocol plugin.
+
+After devpi's storage plugins, which run the server's suite against themselves: a protocol
+plugin's tests subclass :class:`ProtocolContract`, name the protocol, give a real server to
+reach and say how a client speaks the protocol::
+
+    from pamcore.testing.contract import EchoServer, ProtocolContract, Refused
+
+    class TestTcpContract(ProtocolContract):
+        protocol = "tcp"
+
+        @pytest.fixture
+        def target(self):
+            with EchoServer() as server:
+                yield server.address
+
+        async def connect_through(self, host, port, username, password, resource_name):
+            ...  # log in through the proxy listener; raise Refused(reason) when refused
+
+        async def exchange(self, connection, payload):
+            ...  # send payload to the target through the connection, return its answer
+
+        async def disconnect(self, connection):
+            ...
+
+The suite runs on SQLite with a frozen clock (:data:`pamcore.testing.T0`), builds its own
+small world (a user with a session, a user without one, a resource on ``target``) and uses
+the installed plugins in strict mode, exactly as a deployment would load them. Tests that
+need a listener are skipped, saying so, while the plugin has no ``listener_factory``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy import create_engine
+
+from pamcore.clock import FrozenClock
+from pamcore.core import Pamcore
+from pamcore.model import ActivitySession, Base, LoginMode, Resource, User
+from pamcore.plugins import build_plugin_host
+from pamcore.registry import ProtocolHandler
+from pamcore.services import scheduler
+from pamcore.services.sessions import SessionRequest, create_session
+from pamcore.testing import T0, make_core
+from pamcore.testing import builders as b
+
+#: Test-only secrets of the contract world (never real ones).
+ALICE_PASSWORD = "Contract-alice-pw-1"  # noqa: S105
+MALLORY_PASSWORD = "Contract-mallory-pw-2"  # noqa: S105
+TARGET_ACCOUNT_PASSWORD = "Contract-target-pw-3"  # noqa: S105
+PROXY_HOST = "pam.contract.test"
+ACTIVITY = "Contract Check"
+RESOURCE = "contract target"
+
+
+class Refused(Exception):
+    """Raised by ``connect_through`` when the proxy refused; the message is what the user
+    saw (the line the terminal or client shows)."""
+
+
+class EchoServer:
+    """A real TCP echo server on 127.0.0.1 in a thread: a target for byte-pipe protocols."""
+
+    def __init__(self) -> None:
+        class Echo(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                while data := self.request.recv(65536):
+                    self.request.sendall(data)
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def __enter__(self) -> EchoServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def directconnect_name(username: str, activity: str, resource: str) -> str:
+    """``user+Activity+resource`` with spaces written as ``-``."""
+    return "+".join(re.sub(r"\s+", "-", p.strip()) for p in (username, activity, resource))
+
+
+@dataclass
+class ContractWorld:
+    """Who and what the contract tests use; ids, so each test reloads them in its unit."""
+
+    alice_id: int
+    mallory_id: int
+    resource_id: int
+    session_id: int
+
+
+class ProtocolContract:
+    """Subclass in a protocol plugin's tests; see the module docstring."""
+
+    #: The protocol name the plugin registers.
+    protocol: ClassVar[str] = ""
+    #: Timeout given to ``connection_test``; the closed-port probe must answer within it.
+    probe_timeout: ClassVar[float] = 3.0
+    #: Bytes sent through an authorised connection; ``expected_reply`` must come back.
+    payload: ClassVar[bytes] = b"pamcore contract \x00\xff payload\n"
+
+    def expected_reply(self, payload: bytes) -> bytes:
+        """What the target answers to ``payload`` (an echo server: the same bytes)."""
+        return payload
+
+    # -- what a subclass provides -------------------------------------------------------------
+
+    @pytest.fixture
+    def target(self) -> Iterator[tuple[str, int]]:
+        """A real server (address, port) the protocol reaches; override it."""
+        pytest.fail(f"{type(self).__name__} must provide a 'target' fixture")
+        yield ("", 0)  # pragma: no cover
+
+    async def connect_through(
+        self, host: str, port: int, username: str, password: str, resource_name: str
+    ) -> Any:
+        """Log in through the listener at ``host:port``; raise :class:`Refused` if refused."""
+        raise NotImplementedError
+
+    async def exchange(self, connection: Any, payload: bytes) -> bytes:
+        """Send ``payload`` to the target through ``connection`` and return its answer."""
+        raise NotImplementedError
+
+    async def disconnect(self, connection: Any) -> None:
+        raise NotImplementedError
+
+    # -- fixtures: SQLite, frozen clock, installed plugins (strict) ---------------------------
+
+    @pytest.fixture
+    def clock(self) -> FrozenClock:
+        return FrozenClock(T0)
+
+    @pytest.fixture
+    def core(self, tmp_path: Path, clock: FrozenClock) -> Iterator[Pamcore]:
+        url = f"sqlite:///{tmp_path / 'contract.db'}"
+        engine = create_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        instance = tmp_path / "instance"
+        instance.mkdir()
+        core = make_core(instance, url, clock, build_plugin_host(strict=True))
+        yield core
+        core.dispose()
+
+    @pytest.fixture
+    def handler(self, core: Pamcore) -> ProtocolHandler:
+        protocols = core.hooks.protocols()
+        if self.protocol not in protocols:
+            pytest.fail(
+                f"protocol {self.protocol!r} is not registered (registered: "
+                f"{', '.join(sorted(protocols)) or 'none'}); is the distribution installed?"
+            )
+        return protocols[self.protocol]
+
+    @pytest.fixture
+    def world(self, core: Pamcore, target: tuple[str, int]) -> ContractWorld:
+        """alice has an Available session on the target; mallory is granted but has none."""
+        address, port = target
+        with core.unit() as db:
+            alice = b.make_user(db, "alice", password=ALICE_PASSWORD)
+            mallory = b.make_user(db, "mallory", password=MALLORY_PASSWORD)
+            resource = b.make_resource(
+                db, RESOURCE, address=address, protocols={self.protocol: port}
+            )
+            cred = b.make_credential(
+                core,
+                db,
+                "contract account",
+                "svc",
+                password=TARGET_ACCOUNT_PASSWORD,
+                resource=resource,
+            )
+            activity = b.make_activity(db, ACTIVITY, login_mode=LoginMode.MANAGED, credential=cred)
+            profile = b.make_profile(db, "contract profile")
+            b.make_policy(db, "contract policy", profile, [activity], [resource], [alice, mallory])
+            session = create_session(core, db, alice, SessionRequest(ACTIVITY, (RESOURCE,)))
+            world = ContractWorld(alice.id, mallory.id, resource.id, session.id)
+        report = scheduler.tick(core)
+        assert world.session_id in report.activated, f"session not made available: {report}"
+        return world
+
+    @contextlib.asynccontextmanager
+    async def running_listener(self, core: Pamcore, handler: ProtocolHandler):  # type: ignore[no-untyped-def]
+        if handler.listener_factory is None:
+            pytest.skip(f"{self.protocol}: no listener_factory yet, nothing to connect through")
+        listener = handler.listener_factory(core, "127.0.0.1", 0)
+        await asyncio.wait_for(listener.start(), 10)
+        try:
+            yield listener
+        finally:
+            await asyncio.wait_for(listener.stop(), 10)
+
+    # -- the contract -------------------------------------------------------------------------
+
+    def test_registered_exactly_once(self, core: Pamcore, handler: ProtocolHandler) -> None:
+        owners = []
+        for plugin_name, register_protocols in core.plugins.each_impl("pamcore_register_protocols"):
+            staged: list[ProtocolHandler] = []
+            register_protocols(register=staged.append)
+            owners += [plugin_name for p in staged if p.name == self.protocol]
+        assert len(owners) == 1, f"{self.protocol!r} registered by {owners}"
+        assert not core.plugins.failures, core.plugins.failures
+
+    def test_name_and_default_port_are_valid(self, handler: ProtocolHandler) -> None:
+        assert re.fullmatch(r"[a-z][a-z0-9-]{0,31}", handler.name), handler.name
+        assert 1 <= handler.default_port <= 65535
+        assert handler.description.strip(), "describe the protocol for the dashboard"
+
+    def test_client_launch_names_proxy_host_and_directconnect_login(
+        self, core: Pamcore, handler: ProtocolHandler, world: ContractWorld
+    ) -> None:
+        assert handler.client_launch is not None, "the Connection icon needs client_launch"
+        with core.unit() as db:
+            session = db.get(ActivitySession, world.session_id)
+            resource = db.get(Resource, world.resource_id)
+            alice = db.get(User, world.alice_id)
+            assert session and resource and alice
+            info = handler.client_launch(session, resource, alice, PROXY_HOST)
+        text = " ".join(
+            [info.command, info.uri, info.file[2].decode("utf-8", "replace") if info.file else ""]
+        )
+        assert PROXY_HOST in text
+        assert directconnect_name("alice", ACTIVITY, RESOURCE) in text
+
+    def test_connection_test_ok_against_target(
+        self, handler: ProtocolHandler, target: tuple[str, int]
+    ) -> None:
+        assert handler.connection_test is not None
+        result = asyncio.run(handler.connection_test(*target, self.probe_timeout))
+        assert result.ok, result.message
+        assert result.message.strip()
+
+    def test_connection_test_closed_port_is_clear_and_quick(self, handler: ProtocolHandler) -> None:
+        assert handler.connection_test is not None
+        port = closed_port()
+        started = time.monotonic()
+        result = asyncio.run(handler.connection_test("127.0.0.1", port, self.probe_timeout))
+        assert time.monotonic() - started < self.probe_timeout + 1
+        assert not result.ok
+        assert str(port) in result.message, "say which address was tried"
+        assert "Traceback" not in result.message
+
+    def test_listener_starts_on_port_0_and_stops_cleanly(
+        self, core: Pamcore, handler: ProtocolHandler
+    ) -> None:
+        async def scenario() -> int:
+            async with self.running_listener(core, handler) as listener:
+                port = listener.port
+                assert port > 0
+                _r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+            return port
+
+        port = asyncio.run(scenario())
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", port), 2),
+        ):
+            pass
+
+    def test_authorised_user_gets_through_and_data_flows(
+        self, core: Pamcore, handler: ProtocolHandler, world: ContractWorld
+    ) -> None:
+        async def scenario() -> bytes:
+            async with self.running_listener(core, handler) as listener:
+                conn = await self.connect_through(
+                    "127.0.0.1", listener.port, "alice", ALICE_PASSWORD, RESOURCE
+                )
+                try:
+                    return await asyncio.wait_for(self.exchange(conn, self.payload), 10)
+                finally:
+                    await self.disconnect(conn)
+
+        assert asyncio.run(scenario()) == self.expected_reply(self.payload)
+
+    def _refusal(self, core: Pamcore, handler: ProtocolHandler, username: str, pw: str) -> str:
+        async def scenario() -> str:
+            async with self.running_listener(core, handler) as listener:
+                with pytest.raises(Refused) as refused:
+                    conn = await asyncio.wait_for(
+                        self.connect_through("127.0.0.1", listener.port, username, pw, RESOURCE),
+                        15,
+                    )
+                    await self.disconnect(conn)
+                return str(refused.value)
+
+        reason = asyncio.run(scenario())
+        assert "Traceback" not in reason
+        assert pw not in reason, "a refusal must never echo the password"
+        return reason
+
+    def test_user_without_session_is_refused_with_a_reason(
+        self, core: Pamcore, handler: ProtocolHandler, world: ContractWorld
+    ) -> None:
+        reason = self._refusal(core, handler, "mallory", MALLORY_PASSWORD)
+        assert "no session" in reason, reason
+
+    def test_wrong_password_is_refused(
+        self, core: Pamcore, handler: ProtocolHandler, world: ContractWorld
+    ) -> None:
+        reason = self._refusal(core, handler, "alice", ALICE_PASSWORD + "x")
+        assert "wrong username or password" in reason, reason
+
+
+__all__ = [
+    "ContractWorld",
+    "EchoServer",
+    "ProtocolContract",
+    "Refused",
+    "closed_port",
+    "directconnect_name",
+]

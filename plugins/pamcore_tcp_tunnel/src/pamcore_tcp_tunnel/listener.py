@@ -1,0 +1,230 @@
+"""The proxy side of the tunnel: authenticate, authorise, connect, relay until the end time.
+
+Every step has a timeout, so a silent client, a slow database or an unreachable resource
+never pins a connection. Database work runs in a worker thread (``asyncio.to_thread``):
+the services are synchronous, and password hashing must not stall other tunnels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import ssl
+import weakref
+from dataclasses import dataclass
+
+from pamcore.core import Pamcore
+from pamcore.errors import AuthenticationFailed, PamError
+from pamcore.model import Activity, Resource
+from pamcore.services.access import authorize_connection
+from pamcore.services.common import by_name
+from pamcore_tcp_tunnel.wire import MAX_LINE, HandshakeError, Hello, one_line, parse_hello, relay
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = "tcp"
+HELLO_TIMEOUT = 15.0
+AUTH_TIMEOUT = 20.0
+CONNECT_TIMEOUT = 10.0
+
+#: Running listeners, so session hooks (extended, ending) reach their live tunnels.
+LISTENERS: weakref.WeakSet[TunnelListener] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What the listener keeps from an authorised connection (no secret in it)."""
+
+    session_id: int
+    username: str
+    resource: str
+    address: str
+    port: int
+    ends_at: dt.datetime
+
+
+class TunnelListener:
+    """One listening socket; each accepted connection is one tunnel."""
+
+    def __init__(
+        self, core: Pamcore, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.core = core
+        self.host = host
+        self._requested_port = port
+        self._ssl = ssl_context
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: session id -> deadlines of its live tunnels (moved by extensions, fired by ending).
+        self._deadlines: dict[int, set[asyncio.Timeout]] = {}
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            return self._requested_port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self._requested_port, limit=MAX_LINE, ssl=self._ssl
+        )
+        LISTENERS.add(self)
+        log.info("tcp tunnel listening on %s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting and close every live tunnel."""
+        LISTENERS.discard(self)
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        await self._server.wait_closed()
+        self._server = None
+
+    # -- session hooks, called from any thread ----------------------------------------------
+
+    def session_extended(self, session_id: int, new_end: dt.datetime) -> None:
+        self._call_in_loop(self._move_deadlines, session_id, new_end)
+
+    def session_ending(self, session_id: int) -> None:
+        self._call_in_loop(self._move_deadlines, session_id, None)
+
+    def _call_in_loop(self, func, *args) -> None:  # type: ignore[no-untyped-def]
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(func, *args)
+
+    def _move_deadlines(self, session_id: int, new_end: dt.datetime | None) -> None:
+        loop = asyncio.get_running_loop()
+        for deadline in self._deadlines.get(session_id, ()):
+            if deadline.expired():
+                continue
+            when = loop.time() if new_end is None else self._loop_time(new_end)
+            deadline.reschedule(when)
+
+    def _loop_time(self, moment: dt.datetime) -> float:
+        return asyncio.get_running_loop().time() + (moment - self.core.now()).total_seconds()
+
+    # -- one tunnel -------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
+        peer = writer.get_extra_info("peername")
+        try:
+            await self._serve(reader, writer, peer)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("tcp tunnel from %s failed", peer)
+        finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
+            writer.close()
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object
+    ) -> None:
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT):
+                line = await reader.readuntil(b"\n")
+            hello = parse_hello(line)
+        except TimeoutError:
+            return await _refuse(writer, f"no PAMCORE line within {HELLO_TIMEOUT:g} s")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            return await _refuse(writer, "expected one PAMCORE line first")
+        except HandshakeError as exc:
+            return await _refuse(writer, str(exc))
+        try:
+            ticket = await asyncio.wait_for(asyncio.to_thread(self._admit, hello), AUTH_TIMEOUT)
+        except PamError as exc:
+            log.info("tcp tunnel refused for %s from %s: %s", hello.username, peer, exc)
+            return await _refuse(writer, str(exc))
+        except TimeoutError:
+            return await _refuse(writer, "the check of your session took too long; try again")
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                target = await asyncio.open_connection(ticket.address, ticket.port)
+        except (OSError, TimeoutError) as exc:
+            why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or "error")
+            return await _refuse(
+                writer, f"cannot reach {ticket.resource} on port {ticket.port} ({why})"
+            )
+        writer.write(b"OK\n")
+        await writer.drain()
+        log.info(
+            "tcp tunnel open: %s to %s (session #%s)",
+            hello.username,
+            ticket.resource,
+            ticket.session_id,
+        )
+        await self._relay_until_end(ticket, (reader, writer), target)
+
+    async def _relay_until_end(
+        self,
+        ticket: Ticket,
+        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        target: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> None:
+        """Relay until a side closes, or the session's end time passes (hard stop)."""
+        deadline = asyncio.timeout_at(self._loop_time(ticket.ends_at))
+        live = self._deadlines.setdefault(ticket.session_id, set())
+        live.add(deadline)
+        try:
+            async with deadline:
+                await relay(client, target)
+        except TimeoutError:
+            log.info("tcp tunnel closed: session #%s reached its end time", ticket.session_id)
+            client[1].close()
+            target[1].close()
+        finally:
+            live.discard(deadline)
+            if not live:
+                self._deadlines.pop(ticket.session_id, None)
+
+    def _admit(self, hello: Hello) -> Ticket:
+        """Authenticate and authorise in the core's services (worker thread)."""
+        core = self.core
+        with core.unit() as db:
+            result = core.hooks.authenticate(core, db, hello.username, hello.password, {})
+            if result is None or not result.ok or result.user is None:
+                # Commit the failed-login counter (lockout), then refuse.
+                reason = result.reason if result else "wrong username or password"
+                core.audit(
+                    db,
+                    hello.username,
+                    "connection.login_failed",
+                    target=hello.resource,
+                    protocol=PROTOCOL,
+                    reason=reason,
+                )
+                admitted = None
+            else:
+                resource = by_name(db, Resource, hello.resource)
+                activity = by_name(db, Activity, hello.activity) if hello.activity else None
+                grant = authorize_connection(core, db, result.user, resource, PROTOCOL, activity)
+                admitted = Ticket(
+                    session_id=grant.session.id,
+                    username=result.user.username,
+                    resource=resource.name,
+                    address=resource.address,
+                    port=grant.port,
+                    ends_at=grant.ends_at,
+                )
+        if admitted is None:
+            raise AuthenticationFailed(reason)
+        return admitted
+
+
+async def _refuse(writer: asyncio.StreamWriter, reason: str) -> None:
+    writer.write(f"ERR {one_line(reason)}\n".encode())
+    try:
+        async with asyncio.timeout(5):
+            await writer.drain()
+    except (OSError, TimeoutError):
+        pass

@@ -1,0 +1,91 @@
+"""The ``tcp`` protocol registration: listener, client launch string, connection test.
+
+Plugin modules do no I/O at import time; the listener is created by the proxy runtime
+through ``listener_factory`` and the session hooks reach the running listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import re
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pamcore import hookimpl
+from pamcore.registry import ConnectionTest, LaunchInfo, ProtocolHandler
+from pamcore_tcp_tunnel.listener import LISTENERS, PROTOCOL, TunnelListener
+
+if TYPE_CHECKING:
+    from pamcore.core import Pamcore
+    from pamcore.model import ActivitySession, Resource, User
+
+DEFAULT_PORT = 4455
+
+
+def directconnect_name(user: User, activity_name: str, resource: Resource) -> str:
+    """``user+Activity+resource``, spaces written as ``-`` (the core reads them back)."""
+    parts = (user.username, activity_name, resource.name)
+    return "+".join(re.sub(r"\s+", "-", p.strip()) for p in parts)
+
+
+def client_launch(
+    session: ActivitySession, resource: Resource, user: User, proxy_host: str
+) -> LaunchInfo:
+    """The helper command that gives a database client a local port to connect to."""
+    login = directconnect_name(user, session.activity.name, resource)
+    return LaunchInfo(command=f"pamcore-tcp-connect {proxy_host}:{DEFAULT_PORT} {login}")
+
+
+async def connection_test(address: str, port: int, timeout: float) -> ConnectionTest:
+    """Can the proxy open a TCP connection to ``address:port``? (No data is sent.)"""
+    where = f"{address}:{port}"
+    try:
+        async with asyncio.timeout(timeout):
+            _reader, writer = await asyncio.open_connection(address, port)
+    except TimeoutError:
+        return ConnectionTest(False, f"no answer from {where} within {timeout:g} s")
+    except ConnectionRefusedError:
+        return ConnectionTest(False, f"{where} refused the connection (nothing listens there?)")
+    except socket.gaierror:
+        return ConnectionTest(False, f"cannot resolve the address {address!r}")
+    except OSError as exc:
+        return ConnectionTest(False, f"cannot reach {where}: {exc.strerror or exc}")
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return ConnectionTest(True, f"{where} accepts TCP connections")
+
+
+def listener_factory(core: Pamcore, host: str, port: int) -> TunnelListener:
+    return TunnelListener(core, host, port)
+
+
+@hookimpl
+def pamcore_register_protocols(register: Callable[[ProtocolHandler], None]) -> None:
+    register(
+        ProtocolHandler(
+            name=PROTOCOL,
+            default_port=DEFAULT_PORT,
+            description="Plain TCP tunnel (database clients) with a PAMCORE login line",
+            listener_factory=listener_factory,
+            client_launch=client_launch,
+            connection_test=connection_test,
+        )
+    )
+
+
+@hookimpl
+def pamcore_on_session_extended(session: ActivitySession, new_end: dt.datetime) -> None:
+    """Move the hard stop of the session's live tunnels."""
+    for listener in list(LISTENERS):
+        listener.session_extended(session.id, new_end)
+
+
+@hookimpl
+def pamcore_on_session_ending(session: ActivitySession, reason: str) -> None:
+    """Close the session's live tunnels now (ended, expired or canceled)."""
+    for listener in list(LISTENERS):
+        listener.session_ending(session.id)
