@@ -26,6 +26,8 @@ COMMANDS = {
     "db": "pamcore.cli.db:db",
     "sessions": "pamcore.cli.sessions:sessions",
     "audit": "pamcore.cli.audit:audit",
+    "users": "pamcore.cli.users:users",
+    "groups": "pamcore.cli.users:groups",
     "vault": "pamcore.cli.audit:vault",
 }
 

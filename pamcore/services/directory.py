@@ -277,6 +277,26 @@ def create_group(
     return group
 
 
+def update_group(
+    core: Pamcore,
+    db: Session,
+    actor: Actor,
+    name: str,
+    *,
+    new_name: str | None = None,
+    description: str | None = None,
+) -> Group:
+    require_admin(actor, "change groups")
+    group = get_group(db, name)
+    before = group.name
+    if new_name is not None:
+        group.name = unique_name(db, Group, new_name, current=group)
+    if description is not None:
+        group.description = check_text("description", description, 512)
+    core.audit(db, actor.username, "group.updated", target=before, name=group.name)
+    return group
+
+
 def delete_group(core: Pamcore, db: Session, actor: Actor, name: str) -> None:
     """Delete a group; refused while an access policy or approval tier names it, because
     removing it silently would change who may do or approve what."""
@@ -401,6 +421,7 @@ __all__ = [
     "set_role",
     "unique_name",
     "unlock_user",
+    "update_group",
     "update_user",
     "user_record",
 ]
