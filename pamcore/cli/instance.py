@@ -1,0 +1,183 @@
+"""``pamcore init``, ``pamcore run`` and ``pamcore worker``: create an instance, run it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import click
+
+from pamcore.cli.context import CliContext, pass_cli, with_json
+from pamcore.cli.output import emit_message, emit_record
+from pamcore.config import CONFIG_FILE, Config, default_config_text, load_config
+from pamcore.errors import ConfigurationError, PamError
+from pamcore.runtime import (
+    SchedulerService,
+    Service,
+    Started,
+    describe_tick,
+    proxy_services,
+    run_services,
+    run_tick,
+)
+from pamcore.schema import upgrade_database
+from pamcore.services.scheduler import TickReport
+from pamcore.vault import MASTER_KEY_ENV, MasterKey, write_key_file
+
+log = logging.getLogger(__name__)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create a 0600 file; never replaces one (O_EXCL), so a key is never overwritten."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def _service_logging() -> None:
+    """Long-running commands report what they do at INFO unless the operator chose a level."""
+    if not os.environ.get("PAMCORE_LOG_LEVEL"):
+        logging.getLogger("pamcore").setLevel(logging.INFO)
+
+
+@click.command()
+@click.option(
+    "--database-url",
+    metavar="URL",
+    help="SQLAlchemy URL written to pamcore.toml (default: SQLite in the instance folder).",
+)
+@with_json
+@pass_cli
+def init(cli: CliContext, database_url: str | None) -> None:
+    """Create the instance folder (config, master key, web secret) and migrate the database.
+
+    Safe to run again: what exists is kept (a master key is never replaced) and the
+    database is brought to the newest schema.
+    """
+    config = load_config(cli.instance)
+    instance = config.instance_path
+    steps: dict[str, str] = {}
+
+    if not instance.exists():
+        instance.mkdir(mode=0o700, parents=True)
+        steps["instance"] = f"created {instance}"
+    else:
+        steps["instance"] = f"exists {instance}"
+
+    config_file = instance / CONFIG_FILE
+    if config_file.exists():
+        steps["config"] = f"exists {config_file} (kept)"
+        if database_url and load_config(instance).database_url != database_url:
+            raise ConfigurationError(
+                f"{config_file} already exists with another database_url; edit it instead "
+                f"of passing --database-url"
+            )
+    else:
+        config_file.write_text(default_config_text(database_url))
+        steps["config"] = f"created {config_file}"
+    config = load_config(instance)
+
+    key = config.master_key_path
+    if os.environ.get(MASTER_KEY_ENV):
+        steps["master_key"] = f"from {MASTER_KEY_ENV} (no file written)"
+    elif key.exists():
+        steps["master_key"] = f"exists {key} (kept, never overwritten)"
+    else:
+        write_key_file(key, MasterKey.generate())
+        steps["master_key"] = f"created {key}"
+
+    steps["web_secret"] = _ensure_web_secret(config)
+
+    before, after = upgrade_database(config.database_url)
+    steps["database"] = (
+        f"migrated to {after}" + (f" (was {before})" if before else "")
+        if before != after
+        else f"already at {after}"
+    )
+    if cli.as_json:
+        emit_record({"instance": str(instance), **steps}, as_json=True)
+        return
+    for name, what in steps.items():
+        click.echo(f"{name.replace('_', ' ')}: {what}")
+    click.echo(f"pamcore instance ready in {instance}; start it with 'pamcore run'")
+
+
+def _ensure_web_secret(config: Config) -> str:
+    path = config.secret_key_path
+    if path is None:
+        return "not configured"
+    if path.exists():
+        return f"exists {path} (kept)"
+    _write_private(path, secrets.token_urlsafe(48) + "\n")
+    return f"created {path}"
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run one scheduler tick, print what it did, exit.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="Seconds between ticks (default: scheduler_interval in pamcore.toml).",
+)
+@with_json
+@pass_cli
+def worker(cli: CliContext, once: bool, interval: float | None) -> None:
+    """Run the scheduler alone: start due sessions, expire ended ones, escalate approvals.
+
+    Several workers may share one PostgreSQL database; each session is claimed by one.
+    """
+    core = cli.core
+    if once:
+        report = run_tick(core)
+        if report is None:
+            raise PamError("the scheduler tick failed; see the log above")
+        emit_message(describe_tick(report), cli.as_json, **dataclasses.asdict(report))
+        return
+    _service_logging()
+    seconds = interval or core.config.scheduler_interval
+
+    def print_tick(report: TickReport) -> None:
+        emit_message(describe_tick(report), cli.as_json, **dataclasses.asdict(report))
+
+    click.echo(f"pamcore worker: scheduler every {seconds:g}s; Ctrl+C to stop", err=True)
+    run_services([SchedulerService(core, seconds, on_tick=print_tick)])
+    click.echo("pamcore worker stopped", err=True)
+
+
+@click.command()
+@click.option(
+    "--stop-after",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Stop after this many seconds (for smoke tests); default: until Ctrl+C or SIGTERM.",
+)
+@with_json
+@pass_cli
+def run(cli: CliContext, stop_after: float | None) -> None:
+    """Run everything installed in one process: scheduler and proxy listeners."""
+    core = cli.core
+    _service_logging()
+    services: list[Service] = [
+        SchedulerService(core, core.config.scheduler_interval),
+        *proxy_services(core),
+    ]
+
+    if len(services) == 1:
+        click.echo("no proxy listeners: no installed protocol plugin provides one", err=True)
+
+    def show(results: list[Started]) -> None:
+        if cli.as_json:
+            emit_record({"started": [dataclasses.asdict(r) for r in results]}, as_json=True)
+            return
+        for r in results:
+            click.echo(f"{'started' if r.ok else 'FAILED '} {r.name}: {r.detail}")
+        click.echo("pamcore is running; Ctrl+C to stop", err=True)
+
+    results = run_services(services, duration=stop_after, on_started=show)
+    click.echo("pamcore stopped", err=True)
+    if not any(r.ok for r in results):
+        raise ConfigurationError("no component started; see the messages above")
