@@ -133,7 +133,14 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def plugin_host() -> PluginHost:
-    """Built-ins plus the installed plugins, strict: a broken plugin fails the test."""
+    """The built-in plugins only, strict: unit tests see no installed plugin. A plugin's own
+    tests override this fixture, or use ``installed_plugin_host``."""
+    return build_plugin_host(strict=True, entry_points=False)
+
+
+@pytest.fixture
+def installed_plugin_host() -> PluginHost:
+    """Built-ins plus every installed plugin (entry points), strict: a broken one fails."""
     return build_plugin_host(strict=True)
 
 
