@@ -28,6 +28,11 @@ COMMANDS = {
     "audit": "pamcore.cli.audit:audit",
     "users": "pamcore.cli.users:users",
     "groups": "pamcore.cli.users:groups",
+    "resources": "pamcore.cli.resources:resources",
+    "credentials": "pamcore.cli.resources:credentials",
+    "activities": "pamcore.cli.policies:activities",
+    "profiles": "pamcore.cli.policies:profiles",
+    "policies": "pamcore.cli.policies:policies",
     "vault": "pamcore.cli.audit:vault",
 }
 
