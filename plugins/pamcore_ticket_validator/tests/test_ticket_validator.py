@@ -36,7 +36,7 @@ ticket_plugin = _load_plugin()
 
 
 @pytest.fixture
-def world(core: Pamcore) -> Iterator[Pamcore]:
+def world(core: Pamcore) -> Iterator[Pamcore]:  # noqa: F811
     """alice may check db01; the plugin is registered in-process and removed afterwards."""
     registered = core.plugins.register(ticket_plugin, name="ticket_validator_test")
     try:
@@ -56,7 +56,7 @@ def request(pam: Pamcore, ticket: str) -> int:
         alice = db.scalar(select(User).where(User.username == "alice"))
         assert alice is not None
         session = create_session(
-            core, db, alice, SessionRequest("Check DB", ("db01",), ticket=ticket)
+            pam, db, alice, SessionRequest("Check DB", ("db01",), ticket=ticket)
         )
         return session.id
 
