@@ -6,6 +6,7 @@ to the services; nothing else holds global state.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,7 +46,7 @@ class Pamcore:
     def __repr__(self) -> str:
         return f"Pamcore(instance={str(self.config.instance_path)!r})"
 
-    def now(self):  # type: ignore[no-untyped-def]
+    def now(self) -> dt.datetime:
         return self.clock()
 
     @property

@@ -23,7 +23,8 @@ from pamcore.model import (
 from pamcore.model.sessions import session_resources
 from pamcore.services.access import find_policy
 from pamcore.services.actions import run_actions
-from pamcore.services.common import Actor, SystemActor, by_name, get_session, is_admin
+from pamcore.services.approvals import is_eligible_approver
+from pamcore.services.common import Actor, M, SystemActor, by_name, get_session, is_admin
 
 MAX_NOTES = 4000
 MAX_TICKET = 64
@@ -45,7 +46,8 @@ class SessionRequest:
     start: dt.datetime | None = None
 
 
-def _lookup(db: Session, model: type, name: str, field: str):  # type: ignore[no-untyped-def]
+def _lookup(db: Session, model: type[M], name: str, field: str) -> M:
+    """A name the requester typed: a missing one is a validation error on that field."""
     try:
         return by_name(db, model, name)
     except NotFound as exc:
@@ -328,12 +330,16 @@ def list_sessions(
 
 
 def show_session(db: Session, actor: Actor, session_id: int) -> ActivitySession:
+    """One session, for its requester, its approvers, admins and auditors; to anyone else it
+    does not exist (no leak of who requested what)."""
     session = get_session(db, session_id)
-    if isinstance(actor, User) and actor.role not in (Role.ADMIN, Role.AUDITOR):
-        from pamcore.services.approvals import is_eligible_approver
-
-        if actor.id != session.requester_id and not is_eligible_approver(actor, session):
-            raise NotFound(f"no activity session #{session_id}")
+    if (
+        isinstance(actor, User)
+        and actor.role not in (Role.ADMIN, Role.AUDITOR)
+        and actor.id != session.requester_id
+        and not is_eligible_approver(actor, session)
+    ):
+        raise NotFound(f"no activity session #{session_id}")
     return session
 
 
