@@ -33,7 +33,9 @@ COMMANDS = {
     "activities": "pamcore.cli.policies:activities",
     "profiles": "pamcore.cli.policies:profiles",
     "policies": "pamcore.cli.policies:policies",
+    "demo": "pamcore.cli.demo:demo",
     "vault": "pamcore.cli.audit:vault",
+    "plugins": "pamcore.cli.plugins:plugins",
 }
 
 

@@ -26,6 +26,8 @@ from pamcore.registry import ResourceSetting
 from pamcore.services.common import Actor, by_name, require_admin
 from pamcore.services.directory import check_text, unique_name
 
+#: IANA service-name registry ports of the protocols resources usually speak.
+WELL_KNOWN_PORTS = {"ssh": 22, "telnet": 23, "rdp": 3389, "vnc": 5900}
 _PROTOCOL = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _ADDRESS = re.compile(r"^[A-Za-z0-9._:\[\]%-]{1,255}$")
 _HOST_KEY = re.compile(r"^(sha256:\S+|(ssh|ecdsa)-\S+ [A-Za-z0-9+/=]+( .*)?)$")
@@ -48,23 +50,19 @@ class ResourceChanges:
     trust_on_first_use: bool | None = None
 
 
-def parse_protocols(core: Pamcore, specs: Iterable[str]) -> dict[str, int]:
-    """``["ssh:22", "rdp"]`` -> ``{"ssh": 22, "rdp": 3389}``; a bare name takes the default
-    port of the plugin that handles it."""
-    installed = core.hooks.protocols()
+def parse_protocols(specs: Iterable[str]) -> dict[str, int]:
+    """``["ssh:22", "rdp"]`` -> ``{"ssh": 22, "rdp": 3389}``; a bare name takes its IANA
+    well-known port (a plugin's ``default_port`` is where its *proxy* listens, not the
+    target's port)."""
     found: dict[str, int] = {}
     for spec in specs:
         name, sep, port_text = spec.strip().lower().partition(":")
         if not _PROTOCOL.match(name):
             raise ValidationError("protocols", f"'{spec}' is not NAME:PORT (e.g. ssh:22)")
         if not sep:
-            if name not in installed:
-                raise ValidationError(
-                    "protocols",
-                    f"no installed plugin handles '{name}', so give its port ({name}:PORT); "
-                    f"installed: {', '.join(sorted(installed)) or 'none'}",
-                )
-            port = installed[name].default_port
+            if name not in WELL_KNOWN_PORTS:
+                raise ValidationError("protocols", f"give the port of '{name}' ({name}:PORT)")
+            port = WELL_KNOWN_PORTS[name]
         elif port_text.isdigit() and 1 <= int(port_text) <= 65535:
             port = int(port_text)
         else:
@@ -99,7 +97,6 @@ def create_resource(
     require_admin(actor, "create resources")
     resource = Resource(name="", address="", settings={})
     _apply_resource(
-        core,
         db,
         resource,
         ResourceChanges(
@@ -124,13 +121,13 @@ def update_resource(
     require_admin(actor, "change resources")
     resource = get_resource(db, name)
     before = resource.name
-    _apply_resource(core, db, resource, changes)
+    _apply_resource(db, resource, changes)
     db.flush()
     core.audit(db, actor.username, "resource.updated", target=before, **_summary(resource))
     return resource
 
 
-def _apply_resource(core: Pamcore, db: Session, resource: Resource, ch: ResourceChanges) -> None:
+def _apply_resource(db: Session, resource: Resource, ch: ResourceChanges) -> None:
     if ch.name is not None:
         resource.name = unique_name(db, Resource, ch.name, current=resource)
     if ch.address is not None:
@@ -148,7 +145,7 @@ def _apply_resource(core: Pamcore, db: Session, resource: Resource, ch: Resource
     if ch.description is not None:
         resource.description = check_text("description", ch.description, 512)
     if ch.protocols is not None:
-        ports = parse_protocols(core, ch.protocols)
+        ports = parse_protocols(ch.protocols)
         if not ports:
             raise ValidationError("protocols", "give at least one, e.g. ssh:22")
         # Keep existing rows, so (resource, name) stays unique within one flush.

@@ -1,0 +1,187 @@
+"""A realistic demo instance in one call, built through the admin services (so it is
+validated and audited like anything an administrator types).
+
+Every demo user signs in with :data:`DEMO_PASSWORD`: it is printed once by ``pamcore
+demo`` and is for a throw-away demo instance only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+
+from pamcore.core import Pamcore
+from pamcore.model import Platform, Role, User
+from pamcore.passwords import generate_password
+from pamcore.services import directory, inventory, policies
+from pamcore.services.common import CONSOLE, Actor
+from pamcore.services.policies import ActivityChanges, PolicyChanges, ProfileChanges
+
+#: The documented demo password (12+ characters, as every pamcore password). Demo only.
+DEMO_PASSWORD = "demo-password-1"  # noqa: S105 -- documented, demo only
+
+USERS: tuple[tuple[str, Role, str], ...] = (
+    ("alice", Role.USER, "Alice Requester"),
+    ("bob", Role.USER, "Bob Requester"),
+    ("carol", Role.APPROVER, "Carol Approver"),
+    ("dave", Role.APPROVER, "Dave Network Approver"),
+    ("erin", Role.ADMIN, "Erin Administrator"),
+    ("frank", Role.AUDITOR, "Frank Auditor"),
+)
+GROUPS = {"Linux Admins": ["carol"], "Network Admins": ["dave"], "DBAs": ["bob"]}
+RESOURCES: tuple[tuple[str, str, Platform, str, str], ...] = (
+    ("web01", "127.0.0.1", Platform.LINUX, "ssh:22", "Web server"),
+    ("db01", "127.0.0.1", Platform.LINUX, "ssh:22", "Database server"),
+    ("core-sw1", "192.0.2.10", Platform.CISCO_IOS, "ssh:22", "Core switch (Cisco IOS)"),
+    ("dc01", "192.0.2.20", Platform.WINDOWS, "rdp:3389", "Domain controller"),
+)
+#: (credential, account, resource, managed); each gets a random password nobody is shown.
+CREDENTIALS = (
+    ("db01 root", "root", "db01", True),
+    ("core-sw1 enable", "enable", "core-sw1", True),
+    ("dc01 Administrator", "Administrator", "dc01", True),
+)
+
+
+@dataclass
+class DemoSummary:
+    """What ``seed_demo`` did, for the edge to print; ``seeded`` is False when the demo
+    users were already there (nothing was changed)."""
+
+    seeded: bool
+    users: list[tuple[str, str]] = field(default_factory=list)
+    resources: list[str] = field(default_factory=list)
+    activities: list[str] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+    policies: list[str] = field(default_factory=list)
+    password: str = DEMO_PASSWORD
+
+    def __repr__(self) -> str:
+        return f"DemoSummary(seeded={self.seeded}, users={[u for u, _ in self.users]})"
+
+
+def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
+    """Create the demo people, inventory and rules in one unit, or nothing if any demo
+    user exists already (running it twice is harmless)."""
+    names = [u for u, _, _ in USERS]
+    with core.unit() as db:
+        existing = db.scalars(select(User.username).where(func.lower(User.username).in_(names)))
+        if list(existing):
+            return DemoSummary(seeded=False)
+        summary = DemoSummary(seeded=True)
+        for username, role, display in USERS:
+            directory.create_user(
+                core, db, actor, username, role=role, display_name=display, password=DEMO_PASSWORD
+            )
+            summary.users.append((username, role.value))
+        for group, members in GROUPS.items():
+            directory.create_group(core, db, actor, group, members=members)
+        for name, address, platform, protocol, description in RESOURCES:
+            inventory.create_resource(
+                core,
+                db,
+                actor,
+                name,
+                address,
+                platform=platform,
+                protocols=[protocol],
+                description=description,
+                trust_on_first_use=True,
+            )
+            summary.resources.append(name)
+        for name, account, resource, managed in CREDENTIALS:
+            inventory.create_credential(
+                core,
+                db,
+                actor,
+                name,
+                account,
+                resource=resource,
+                password=generate_password(),
+                managed=managed,
+            )
+
+        activities = {
+            "Linux Admin": ActivityChanges(
+                description="Root-capable ephemeral account, removed when the session ends",
+                login_mode="ephemeral",
+                login_template="{user}-{random}",
+            ),
+            "Check out root on db01": ActivityChanges(
+                description="Check out the root password of db01",
+                kind="credential",
+                credential="db01 root",
+            ),
+            "Network Admin": ActivityChanges(
+                description="Enable-level access to network devices", credential="core-sw1 enable"
+            ),
+            "Windows Admin": ActivityChanges(
+                description="Local administrator on Windows servers",
+                credential="dc01 Administrator",
+            ),
+        }
+        for name, changes in activities.items():
+            policies.create_activity(core, db, actor, name, changes)
+            summary.activities.append(name)
+        for phase, message in (("pre", "create ephemeral account"), ("post", "remove it")):
+            policies.add_action(
+                core, db, actor, "Linux Admin", phase, "audit-note", {"message": message}
+            )
+
+        standard = ProfileChanges(
+            description="No approval; one hour, extendable twice by 30 minutes",
+            max_duration_minutes=60,
+            extension_enabled=True,
+            extension_minutes=30,
+            extension_max_count=2,
+            allow_view_password=True,
+            allow_copy_password=True,
+        )
+        policies.create_profile(core, db, actor, "Standard", standard)
+        policies.create_profile(
+            core,
+            db,
+            actor,
+            "Approval required",
+            ProfileChanges(
+                description="One Linux Admin approves; escalates to erin after 10 minutes",
+                max_duration_minutes=60,
+                escalation_minutes=10,
+                escalation_user="erin",
+            ),
+        )
+        policies.add_tier(core, db, actor, "Approval required", groups=["Linux Admins"])
+        policies.create_profile(
+            core,
+            db,
+            actor,
+            "Two-tier",
+            ProfileChanges(
+                description="A network admin, then carol; notes and a ticket are required",
+                notes_required=True,
+                ticket_required=True,
+            ),
+        )
+        policies.add_tier(core, db, actor, "Two-tier", groups=["Network Admins"])
+        policies.add_tier(core, db, actor, "Two-tier", users=["carol"])
+        summary.profiles = ["Standard", "Approval required", "Two-tier"]
+
+        grants = {
+            "alice Linux Admin on web01": ("Approval required", ["alice"], "Linux Admin", "web01"),
+            "db01 root checkout": ("Standard", ["alice", "bob"], "Check out root on db01", "db01"),
+            "bob Network Admin on core-sw1": ("Two-tier", ["bob"], "Network Admin", "core-sw1"),
+            "erin Windows Admin on dc01": ("Standard", ["erin"], "Windows Admin", "dc01"),
+        }
+        for name, (profile, users, activity, resource) in grants.items():
+            policies.create_policy(
+                core,
+                db,
+                actor,
+                name,
+                PolicyChanges(
+                    profile=profile, users=users, activities=[activity], resources=[resource]
+                ),
+            )
+            summary.policies.append(name)
+    return summary
