@@ -6,6 +6,8 @@ an argument, which would land in shell history and ``ps`` output.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from pamcore.cli.context import CliContext, pass_cli, with_json
@@ -27,7 +29,7 @@ confirm_delete = click.confirmation_option(prompt="Delete it? This cannot be und
 def read_secret(label: str, from_stdin: bool, *, multiline: bool = False) -> str:
     """A secret from stdin (one line, or all of it for a key) or a hidden, confirmed prompt."""
     if from_stdin:
-        text = click.get_text_stream("stdin").read()
+        text = sys.stdin.read()
         secret = text if multiline else text.removesuffix("\n").removesuffix("\r")
     else:
         secret = click.prompt(label, hide_input=True, confirmation_prompt=True)
