@@ -194,6 +194,9 @@ def pamcore_on_session_due(session: ActivitySession) -> None:
 def pamcore_on_session_available(session: ActivitySession) -> None:
     """Notify that a session became available to connect to.
 
+    Called by the scheduler after the pre-session actions succeeded and the status was
+    stored, in the same unit of work. Exceptions are logged and do not undo it.
+
     :param session: the session, status ``available``, with ``ends_at`` set.
     """
 
@@ -213,6 +216,9 @@ def pamcore_on_session_ending(session: ActivitySession, reason: str) -> None:
 @hookspec
 def pamcore_on_session_extended(session: ActivitySession, new_end: dt.datetime) -> None:
     """Notify that a session was extended (proxies move their hard stop).
+
+    Called by the extend-session service after the new end time is set, whichever edge
+    asked (dashboard, Ctrl+X in SSH, RDP pop-up). Exceptions are logged and ignored.
 
     :param session: the session after the extension.
     :param new_end: its new end time, UTC.
