@@ -23,8 +23,8 @@ PLUGIN_FILE = Path(__file__).resolve().parents[1] / "src" / "pamcore_ticket_vali
 
 
 def _load_plugin() -> ModuleType:
-    """Loaded from its file, as a plugins folder would: the development environment does not
-    install this distribution, since an installed policy plugin changes every core in it."""
+    """Loaded from its file, as a plugins folder would, so the tests do not depend on the
+    distribution being installed (the ``core`` fixture loads no entry points anyway)."""
     spec = importlib.util.spec_from_file_location("ticket_validator_example", PLUGIN_FILE)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
