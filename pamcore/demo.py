@@ -145,8 +145,15 @@ def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
             actor,
             "Approval required",
             ProfileChanges(
-                description="One Linux Admin approves; escalates to erin after 10 minutes",
-                max_duration_minutes=60,
+                description=(
+                    "One Linux Admin approves (erin after 10 minutes); 5-minute sessions, so "
+                    "the tour can extend at once; the ephemeral password may be viewed"
+                ),
+                max_duration_minutes=5,
+                extension_minutes=30,
+                extension_max_count=2,
+                allow_view_password=True,
+                allow_copy_password=True,
                 escalation_minutes=10,
                 escalation_user="erin",
             ),
