@@ -48,6 +48,7 @@ from sqlalchemy import create_engine
 
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
+from pamcore.directconnect import login_name
 from pamcore.model import ActivitySession, Base, LoginMode, Resource, User
 from pamcore.plugins import build_plugin_host
 from pamcore.registry import ProtocolHandler
@@ -103,11 +104,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def directconnect_name(username: str, activity: str, resource: str) -> str:
-    """``user+Activity+resource`` with spaces written as ``-``."""
-    return "+".join(re.sub(r"\s+", "-", p.strip()) for p in (username, activity, resource))
 
 
 @dataclass
@@ -251,7 +247,7 @@ class ProtocolContract:
             [info.command, info.uri, info.file[2].decode("utf-8", "replace") if info.file else ""]
         )
         assert PROXY_HOST in text
-        assert directconnect_name("alice", ACTIVITY, RESOURCE) in text
+        assert login_name("alice", ACTIVITY, RESOURCE) in text
 
     def test_connection_test_ok_against_target(
         self, handler: ProtocolHandler, target: tuple[str, int]
@@ -339,5 +335,4 @@ __all__ = [
     "ProtocolContract",
     "Refused",
     "closed_port",
-    "directconnect_name",
 ]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pamcore import hookimpl
+from pamcore.directconnect import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler
 from pamcore_rdp.probe import probe_rdp
 
@@ -19,12 +20,6 @@ if TYPE_CHECKING:
 #: Port of pamcore's RDP proxy; 4489 keeps clear of a host's own RDP on 3389.
 DEFAULT_PORT = 4489
 MEDIA_TYPE = "application/x-rdp"
-
-
-def directconnect_name(user: User, activity_name: str, resource: Resource) -> str:
-    """``user+Activity+resource``, spaces written as ``-`` (the core reads them back)."""
-    parts = (user.username, activity_name, resource.name)
-    return "+".join(re.sub(r"\s+", "-", p.strip()) for p in parts)
 
 
 def rdp_file(proxy_host: str, login: str, port: int = DEFAULT_PORT) -> bytes:
@@ -53,7 +48,7 @@ def client_launch(
     session: ActivitySession, resource: Resource, user: User, proxy_host: str
 ) -> LaunchInfo:
     """A ``.rdp`` file for the Connection icon, and the FreeRDP command line."""
-    login = directconnect_name(user, session.activity.name, resource)
+    login = login_name(user.username, session.activity.name, resource.name)
     filename = re.sub(r"[^A-Za-z0-9._-]+", "-", resource.name) + ".rdp"
     return LaunchInfo(
         command=f"xfreerdp /v:{proxy_host}:{DEFAULT_PORT} /u:{login} /sec:tls",

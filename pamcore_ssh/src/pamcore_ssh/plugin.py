@@ -5,11 +5,11 @@ Plugin modules do no I/O at import time; everything happens inside the hooks.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pamcore import hookimpl
+from pamcore.directconnect import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler
 from pamcore_ssh.probe import probe_ssh
 
@@ -20,20 +20,11 @@ if TYPE_CHECKING:
 DEFAULT_PORT = 4422
 
 
-def directconnect_name(user: User, activity_name: str, resource: Resource) -> str:
-    """``user+Activity+resource``: the login name native clients give the proxy.
-
-    Spaces become ``-``; the core's name look-up treats ``-`` and ``_`` as spaces.
-    """
-    parts = (user.username, activity_name, resource.name)
-    return "+".join(re.sub(r"\s+", "-", p.strip()) for p in parts)
-
-
 def client_launch(
     session: ActivitySession, resource: Resource, user: User, proxy_host: str
 ) -> LaunchInfo:
     """The OpenSSH command line and ``ssh://`` URI for the Connection icon."""
-    login = directconnect_name(user, session.activity.name, resource)
+    login = login_name(user.username, session.activity.name, resource.name)
     return LaunchInfo(
         command=f"ssh -p {DEFAULT_PORT} {login}@{proxy_host}",
         uri=f"ssh://{login}@{proxy_host}:{DEFAULT_PORT}",

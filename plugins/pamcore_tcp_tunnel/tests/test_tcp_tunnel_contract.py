@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
+from pamcore.directconnect import login_name
 from pamcore.model import ActivitySession, ResourceProtocol
 from pamcore.registry import ProtocolHandler
 from pamcore.services.sessions import extend_session
@@ -28,7 +29,6 @@ from pamcore.testing.contract import (
     ProtocolContract,
     Refused,
     closed_port,
-    directconnect_name,
 )
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -141,7 +141,7 @@ class TestTcpTunnelContract(ProtocolContract):
         self, core: Pamcore, handler: ProtocolHandler, world: ContractWorld
     ) -> None:
         """What psql would do: connect to the helper's local port and just talk."""
-        login = directconnect_name("alice", ACTIVITY, RESOURCE)
+        login = login_name("alice", ACTIVITY, RESOURCE)
 
         async def scenario() -> bytes:
             async with self.running_listener(core, handler) as listener:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import re
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pamcore import hookimpl
+from pamcore.directconnect import login_name
 from pamcore.registry import ConnectionTest, LaunchInfo, ProtocolHandler
 from pamcore_tcp_tunnel.listener import LISTENERS, PROTOCOL, TunnelListener
 
@@ -25,17 +25,11 @@ if TYPE_CHECKING:
 DEFAULT_PORT = 4455
 
 
-def directconnect_name(user: User, activity_name: str, resource: Resource) -> str:
-    """``user+Activity+resource``, spaces written as ``-`` (the core reads them back)."""
-    parts = (user.username, activity_name, resource.name)
-    return "+".join(re.sub(r"\s+", "-", p.strip()) for p in parts)
-
-
 def client_launch(
     session: ActivitySession, resource: Resource, user: User, proxy_host: str
 ) -> LaunchInfo:
     """The helper command that gives a database client a local port to connect to."""
-    login = directconnect_name(user, session.activity.name, resource)
+    login = login_name(user.username, session.activity.name, resource.name)
     return LaunchInfo(command=f"pamcore-tcp-connect {proxy_host}:{DEFAULT_PORT} {login}")
 
 

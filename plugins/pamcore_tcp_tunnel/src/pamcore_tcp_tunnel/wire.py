@@ -14,6 +14,9 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+from pamcore.directconnect import parse_login
+from pamcore.errors import ValidationError
+
 MAGIC = "PAMCORE"
 #: Longest handshake line accepted; a longer one is refused, never buffered without end.
 MAX_LINE = 4096
@@ -47,17 +50,13 @@ def parse_hello(line: bytes) -> Hello:
     parts = text.split(" ", 2)
     if len(parts) != 3 or parts[0] != MAGIC or not parts[2]:
         raise HandshakeError(EXPECTED)
-    names = parts[1].split("+")
-    if len(names) == 2:
-        username, resource = names
-        activity = None
-    elif len(names) == 3:
-        username, activity, resource = names
-    else:
+    try:
+        name = parse_login(parts[1])
+    except ValidationError:
+        raise HandshakeError(EXPECTED) from None
+    if name.resource is None:  # a tunnel needs a destination: no menu on a byte pipe
         raise HandshakeError(EXPECTED)
-    if not username or not resource or activity == "":
-        raise HandshakeError(EXPECTED)
-    return Hello(username, activity, resource, parts[2])
+    return Hello(name.username, name.activity, name.resource, parts[2])
 
 
 def hello_line(login: str, password: str) -> bytes:
