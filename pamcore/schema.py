@@ -120,3 +120,16 @@ def pending_changes(url: str) -> list[Any]:
     with _connection(url) as conn:
         context = MigrationContext.configure(connection=conn, opts=migration_options(conn))
         return list(compare_metadata(context, Base.metadata))
+
+
+def new_revision(url: str, message: str) -> Path:
+    """Autogenerate the next migration from the difference between ``url`` (migrated to
+    head) and the models, for a developer to review; returns the new script's path."""
+    head = head_revision()
+    rev_id = f"{int(head) + 1:04d}" if head.isdigit() else None
+    with _connection(url) as conn:
+        cfg = alembic_config(url)
+        cfg.attributes["connection"] = conn
+        script = command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
+    assert script is not None and not isinstance(script, list)
+    return Path(script.path)

@@ -18,11 +18,12 @@ from sqlalchemy.engine import make_url
 import pamcore
 from pamcore.cli.context import CliContext
 from pamcore.cli.main import build_cli
+from pamcore.config import load_config
 from pamcore.core import Pamcore, open_core
 from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession, LoginMode
 from pamcore.registry import ProtocolHandler
-from pamcore.runtime import Runtime, SchedulerService, proxy_services
+from pamcore.runtime import Runtime, SchedulerService, proxy_services, run_tick
 from pamcore.schema import head_revision
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
@@ -173,6 +174,18 @@ def test_worker_once_with_nothing_due(instance: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "nothing due"
+
+
+def test_a_failing_tick_is_logged_and_does_not_raise(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_config(tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    core = Pamcore(config)
+    try:
+        assert run_tick(core) is None
+    finally:
+        core.dispose()
+    assert "scheduler tick failed: database error OperationalError" in caplog.text
 
 
 def test_run_starts_and_stops_as_a_real_process(tmp_path: Path) -> None:

@@ -9,7 +9,13 @@ from pamcore.cli.context import CliContext, pass_cli, with_json
 from pamcore.cli.output import emit_message, emit_record
 from pamcore.config import Config, load_config
 from pamcore.errors import ConfigurationError
-from pamcore.schema import current_revision, head_revision, pending_changes, upgrade_database
+from pamcore.schema import (
+    current_revision,
+    head_revision,
+    new_revision,
+    pending_changes,
+    upgrade_database,
+)
 
 
 def _config(cli: CliContext) -> Config:
@@ -81,9 +87,19 @@ def check(cli: CliContext) -> None:
         more = f" (and {len(changes) - 5} more)" if len(changes) > 5 else ""
         raise ConfigurationError(
             f"the database schema differs from the models in {len(changes)} place(s): "
-            f"{shown}{more}; a model change needs a migration"
+            f"{shown}{more}; a model change needs a migration ('pamcore db revision')"
         )
     emit_message(f"database schema is up to date ({head})", cli.as_json, revision=head)
+
+
+@db.command()
+@click.option("-m", "--message", required=True, help="What the migration changes.")
+@pass_cli
+def revision(cli: CliContext, message: str) -> None:
+    """For developers: write the next migration from the models' difference to a database
+    at head (review it before committing)."""
+    path = new_revision(_config(cli).database_url, message)
+    click.echo(f"wrote {path}; review it, 'make format', then 'pamcore db upgrade'")
 
 
 def _describe(change: object) -> str:
