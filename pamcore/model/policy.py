@@ -189,9 +189,3 @@ class AccessPolicy(Base):
     resources: Mapped[list[Resource]] = relationship(
         secondary=policy_resources, order_by="Resource.name"
     )
-
-    def covers(self, user: User, activity: Activity, resource: Resource) -> bool:
-        member = user in self.users or bool(user.group_ids & {g.id for g in self.groups})
-        return (
-            self.enabled and member and activity in self.activities and resource in self.resources
-        )

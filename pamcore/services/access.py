@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
 from pamcore.clock import format_utc
@@ -21,24 +21,75 @@ from pamcore.model import (
     Resource,
     User,
 )
+from pamcore.model.directory import user_groups
+from pamcore.model.policy import (
+    policy_activities,
+    policy_groups,
+    policy_resources,
+    policy_users,
+)
 from pamcore.model.sessions import session_resources
 from pamcore.services.common import get_session
 from pamcore.vault import Revealed
+
+
+def _granting_policies(db: Session, user: User, activity: Activity | None) -> Select:
+    """Enabled policies naming ``user`` (directly or through a group) and ``activity``.
+
+    Resolved in SQL: loading every policy's member and resource lists per request was the
+    largest cost of creating a session (bench/core.py).
+    """
+    member = or_(
+        exists().where(
+            policy_users.c.policy_id == AccessPolicy.id, policy_users.c.user_id == user.id
+        ),
+        exists().where(
+            policy_groups.c.policy_id == AccessPolicy.id,
+            policy_groups.c.group_id == user_groups.c.group_id,
+            user_groups.c.user_id == user.id,
+        ),
+    )
+    query = select(AccessPolicy.id).where(AccessPolicy.enabled.is_(True), member)
+    if activity is not None:
+        query = query.where(
+            exists().where(
+                policy_activities.c.policy_id == AccessPolicy.id,
+                policy_activities.c.activity_id == activity.id,
+            )
+        )
+    return query
+
+
+def covered_resources(
+    db: Session, user: User, activity: Activity | None, resource_ids: list[int]
+) -> dict[int, set[int]]:
+    """policy id -> which of ``resource_ids`` it grants ``user`` for ``activity``."""
+    granting = _granting_policies(db, user, activity).subquery()
+    rows = db.execute(
+        select(policy_resources.c.policy_id, policy_resources.c.resource_id).where(
+            policy_resources.c.policy_id.in_(select(granting.c.id)),
+            policy_resources.c.resource_id.in_(resource_ids),
+        )
+    )
+    covered: dict[int, set[int]] = {}
+    for policy_id, resource_id in rows:
+        covered.setdefault(policy_id, set()).add(resource_id)
+    return covered
 
 
 def find_policy(
     db: Session, user: User, activity: Activity, resources: list[Resource]
 ) -> AccessPolicy:
     """The enabled policy covering ``user`` × ``activity`` × every resource (lowest id wins)."""
-    policies = db.scalars(
-        select(AccessPolicy).where(AccessPolicy.enabled.is_(True)).order_by(AccessPolicy.id)
-    ).all()
-    for policy in policies:
-        if all(policy.covers(user, activity, r) for r in resources):
+    wanted = {r.id for r in resources}
+    covered = covered_resources(db, user, activity, list(wanted))
+    for policy_id in sorted(covered):
+        if covered[policy_id] == wanted:
+            policy = db.get(AccessPolicy, policy_id)
+            assert policy is not None
             return policy
-    uncovered = [
-        r.name for r in resources if not any(p.covers(user, activity, r) for p in policies)
-    ]
+    reachable = set().union(*covered.values()) if covered else set()
+    uncovered = [r.name for r in resources if r.id not in reachable]
     if uncovered:
         raise PolicyDenied(
             f"no access policy grants {user.username} the activity '{activity.name}' on "
@@ -198,12 +249,7 @@ def _authorize(
     if candidates:
         raise PolicyDenied(finished_reason(candidates[0]))
     what = f"'{activity.name}' on {resource.name}" if activity else resource.name
-    granted = db.scalars(select(AccessPolicy).where(AccessPolicy.enabled.is_(True))).all()
-    if activity is not None:
-        covered = any(p.covers(user, activity, resource) for p in granted)
-    else:
-        covered = any(p.covers(user, a, resource) for p in granted for a in p.activities)
-    if not covered:
+    if not covered_resources(db, user, activity, [resource.id]):
         raise PolicyDenied(f"no access policy grants {user.username} {what}")
     raise PolicyDenied(f"you have no session for {what}; request one first")
 
