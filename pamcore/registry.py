@@ -65,7 +65,10 @@ class ProtocolHandler:
 @dataclass(frozen=True)
 class ActionContext:
     """What an action runner gets: the session, one resource, the login account and its
-    password (for ephemeral accounts), and the core for vault or audit access."""
+    password (for ephemeral accounts), the core (vault, configuration), and ``audit`` to
+    record what it did. Runners may take seconds (network): the scheduler calls them
+    outside any write transaction, so they must not write through ``session``'s database
+    session; ``audit(action, **details)`` is the way to leave a trace (never a secret)."""
 
     core: Pamcore
     session: ActivitySession
@@ -74,6 +77,7 @@ class ActionContext:
     login_password: str | None
     params: dict[str, Any]
     now: dt.datetime
+    audit: Callable[..., None]
 
 
 @dataclass(frozen=True)

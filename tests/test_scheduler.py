@@ -230,3 +230,75 @@ def test_two_workers_never_run_the_same_session(
             .where(ActivitySession.id.in_(sids), ActivitySession.status == Status.AVAILABLE.value)
         ) == len(sids)
         assert db.scalar(select(func.count()).select_from(User)) >= 12
+
+
+def test_actions_run_outside_the_write_transaction(core: Pamcore, world: World) -> None:
+    """While a pre-session action waits on the network, others can still write: the action
+    below only finishes if another thread commits a unit of work in the meantime."""
+    wrote = threading.Event()
+
+    def slow_action(ctx: ActionContext) -> None:
+        def other_writer() -> None:
+            with core.unit() as db:
+                core.audit(db, "bob", "test.concurrent_write")
+            wrote.set()
+
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        thread.join(10)
+        if not wrote.is_set():
+            raise ActionFailed("another writer was blocked during the action")
+
+    class Slow:
+        @hookimpl
+        def pamcore_register_actions(self, register):
+            register(ActionType(name="slow", description="waits", run=slow_action))
+
+    name = core.plugins.register(Slow(), "slow")
+    try:
+        with core.unit() as db:
+            activity = b.make_activity(
+                db, "Slow", pre=[("slow", {})], credential=fresh(db, world.root_cred)
+            )
+            b.make_policy(
+                db,
+                "slow",
+                fresh(db, world.standard),
+                [activity],
+                [fresh(db, world.web01)],
+                users=[fresh(db, world.alice)],
+            )
+            sid = create_session(
+                core, db, fresh(db, world.alice), SessionRequest("Slow", ("web01",))
+            ).id
+        assert scheduler.tick(core).activated == [sid]
+    finally:
+        core.plugins.unregister(name)
+
+
+def test_sessions_are_provisioned_in_parallel(
+    core: Pamcore, world: World, recorder: Recorder
+) -> None:
+    """Three sessions' actions meet at a barrier: only possible if they run at once."""
+    barrier = threading.Barrier(3, timeout=10)
+    original = recorder._runner
+
+    def meeting(name: str) -> Callable[[ActionContext], None]:
+        inner = original(name)
+
+        def run(ctx: ActionContext) -> None:
+            if name == "create-account":
+                barrier.wait()
+            inner(ctx)
+
+        return run
+
+    recorder._runner = meeting  # type: ignore[method-assign]
+    core.plugins.unregister("recorder")
+    core.plugins.register(recorder, "recorder")
+    with core.unit() as db:
+        users = [fresh(db, world.alice), fresh(db, world.bob), b.make_user(db, "carl")]
+        policy = db.scalar(select(AccessPolicy).where(AccessPolicy.name == "ephemeral"))
+        policy.users.append(users[2])
+    sids = [request(core, u, None, "web01") for u in (world.alice, world.bob, users[2])]
+    assert sorted(scheduler.tick(core).activated) == sorted(sids)

@@ -4,25 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy.orm import object_session
-
 from pamcore import hookimpl
 from pamcore.registry import ActionContext, ActionType
 
 
 def _audit_note(ctx: ActionContext) -> None:
     """Writes the action's message to the audit log: a marker operators can search for."""
-    db = object_session(ctx.session)
-    assert db is not None
-    ctx.core.audit(
-        db,
-        "system:actions",
-        "action.note",
-        target=ctx.resource.name,
-        session_id=ctx.session.id,
-        message=str(ctx.params.get("message", "")),
-        account=ctx.login_account,
-    )
+    ctx.audit("action.note", message=str(ctx.params.get("message", "")))
 
 
 @hookimpl

@@ -5,16 +5,20 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.errors import ActionFailed, ValidationError
-from pamcore.model import ActionPhase, Activity, ActivitySession, LoginMode
+from pamcore.model import ActionPhase, Activity, ActivitySession, LoginMode, Resource
 from pamcore.passwords import generate_password
 from pamcore.registry import ActionContext
 
 log = logging.getLogger(__name__)
+
+ACTOR = "system:actions"
 
 TEMPLATE_FIELDS = {"user", "random", "activity"}
 _FIELD = re.compile(r"\{([^{}]*)\}")
@@ -83,15 +87,32 @@ def run_actions(
     phase: ActionPhase,
     password: str | None,
     *,
+    audit_into: Session | None = None,
     best_effort: bool = False,
 ) -> list[str]:
     """Run the phase's actions for every resource, in order.
 
     Raises :class:`ActionFailed` on the first failure, unless ``best_effort`` (cleanup after
-    a failure), where every action runs and the failures are returned.
+    a failure), where every action runs and the failures are returned. Actions' audit
+    events go into ``audit_into`` (the caller's unit) or, when the actions run outside a
+    write transaction, each into a unit of its own.
     """
     known = core.hooks.actions()
     failures: list[str] = []
+
+    def auditor(resource: Resource) -> Callable[..., None]:
+        def audit(action: str, **details: Any) -> None:
+            details.setdefault("account", session.login_account)
+            if audit_into is not None:
+                core.audit(audit_into, ACTOR, action, target=resource.name,
+                           session_id=session.id, **details)
+                return
+            with core.unit() as db:
+                core.audit(db, ACTOR, action, target=resource.name, session_id=session.id,
+                           **details)
+
+        return audit
+
     for resource in session.resources:
         for action in session.activity.actions_for(phase):
             action_type = known.get(action.action_type)
@@ -107,6 +128,7 @@ def run_actions(
                         login_password=password,
                         params=dict(action.params),
                         now=core.now(),
+                        audit=auditor(resource),
                     )
                 )
             except Exception as exc:

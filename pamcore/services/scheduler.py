@@ -13,7 +13,9 @@ import datetime as dt
 import logging
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: How long a worker owns a claimed session before another may take it over.
 CLAIM_TTL = dt.timedelta(minutes=10)
+#: Sessions provisioned at once by one worker (their actions mostly wait on the network).
+PROVISION_THREADS = 8
 ACTOR = "system:scheduler"
 
 
@@ -115,42 +119,89 @@ def _activate_due(core: Pamcore, worker: str, report: TickReport, batch: int) ->
     )
     ids = _claim(core, worker, fresh, batch, Status.PROVISIONING)
     ids += _claim(core, worker, stale, batch, None)
-    for session_id in ids:
-        _provision(core, worker, session_id, report)
+    if len(ids) <= 1:
+        for session_id in ids:
+            _provision(core, worker, session_id, report)
+        return
+    # Pre-session actions wait on the network; run several sessions' at once.
+    with ThreadPoolExecutor(max_workers=min(PROVISION_THREADS, len(ids))) as pool:
+        for future in [pool.submit(_provision, core, worker, sid, report) for sid in ids]:
+            future.result()
 
 
 def _provision(core: Pamcore, worker: str, session_id: int, report: TickReport) -> None:
-    """Pre-session actions, then available; a failure cleans up and marks the session failed."""
-    with core.unit() as db:
+    """Prepare, run the pre-session actions, settle: three steps, so the actions (which may
+    take seconds on the network) run outside any write transaction and never hold the
+    SQLite write lock or PostgreSQL row locks while they wait."""
+    password = _prepare(core, worker, session_id, report)
+    if password is False:
+        return
+    failure: str | None = None
+    cleanup: list[str] = []
+    with core.reader() as db:
         session = db.get(ActivitySession, session_id)
-        if session is None or session.claimed_by != worker:
-            return
-        now = core.now()
-        ends_at = session.scheduled_start + dt.timedelta(
-            minutes=session.profile.max_duration_minutes
-        )
-        if ends_at <= now:
-            # Downtime swallowed the whole approved window: never start it late.
-            transition(session, Status.CANCELED)
-            session.finished_at = now
-            session.outcome_reason = (
-                f"its window ended at {format_utc(ends_at)} before the scheduler could start it"
-            )
-            core.audit(
-                db, ACTOR, "session.missed", session_id=session.id, reason=session.outcome_reason
-            )
-            report.missed.append(session.id)
-            return
-        core.hooks.on_session_due(session)
-        failure: str | None = None
+        assert session is not None
         try:
-            password = assign_login_account(core, db, session)
-            if password is None and session.login_secret is not None:
-                password = core.vault.reveal(session.login_secret)
             run_actions(core, session, ActionPhase.PRE, password)
         except ActionFailed as exc:
             failure = str(exc)
             cleanup = run_actions(core, session, ActionPhase.POST, password, best_effort=True)
+    _settle(core, worker, session_id, failure, cleanup, report)
+
+
+def _prepare(
+    core: Pamcore, worker: str, session_id: int, report: TickReport
+) -> str | Literal[False] | None:
+    """Missed-window check and login account; returns the ephemeral password (or ``None``
+    for a managed credential), or ``False`` when there is nothing to run."""
+    with core.unit() as db:
+        session = db.get(ActivitySession, session_id)
+        if session is None or session.claimed_by != worker:
+            return False
+        now = core.now()
+        if _window_end(session) <= now:
+            # Downtime swallowed the whole approved window: never start it late.
+            transition(session, Status.CANCELED)
+            session.finished_at = now
+            session.outcome_reason = (
+                f"its window ended at {format_utc(_window_end(session))} before the "
+                f"scheduler could start it"
+            )
+            session.claimed_by = session.claim_expires_at = None
+            core.audit(
+                db, ACTOR, "session.missed", session_id=session.id, reason=session.outcome_reason
+            )
+            report.missed.append(session.id)
+            return False
+        core.hooks.on_session_due(session)
+        if not session.login_account:
+            password = assign_login_account(core, db, session)
+        elif session.login_secret is not None:  # a recovered claim: the account exists
+            password = core.vault.reveal(session.login_secret)
+        else:
+            password = None
+        return str(password) if password is not None else None
+
+
+def _window_end(session: ActivitySession) -> dt.datetime:
+    return session.scheduled_start + dt.timedelta(minutes=session.profile.max_duration_minutes)
+
+
+def _settle(
+    core: Pamcore,
+    worker: str,
+    session_id: int,
+    failure: str | None,
+    cleanup: list[str],
+    report: TickReport,
+) -> None:
+    with core.unit() as db:
+        session = db.get(ActivitySession, session_id)
+        if session is None or session.claimed_by != worker:
+            return  # another worker took over an expired claim; its result stands
+        now = core.now()
+        session.claimed_by = session.claim_expires_at = None
+        if failure is not None:
             transition(session, Status.FAILED)
             session.finished_at = now
             session.outcome_reason = failure
@@ -163,24 +214,22 @@ def _provision(core: Pamcore, worker: str, session_id: int, report: TickReport) 
                 cleanup_failures=cleanup,
             )
             report.failed.append(session.id)
-        if failure is None:
-            transition(session, Status.AVAILABLE)
-            session.started_at = now
-            session.ends_at = ends_at
-            core.audit(
-                db,
-                ACTOR,
-                "session.available",
-                session_id=session.id,
-                account=session.login_account,
-                ends_at=ends_at.isoformat(),
-                lag_seconds=round((now - session.scheduled_start).total_seconds(), 3),
-            )
-            report.activated.append(session.id)
-        session.claimed_by = session.claim_expires_at = None
-        if failure is None:
-            db.flush()
-            core.hooks.on_session_available(session)
+            return
+        transition(session, Status.AVAILABLE)
+        session.started_at = now
+        session.ends_at = _window_end(session)
+        core.audit(
+            db,
+            ACTOR,
+            "session.available",
+            session_id=session.id,
+            account=session.login_account,
+            ends_at=session.ends_at.isoformat(),
+            lag_seconds=round((now - session.scheduled_start).total_seconds(), 3),
+        )
+        report.activated.append(session.id)
+        db.flush()
+        core.hooks.on_session_available(session)
 
 
 def _expire(core: Pamcore, worker: str, report: TickReport, batch: int) -> None:

@@ -228,7 +228,7 @@ def finish_session(
     secret = session.login_secret
     password = core.vault.reveal(secret) if secret else None
     try:
-        run_actions(core, session, ActionPhase.POST, password)
+        run_actions(core, session, ActionPhase.POST, password, audit_into=db)
     except ActionFailed as exc:
         outcome, reason = Status.FAILED, str(exc)
     transition(session, outcome)
