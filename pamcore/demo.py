@@ -14,9 +14,14 @@ from sqlalchemy import func, select
 from pamcore.core import Pamcore
 from pamcore.model import Platform, Role, User
 from pamcore.passwords import generate_password
-from pamcore.services import directory, inventory, policies
+from pamcore.services import activities as activity_svc
+from pamcore.services import directory, inventory
+from pamcore.services import policies as policy_svc
+from pamcore.services import profiles as profile_svc
+from pamcore.services.activities import ActivityChanges
 from pamcore.services.common import CONSOLE, Actor
-from pamcore.services.policies import ActivityChanges, PolicyChanges, ProfileChanges
+from pamcore.services.policies import PolicyChanges
+from pamcore.services.profiles import ProfileChanges
 
 #: The documented demo password (12+ characters, as every pamcore password). Demo only.
 DEMO_PASSWORD = "demo-password-1"  # noqa: S105 -- documented, demo only
@@ -122,10 +127,10 @@ def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
             ),
         }
         for name, changes in activities.items():
-            policies.create_activity(core, db, actor, name, changes)
+            activity_svc.create_activity(core, db, actor, name, changes)
             summary.activities.append(name)
         for phase, message in (("pre", "create ephemeral account"), ("post", "remove it")):
-            policies.add_action(
+            activity_svc.add_action(
                 core, db, actor, "Linux Admin", phase, "audit-note", {"message": message}
             )
 
@@ -138,8 +143,8 @@ def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
             allow_view_password=True,
             allow_copy_password=True,
         )
-        policies.create_profile(core, db, actor, "Standard", standard)
-        policies.create_profile(
+        profile_svc.create_profile(core, db, actor, "Standard", standard)
+        profile_svc.create_profile(
             core,
             db,
             actor,
@@ -158,8 +163,8 @@ def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
                 escalation_user="erin",
             ),
         )
-        policies.add_tier(core, db, actor, "Approval required", groups=["Linux Admins"])
-        policies.create_profile(
+        profile_svc.add_tier(core, db, actor, "Approval required", groups=["Linux Admins"])
+        profile_svc.create_profile(
             core,
             db,
             actor,
@@ -170,8 +175,8 @@ def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
                 ticket_required=True,
             ),
         )
-        policies.add_tier(core, db, actor, "Two-tier", groups=["Network Admins"])
-        policies.add_tier(core, db, actor, "Two-tier", users=["carol"])
+        profile_svc.add_tier(core, db, actor, "Two-tier", groups=["Network Admins"])
+        profile_svc.add_tier(core, db, actor, "Two-tier", users=["carol"])
         summary.profiles = ["Standard", "Approval required", "Two-tier"]
 
         grants = {
@@ -181,7 +186,7 @@ def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
             "erin Windows Admin on dc01": ("Standard", ["erin"], "Windows Admin", "dc01"),
         }
         for name, (profile, users, activity, resource) in grants.items():
-            policies.create_policy(
+            policy_svc.create_policy(
                 core,
                 db,
                 actor,

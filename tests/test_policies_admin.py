@@ -8,10 +8,14 @@ from sqlalchemy import select
 from pamcore.core import Pamcore
 from pamcore.errors import ValidationError
 from pamcore.model import ActionPhase, ActivityKind, AuditEvent, LoginMode, User
+from pamcore.services import activities as act
 from pamcore.services import policies as pol
+from pamcore.services import profiles as prof
 from pamcore.services.access import find_policy
+from pamcore.services.activities import ActivityChanges
 from pamcore.services.common import CONSOLE
-from pamcore.services.policies import ActivityChanges, PolicyChanges, ProfileChanges
+from pamcore.services.policies import PolicyChanges
+from pamcore.services.profiles import ProfileChanges
 from pamcore.testing import builders as b
 
 
@@ -28,9 +32,9 @@ def basics(core: Pamcore) -> None:
 
 def test_activity_defaults_and_rules(core: Pamcore, basics: None) -> None:
     with core.unit() as db:
-        linux = pol.create_activity(core, db, CONSOLE, "Linux Admin", ActivityChanges())
+        linux = act.create_activity(core, db, CONSOLE, "Linux Admin", ActivityChanges())
         assert linux.login_mode == LoginMode.EPHEMERAL
-        checkout = pol.create_activity(
+        checkout = act.create_activity(
             core,
             db,
             CONSOLE,
@@ -51,38 +55,38 @@ def test_activity_defaults_and_rules(core: Pamcore, basics: None) -> None:
     ]
     for changes, field in cases:
         with core.unit() as db, pytest.raises(ValidationError) as info:
-            pol.create_activity(core, db, CONSOLE, "Other", changes)
+            act.create_activity(core, db, CONSOLE, "Other", changes)
         assert info.value.field == field, changes
 
 
 def test_actions_are_ordered_and_checked(core: Pamcore, basics: None) -> None:
     with core.unit() as db:
-        pol.create_activity(core, db, CONSOLE, "Linux Admin", ActivityChanges())
-        pol.add_action(core, db, CONSOLE, "Linux Admin", "pre", "audit-note", {"message": "b"})
-        pol.add_action(
+        act.create_activity(core, db, CONSOLE, "Linux Admin", ActivityChanges())
+        act.add_action(core, db, CONSOLE, "Linux Admin", "pre", "audit-note", {"message": "b"})
+        act.add_action(
             core, db, CONSOLE, "Linux Admin", "pre", "audit-note", {"message": "a"}, position=1
         )
-        pol.add_action(
+        act.add_action(
             core,
             db,
             CONSOLE,
             "Linux Admin",
             "post",
             "audit-note",
-            pol.parse_params('{"message": "bye"}'),
+            act.parse_params('{"message": "bye"}'),
         )
         with pytest.raises(ValidationError, match="not installed"):
-            pol.add_action(core, db, CONSOLE, "Linux Admin", "pre", "no-such-action")
+            act.add_action(core, db, CONSOLE, "Linux Admin", "pre", "no-such-action")
         with pytest.raises(ValidationError, match="does not understand colour"):
-            pol.add_action(core, db, CONSOLE, "Linux Admin", "pre", "audit-note", {"colour": 1})
+            act.add_action(core, db, CONSOLE, "Linux Admin", "pre", "audit-note", {"colour": 1})
         with pytest.raises(ValidationError, match="JSON"):
-            pol.parse_params("{message: hi}")
+            act.parse_params("{message: hi}")
     with core.unit() as db:
-        activity = pol.get_activity(db, "linux-admin")
+        activity = act.get_activity(db, "linux-admin")
         assert [a.params["message"] for a in activity.actions_for(ActionPhase.PRE)] == ["a", "b"]
-        pol.remove_action(core, db, CONSOLE, "Linux Admin", "pre", 1)
+        act.remove_action(core, db, CONSOLE, "Linux Admin", "pre", 1)
     with core.reader() as db:
-        record = pol.activity_record(pol.get_activity(db, "Linux Admin"))
+        record = act.activity_record(act.get_activity(db, "Linux Admin"))
         assert record["pre_actions"] == ['1. audit-note {"message": "b"}']
         assert record["post_actions"] == ['1. audit-note {"message": "bye"}']
 
@@ -108,32 +112,32 @@ def test_actions_are_ordered_and_checked(core: Pamcore, basics: None) -> None:
 )
 def test_profile_ranges(core: Pamcore, basics: None, changes: ProfileChanges, field: str) -> None:
     with core.unit() as db, pytest.raises(ValidationError) as info:
-        pol.create_profile(core, db, CONSOLE, "P", changes)
+        prof.create_profile(core, db, CONSOLE, "P", changes)
     assert info.value.field == field
 
 
 def test_profile_tiers(core: Pamcore, basics: None) -> None:
     with core.unit() as db:
-        pol.create_profile(
+        prof.create_profile(
             core,
             db,
             CONSOLE,
             "Two-tier",
             ProfileChanges(escalation_minutes=10, escalation_user="dave", notes_required=True),
         )
-        pol.add_tier(core, db, CONSOLE, "Two-tier", groups=["Linux Admins"])
-        pol.add_tier(core, db, CONSOLE, "Two-tier", users=["carol", "dave"], approvals_required=2)
+        prof.add_tier(core, db, CONSOLE, "Two-tier", groups=["Linux Admins"])
+        prof.add_tier(core, db, CONSOLE, "Two-tier", users=["carol", "dave"], approvals_required=2)
         with pytest.raises(ValidationError, match="never be reached"):
-            pol.add_tier(core, db, CONSOLE, "Two-tier", users=["carol"], approvals_required=2)
+            prof.add_tier(core, db, CONSOLE, "Two-tier", users=["carol"], approvals_required=2)
         with pytest.raises(ValidationError, match="at least one approving"):
-            pol.add_tier(core, db, CONSOLE, "Two-tier")
-        pol.add_tier(core, db, CONSOLE, "Two-tier", users=["alice"])
+            prof.add_tier(core, db, CONSOLE, "Two-tier")
+        prof.add_tier(core, db, CONSOLE, "Two-tier", users=["alice"])
         with pytest.raises(ValidationError, match="at most 3"):
-            pol.add_tier(core, db, CONSOLE, "Two-tier", users=["alice"])
+            prof.add_tier(core, db, CONSOLE, "Two-tier", users=["alice"])
     with core.unit() as db:
-        pol.remove_tier(core, db, CONSOLE, "Two-tier", 1)
+        prof.remove_tier(core, db, CONSOLE, "Two-tier", 1)
     with core.reader() as db:
-        record = pol.profile_record(pol.get_profile(db, "two tier"))
+        record = prof.profile_record(prof.get_profile(db, "two tier"))
         assert record["approval_tiers"] == ["1: 2 of carol or dave", "2: 1 of alice"]
         assert record["escalation_to"] == "dave"
         assert record["notes_required"] is True
@@ -141,8 +145,8 @@ def test_profile_tiers(core: Pamcore, basics: None) -> None:
 
 def test_policy_grants_and_disable(core: Pamcore, basics: None) -> None:
     with core.unit() as db:
-        pol.create_activity(core, db, CONSOLE, "Linux Admin", ActivityChanges())
-        pol.create_profile(core, db, CONSOLE, "Standard")
+        act.create_activity(core, db, CONSOLE, "Linux Admin", ActivityChanges())
+        prof.create_profile(core, db, CONSOLE, "Standard")
         pol.create_policy(
             core,
             db,
@@ -162,7 +166,7 @@ def test_policy_grants_and_disable(core: Pamcore, basics: None) -> None:
             )
     with core.unit() as db:
         alice = db.scalar(select(User).where(User.username == "alice"))
-        activity, resource = pol.get_activity(db, "Linux Admin"), pol.list_policies(db)[0]
+        activity, resource = act.get_activity(db, "Linux Admin"), pol.list_policies(db)[0]
         assert find_policy(db, alice, activity, resource.resources).name == "alice on web"
         pol.set_policy_enabled(core, db, CONSOLE, "alice on web", False)
     with core.reader() as db:
@@ -172,8 +176,8 @@ def test_policy_grants_and_disable(core: Pamcore, basics: None) -> None:
             actions
         )
     with core.unit() as db, pytest.raises(ValidationError, match="alice on web"):
-        pol.delete_profile(core, db, CONSOLE, "Standard")
+        prof.delete_profile(core, db, CONSOLE, "Standard")
     with core.unit() as db:
         pol.delete_policy(core, db, CONSOLE, "alice on web")
-        pol.delete_profile(core, db, CONSOLE, "Standard")
-        pol.delete_activity(core, db, CONSOLE, "Linux Admin")
+        prof.delete_profile(core, db, CONSOLE, "Standard")
+        act.delete_activity(core, db, CONSOLE, "Linux Admin")

@@ -12,7 +12,9 @@ from pamcore.cli.context import CliContext, pass_cli, with_json
 from pamcore.cli.output import emit_message, emit_record, emit_rows, split_names
 from pamcore.cli.users import confirm_delete
 from pamcore.model import ActionPhase, ActivityKind, LoginMode
-from pamcore.services import policies as svc
+from pamcore.services import activities as activity_svc
+from pamcore.services import policies as policy_svc
+from pamcore.services import profiles as profile_svc
 from pamcore.services.common import CONSOLE
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,7 +70,7 @@ def activities() -> None:
 def list_activities(cli: CliContext) -> None:
     """List activities."""
     with cli.core.reader() as db:
-        rows = [svc.activity_record(a) for a in svc.list_activities(db)]
+        rows = [activity_svc.activity_record(a) for a in activity_svc.list_activities(db)]
     emit_rows(rows, ACTIVITY_COLUMNS, cli.as_json, empty="no activities yet")
 
 
@@ -79,7 +81,7 @@ def list_activities(cli: CliContext) -> None:
 def show_activity(cli: CliContext, name: str) -> None:
     """Show an activity and its actions in order."""
     with cli.core.reader() as db:
-        record = svc.activity_record(svc.get_activity(db, name))
+        record = activity_svc.activity_record(activity_svc.get_activity(db, name))
     emit_record(record, cli.as_json)
 
 
@@ -91,8 +93,10 @@ def show_activity(cli: CliContext, name: str) -> None:
 def create_activity(cli: CliContext, name: str, **fields: Any) -> None:
     """Create an activity (ephemeral accounts unless a credential is given)."""
     with cli.core.unit() as db:
-        activity = svc.create_activity(cli.core, db, CONSOLE, name, svc.ActivityChanges(**fields))
-        record = svc.activity_record(activity)
+        activity = activity_svc.create_activity(
+            cli.core, db, CONSOLE, name, activity_svc.ActivityChanges(**fields)
+        )
+        record = activity_svc.activity_record(activity)
     emit_message(f"created activity {record['name']}", cli.as_json, activity=record)
 
 
@@ -104,9 +108,11 @@ def create_activity(cli: CliContext, name: str, **fields: Any) -> None:
 @pass_cli
 def update_activity(cli: CliContext, name: str, new_name: str | None, **fields: Any) -> None:
     """Change an activity."""
-    changes = svc.ActivityChanges(name=new_name, **fields)
+    changes = activity_svc.ActivityChanges(name=new_name, **fields)
     with cli.core.unit() as db:
-        record = svc.activity_record(svc.update_activity(cli.core, db, CONSOLE, name, changes))
+        record = activity_svc.activity_record(
+            activity_svc.update_activity(cli.core, db, CONSOLE, name, changes)
+        )
     emit_message(f"updated activity {record['name']}", cli.as_json, activity=record)
 
 
@@ -118,7 +124,7 @@ def update_activity(cli: CliContext, name: str, new_name: str | None, **fields: 
 def delete_activity(cli: CliContext, name: str) -> None:
     """Delete an activity no session used."""
     with cli.core.unit() as db:
-        svc.delete_activity(cli.core, db, CONSOLE, name)
+        activity_svc.delete_activity(cli.core, db, CONSOLE, name)
     emit_message(f"deleted activity {name}", cli.as_json, name=name)
 
 
@@ -134,10 +140,10 @@ def add_action(
     cli: CliContext, name: str, phase: str, action_type: str, params: str, position: int | None
 ) -> None:
     """Add a pre- or post-session action (see 'pamcore plugins' for the types)."""
-    parsed = svc.parse_params(params)
+    parsed = activity_svc.parse_params(params)
     with cli.core.unit() as db:
-        svc.add_action(cli.core, db, CONSOLE, name, phase, action_type, parsed, position)
-        record = svc.activity_record(svc.get_activity(db, name))
+        activity_svc.add_action(cli.core, db, CONSOLE, name, phase, action_type, parsed, position)
+        record = activity_svc.activity_record(activity_svc.get_activity(db, name))
     emit_message(
         f"{record['name']}: {phase} action {action_type} added", cli.as_json, activity=record
     )
@@ -152,8 +158,8 @@ def add_action(
 def remove_action(cli: CliContext, name: str, phase: str, position: int) -> None:
     """Remove the pre- or post-session action at POSITION (as 'show' numbers them)."""
     with cli.core.unit() as db:
-        record = svc.activity_record(
-            svc.remove_action(cli.core, db, CONSOLE, name, phase, position)
+        record = activity_svc.activity_record(
+            activity_svc.remove_action(cli.core, db, CONSOLE, name, phase, position)
         )
     emit_message(
         f"{record['name']}: {phase} action {position} removed", cli.as_json, activity=record
@@ -187,12 +193,12 @@ profile_options = _options(
 )
 
 
-def _profile_changes(fields: dict[str, Any], **extra: Any) -> svc.ProfileChanges:
+def _profile_changes(fields: dict[str, Any], **extra: Any) -> profile_svc.ProfileChanges:
     fields = dict(fields)
     fields["extension_enabled"] = fields.pop("extension")
     fields["allow_view_password"] = fields.pop("view_password")
     fields["allow_copy_password"] = fields.pop("copy_password")
-    return svc.ProfileChanges(**fields, **extra)
+    return profile_svc.ProfileChanges(**fields, **extra)
 
 
 @click.group()
@@ -206,7 +212,7 @@ def profiles() -> None:
 def list_profiles(cli: CliContext) -> None:
     """List connection profiles."""
     with cli.core.reader() as db:
-        rows = [svc.profile_record(p) for p in svc.list_profiles(db)]
+        rows = [profile_svc.profile_record(p) for p in profile_svc.list_profiles(db)]
     emit_rows(rows, PROFILE_COLUMNS, cli.as_json, empty="no connection profiles yet")
 
 
@@ -217,7 +223,7 @@ def list_profiles(cli: CliContext) -> None:
 def show_profile(cli: CliContext, name: str) -> None:
     """Show every rule of a connection profile."""
     with cli.core.reader() as db:
-        record = svc.profile_record(svc.get_profile(db, name))
+        record = profile_svc.profile_record(profile_svc.get_profile(db, name))
     emit_record(record, cli.as_json)
 
 
@@ -229,8 +235,8 @@ def show_profile(cli: CliContext, name: str) -> None:
 def create_profile(cli: CliContext, name: str, **fields: Any) -> None:
     """Create a connection profile (no approval until a tier is added)."""
     with cli.core.unit() as db:
-        profile = svc.create_profile(cli.core, db, CONSOLE, name, _profile_changes(fields))
-        record = svc.profile_record(profile)
+        profile = profile_svc.create_profile(cli.core, db, CONSOLE, name, _profile_changes(fields))
+        record = profile_svc.profile_record(profile)
     emit_message(f"created connection profile {record['name']}", cli.as_json, profile=record)
 
 
@@ -244,7 +250,9 @@ def update_profile(cli: CliContext, name: str, new_name: str | None, **fields: A
     """Change a connection profile."""
     changes = _profile_changes(fields, name=new_name)
     with cli.core.unit() as db:
-        record = svc.profile_record(svc.update_profile(cli.core, db, CONSOLE, name, changes))
+        record = profile_svc.profile_record(
+            profile_svc.update_profile(cli.core, db, CONSOLE, name, changes)
+        )
     emit_message(f"updated connection profile {record['name']}", cli.as_json, profile=record)
 
 
@@ -256,7 +264,7 @@ def update_profile(cli: CliContext, name: str, new_name: str | None, **fields: A
 def delete_profile(cli: CliContext, name: str) -> None:
     """Delete a profile no policy or session uses."""
     with cli.core.unit() as db:
-        svc.delete_profile(cli.core, db, CONSOLE, name)
+        profile_svc.delete_profile(cli.core, db, CONSOLE, name)
     emit_message(f"deleted connection profile {name}", cli.as_json, name=name)
 
 
@@ -276,7 +284,7 @@ def add_tier(
 ) -> None:
     """Add an approval tier (up to 3, decided in order)."""
     with cli.core.unit() as db:
-        tier = svc.add_tier(
+        tier = profile_svc.add_tier(
             cli.core,
             db,
             CONSOLE,
@@ -285,7 +293,7 @@ def add_tier(
             users=split_names(users),
             groups=split_names(groups),
         )
-        record = svc.profile_record(tier.profile)
+        record = profile_svc.profile_record(tier.profile)
     emit_message(
         f"{record['name']}: approval tier {tier.position} added", cli.as_json, profile=record
     )
@@ -299,7 +307,9 @@ def add_tier(
 def remove_tier(cli: CliContext, name: str, position: int) -> None:
     """Remove approval tier POSITION; later tiers move up."""
     with cli.core.unit() as db:
-        record = svc.profile_record(svc.remove_tier(cli.core, db, CONSOLE, name, position))
+        record = profile_svc.profile_record(
+            profile_svc.remove_tier(cli.core, db, CONSOLE, name, position)
+        )
     emit_message(f"{record['name']}: approval tier {position} removed", cli.as_json, profile=record)
 
 
@@ -314,12 +324,12 @@ policy_options = _options(
 )
 
 
-def _policy_changes(fields: dict[str, Any], **extra: Any) -> svc.PolicyChanges:
+def _policy_changes(fields: dict[str, Any], **extra: Any) -> policy_svc.PolicyChanges:
     """Lists given replace the policy's; lists not given stay as they are."""
     lists = {
         k: split_names(fields[k]) or None for k in ("users", "groups", "activities", "resources")
     }
-    return svc.PolicyChanges(profile=fields["profile"], **lists, **extra)
+    return policy_svc.PolicyChanges(profile=fields["profile"], **lists, **extra)
 
 
 @click.group()
@@ -333,7 +343,7 @@ def policies() -> None:
 def list_policies(cli: CliContext) -> None:
     """List access policies."""
     with cli.core.reader() as db:
-        rows = [svc.policy_record(p) for p in svc.list_policies(db)]
+        rows = [policy_svc.policy_record(p) for p in policy_svc.list_policies(db)]
     emit_rows(rows, POLICY_COLUMNS, cli.as_json, empty="no access policies yet")
 
 
@@ -344,7 +354,7 @@ def list_policies(cli: CliContext) -> None:
 def show_policy(cli: CliContext, name: str) -> None:
     """Show what an access policy grants."""
     with cli.core.reader() as db:
-        record = svc.policy_record(svc.get_policy(db, name))
+        record = policy_svc.policy_record(policy_svc.get_policy(db, name))
     emit_record(record, cli.as_json)
 
 
@@ -358,7 +368,9 @@ def create_policy(cli: CliContext, name: str, disabled: bool, **fields: Any) -> 
     """Grant users or groups activities on resources under a connection profile."""
     changes = _policy_changes(fields, enabled=not disabled)
     with cli.core.unit() as db:
-        record = svc.policy_record(svc.create_policy(cli.core, db, CONSOLE, name, changes))
+        record = policy_svc.policy_record(
+            policy_svc.create_policy(cli.core, db, CONSOLE, name, changes)
+        )
     emit_message(f"created access policy {record['name']}", cli.as_json, policy=record)
 
 
@@ -372,7 +384,9 @@ def update_policy(cli: CliContext, name: str, new_name: str | None, **fields: An
     """Change an access policy; each list option given replaces that list."""
     changes = _policy_changes(fields, name=new_name)
     with cli.core.unit() as db:
-        record = svc.policy_record(svc.update_policy(cli.core, db, CONSOLE, name, changes))
+        record = policy_svc.policy_record(
+            policy_svc.update_policy(cli.core, db, CONSOLE, name, changes)
+        )
     emit_message(f"updated access policy {record['name']}", cli.as_json, policy=record)
 
 
@@ -383,8 +397,8 @@ def update_policy(cli: CliContext, name: str, new_name: str | None, **fields: An
 def enable_policy(cli: CliContext, name: str) -> None:
     """Switch an access policy on."""
     with cli.core.unit() as db:
-        policy = svc.set_policy_enabled(cli.core, db, CONSOLE, name, True)
-        record = svc.policy_record(policy)
+        policy = policy_svc.set_policy_enabled(cli.core, db, CONSOLE, name, True)
+        record = policy_svc.policy_record(policy)
     emit_message(f"access policy {record['name']} enabled", cli.as_json, policy=record)
 
 
@@ -395,8 +409,8 @@ def enable_policy(cli: CliContext, name: str) -> None:
 def disable_policy(cli: CliContext, name: str) -> None:
     """Switch an access policy off; new requests under it are refused."""
     with cli.core.unit() as db:
-        policy = svc.set_policy_enabled(cli.core, db, CONSOLE, name, False)
-        record = svc.policy_record(policy)
+        policy = policy_svc.set_policy_enabled(cli.core, db, CONSOLE, name, False)
+        record = policy_svc.policy_record(policy)
     emit_message(f"access policy {record['name']} disabled", cli.as_json, policy=record)
 
 
@@ -408,5 +422,5 @@ def disable_policy(cli: CliContext, name: str) -> None:
 def delete_policy(cli: CliContext, name: str) -> None:
     """Delete an access policy (its sessions keep their history)."""
     with cli.core.unit() as db:
-        svc.delete_policy(cli.core, db, CONSOLE, name)
+        policy_svc.delete_policy(cli.core, db, CONSOLE, name)
     emit_message(f"deleted access policy {name}", cli.as_json, name=name)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -13,7 +14,9 @@ from pamcore.errors import NotFound, PolicyDenied
 from pamcore.model import (
     AccessPolicy,
     Activity,
+    ActivityAction,
     ActivitySession,
+    ApprovalTier,
     ConnectionProfile,
     Credential,
     Group,
@@ -99,3 +102,20 @@ def get_session(db: Session, session_id: int) -> ActivitySession:
     if session is None:
         raise NotFound(f"no activity session #{session_id}")
     return session
+
+
+def sessions_using(db: Session, column: Any, value: int) -> int:
+    """How many activity sessions have ``column == value`` (e.g. ran an activity or under a
+    profile); such rows stay for the history and must not be deleted."""
+    return db.scalar(select(func.count()).select_from(ActivitySession).where(column == value)) or 0
+
+
+def renumber(db: Session, rows: Sequence[ActivityAction | ApprovalTier]) -> None:
+    """Give rows positions 1..n without tripping the (parent, position) unique constraint:
+    first out of the way (negative), then into place."""
+    for i, row in enumerate(rows, start=1):
+        row.position = -i
+    db.flush()
+    for i, row in enumerate(rows, start=1):
+        row.position = i
+    db.flush()
