@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from pamcore import audit
 from pamcore.clock import Clock, utcnow
 from pamcore.config import Config, load_config
-from pamcore.errors import PamError
+from pamcore.errors import ConfigurationError, PamError
 from pamcore.model import AuditEvent
 from pamcore.plugins import PluginHost, build_plugin_host
 from pamcore.storage import check_schema, create_db_engine, make_session_factory, unit_of_work
@@ -108,7 +108,13 @@ class Pamcore:
 
 
 def open_core(instance_path: Path | str | None = None, **kwargs: Any) -> Pamcore:
-    """Open an initialised instance (raises a clear error if it is not)."""
-    core = Pamcore(load_config(instance_path), **kwargs)
+    """Open an initialised instance (raises a clear error if it is not, creating nothing)."""
+    config = load_config(instance_path)
+    if not config.instance_path.is_dir():
+        raise ConfigurationError(
+            f"no pamcore instance at {config.instance_path}; run 'pamcore init' "
+            f"(or give --instance / PAMCORE_INSTANCE)"
+        )
+    core = Pamcore(config, **kwargs)
     check_schema(core.engine)
     return core

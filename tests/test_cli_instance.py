@@ -135,6 +135,7 @@ def test_missing_instance_is_one_clear_line(tmp_path: Path) -> None:
     assert "run 'pamcore init'" in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "nowhere").exists()  # a mistyped path creates nothing
 
 
 def _schedule_session(core: Pamcore) -> int:

@@ -12,8 +12,11 @@ from pamcore.model import Base
 from pamcore.storage import create_db_engine
 
 
-def test_head_is_the_single_shipped_revision() -> None:
-    assert schema.head_revision() == "0001"
+def test_history_is_linear_and_head_is_the_newest_file() -> None:
+    """Revisions are numbered files in one line (no branches), the newest being head."""
+    files = sorted(p.name.split("_", 1)[0] for p in (schema.MIGRATIONS / "versions").glob("0*.py"))
+    assert files == [f"{n:04d}" for n in range(1, len(files) + 1)]
+    assert schema.head_revision() == files[-1]
     assert (schema.MIGRATIONS / "script.py.mako").is_file()
 
 

@@ -51,6 +51,8 @@ class ActivitySession(Base):
     ends_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     extensions_used: Mapped[int] = mapped_column(default=0)
+    #: Connections open through the proxies now (any node); > 0 means ``active``.
+    live_connections: Mapped[int] = mapped_column(default=0, server_default="0")
     #: Current approval tier (1-based) while waiting for approval, and when it started.
     current_tier: Mapped[int] = mapped_column(default=0)
     tier_started_at: Mapped[dt.datetime | None] = mapped_column(default=None)

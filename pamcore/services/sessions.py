@@ -232,6 +232,7 @@ def finish_session(
     except ActionFailed as exc:
         outcome, reason = Status.FAILED, str(exc)
     transition(session, outcome)
+    session.live_connections = 0  # the proxies were told to close them (on_session_ending)
     session.finished_at = core.now()
     session.outcome_reason = reason
     session.pending_outcome = None
