@@ -49,6 +49,7 @@ from sqlalchemy import create_engine
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.directconnect import login_name
+from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession, Base, LoginMode, Resource, User
 from pamcore.plugins import build_plugin_host
 from pamcore.registry import ProtocolHandler
@@ -299,6 +300,37 @@ class ProtocolContract:
                     await self.disconnect(conn)
 
         assert asyncio.run(scenario()) == self.expected_reply(self.payload)
+
+    def test_session_is_active_while_connected(
+        self, core: Pamcore, handler: ProtocolHandler, world: ContractWorld
+    ) -> None:
+        """The plugin counts its connections (``pamcore.services.connections``), so the
+        dashboard shows Active while someone is connected and Available after."""
+
+        def state() -> tuple[Status, int]:
+            with core.reader() as db:
+                session = db.get(ActivitySession, world.session_id)
+                assert session is not None
+                return Status(session.status), session.live_connections
+
+        async def scenario() -> tuple[tuple[Status, int], tuple[Status, int]]:
+            async with self.running_listener(core, handler) as listener:
+                conn = await self.connect_through(
+                    "127.0.0.1", listener.port, "alice", ALICE_PASSWORD, RESOURCE
+                )
+                await asyncio.wait_for(self.exchange(conn, self.payload), 10)
+                during = await asyncio.to_thread(state)
+                await self.disconnect(conn)
+                for _ in range(100):  # the proxy notices the close asynchronously
+                    after = await asyncio.to_thread(state)
+                    if after[1] == 0:
+                        break
+                    await asyncio.sleep(0.05)
+                return during, after
+
+        during, after = asyncio.run(scenario())
+        assert during == (Status.ACTIVE, 1)
+        assert after == (Status.AVAILABLE, 0)
 
     def _refusal(self, core: Pamcore, handler: ProtocolHandler, username: str, pw: str) -> str:
         async def scenario() -> str:

@@ -15,10 +15,12 @@ import weakref
 from dataclasses import dataclass
 
 from pamcore.core import Pamcore
-from pamcore.errors import AuthenticationFailed, PamError
-from pamcore.model import Activity, Resource
+from pamcore.errors import PamError
+from pamcore.model import Activity, Resource, User
 from pamcore.services.access import authorize_connection
 from pamcore.services.common import by_name
+from pamcore.services.connections import connection_closed, connection_opened
+from pamcore.services.directory import authenticate
 from pamcore_tcp_tunnel.wire import MAX_LINE, HandshakeError, Hello, one_line, parse_hello, relay
 
 log = logging.getLogger(__name__)
@@ -147,31 +149,36 @@ class TunnelListener:
             return await _refuse(writer, str(exc))
         except TimeoutError:
             return await _refuse(writer, "the check of your session took too long; try again")
+        reason = "closed"
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                target = await asyncio.open_connection(ticket.address, ticket.port)
-        except (OSError, TimeoutError) as exc:
-            why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or "error")
-            return await _refuse(
-                writer, f"cannot reach {ticket.resource} on port {ticket.port} ({why})"
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    target = await asyncio.open_connection(ticket.address, ticket.port)
+            except (OSError, TimeoutError) as exc:
+                why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or "error")
+                reason = f"cannot reach {ticket.resource} on port {ticket.port} ({why})"
+                return await _refuse(writer, reason)
+            writer.write(b"OK\n")
+            await writer.drain()
+            log.info(
+                "tcp tunnel open: %s to %s (session #%s)",
+                hello.username,
+                ticket.resource,
+                ticket.session_id,
             )
-        writer.write(b"OK\n")
-        await writer.drain()
-        log.info(
-            "tcp tunnel open: %s to %s (session #%s)",
-            hello.username,
-            ticket.resource,
-            ticket.session_id,
-        )
-        await self._relay_until_end(ticket, (reader, writer), target)
+            reason = await self._relay_until_end(ticket, (reader, writer), target)
+        finally:
+            # Counted down even when cancelled (listener stop): shield the bookkeeping.
+            await asyncio.shield(asyncio.to_thread(self._closed, ticket, reason))
 
     async def _relay_until_end(
         self,
         ticket: Ticket,
         client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         target: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    ) -> None:
-        """Relay until a side closes, or the session's end time passes (hard stop)."""
+    ) -> str:
+        """Relay until a side closes, or the session's end time passes (hard stop);
+        returns why it stopped."""
         deadline = asyncio.timeout_at(self._loop_time(ticket.ends_at))
         live = self._deadlines.setdefault(ticket.session_id, set())
         live.add(deadline)
@@ -182,43 +189,38 @@ class TunnelListener:
             log.info("tcp tunnel closed: session #%s reached its end time", ticket.session_id)
             client[1].close()
             target[1].close()
+            return "end time reached"
         finally:
             live.discard(deadline)
             if not live:
                 self._deadlines.pop(ticket.session_id, None)
+        return "closed"
 
     def _admit(self, hello: Hello) -> Ticket:
-        """Authenticate and authorise in the core's services (worker thread)."""
+        """Authenticate, authorise and count the connection, in the core's services
+        (worker thread)."""
         core = self.core
         with core.unit() as db:
-            result = core.hooks.authenticate(core, db, hello.username, hello.password, {})
-            if result is None or not result.ok or result.user is None:
-                # Commit the failed-login counter (lockout), then refuse.
-                reason = result.reason if result else "wrong username or password"
-                core.audit(
-                    db,
-                    hello.username,
-                    "connection.login_failed",
-                    target=hello.resource,
-                    protocol=PROTOCOL,
-                    reason=reason,
-                )
-                admitted = None
-            else:
-                resource = by_name(db, Resource, hello.resource)
-                activity = by_name(db, Activity, hello.activity) if hello.activity else None
-                grant = authorize_connection(core, db, result.user, resource, PROTOCOL, activity)
-                admitted = Ticket(
-                    session_id=grant.session.id,
-                    username=result.user.username,
-                    resource=resource.name,
-                    address=resource.address,
-                    port=grant.port,
-                    ends_at=grant.ends_at,
-                )
-        if admitted is None:
-            raise AuthenticationFailed(reason)
-        return admitted
+            user = authenticate(core, db, hello.username, hello.password)
+            resource = by_name(db, Resource, hello.resource)
+            activity = by_name(db, Activity, hello.activity) if hello.activity else None
+            grant = authorize_connection(core, db, user, resource, PROTOCOL, activity)
+            connection_opened(core, db, user, grant.session.id, resource.name, PROTOCOL)
+            return Ticket(
+                session_id=grant.session.id,
+                username=user.username,
+                resource=resource.name,
+                address=resource.address,
+                port=grant.port,
+                ends_at=grant.ends_at,
+            )
+
+    def _closed(self, ticket: Ticket, reason: str) -> None:
+        with self.core.unit() as db:
+            user = by_name(db, User, ticket.username)
+            connection_closed(
+                self.core, db, user, ticket.session_id, ticket.resource, PROTOCOL, reason
+            )
 
 
 async def _refuse(writer: asyncio.StreamWriter, reason: str) -> None:
