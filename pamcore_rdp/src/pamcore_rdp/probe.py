@@ -8,10 +8,9 @@ an RDP Negotiation Request; 2.2.1.2: an RDP server answers with a Connection Con
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import struct
 
+from pamcore.probe import probe
 from pamcore.registry import ConnectionTest
 
 #: requestedProtocols = PROTOCOL_SSL | PROTOCOL_HYBRID (MS-RDPBCGR 2.2.1.1.1).
@@ -30,37 +29,27 @@ async def probe_rdp(address: str, port: int, timeout: float) -> ConnectionTest:
 
     The whole probe (resolve, connect, exchange) is bounded by ``timeout`` seconds.
     """
-    where = f"{address}:{port}"
-    writer: asyncio.StreamWriter | None = None
+    return await probe(
+        address, port, timeout, _negotiate, service="RDP", refused_hint="is RDP enabled there?"
+    )
+
+
+async def _negotiate(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, where: str
+) -> ConnectionTest:
+    writer.write(CONNECTION_REQUEST)
+    await writer.drain()
     try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(address, port)
-            writer.write(CONNECTION_REQUEST)
-            await writer.drain()
-            try:
-                header = await reader.readexactly(4)
-                version, _reserved, length = struct.unpack(">BBH", header)
-                if version != 3 or not 11 <= length <= 512:
-                    return _not_rdp(where)
-                body = await reader.readexactly(length - 4)
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    return _not_rdp(where)
-                return ConnectionTest(False, f"{where} closed the connection without an RDP answer")
-            return _judge(where, body)
-    except TimeoutError:
-        return ConnectionTest(False, f"no RDP answer from {where} within {timeout:g} s")
-    except ConnectionRefusedError:
-        return ConnectionTest(False, f"{where} refused the connection (is RDP enabled there?)")
-    except socket.gaierror:
-        return ConnectionTest(False, f"cannot resolve the address {address!r}")
-    except OSError as exc:
-        return ConnectionTest(False, f"cannot reach {where}: {exc.strerror or exc}")
-    finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        header = await reader.readexactly(4)
+        version, _reserved, length = struct.unpack(">BBH", header)
+        if version != 3 or not 11 <= length <= 512:
+            return _not_rdp(where)
+        body = await reader.readexactly(length - 4)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            return _not_rdp(where)
+        return ConnectionTest(False, f"{where} closed the connection without an RDP answer")
+    return _judge(where, body)
 
 
 def _not_rdp(where: str) -> ConnectionTest:

@@ -9,9 +9,8 @@ is safe to run against any resource.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 
+from pamcore.probe import probe
 from pamcore.registry import ConnectionTest
 
 #: RFC 4253 §4.2: the identification line is at most 255 characters including CR LF.
@@ -31,48 +30,42 @@ async def probe_ssh(address: str, port: int, timeout: float) -> ConnectionTest:
 
     The whole probe (resolve, connect, read) is bounded by ``timeout`` seconds.
     """
-    where = f"{address}:{port}"
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(address, port, limit=MAX_LINE + 1)
-            seen = b""  # the first thing the server said, to show when it is not SSH
-            for _ in range(MAX_PREAMBLE_LINES):
-                try:
-                    raw = await reader.readuntil(b"\n")
-                except asyncio.IncompleteReadError as exc:
-                    seen = seen or exc.partial
-                    break
-                except asyncio.LimitOverrunError:
-                    return ConnectionTest(
-                        False,
-                        f"{where} answered, but not as an SSH server "
-                        f"(a line longer than {MAX_LINE} characters)",
-                    )
-                seen = seen or raw.rstrip(b"\r\n")
-                line = raw.rstrip(b"\r\n").decode("ascii", "replace")
-                if line.startswith("SSH-"):
-                    return _judge(where, line)
-            if not seen:
-                return ConnectionTest(
-                    False, f"{where} closed the connection without an SSH identification"
-                )
+    return await probe(
+        address,
+        port,
+        timeout,
+        _read_identification,
+        service="SSH",
+        refused_hint="is SSH running there?",
+        limit=MAX_LINE + 1,
+    )
+
+
+async def _read_identification(
+    reader: asyncio.StreamReader, _writer: asyncio.StreamWriter, where: str
+) -> ConnectionTest:
+    seen = b""  # the first thing the server said, to show when it is not SSH
+    for _ in range(MAX_PREAMBLE_LINES):
+        try:
+            raw = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            seen = seen or exc.partial
+            break
+        except asyncio.LimitOverrunError:
             return ConnectionTest(
-                False, f"{where} answered, but not as an SSH server (it sent {_printable(seen)!r})"
+                False,
+                f"{where} answered, but not as an SSH server "
+                f"(a line longer than {MAX_LINE} characters)",
             )
-    except TimeoutError:
-        return ConnectionTest(False, f"no SSH answer from {where} within {timeout:g} s")
-    except ConnectionRefusedError:
-        return ConnectionTest(False, f"{where} refused the connection (is SSH running there?)")
-    except socket.gaierror:
-        return ConnectionTest(False, f"cannot resolve the address {address!r}")
-    except OSError as exc:
-        return ConnectionTest(False, f"cannot reach {where}: {exc.strerror or exc}")
-    finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        seen = seen or raw.rstrip(b"\r\n")
+        line = raw.rstrip(b"\r\n").decode("ascii", "replace")
+        if line.startswith("SSH-"):
+            return _judge(where, line)
+    if not seen:
+        return ConnectionTest(False, f"{where} closed the connection without an SSH identification")
+    return ConnectionTest(
+        False, f"{where} answered, but not as an SSH server (it sent {_printable(seen)!r})"
+    )
 
 
 def _judge(where: str, line: str) -> ConnectionTest:

@@ -6,15 +6,13 @@ through ``listener_factory`` and the session hooks reach the running listeners.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pamcore import hookimpl
 from pamcore.directconnect import login_name
+from pamcore.probe import probe
 from pamcore.registry import ConnectionTest, LaunchInfo, ProtocolHandler
 from pamcore_tcp_tunnel.listener import LISTENERS, PROTOCOL, TunnelListener
 
@@ -35,22 +33,7 @@ def client_launch(
 
 async def connection_test(address: str, port: int, timeout: float) -> ConnectionTest:
     """Can the proxy open a TCP connection to ``address:port``? (No data is sent.)"""
-    where = f"{address}:{port}"
-    try:
-        async with asyncio.timeout(timeout):
-            _reader, writer = await asyncio.open_connection(address, port)
-    except TimeoutError:
-        return ConnectionTest(False, f"no answer from {where} within {timeout:g} s")
-    except ConnectionRefusedError:
-        return ConnectionTest(False, f"{where} refused the connection (nothing listens there?)")
-    except socket.gaierror:
-        return ConnectionTest(False, f"cannot resolve the address {address!r}")
-    except OSError as exc:
-        return ConnectionTest(False, f"cannot reach {where}: {exc.strerror or exc}")
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return ConnectionTest(True, f"{where} accepts TCP connections")
+    return await probe(address, port, timeout)
 
 
 def listener_factory(core: Pamcore, host: str, port: int) -> TunnelListener:
