@@ -21,7 +21,8 @@ from pamcore.config import Config, load_config
 from pamcore.errors import ConfigurationError, PamError
 from pamcore.model import AuditEvent
 from pamcore.plugins import PluginHost, build_plugin_host
-from pamcore.storage import check_schema, create_db_engine, make_session_factory, unit_of_work
+from pamcore.schema import require_current
+from pamcore.storage import create_db_engine, make_session_factory, unit_of_work
 from pamcore.vault import Vault
 
 
@@ -108,7 +109,9 @@ class Pamcore:
 
 
 def open_core(instance_path: Path | str | None = None, **kwargs: Any) -> Pamcore:
-    """Open an initialised instance (raises a clear error if it is not, creating nothing)."""
+    """Open an initialised instance at the current schema (a clear error otherwise,
+    creating nothing)."""
+
     config = load_config(instance_path)
     if not config.instance_path.is_dir():
         raise ConfigurationError(
@@ -116,5 +119,9 @@ def open_core(instance_path: Path | str | None = None, **kwargs: Any) -> Pamcore
             f"(or give --instance / PAMCORE_INSTANCE)"
         )
     core = Pamcore(config, **kwargs)
-    check_schema(core.engine)
+    try:
+        require_current(core.engine)
+    except ConfigurationError:
+        core.dispose()
+        raise
     return core

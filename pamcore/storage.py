@@ -7,12 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-
-from pamcore.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +62,3 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         except BaseException:
             db.rollback()
             raise
-
-
-def check_schema(engine: Engine) -> None:
-    """Fail with a clear instruction when the database has not been initialised."""
-    try:
-        tables = set(inspect(engine).get_table_names())
-    except OperationalError as exc:
-        raise ConfigurationError(
-            f"cannot open the database ({exc.orig}); check database_url"
-        ) from exc
-    if "activity_sessions" not in tables:
-        raise ConfigurationError(
-            "the database has no pamcore schema yet; run 'pamcore init' or 'pamcore db upgrade'"
-        )

@@ -74,3 +74,21 @@ def test_unreachable_database_is_a_clear_error() -> None:
     url = "postgresql+psycopg://nobody@127.0.0.1:1/none"
     with pytest.raises(ConfigurationError, match="cannot open the database"):
         schema.current_revision(url)
+
+
+def test_an_old_schema_is_refused_with_what_to_do(empty_db_url: str) -> None:
+    from pamcore.errors import ConfigurationError
+    from pamcore.schema import require_current
+    from pamcore.storage import create_db_engine
+
+    engine = create_db_engine(empty_db_url)
+    try:
+        with pytest.raises(ConfigurationError, match="no pamcore schema yet; run 'pamcore init'"):
+            require_current(engine)
+        schema.upgrade_database(empty_db_url, "0001")
+        with pytest.raises(ConfigurationError, match=r"at revision 0001 but this pamcore needs"):
+            require_current(engine)
+        schema.upgrade_database(empty_db_url)
+        require_current(engine)  # current: no error
+    finally:
+        engine.dispose()

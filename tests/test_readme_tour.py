@@ -56,17 +56,23 @@ def test_tour_has_the_story() -> None:
 
 def test_tour_runs_as_written(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAMCORE_")}
-    env.update(PAMCORE_INSTANCE=str(tmp_path / "instance"), PATH=f"{PAMCORE.parent}:{env['PATH']}")
+    env.update(
+        PAMCORE_INSTANCE=str(tmp_path / "instance"),
+        PATH=f"{PAMCORE.parent}:{env['PATH']}",
+        PAMCORE_LOG_LEVEL="DEBUG",  # the logs of the whole run are checked for the secret
+    )
     for setup in ("pamcore init", "pamcore demo"):
         done = subprocess.run(setup.split(), env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
     outputs = {}
+    logs = []
     for command, expected in tour_steps():
         done = subprocess.run(
             ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
         assert "Traceback" not in done.stderr
+        logs.append(done.stderr)
         for line in expected:
             assert re.search(expected_pattern(line), done.stdout), (command, line, done.stdout)
         outputs[command.split()[2]] = done.stdout
@@ -74,4 +80,6 @@ def test_tour_runs_as_written(tmp_path: Path) -> None:
     assert "Available" in show and re.search(r"login account\s+alice-[0-9a-f]{6}", show)
     assert "extended until" in outputs["extend"]
     assert len(outputs["password"].strip()) == 24  # the ephemeral password, printed once
-    assert outputs["password"].strip() not in outputs["list"]  # never in the audit log
+    secret = outputs["password"].strip()
+    assert secret not in outputs["list"]  # never in the audit log
+    assert logs and secret not in "".join(logs)  # nor in any log line of the run
