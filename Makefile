@@ -56,17 +56,10 @@ test: setup
 	if [ $$lint -ne 0 ]; then echo "ruff check failed" >&2; fi; \
 	exit $$lint
 
-# Demo data only into an instance without users, and only once `pamcore demo` exists.
-HAS_USERS := $(BIN)/python -c 'import sys; from sqlalchemy import func, select; \
-	from pamcore.core import open_core; from pamcore.model import User; \
-	count = open_core(sys.argv[1]).engine.connect().scalar(select(func.count(User.id))); \
-	sys.exit(0 if count else 1)'
-
+# `pamcore demo` seeds an empty instance and leaves one that has demo users untouched.
 run: setup
 	$(BIN)/pamcore --instance $(INSTANCE) init
-	@if $(BIN)/pamcore demo --help >/dev/null 2>&1 && ! $(HAS_USERS) $(INSTANCE); then \
-		echo "loading demo data"; $(BIN)/pamcore --instance $(INSTANCE) demo; \
-	fi
+	$(BIN)/pamcore --instance $(INSTANCE) demo
 	$(BIN)/pamcore --instance $(INSTANCE) run
 
 lint: setup

@@ -55,6 +55,8 @@ class DemoSummary:
     users were already there (nothing was changed)."""
 
     seeded: bool
+    #: Why nothing was seeded, when ``seeded`` is False.
+    reason: str = ""
     users: list[tuple[str, str]] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
     activities: list[str] = field(default_factory=list)
@@ -67,13 +69,18 @@ class DemoSummary:
 
 
 def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
-    """Create the demo people, inventory and rules in one unit, or nothing if any demo
-    user exists already (running it twice is harmless)."""
+    """Create the demo people, inventory and rules in one unit, into an instance that has
+    no users yet; otherwise nothing (running it twice, or on a real instance, is harmless)."""
     names = [u for u, _, _ in USERS]
     with core.unit() as db:
         existing = db.scalars(select(User.username).where(func.lower(User.username).in_(names)))
         if list(existing):
-            return DemoSummary(seeded=False)
+            return DemoSummary(seeded=False, reason="demo data is already there")
+        if db.scalar(select(func.count(User.id))):
+            return DemoSummary(
+                seeded=False,
+                reason="this instance already has users; the demo only seeds an empty one",
+            )
         summary = DemoSummary(seeded=True)
         for username, role, display in USERS:
             directory.create_user(

@@ -81,3 +81,15 @@ def test_seed_is_idempotent_and_cli_says_so(core: Pamcore) -> None:
     assert "already there" in second["message"]
     with core.reader() as db:
         assert len(db.scalars(select(User)).all()) == 6
+
+
+def test_demo_never_seeds_an_instance_with_real_users(core: Pamcore) -> None:
+    from pamcore.testing import builders as b
+
+    with core.unit() as db:
+        b.make_user(db, "operator")
+    summary = seed_demo(core)
+    assert not summary.seeded
+    assert summary.reason == "this instance already has users; the demo only seeds an empty one"
+    with core.reader() as db:
+        assert [u.username for u in db.scalars(select(User))] == ["operator"]

@@ -16,9 +16,7 @@ def demo(cli: CliContext) -> None:
     """Seed demo data (alice, bob, carol, dave, erin, frank; web01, db01, core-sw1, dc01)."""
     summary = seed_demo(cli.core)
     if not summary.seeded:
-        emit_message(
-            "demo data is already there (demo users exist); nothing was changed", cli.as_json
-        )
+        emit_message(f"{summary.reason}; nothing was changed", cli.as_json)
         return
     if cli.as_json:
         emit_message(
