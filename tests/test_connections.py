@@ -9,7 +9,9 @@ from pamcore.errors import PolicyDenied
 from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession
 from pamcore.services import scheduler
+from pamcore.services.common import worker_name
 from pamcore.services.connections import connection_closed, connection_opened
+from pamcore.services.ending import complete_ending
 from pamcore.services.sessions import SessionRequest, create_session, end_session
 from tests.conftest import World, fresh
 
@@ -47,6 +49,7 @@ def test_first_opens_active_last_closes_available(core: Pamcore, world: World) -
     opened()
     with core.unit() as db:
         end_session(core, db, fresh(db, world.alice), sid)
+    complete_ending(core, sid, worker_name(), "alice")
     assert status(core, sid) == (Status.ENDED, 0)
     closed()  # the proxy closing what the end cut off
     assert status(core, sid) == (Status.ENDED, 0)

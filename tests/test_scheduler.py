@@ -18,6 +18,7 @@ from pamcore.lifecycle import Status
 from pamcore.model import AccessPolicy, ActivitySession, AuditEvent, LoginMode, User
 from pamcore.registry import ActionContext, ActionType
 from pamcore.services import scheduler
+from pamcore.services.common import CLAIM_TTL
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
 from tests.conftest import World, fresh
@@ -187,7 +188,7 @@ def test_stale_provisioning_claim_is_recovered(
         s = db.get(ActivitySession, sid)
         s.status = Status.PROVISIONING
         s.claimed_by = "dead-worker"
-        s.claim_expires_at = clock.now + scheduler.CLAIM_TTL
+        s.claim_expires_at = clock.now + CLAIM_TTL
     assert scheduler.tick(core).activated == []
     clock.advance(minutes=11)
     assert scheduler.tick(core).activated == [sid]

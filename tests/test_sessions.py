@@ -14,6 +14,8 @@ from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession, AuditEvent
 from pamcore.services import scheduler
 from pamcore.services.approvals import approve_session
+from pamcore.services.common import worker_name
+from pamcore.services.ending import complete_ending
 from pamcore.services.sessions import (
     SessionRequest,
     cancel_session,
@@ -175,6 +177,8 @@ def test_cancel_available_runs_post_actions(core: Pamcore, world: World) -> None
     assert status(core, sid) == Status.AVAILABLE
     with core.unit() as db:
         cancel_session(core, db, fresh(db, world.erin), sid)
+    assert status(core, sid) == Status.ENDING
+    assert complete_ending(core, sid, worker_name(), "erin") == Status.CANCELED
     with core.reader() as db:
         s = db.get(ActivitySession, sid)
         assert s.status == Status.CANCELED
@@ -197,7 +201,26 @@ def test_end_only_when_connectable(core: Pamcore, world: World) -> None:
     sid2 = available_session(core, world)
     with core.unit() as db:
         end_session(core, db, fresh(db, world.alice), sid2)
+    assert status(core, sid2) == Status.ENDING
+    assert complete_ending(core, sid2, "another-process", "alice") is None  # not its claim
+    assert complete_ending(core, sid2, worker_name(), "alice") == Status.ENDED
     assert status(core, sid2) == Status.ENDED
+
+
+def test_an_interrupted_ending_is_completed_by_the_scheduler(
+    core: Pamcore, world: World, clock: FrozenClock
+) -> None:
+    """The process that began the ending died before the post-session actions ran: once
+    its claim expires, the scheduler runs them and settles the outcome it asked for."""
+    sid = available_session(core, world)
+    with core.unit() as db:
+        end_session(core, db, fresh(db, world.alice), sid)
+    assert scheduler.tick(core).expired == []  # still claimed by this process
+    clock.advance(minutes=11)
+    assert scheduler.tick(core).expired == [sid]
+    with core.reader() as db:
+        s = db.get(ActivitySession, sid)
+        assert (s.status, s.outcome_reason) == (Status.ENDED, "ended by alice")
 
 
 def test_extension_window_and_limits(core: Pamcore, world: World, clock: FrozenClock) -> None:

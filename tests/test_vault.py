@@ -43,9 +43,8 @@ def test_round_trip_and_key_id(core: Pamcore) -> None:
         assert PASSWORD.encode() not in secret.ciphertext
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # it reads the file's bytes
 def test_no_plaintext_in_the_sqlite_file(core: Pamcore, caplog: pytest.LogCaptureFixture) -> None:
-    if core.engine.dialect.name != "sqlite":
-        pytest.skip("inspects the SQLite file")
     caplog.set_level(logging.DEBUG)
     cid = store_credential(core)
     reveal(core, cid)

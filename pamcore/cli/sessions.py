@@ -16,11 +16,13 @@ import click
 from pamcore.cli.context import CliContext, pass_cli, with_json
 from pamcore.cli.output import emit_message, emit_record, emit_rows, split_names
 from pamcore.errors import ValidationError
+from pamcore.lifecycle import Status
 from pamcore.model import User
 from pamcore.presenters import session_detail, session_row
 from pamcore.services import access, approvals
 from pamcore.services import sessions as svc
-from pamcore.services.common import CONSOLE, Actor, by_name
+from pamcore.services.common import CONSOLE, Actor, by_name, get_session, worker_name
+from pamcore.services.ending import complete_ending
 
 ROW_COLUMNS = ("id", "status_label", "activity", "resources", "requester", "start", "remaining")
 
@@ -205,8 +207,10 @@ def cancel(cli: CliContext, session_id: int, as_user: str | None, reason: str) -
     """Cancel a session (before or during it)."""
     core = cli.core
     with core.unit() as db:
-        session = svc.cancel_session(core, db, _actor(db, as_user), session_id, reason)
-        status = session.status
+        actor = _actor(db, as_user)
+        status = svc.cancel_session(core, db, actor, session_id, reason).status
+    if status == Status.ENDING:  # it was running: remove what was created for it, now
+        status = complete_ending(core, session_id, worker_name(), actor.username) or status
     emit_message(f"session #{session_id} {status.value}", cli.as_json, status=status.value)
 
 
@@ -219,8 +223,13 @@ def end(cli: CliContext, session_id: int, as_user: str | None) -> None:
     """End an Available or Active session now; post-session actions run."""
     core = cli.core
     with core.unit() as db:
-        session = svc.end_session(core, db, _actor(db, as_user), session_id)
-        status, reason = session.status, session.outcome_reason
+        actor = _actor(db, as_user)
+        svc.end_session(core, db, actor, session_id)
+    # The post-session actions run now, outside the transaction (else the scheduler would).
+    complete_ending(core, session_id, worker_name(), actor.username)
+    with core.reader() as db:
+        session = get_session(db, session_id)
+        status, reason = Status(session.status), session.outcome_reason
     emit_message(
         f"session #{session_id} {status.value} ({reason})", cli.as_json, status=status.value
     )

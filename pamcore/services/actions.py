@@ -104,12 +104,19 @@ def run_actions(
         def audit(action: str, **details: Any) -> None:
             details.setdefault("account", session.login_account)
             if audit_into is not None:
-                core.audit(audit_into, ACTOR, action, target=resource.name,
-                           session_id=session.id, **details)
+                core.audit(
+                    audit_into,
+                    ACTOR,
+                    action,
+                    target=resource.name,
+                    session_id=session.id,
+                    **details,
+                )
                 return
             with core.unit() as db:
-                core.audit(db, ACTOR, action, target=resource.name, session_id=session.id,
-                           **details)
+                core.audit(
+                    db, ACTOR, action, target=resource.name, session_id=session.id, **details
+                )
 
         return audit
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +27,15 @@ from pamcore.model import (
     Role,
     User,
 )
+
+#: How long a process owns a claimed session (running its actions) before another may take
+#: the work over; claims are how several workers and proxies never run the same actions.
+CLAIM_TTL = dt.timedelta(minutes=10)
+
+
+def worker_name() -> str:
+    """This process, as it appears in claims: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)

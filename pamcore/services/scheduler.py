@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -28,19 +26,14 @@ from pamcore.lifecycle import Status, transition
 from pamcore.model import ActionPhase, ActivitySession
 from pamcore.services.actions import assign_login_account, run_actions
 from pamcore.services.approvals import escalate_if_due
-from pamcore.services.sessions import finish_session
+from pamcore.services.common import CLAIM_TTL, worker_name
+from pamcore.services.ending import begin_ending, complete_ending
 
 log = logging.getLogger(__name__)
 
-#: How long a worker owns a claimed session before another may take it over.
-CLAIM_TTL = dt.timedelta(minutes=10)
 #: Sessions provisioned at once by one worker (their actions mostly wait on the network).
 PROVISION_THREADS = 8
 ACTOR = "system:scheduler"
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -248,13 +241,11 @@ def _expire(core: Pamcore, worker: str, report: TickReport, batch: int) -> None:
             session = db.get(ActivitySession, session_id)
             if session is None or session.claimed_by != worker:
                 continue
-            outcome = session.pending_outcome or Status.EXPIRED
-            reason = (
-                session.outcome_reason
-                if session.pending_outcome
-                else (f"end time {format_utc(session.ends_at or now)} reached")
-            )
-            finish_session(core, db, session, Status(outcome), reason, ACTOR)
-            (report.expired if Status(session.status) != Status.FAILED else report.failed).append(
-                session.id
-            )
+            if session.status != Status.ENDING:  # end time reached: begin the ending here
+                reason = f"end time {format_utc(session.ends_at or now)} reached"
+                begin_ending(core, db, session, Status.EXPIRED, reason, ACTOR, worker)
+        outcome = complete_ending(core, session_id, worker, ACTOR)
+        if outcome == Status.FAILED:
+            report.failed.append(session_id)
+        elif outcome is not None:
+            report.expired.append(session_id)

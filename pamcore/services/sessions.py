@@ -10,10 +10,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from pamcore.clock import format_utc
 from pamcore.core import Pamcore
-from pamcore.errors import ActionFailed, NotFound, PolicyDenied, ValidationError
+from pamcore.errors import NotFound, PolicyDenied, ValidationError
 from pamcore.lifecycle import CONNECTABLE, OPEN, TERMINAL, Status, transition
 from pamcore.model import (
-    ActionPhase,
     Activity,
     ActivitySession,
     Resource,
@@ -22,9 +21,17 @@ from pamcore.model import (
 )
 from pamcore.model.sessions import session_resources
 from pamcore.services.access import find_policy
-from pamcore.services.actions import run_actions
 from pamcore.services.approvals import is_eligible_approver
-from pamcore.services.common import Actor, M, SystemActor, by_name, get_session, is_admin
+from pamcore.services.common import (
+    Actor,
+    M,
+    SystemActor,
+    by_name,
+    get_session,
+    is_admin,
+    worker_name,
+)
+from pamcore.services.ending import begin_ending
 
 MAX_NOTES = 4000
 MAX_TICKET = 64
@@ -175,15 +182,18 @@ def _may_manage(actor: Actor, session: ActivitySession) -> bool:
 def cancel_session(
     core: Pamcore, db: Session, actor: Actor, session_id: int, reason: str = ""
 ) -> ActivitySession:
-    """Cancel before or during the session (requester or admin); a provisioned session
-    runs its post-session actions first, so nothing created for it is left behind."""
+    """Cancel before or during the session (requester or admin). A provisioned session goes
+    to ``ending`` so its post-session actions remove what was created for it; the caller
+    completes it with :func:`pamcore.services.ending.complete_ending` (or the scheduler
+    does)."""
     session = get_session(db, session_id)
     if not _may_manage(actor, session):
         raise PolicyDenied("only the requester or an administrator may cancel this session")
     status = Status(session.status)
     why = f"canceled by {actor.username}" + (f": {reason}" if reason else "")
     if status in CONNECTABLE:
-        return finish_session(core, db, session, Status.CANCELED, why, actor.username)
+        begin_ending(core, db, session, Status.CANCELED, why, actor.username, worker_name())
+        return session
     if status == Status.PROVISIONING:
         raise PolicyDenied(
             f"session #{session.id} is being provisioned; cancel it again in a few seconds"
@@ -196,7 +206,8 @@ def cancel_session(
 
 
 def end_session(core: Pamcore, db: Session, actor: Actor, session_id: int) -> ActivitySession:
-    """End an available or active session early (requester or admin)."""
+    """End an available or active session early (requester or admin): it goes to
+    ``ending``; complete it with :func:`pamcore.services.ending.complete_ending`."""
     session = get_session(db, session_id)
     if not _may_manage(actor, session):
         raise PolicyDenied("only the requester or an administrator may end this session")
@@ -205,50 +216,8 @@ def end_session(core: Pamcore, db: Session, actor: Actor, session_id: int) -> Ac
             f"session #{session.id} is {Status(session.status).label}; only an Available or "
             f"Active session can be ended (use cancel before it starts)"
         )
-    return finish_session(
-        core, db, session, Status.ENDED, f"ended by {actor.username}", actor.username
-    )
-
-
-def finish_session(
-    core: Pamcore,
-    db: Session,
-    session: ActivitySession,
-    outcome: Status,
-    reason: str,
-    actor: str,
-) -> ActivitySession:
-    """ending → post-session actions → ``outcome`` (or ``failed`` if an action fails)."""
-    if Status(session.status) != Status.ENDING:
-        transition(session, Status.ENDING)
-        session.pending_outcome = outcome
-        session.outcome_reason = reason
-        db.flush()
-        core.hooks.on_session_ending(session, outcome.value)
-    secret = session.login_secret
-    password = core.vault.reveal(secret) if secret else None
-    try:
-        run_actions(core, session, ActionPhase.POST, password, audit_into=db)
-    except ActionFailed as exc:
-        outcome, reason = Status.FAILED, str(exc)
-    transition(session, outcome)
-    session.live_connections = 0  # the proxies were told to close them (on_session_ending)
-    session.finished_at = core.now()
-    session.outcome_reason = reason
-    session.pending_outcome = None
-    session.claimed_by = session.claim_expires_at = None
-    if secret is not None:
-        # The ephemeral account is gone; its password must not outlive it.
-        session.login_secret = None
-        db.delete(secret)
-    core.audit(
-        db,
-        actor,
-        f"session.{outcome.value}",
-        session_id=session.id,
-        reason=reason,
-        account=session.login_account,
-    )
+    reason = f"ended by {actor.username}"
+    begin_ending(core, db, session, Status.ENDED, reason, actor.username, worker_name())
     return session
 
 
@@ -394,7 +363,6 @@ __all__ = [
     "end_session",
     "extend_session",
     "find_or_request",
-    "finish_session",
     "list_sessions",
     "show_session",
 ]
