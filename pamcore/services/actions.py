@@ -87,15 +87,13 @@ def run_actions(
     phase: ActionPhase,
     password: str | None,
     *,
-    audit_into: Session | None = None,
     best_effort: bool = False,
 ) -> list[str]:
-    """Run the phase's actions for every resource, in order.
+    """Run the phase's actions for every resource, in order, outside any write transaction
+    (each audit event an action records is a unit of its own).
 
-    Raises :class:`ActionFailed` on the first failure, unless ``best_effort`` (cleanup after
-    a failure), where every action runs and the failures are returned. Actions' audit
-    events go into ``audit_into`` (the caller's unit) or, when the actions run outside a
-    write transaction, each into a unit of its own.
+    Raises :class:`ActionFailed` on the first failure, unless ``best_effort`` (removals,
+    cleanup after a failure), where every action runs and the failures are returned.
     """
     known = core.hooks.actions()
     failures: list[str] = []
@@ -103,16 +101,6 @@ def run_actions(
     def auditor(resource: Resource) -> Callable[..., None]:
         def audit(action: str, **details: Any) -> None:
             details.setdefault("account", session.login_account)
-            if audit_into is not None:
-                core.audit(
-                    audit_into,
-                    ACTOR,
-                    action,
-                    target=resource.name,
-                    session_id=session.id,
-                    **details,
-                )
-                return
             with core.unit() as db:
                 core.audit(
                     db, ACTOR, action, target=resource.name, session_id=session.id, **details
