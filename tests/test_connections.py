@@ -1,4 +1,5 @@
-"""Live connections move a session between available and active."""
+"""Live connections move a session between available and active; admins can list them and
+ask for one to be terminated."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession
 from pamcore.services import scheduler
 from pamcore.services.common import worker_name
-from pamcore.services.connections import connection_closed, connection_opened
+from pamcore.services.connections import (
+    connection_closed,
+    connection_opened,
+    list_connections,
+    request_termination,
+    to_terminate,
+)
 from pamcore.services.ending import complete_ending
 from pamcore.services.sessions import SessionRequest, create_session, end_session
 from tests.conftest import World, fresh
@@ -19,39 +26,63 @@ from tests.conftest import World, fresh
 def status(core: Pamcore, sid: int) -> tuple[Status, int]:
     with core.reader() as db:
         s = db.get(ActivitySession, sid)
-        return Status(s.status), s.live_connections
+        return Status(s.status), len(s.connections)
 
 
-def test_first_opens_active_last_closes_available(core: Pamcore, world: World) -> None:
+@pytest.fixture
+def sid(core: Pamcore, world: World) -> int:
     with core.unit() as db:
-        sid = create_session(
-            core, db, fresh(db, world.alice), SessionRequest("Check out root", ("db01",))
-        ).id
+        req = SessionRequest("Check out root", ("db01",))
+        session_id = create_session(core, db, fresh(db, world.alice), req).id
     scheduler.tick(core)
+    return session_id
 
-    def opened():
-        with core.unit() as db:
-            connection_opened(core, db, fresh(db, world.alice), sid, "db01", "ssh")
 
-    def closed():
-        with core.unit() as db:
-            connection_closed(core, db, fresh(db, world.alice), sid, "db01", "ssh")
+def opened(core: Pamcore, world: World, sid: int) -> int:
+    with core.unit() as db:
+        alice, db01 = fresh(db, world.alice), fresh(db, world.db01)
+        return connection_opened(core, db, alice, sid, db01, "ssh", "127.0.0.1:50000").id
 
-    opened()
+
+def closed(core: Pamcore, connection_id: int) -> None:
+    with core.unit() as db:
+        connection_closed(core, db, connection_id)
+
+
+def test_first_opens_active_last_closes_available(core: Pamcore, world: World, sid: int) -> None:
+    first = opened(core, world, sid)
     assert status(core, sid) == (Status.ACTIVE, 1)
-    opened()
-    closed()
+    second = opened(core, world, sid)
+    closed(core, first)
     assert status(core, sid) == (Status.ACTIVE, 1)
-    closed()
+    closed(core, second)
     assert status(core, sid) == (Status.AVAILABLE, 0)
-    closed()  # a late duplicate close never goes below zero
+    closed(core, second)  # a late duplicate close is harmless
     assert status(core, sid) == (Status.AVAILABLE, 0)
-    opened()
+
+
+def test_ending_drops_connections_and_refuses_new_ones(
+    core: Pamcore, world: World, sid: int
+) -> None:
+    live = opened(core, world, sid)
     with core.unit() as db:
         end_session(core, db, fresh(db, world.alice), sid)
     complete_ending(core, sid, worker_name(), "alice")
     assert status(core, sid) == (Status.ENDED, 0)
-    closed()  # the proxy closing what the end cut off
-    assert status(core, sid) == (Status.ENDED, 0)
+    closed(core, live)  # the proxy closing what the end cut off
     with pytest.raises(PolicyDenied, match="is Ended"):
-        opened()
+        opened(core, world, sid)
+
+
+def test_admin_lists_and_terminates(core: Pamcore, world: World, sid: int) -> None:
+    live = opened(core, world, sid)
+    with core.reader() as db:
+        with pytest.raises(PolicyDenied, match="only an administrator"):
+            list_connections(db, fresh(db, world.alice))
+        rows = list_connections(db, fresh(db, world.erin))
+        assert [(c.id, c.protocol, c.peer) for c in rows] == [(live, "ssh", "127.0.0.1:50000")]
+    with core.unit() as db:
+        request_termination(core, db, fresh(db, world.erin), live, "suspicious commands")
+    with core.reader() as db:
+        assert to_terminate(db, worker_name()) == [(live, "suspicious commands")]
+        assert to_terminate(db, "another-node:1") == []

@@ -3,7 +3,7 @@
 from pamcore.lifecycle import Status
 from pamcore.model.audit import AuditEvent, AuditHead
 from pamcore.model.base import Base
-from pamcore.model.directory import Group, Role, User
+from pamcore.model.directory import ApiToken, Group, Role, User, UserKey
 from pamcore.model.inventory import Credential, Platform, Resource, ResourceProtocol, Secret
 from pamcore.model.policy import (
     AccessPolicy,
@@ -15,7 +15,13 @@ from pamcore.model.policy import (
     ConnectionProfile,
     LoginMode,
 )
-from pamcore.model.sessions import ActivitySession, Approval, Decision, Recording
+from pamcore.model.sessions import (
+    ActivitySession,
+    Approval,
+    Decision,
+    LiveConnection,
+    Recording,
+)
 
 __all__ = [
     "AccessPolicy",
@@ -24,6 +30,7 @@ __all__ = [
     "ActivityAction",
     "ActivityKind",
     "ActivitySession",
+    "ApiToken",
     "Approval",
     "ApprovalTier",
     "AuditEvent",
@@ -33,6 +40,7 @@ __all__ = [
     "Credential",
     "Decision",
     "Group",
+    "LiveConnection",
     "LoginMode",
     "Platform",
     "Recording",
@@ -42,4 +50,5 @@ __all__ = [
     "Secret",
     "Status",
     "User",
+    "UserKey",
 ]

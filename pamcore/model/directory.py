@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Column, Enum, ForeignKey, String, Table
+from sqlalchemy import Column, Enum, ForeignKey, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pamcore.clock import utcnow
@@ -51,12 +51,19 @@ class User(Base):
     role: Mapped[Role] = mapped_column(enum_column(Role, "role"), default=Role.USER)
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
+    #: TOTP second factor (RFC 6238): the shared secret lives in the vault.
+    totp_secret_id: Mapped[int | None] = mapped_column(
+        ForeignKey("secrets.id", ondelete="SET NULL"), default=None
+    )
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     groups: Mapped[list[Group]] = relationship(
         secondary=user_groups, back_populates="members", order_by="Group.name"
+    )
+    ssh_keys: Mapped[list[UserKey]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", order_by="UserKey.id"
     )
 
     @property
@@ -74,3 +81,38 @@ class Group(Base):
     members: Mapped[list[User]] = relationship(
         secondary=user_groups, back_populates="groups", order_by="User.username"
     )
+
+
+class UserKey(Base):
+    """An SSH public key a user registered to sign in to the SSH proxy."""
+
+    __tablename__ = "user_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    #: OpenSSH public-key line (``ssh-ed25519 AAAA... comment``).
+    public_key: Mapped[str] = mapped_column(Text)
+    #: ``SHA256:...`` as ``ssh-keygen -l`` prints it; unique, so a key names one user.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="ssh_keys")
+
+
+class ApiToken(Base):
+    """A token scripts use for the REST API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    #: First characters of the token, shown in listings so people can tell tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    user: Mapped[User] = relationship()

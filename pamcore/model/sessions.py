@@ -51,8 +51,6 @@ class ActivitySession(Base):
     ends_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     extensions_used: Mapped[int] = mapped_column(default=0)
-    #: Connections open through the proxies now (any node); > 0 means ``active``.
-    live_connections: Mapped[int] = mapped_column(default=0, server_default="0")
     #: Current approval tier (1-based) while waiting for approval, and when it started.
     current_tier: Mapped[int] = mapped_column(default=0)
     tier_started_at: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -92,6 +90,9 @@ class ActivitySession(Base):
     login_secret: Mapped[Secret | None] = relationship()
     approvals: Mapped[list[Approval]] = relationship(
         back_populates="session", cascade="all, delete-orphan", order_by="Approval.id"
+    )
+    connections: Mapped[list[LiveConnection]] = relationship(
+        cascade="all, delete-orphan", order_by="LiveConnection.id"
     )
 
     def remaining(self, now: dt.datetime) -> dt.timedelta | None:
@@ -147,3 +148,26 @@ class Recording(Base):
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LiveConnection(Base):
+    """A connection open through a proxy now, on any node: listed in the dashboard, and an
+    admin may ask for it to be terminated (the owning proxy polls ``terminate_requested``)."""
+
+    __tablename__ = "live_connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("activity_sessions.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    resource_id: Mapped[int | None] = mapped_column(
+        ForeignKey("resources.id", ondelete="SET NULL"), default=None
+    )
+    protocol: Mapped[str] = mapped_column(String(32))
+    #: The proxy process holding it (``host:pid``), and the client's address.
+    node: Mapped[str] = mapped_column(String(128))
+    peer: Mapped[str] = mapped_column(String(128), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    terminate_requested: Mapped[bool] = mapped_column(default=False)
+    terminate_reason: Mapped[str] = mapped_column(String(256), default="")

@@ -1,15 +1,17 @@
-"""Live connections through the proxies: the first one makes a session ``active``, the last
-one to close makes it ``available`` again. Proxies on any node call these, so the count is
-kept in the database under a row lock."""
+"""Live connections through the proxies, on any node: the first one makes a session
+``active``, the last one to close makes it ``available`` again. Admins can list them and
+ask for one to be terminated; the proxy holding it polls for that."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.errors import NotFound, PolicyDenied
 from pamcore.lifecycle import CONNECTABLE, Status, transition
-from pamcore.model import ActivitySession, User
+from pamcore.model import ActivitySession, LiveConnection, Resource, User
+from pamcore.services.common import Actor, require_admin, worker_name
 
 
 def _locked(db: Session, session_id: int) -> ActivitySession:
@@ -20,52 +22,102 @@ def _locked(db: Session, session_id: int) -> ActivitySession:
 
 
 def connection_opened(
-    core: Pamcore, db: Session, user: User, session_id: int, resource: str, protocol: str
-) -> ActivitySession:
-    """Count a connection that a proxy let through (after :func:`authorize_connection`)."""
-    session = _locked(db, session_id)
-    if Status(session.status) not in CONNECTABLE:
-        raise PolicyDenied(f"session #{session.id} is {Status(session.status).label}")
-    session.live_connections += 1
-    if Status(session.status) == Status.AVAILABLE:
-        transition(session, Status.ACTIVE)
-    core.audit(
-        db,
-        user.username,
-        "connection.opened",
-        target=resource,
-        session_id=session.id,
-        protocol=protocol,
-        live=session.live_connections,
-    )
-    return session
-
-
-def connection_closed(
     core: Pamcore,
     db: Session,
     user: User,
     session_id: int,
-    resource: str,
+    resource: Resource,
     protocol: str,
-    reason: str = "closed",
-) -> ActivitySession:
-    """Count a connection down; the session returns to ``available`` when none is left.
-
-    Safe to call after the session ended (the proxy closing what the end cut off).
-    """
+    peer: str = "",
+) -> LiveConnection:
+    """Record a connection a proxy let through (after ``authorize_connection``); the proxy
+    keeps the returned row's id to close it."""
     session = _locked(db, session_id)
-    session.live_connections = max(session.live_connections - 1, 0)
-    if Status(session.status) == Status.ACTIVE and session.live_connections == 0:
-        transition(session, Status.AVAILABLE)
+    if Status(session.status) not in CONNECTABLE:
+        raise PolicyDenied(f"session #{session.id} is {Status(session.status).label}")
+    connection = LiveConnection(
+        session_id=session.id,
+        user_id=user.id,
+        resource_id=resource.id,
+        protocol=protocol,
+        node=worker_name(),
+        peer=peer,
+        started_at=core.now(),
+    )
+    db.add(connection)
+    if Status(session.status) == Status.AVAILABLE:
+        transition(session, Status.ACTIVE)
+    db.flush()
     core.audit(
         db,
         user.username,
-        "connection.closed",
-        target=resource,
+        "connection.opened",
+        target=resource.name,
         session_id=session.id,
         protocol=protocol,
-        live=session.live_connections,
+        connection=connection.id,
+        peer=peer,
+    )
+    return connection
+
+
+def connection_closed(
+    core: Pamcore, db: Session, connection_id: int, reason: str = "closed"
+) -> None:
+    """Forget a connection; the session returns to ``available`` when none is left. Safe
+    to call twice, or after the session ended (which already dropped its connections)."""
+    connection = db.get(LiveConnection, connection_id)
+    if connection is None:
+        return
+    session = _locked(db, connection.session_id)
+    db.delete(connection)
+    db.flush()
+    left = [c for c in session.connections if c.id != connection_id]
+    if Status(session.status) == Status.ACTIVE and not left:
+        transition(session, Status.AVAILABLE)
+    user = db.get(User, connection.user_id)
+    core.audit(
+        db,
+        user.username if user else "-",
+        "connection.closed",
+        session_id=session.id,
+        protocol=connection.protocol,
+        connection=connection_id,
         reason=reason,
     )
-    return session
+
+
+def list_connections(db: Session, actor: Actor) -> list[LiveConnection]:
+    require_admin(actor, "list live connections")
+    return list(db.scalars(select(LiveConnection).order_by(LiveConnection.started_at)))
+
+
+def request_termination(
+    core: Pamcore, db: Session, actor: Actor, connection_id: int, reason: str = ""
+) -> LiveConnection:
+    """Ask the proxy holding a connection to close it (it polls :func:`to_terminate`)."""
+    require_admin(actor, "terminate connections")
+    connection = db.get(LiveConnection, connection_id)
+    if connection is None:
+        raise NotFound(f"no live connection #{connection_id}")
+    connection.terminate_requested = True
+    connection.terminate_reason = reason or f"terminated by {actor.username}"
+    core.audit(
+        db,
+        actor.username,
+        "connection.terminate_requested",
+        session_id=connection.session_id,
+        connection=connection_id,
+        reason=reason,
+    )
+    return connection
+
+
+def to_terminate(db: Session, node: str) -> list[tuple[int, str]]:
+    """(connection id, reason) a proxy on ``node`` must close now."""
+    rows = db.execute(
+        select(LiveConnection.id, LiveConnection.terminate_reason).where(
+            LiveConnection.node == node, LiveConnection.terminate_requested.is_(True)
+        )
+    )
+    return [(row.id, row.terminate_reason) for row in rows]

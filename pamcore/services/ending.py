@@ -59,7 +59,7 @@ def complete_ending(core: Pamcore, session_id: int, worker: str, actor: str) -> 
         if failures:
             outcome, reason = Status.FAILED, "; ".join(failures)
         transition(session, outcome)
-        session.live_connections = 0  # the proxies were told to close them (on_session_ending)
+        session.connections.clear()  # the proxies were told to close them (on_session_ending)
         session.finished_at = core.now()
         session.outcome_reason = reason
         session.pending_outcome = None

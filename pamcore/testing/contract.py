@@ -311,7 +311,7 @@ class ProtocolContract:
             with core.reader() as db:
                 session = db.get(ActivitySession, world.session_id)
                 assert session is not None
-                return Status(session.status), session.live_connections
+                return Status(session.status), len(session.connections)
 
         async def scenario() -> tuple[tuple[Status, int], tuple[Status, int]]:
             async with self.running_listener(core, handler) as listener:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
-from pamcore.model import Activity, Resource, User
+from pamcore.model import Activity, Resource
 from pamcore.services.access import authorize_connection
 from pamcore.services.common import by_name
 from pamcore.services.connections import connection_closed, connection_opened
@@ -38,6 +38,7 @@ LISTENERS: weakref.WeakSet[TunnelListener] = weakref.WeakSet()
 class Ticket:
     """What the listener keeps from an authorised connection (no secret in it)."""
 
+    connection_id: int
     session_id: int
     username: str
     resource: str
@@ -205,8 +206,9 @@ class TunnelListener:
             resource = by_name(db, Resource, hello.resource)
             activity = by_name(db, Activity, hello.activity) if hello.activity else None
             grant = authorize_connection(core, db, user, resource, PROTOCOL, activity)
-            connection_opened(core, db, user, grant.session.id, resource.name, PROTOCOL)
+            live = connection_opened(core, db, user, grant.session.id, resource, PROTOCOL)
             return Ticket(
+                connection_id=live.id,
                 session_id=grant.session.id,
                 username=user.username,
                 resource=resource.name,
@@ -217,10 +219,7 @@ class TunnelListener:
 
     def _closed(self, ticket: Ticket, reason: str) -> None:
         with self.core.unit() as db:
-            user = by_name(db, User, ticket.username)
-            connection_closed(
-                self.core, db, user, ticket.session_id, ticket.resource, PROTOCOL, reason
-            )
+            connection_closed(self.core, db, ticket.connection_id, reason)
 
 
 async def _refuse(writer: asyncio.StreamWriter, reason: str) -> None:
