@@ -303,3 +303,25 @@ def test_sessions_are_provisioned_in_parallel(
         policy.users.append(users[2])
     sids = [request(core, u, None, "web01") for u in (world.alice, world.bob, users[2])]
     assert sorted(scheduler.tick(core).activated) == sorted(sids)
+
+
+def test_activity_without_login_credential_fails_clearly(core: Pamcore, world: World) -> None:
+    """Caught at provisioning (admin services refuse it earlier; this is the last line)."""
+    with core.unit() as db:
+        activity = b.make_activity(db, "No credential")  # managed login, no credential
+        b.make_policy(
+            db,
+            "nocred",
+            fresh(db, world.standard),
+            [activity],
+            [fresh(db, world.web01)],
+            users=[fresh(db, world.alice)],
+        )
+        sid = create_session(
+            core, db, fresh(db, world.alice), SessionRequest("No credential", ("web01",))
+        ).id
+    assert scheduler.tick(core).failed == [sid]
+    assert session_state(core, sid) == (
+        Status.FAILED,
+        "activity 'No credential' has no login credential; an administrator must set one",
+    )

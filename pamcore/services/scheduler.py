@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -101,6 +100,10 @@ def _claim(core: Pamcore, worker: str, query, batch: int, target: Status | None)
 
 
 def _activate_due(core: Pamcore, worker: str, report: TickReport, batch: int) -> None:
+    """Claim what is due, then prepare all of it in one transaction, run the pre-session
+    actions outside any transaction (several sessions at once: they wait on the network),
+    and settle all of it in one transaction. One commit per step, not per session, is what
+    lets a worker keep up with thousands of sessions starting together (bench/core.py)."""
     now = core.now()
     fresh = select(ActivitySession).where(
         ActivitySession.status == Status.SCHEDULED.value,
@@ -112,117 +115,130 @@ def _activate_due(core: Pamcore, worker: str, report: TickReport, batch: int) ->
     )
     ids = _claim(core, worker, fresh, batch, Status.PROVISIONING)
     ids += _claim(core, worker, stale, batch, None)
-    if len(ids) <= 1:
-        for session_id in ids:
-            _provision(core, worker, session_id, report)
+    if not ids:
         return
-    # Pre-session actions wait on the network; run several sessions' at once.
-    with ThreadPoolExecutor(max_workers=min(PROVISION_THREADS, len(ids))) as pool:
-        for future in [pool.submit(_provision, core, worker, sid, report) for sid in ids]:
-            future.result()
+    prepared = _prepare(core, worker, ids, report)
+    with_actions = [p for p in prepared if p.has_actions and p.failure is None]
+    if len(with_actions) == 1:
+        _run_pre_actions(core, with_actions[0])
+    elif with_actions:
+        with ThreadPoolExecutor(max_workers=min(PROVISION_THREADS, len(with_actions))) as pool:
+            for future in [pool.submit(_run_pre_actions, core, p) for p in with_actions]:
+                future.result()
+    _settle(core, worker, prepared, report)
 
 
-def _provision(core: Pamcore, worker: str, session_id: int, report: TickReport) -> None:
-    """Prepare, run the pre-session actions, settle: three steps, so the actions (which may
-    take seconds on the network) run outside any write transaction and never hold the
-    SQLite write lock or PostgreSQL row locks while they wait."""
-    password = _prepare(core, worker, session_id, report)
-    if password is False:
-        return
+@dataclass
+class _Provisioning:
+    """One claimed session on its way to available (or failed)."""
+
+    session_id: int
+    password: str | None
+    has_actions: bool
     failure: str | None = None
-    cleanup: list[str] = []
-    with core.reader() as db:
-        session = db.get(ActivitySession, session_id)
-        assert session is not None
-        try:
-            run_actions(core, session, ActionPhase.PRE, password)
-        except ActionFailed as exc:
-            failure = str(exc)
-            cleanup = run_actions(core, session, ActionPhase.POST, password, best_effort=True)
-    _settle(core, worker, session_id, failure, cleanup, report)
-
-
-def _prepare(
-    core: Pamcore, worker: str, session_id: int, report: TickReport
-) -> str | Literal[False] | None:
-    """Missed-window check and login account; returns the ephemeral password (or ``None``
-    for a managed credential), or ``False`` when there is nothing to run."""
-    with core.unit() as db:
-        session = db.get(ActivitySession, session_id)
-        if session is None or session.claimed_by != worker:
-            return False
-        now = core.now()
-        if _window_end(session) <= now:
-            # Downtime swallowed the whole approved window: never start it late.
-            transition(session, Status.CANCELED)
-            session.finished_at = now
-            session.outcome_reason = (
-                f"its window ended at {format_utc(_window_end(session))} before the "
-                f"scheduler could start it"
-            )
-            session.claimed_by = session.claim_expires_at = None
-            core.audit(
-                db, ACTOR, "session.missed", session_id=session.id, reason=session.outcome_reason
-            )
-            report.missed.append(session.id)
-            return False
-        core.hooks.on_session_due(session)
-        if not session.login_account:
-            password = assign_login_account(core, db, session)
-        elif session.login_secret is not None:  # a recovered claim: the account exists
-            password = core.vault.reveal(session.login_secret)
-        else:
-            password = None
-        return str(password) if password is not None else None
+    cleanup: list[str] = field(default_factory=list)
 
 
 def _window_end(session: ActivitySession) -> dt.datetime:
     return session.scheduled_start + dt.timedelta(minutes=session.profile.max_duration_minutes)
 
 
-def _settle(
-    core: Pamcore,
-    worker: str,
-    session_id: int,
-    failure: str | None,
-    cleanup: list[str],
-    report: TickReport,
-) -> None:
+def _prepare(core: Pamcore, worker: str, ids: list[int], report: TickReport) -> list[_Provisioning]:
+    """Missed-window check and login account for every claimed session, in one unit."""
+    prepared: list[_Provisioning] = []
     with core.unit() as db:
-        session = db.get(ActivitySession, session_id)
-        if session is None or session.claimed_by != worker:
-            return  # another worker took over an expired claim; its result stands
         now = core.now()
-        session.claimed_by = session.claim_expires_at = None
-        if failure is not None:
-            transition(session, Status.FAILED)
-            session.finished_at = now
-            session.outcome_reason = failure
+        for session in db.scalars(
+            select(ActivitySession)
+            .where(ActivitySession.id.in_(ids), ActivitySession.claimed_by == worker)
+            .order_by(ActivitySession.id)
+        ):
+            if _window_end(session) <= now:
+                # Downtime swallowed the whole approved window: never start it late.
+                transition(session, Status.CANCELED)
+                session.finished_at = now
+                session.outcome_reason = (
+                    f"its window ended at {format_utc(_window_end(session))} before the "
+                    f"scheduler could start it"
+                )
+                session.claimed_by = session.claim_expires_at = None
+                core.audit(
+                    db,
+                    ACTOR,
+                    "session.missed",
+                    session_id=session.id,
+                    reason=session.outcome_reason,
+                )
+                report.missed.append(session.id)
+                continue
+            core.hooks.on_session_due(session)
+            item = _Provisioning(
+                session.id, None, bool(session.activity.actions_for(ActionPhase.PRE))
+            )
+            try:
+                if not session.login_account:
+                    item.password = assign_login_account(core, db, session)
+                elif session.login_secret is not None:  # a recovered claim: the account exists
+                    item.password = str(core.vault.reveal(session.login_secret))
+            except ActionFailed as exc:
+                item.failure = str(exc)
+            prepared.append(item)
+    return prepared
+
+
+def _run_pre_actions(core: Pamcore, item: _Provisioning) -> None:
+    with core.reader() as db:
+        session = db.get(ActivitySession, item.session_id)
+        assert session is not None
+        try:
+            run_actions(core, session, ActionPhase.PRE, item.password)
+        except ActionFailed as exc:
+            item.failure = str(exc)
+            item.cleanup = run_actions(
+                core, session, ActionPhase.POST, item.password, best_effort=True
+            )
+
+
+def _settle(core: Pamcore, worker: str, prepared: list[_Provisioning], report: TickReport) -> None:
+    available: list[ActivitySession] = []
+    with core.unit() as db:
+        now = core.now()
+        for item in prepared:
+            session = db.get(ActivitySession, item.session_id)
+            if session is None or session.claimed_by != worker:
+                continue  # another worker took over an expired claim; its result stands
+            session.claimed_by = session.claim_expires_at = None
+            if item.failure is not None:
+                transition(session, Status.FAILED)
+                session.finished_at = now
+                session.outcome_reason = item.failure
+                core.audit(
+                    db,
+                    ACTOR,
+                    "session.failed",
+                    session_id=session.id,
+                    reason=item.failure,
+                    cleanup_failures=item.cleanup,
+                )
+                report.failed.append(session.id)
+                continue
+            transition(session, Status.AVAILABLE)
+            session.started_at = now
+            session.ends_at = _window_end(session)
             core.audit(
                 db,
                 ACTOR,
-                "session.failed",
+                "session.available",
                 session_id=session.id,
-                reason=failure,
-                cleanup_failures=cleanup,
+                account=session.login_account,
+                ends_at=session.ends_at.isoformat(),
+                lag_seconds=round((now - session.scheduled_start).total_seconds(), 3),
             )
-            report.failed.append(session.id)
-            return
-        transition(session, Status.AVAILABLE)
-        session.started_at = now
-        session.ends_at = _window_end(session)
-        core.audit(
-            db,
-            ACTOR,
-            "session.available",
-            session_id=session.id,
-            account=session.login_account,
-            ends_at=session.ends_at.isoformat(),
-            lag_seconds=round((now - session.scheduled_start).total_seconds(), 3),
-        )
-        report.activated.append(session.id)
+            report.activated.append(session.id)
+            available.append(session)
         db.flush()
-        core.hooks.on_session_available(session)
+        for session in available:
+            core.hooks.on_session_available(session)
 
 
 def _expire(core: Pamcore, worker: str, report: TickReport, batch: int) -> None:
