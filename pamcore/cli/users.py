@@ -6,6 +6,7 @@ an argument, which would land in shell history and ``ps`` output.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 
 import click
@@ -15,6 +16,7 @@ from pamcore.cli.output import emit_message, emit_record, emit_rows, split_names
 from pamcore.errors import ValidationError
 from pamcore.model import Role
 from pamcore.services import directory as svc
+from pamcore.services import tokens
 from pamcore.services.common import CONSOLE
 
 USER_COLUMNS = ("username", "display_name", "role", "active", "locked_until", "groups")
@@ -191,6 +193,60 @@ def delete_user(cli: CliContext, username: str) -> None:
     with cli.core.unit() as db:
         svc.delete_user(cli.core, db, CONSOLE, username)
     emit_message(f"deleted user {username}", cli.as_json, username=username)
+
+
+@users.group("token")
+def token() -> None:
+    """API tokens for scripts using the REST API (shown once, stored hashed)."""
+
+
+@token.command("create")
+@click.argument("username")
+@click.option("--name", required=True, help="What the token is for, e.g. 'deploy script'.")
+@click.option("--expires-days", type=click.IntRange(1, 3650), help="Expire after N days.")
+@with_json
+@pass_cli
+def create_token(cli: CliContext, username: str, name: str, expires_days: int | None) -> None:
+    """Create a token; it is printed once, store it now."""
+    core = cli.core
+    expires = core.now() + dt.timedelta(days=expires_days) if expires_days else None
+    with core.unit() as db:
+        issued = tokens.create_token(core, db, CONSOLE, username, name, expires)
+        record = tokens.token_record(issued.record)
+    emit_message(
+        f"token {record['prefix']}... for {username} (shown once, store it now):\n{issued.token}",
+        cli.as_json,
+        token=issued.token,
+        **record,
+    )
+
+
+@token.command("list")
+@click.argument("username")
+@with_json
+@pass_cli
+def list_tokens(cli: CliContext, username: str) -> None:
+    """A user's tokens: prefix, name, created, expiry, last use."""
+    with cli.core.reader() as db:
+        rows = [tokens.token_record(t) for t in tokens.list_tokens(db, CONSOLE, username)]
+    emit_rows(
+        rows,
+        ("id", "prefix", "name", "created_at", "expires_at", "last_used_at"),
+        cli.as_json,
+        empty=f"{username} has no API tokens",
+    )
+
+
+@token.command("revoke")
+@click.argument("username")
+@click.argument("token_id", type=int)
+@with_json
+@pass_cli
+def revoke_token(cli: CliContext, username: str, token_id: int) -> None:
+    """Revoke a token (its id from 'token list'); scripts using it are refused."""
+    with cli.core.unit() as db:
+        tokens.revoke_token(cli.core, db, CONSOLE, username, token_id)
+    emit_message(f"revoked token #{token_id} of {username}", cli.as_json, id=token_id)
 
 
 # -- groups ---------------------------------------------------------------------------------
