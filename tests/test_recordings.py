@@ -1,0 +1,102 @@
+"""Registering a finished recording (row + audited SHA-256) and who may list which."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from pamcore import audit
+from pamcore.core import Pamcore
+from pamcore.errors import NotFound, ValidationError
+from pamcore.model import AuditEvent, Recording, Role
+from pamcore.services.common import SystemActor
+from pamcore.services.recordings import list_recordings, register_recording
+from pamcore.services.sessions import SessionRequest, create_session
+from pamcore.testing import builders as b
+from tests.conftest import World, fresh
+
+
+def session_of(core: Pamcore, user) -> int:  # type: ignore[no-untyped-def]
+    with core.unit() as db:
+        req = SessionRequest("Check out root", ("db01",))
+        return create_session(core, db, fresh(db, user), req).id
+
+
+def saved(core: Pamcore, world: World, sid: int, tmp_path: Path, **extra) -> int:  # type: ignore[no-untyped-def]
+    path = tmp_path / f"{sid}.cast"
+    path.write_bytes(b'{"version": 2, "width": 80, "height": 24}\n')
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    start = core.now()
+    with core.unit() as db:
+        return register_recording(
+            core,
+            db,
+            sid,
+            world.db01.id,
+            "ssh",
+            path,
+            digest,
+            path.stat().st_size,
+            start,
+            start + dt.timedelta(minutes=3),
+            {"width": 80, "height": 24, **extra},
+        ).id
+
+
+def test_register_adds_row_and_audits_the_digest(
+    core: Pamcore, world: World, tmp_path: Path
+) -> None:
+    sid = session_of(core, world.alice)
+    rid = saved(core, world, sid, tmp_path)
+    with core.reader() as db:
+        rec = db.get(Recording, rid)
+        assert (rec.session_id, rec.protocol, rec.format) == (sid, "ssh", "asciicast-v2")
+        assert rec.path == str(tmp_path / f"{sid}.cast") and rec.meta["width"] == 80
+        event = db.scalar(select(AuditEvent).where(AuditEvent.action == "recording.saved"))
+        assert (event.session_id, event.target, event.actor) == (sid, "db01", "system:proxy")
+        assert event.details["sha256"] == rec.sha256 and len(rec.sha256) == 64
+        assert event.details["size_bytes"] == rec.size_bytes
+        assert event.details["file"] == f"{sid}.cast" and "incomplete" not in event.details
+        assert audit.verify_chain(db)[1] == []
+
+
+def test_an_incomplete_recording_says_why_in_the_audit(
+    core: Pamcore, world: World, tmp_path: Path
+) -> None:
+    sid = session_of(core, world.alice)
+    saved(core, world, sid, tmp_path, incomplete="write failed: No space left on device")
+    with core.reader() as db:
+        event = db.scalar(select(AuditEvent).where(AuditEvent.action == "recording.saved"))
+        assert event.details["incomplete"] == "write failed: No space left on device"
+
+
+def test_register_rejects_bad_input(core: Pamcore, world: World, tmp_path: Path) -> None:
+    sid = session_of(core, world.alice)
+    now = core.now()
+    with pytest.raises(ValidationError, match="sha256"), core.unit() as db:
+        register_recording(core, db, sid, None, "ssh", tmp_path / "x", "abc", 1, now, now)
+    with pytest.raises(NotFound, match="#999"), core.unit() as db:
+        register_recording(core, db, 999, None, "ssh", tmp_path / "x", "0" * 64, 1, now, now)
+    with core.reader() as db:
+        assert db.scalars(select(Recording)).all() == []
+
+
+def test_users_list_their_own_admins_and_auditors_all(
+    core: Pamcore, world: World, tmp_path: Path
+) -> None:
+    mine = saved(core, world, session_of(core, world.alice), tmp_path)
+    theirs = saved(core, world, session_of(core, world.bob), tmp_path)
+    with core.unit() as db:
+        ida = b.make_user(db, "ida", Role.AUDITOR)
+    with core.reader() as db:
+        assert [r.id for r in list_recordings(db, fresh(db, world.alice))] == [mine]
+        assert [r.id for r in list_recordings(db, fresh(db, world.bob))] == [theirs]
+        assert [r.id for r in list_recordings(db, fresh(db, world.carol))] == []
+        everyone = sorted([mine, theirs])
+        assert sorted(r.id for r in list_recordings(db, fresh(db, world.erin))) == everyone
+        assert sorted(r.id for r in list_recordings(db, fresh(db, ida))) == everyone
+        assert sorted(r.id for r in list_recordings(db, SystemActor())) == everyone
