@@ -47,7 +47,7 @@ def test_installed_protocol_plugins_show_up(tmp_path: Path) -> None:
     ssh = next(line for line in result.output.splitlines() if line.startswith("ssh "))
     assert "pamcore-ssh (entry point)" in ssh
     assert "register_protocols" in ssh
-    assert "ssh (port 4422, no listener yet)" in result.output
+    assert "ssh (port 4422)" in result.output
 
 
 def test_json_output(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ COMMANDS = {
     "init": "pamcore.cli.instance:init",
     "run": "pamcore.cli.instance:run",
     "worker": "pamcore.cli.instance:worker",
+    "proxy": "pamcore.cli.proxy:proxy",
     "db": "pamcore.cli.db:db",
     "sessions": "pamcore.cli.sessions:sessions",
     "audit": "pamcore.cli.audit:audit",

@@ -4,6 +4,8 @@ ask for one to be terminated; the proxy holding it polls for that."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -121,3 +123,41 @@ def to_terminate(db: Session, node: str) -> list[tuple[int, str]]:
         )
     )
     return [(row.id, row.terminate_reason) for row in rows]
+
+
+def session_ends(db: Session, session_ids: list[int]) -> dict[int, dt.datetime | None]:
+    """End time of each session a proxy holds connections for; ``None`` when the session
+    can no longer be connected to (ending, ended, canceled), so the proxy closes now."""
+    if not session_ids:
+        return {}
+    rows = db.execute(
+        select(ActivitySession.id, ActivitySession.status, ActivitySession.ends_at).where(
+            ActivitySession.id.in_(session_ids)
+        )
+    )
+    ends: dict[int, dt.datetime | None] = dict.fromkeys(session_ids)
+    for row in rows:
+        if Status(row.status) in CONNECTABLE:
+            ends[row.id] = row.ends_at
+    return ends
+
+
+def connectable_choices(
+    db: Session, user: User, protocol: str
+) -> list[tuple[ActivitySession, Resource]]:
+    """The user's Available or Active sessions × their resources reachable over
+    ``protocol``: what a login without a resource (``user`` alone) may pick from."""
+    sessions = db.scalars(
+        select(ActivitySession)
+        .where(
+            ActivitySession.requester_id == user.id,
+            ActivitySession.status.in_([s.value for s in CONNECTABLE]),
+        )
+        .order_by(ActivitySession.id)
+    )
+    return [
+        (session, resource)
+        for session in sessions
+        for resource in session.resources
+        if resource.port_for(protocol) is not None
+    ]

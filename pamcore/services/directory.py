@@ -23,6 +23,7 @@ from pamcore.model import (
     Group,
     Role,
     User,
+    UserKey,
 )
 from pamcore.passwords import hash_password
 from pamcore.services.common import Actor, by_name, normalize_name, require_admin
@@ -382,6 +383,28 @@ def authenticate(
     return result.user
 
 
+def authenticate_key(core: Pamcore, db: Session, username: str, fingerprint: str) -> User:
+    """Sign-in with an SSH public key the user registered (the proxy has checked the
+    signature): the key must be the user's, and the account active and not locked.
+    Audited like :func:`authenticate`, and a failure commits its audit event first."""
+    claimed = username.strip()[:64]
+    user = db.scalar(select(User).where(func.lower(User.username) == claimed.lower()))
+    key = db.scalar(select(UserKey).where(UserKey.fingerprint == fingerprint))
+    reason = ""
+    if user is None or key is None or key.user_id != user.id:
+        reason = "this key is not registered for that user"
+    elif not user.is_active:
+        reason = "this account is disabled"
+    elif user.locked_until is not None and user.locked_until > core.now():
+        reason = "too many failed sign-ins; try again later"
+    if reason or user is None:
+        core.audit(db, claimed or "-", "auth.failed", target=claimed, reason=reason, method="key")
+        db.commit()
+        raise AuthenticationFailed(reason)
+    core.audit(db, user.username, "auth.succeeded", target=user.username, method="key")
+    return user
+
+
 # -- small input checks ---------------------------------------------------------------------
 
 
@@ -403,6 +426,7 @@ def _email(email: str) -> str:
 __all__ = [
     "add_member",
     "authenticate",
+    "authenticate_key",
     "check_name",
     "check_text",
     "check_username",

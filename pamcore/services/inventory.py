@@ -447,3 +447,42 @@ def _check_key(private_key: str) -> str:
             "('-----BEGIN ... PRIVATE KEY-----')",
         )
     return key + "\n"
+
+
+# -- target host keys (proxies) -------------------------------------------------------------
+
+
+def host_key_refusal(resource: Resource, offered_line: str, offered_fingerprint: str) -> str | None:
+    """Why a proxy must not trust the key ``resource`` offered, or ``None`` to trust it.
+
+    The pin is an OpenSSH public-key line (type and base64 compared) or a ``SHA256:``
+    fingerprint. No pin: trusted only when the resource opts into trust-on-first-use.
+    """
+    pinned = (resource.host_key or "").strip()
+    if not pinned:
+        if resource.trust_on_first_use:
+            return None
+        return (
+            f"{resource.name} has no pinned host key and does not trust on first use; "
+            f"ask an administrator to pin it"
+        )
+    if pinned.lower().startswith("sha256:"):
+        matches = pinned[7:].rstrip("=") == offered_fingerprint.split(":", 1)[-1].rstrip("=")
+    else:
+        matches = pinned.split()[:2] == offered_line.split()[:2]
+    if matches:
+        return None
+    return (
+        f"the host key of {resource.name} changed (it offered {offered_fingerprint}); "
+        f"connection refused; an administrator must check and re-pin it"
+    )
+
+
+def pin_host_key(core: Pamcore, db: Session, resource_id: int, key_line: str, by: str) -> None:
+    """Trust on first use: store the first key a proxy saw, once (a pin is never replaced
+    here; re-pinning is an administrator's ``update_resource``)."""
+    resource = db.get(Resource, resource_id, with_for_update=True)
+    if resource is None or (resource.host_key or "").strip() or not resource.trust_on_first_use:
+        return
+    resource.host_key = " ".join(key_line.split()[:2])
+    core.audit(db, by, "resource.host_key_pinned", target=resource.name, key=resource.host_key)

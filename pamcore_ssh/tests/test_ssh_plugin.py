@@ -59,7 +59,7 @@ def test_registered_once_through_the_entry_point() -> None:
     host = build_plugin_host(strict=True)
     handler = host.hooks.protocols()["ssh"]
     assert handler.default_port == DEFAULT_PORT == 4422
-    assert handler.listener_factory is None  # no proxy yet: nothing pretends to listen
+    assert handler.listener_factory is not None  # the proxy listener (pamcore run, proxy)
     assert "ssh" in {i.name for i in host.plugin_infos()}
 
 

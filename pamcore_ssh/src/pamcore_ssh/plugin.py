@@ -1,19 +1,24 @@
-"""The ``ssh`` protocol registration: default port, DirectConnect launch string, probe.
+"""The ``ssh`` protocol registration: default port, proxy listener, DirectConnect launch
+string, probe; and the session hooks that reach the running listeners' connections.
 
 Plugin modules do no I/O at import time; everything happens inside the hooks.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pamcore import hookimpl
 from pamcore.directconnect import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler
+from pamcore_ssh.actions import pamcore_register_actions as pamcore_register_actions
+from pamcore_ssh.listener import LISTENERS, ProxyListener
 from pamcore_ssh.probe import probe_ssh
 
 if TYPE_CHECKING:
+    from pamcore.core import Pamcore
     from pamcore.model import ActivitySession, Resource, User
 
 #: Port of pamcore's SSH proxy; 4422 keeps clear of a host's own sshd on 22.
@@ -31,6 +36,10 @@ def client_launch(
     )
 
 
+def listener_factory(core: Pamcore, host: str, port: int) -> ProxyListener:
+    return ProxyListener(core, host, port)
+
+
 @hookimpl
 def pamcore_register_protocols(register: Callable[[ProtocolHandler], None]) -> None:
     register(
@@ -38,8 +47,22 @@ def pamcore_register_protocols(register: Callable[[ProtocolHandler], None]) -> N
             name="ssh",
             default_port=DEFAULT_PORT,
             description="Secure Shell (OpenSSH, PuTTY, MobaXterm) through the DirectConnect proxy",
-            listener_factory=None,  # the proxy listener lands with the asyncssh work
+            listener_factory=listener_factory,
             client_launch=client_launch,
             connection_test=probe_ssh,
         )
     )
+
+
+@hookimpl
+def pamcore_on_session_extended(session: ActivitySession, new_end: dt.datetime) -> None:
+    """Move the end of the session's live SSH connections (warning, forced close)."""
+    for listener in list(LISTENERS):
+        listener.session_extended(session.id, new_end)
+
+
+@hookimpl
+def pamcore_on_session_ending(session: ActivitySession, reason: str) -> None:
+    """Close the session's live SSH connections now (ended, expired or canceled)."""
+    for listener in list(LISTENERS):
+        listener.session_ending(session.id)

@@ -1,0 +1,35 @@
+"""``pamcore proxy``: run only the protocol plugins' proxy listeners (a proxy node at scale;
+the scheduler runs in ``pamcore worker``, the dashboard in ``pamcore web``)."""
+
+from __future__ import annotations
+
+import click
+
+from pamcore.cli.context import CliContext, pass_cli
+from pamcore.errors import ConfigurationError
+from pamcore.runtime import Started, proxy_services, run_services
+
+
+@click.command()
+@click.option(
+    "--stop-after",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Stop after this many seconds (for smoke tests); default: until Ctrl+C or SIGTERM.",
+)
+@pass_cli
+def proxy(cli: CliContext, stop_after: float | None) -> None:
+    """Run the proxy listeners of every installed protocol plugin."""
+    services = proxy_services(cli.core)
+    if not services:
+        raise ConfigurationError("no proxy listeners: no installed protocol plugin provides one")
+
+    def show(results: list[Started]) -> None:
+        for r in results:
+            click.echo(f"{'started' if r.ok else 'FAILED '} {r.name}: {r.detail}")
+        click.echo("pamcore proxy is running; Ctrl+C to stop", err=True)
+
+    results = run_services(services, duration=stop_after, on_started=show)
+    click.echo("pamcore proxy stopped", err=True)
+    if not any(r.ok for r in results):
+        raise ConfigurationError("no listener started; see the messages above")

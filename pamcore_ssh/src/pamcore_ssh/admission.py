@@ -1,0 +1,175 @@
+"""Who and where: sign-in, the DirectConnect login name resolved to a grant, the waiting
+room's poll, the menu's choices, host-key decisions. Synchronous calls into the core's
+services, run by the proxy in worker threads (``asyncio.to_thread``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pamcore.core import Pamcore
+from pamcore.errors import PolicyDenied
+from pamcore.lifecycle import CONNECTABLE, OPEN, Status
+from pamcore.model import Activity, ActivitySession, Resource, User
+from pamcore.services.access import authorize_connection, finished_reason, waiting_reason
+from pamcore.services.common import by_name, get_session
+from pamcore.services.connections import connectable_choices, connection_closed, connection_opened
+from pamcore.services.directory import authenticate, authenticate_key
+from pamcore.services.inventory import host_key_refusal, pin_host_key
+from pamcore.services.sessions import find_or_request
+from pamcore_ssh.target import TargetSpec
+
+PROTOCOL = "ssh"
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """An admitted connection: the live-connection row, the session, and the target."""
+
+    connection_id: int
+    session_id: int
+    username: str
+    resource_name: str
+    ends_at: dt.datetime
+    warning: dt.timedelta
+    recording: bool
+    target: TargetSpec
+    #: A detached copy of the resource's pin and first-use flag, for the host-key rule.
+    key_policy: Resource
+
+    def host_key_refusal(self, line: str, offered: str) -> str | None:
+        return host_key_refusal(self.key_policy, line, offered)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The session exists but is not Available yet: the waiting room shows ``reason``."""
+
+    session_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One line of the menu shown to a login without a resource."""
+
+    activity: str
+    resource: str
+    session_id: int
+
+    def label(self) -> str:
+        return f"{self.resource} ({self.activity}, session #{self.session_id})"
+
+
+def sign_in_password(core: Pamcore, username: str, password: str) -> int:
+    """The user's id; raises AuthenticationFailed with the reason."""
+    with core.unit() as db:
+        return authenticate(core, db, username, password).id
+
+
+def sign_in_key(core: Pamcore, username: str, key_fingerprint: str) -> int:
+    with core.unit() as db:
+        return authenticate_key(core, db, username, key_fingerprint).id
+
+
+def choices(core: Pamcore, user_id: int) -> list[Choice]:
+    with core.reader() as db:
+        user = db.get(User, user_id)
+        assert user is not None
+        return [
+            Choice(session.activity.name, resource.name, session.id)
+            for session, resource in connectable_choices(db, user, PROTOCOL)
+        ]
+
+
+def request(core: Pamcore, user_id: int, activity: str, resource: str) -> Pending | None:
+    """DirectConnect with an activity: find the user's open session or create one (which
+    may wait for approval or a schedule); ``None`` when it can be connected to now."""
+    with core.unit() as db:
+        user = db.get(User, user_id)
+        assert user is not None
+        session = find_or_request(core, db, user, activity, resource)
+        if Status(session.status) in CONNECTABLE:
+            return None
+        return Pending(session.id, waiting_reason(session))
+
+
+def still_waiting(core: Pamcore, session_id: int) -> str | None:
+    """The waiting room's poll: why it still waits, ``None`` once connectable; a refusal
+    (PolicyDenied) when it was denied, canceled or failed meanwhile."""
+    with core.reader() as db:
+        session = get_session(db, session_id)
+        status = Status(session.status)
+        if status in CONNECTABLE:
+            return None
+        if status in OPEN:
+            return waiting_reason(session)
+        raise PolicyDenied(finished_reason(session))
+
+
+def admit(core: Pamcore, user_id: int, activity: str | None, resource: str, peer: str) -> Ticket:
+    """Authorise the connection (audited) and count it as live; raises PamError."""
+    with core.unit() as db:
+        user = db.get(User, user_id)
+        assert user is not None
+        target = by_name(db, Resource, resource)
+        wanted = by_name(db, Activity, activity) if activity else None
+        grant = authorize_connection(core, db, user, target, PROTOCOL, wanted)
+        live = connection_opened(core, db, user, grant.session.id, target, PROTOCOL, peer)
+        session: ActivitySession = grant.session
+        return Ticket(
+            connection_id=live.id,
+            session_id=session.id,
+            username=user.username,
+            resource_name=target.name,
+            ends_at=grant.ends_at,
+            warning=dt.timedelta(minutes=session.profile.warning_minutes),
+            recording=session.profile.recording,
+            target=TargetSpec(
+                resource_id=target.id,
+                resource_name=target.name,
+                address=target.address,
+                port=grant.port,
+                username=grant.login_account,
+                password=grant.password,
+                private_key=grant.private_key,
+                pinned_key=target.host_key,
+                algorithms=core.hooks.ssh_algorithms(target),
+            ),
+            key_policy=Resource(
+                name=target.name,
+                host_key=target.host_key,
+                trust_on_first_use=target.trust_on_first_use,
+            ),
+        )
+
+
+def closed(core: Pamcore, ticket: Ticket, reason: str) -> None:
+    with core.unit() as db:
+        connection_closed(core, db, ticket.connection_id, reason)
+
+
+def host_key_outcome(
+    core: Pamcore, ticket: Ticket, line: str, offered: str, refusal: str | None
+) -> None:
+    """After the key exchange: pin a first-use key, or audit a refused one."""
+    with core.unit() as db:
+        if refusal is None:
+            pin_host_key(core, db, ticket.target.resource_id, line, ticket.username)
+            return
+        core.audit(
+            db,
+            ticket.username,
+            "connection.host_key_refused",
+            target=ticket.resource_name,
+            session_id=ticket.session_id,
+            protocol=PROTOCOL,
+            offered=offered,
+            reason=refusal,
+        )
+
+
+def handshake_hint(core: Pamcore, resource_id: int, error: str) -> str | None:
+    with core.reader() as db:
+        resource = db.get(Resource, resource_id)
+        return core.hooks.ssh_handshake_hint(resource, error) if resource else None

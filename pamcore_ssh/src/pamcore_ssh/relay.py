@@ -1,0 +1,140 @@
+"""One admitted client connection linked to one target connection: every session channel
+the client opens (shell, exec, sftp) is relayed as a channel on the target (RFC 4254 §6),
+with window changes, signals, breaks, EOF and exit status passed through.
+
+Bytes only (``encoding=None``); reads of 64 KiB and ``drain()`` keep SSH's flow control
+end to end. Notices go to terminal channels only, never into exec or sftp data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import asyncssh
+
+from pamcore_ssh.admission import Ticket
+from pamcore_ssh.process import RelayProcess
+from pamcore_ssh.session_end import EndWatch
+
+log = logging.getLogger(__name__)
+
+CHUNK = 65536
+#: How long a closing notice may take to reach the client before the connection drops.
+NOTICE_GRACE = 0.3
+
+
+def notice_bytes(text: str) -> bytes:
+    """A notice on its own line, in reverse video, so it stands out from the target's output."""
+    return f"\r\n\x1b[7m[pamcore] {text}\x1b[0m\r\n".encode()
+
+
+class Link:
+    """The admitted state of one client connection, shared by its channels."""
+
+    def __init__(
+        self,
+        ticket: Ticket,
+        target: asyncssh.SSHClientConnection,
+        client: asyncssh.SSHServerConnection,
+        watch: Callable[[Link], EndWatch],
+    ) -> None:
+        self.ticket = ticket
+        self.target = target
+        self.client = client
+        self.terminals: set[RelayProcess] = set()
+        self.closing: str | None = None
+        self.watch = watch(self)
+
+    # -- notices and the end ---------------------------------------------------------------
+
+    def notify(self, text: str) -> None:
+        data = notice_bytes(text)
+        for process in list(self.terminals):
+            with contextlib.suppress(OSError, asyncssh.Error):
+                process.stdout.write(data)
+
+    def close(self, reason: str) -> None:
+        """Show ``reason`` in every terminal, then close both legs (idempotent)."""
+        if self.closing is not None:
+            return
+        self.closing = reason
+        log.info("ssh connection #%s closing: %s", self.ticket.connection_id, reason)
+        self.notify(f"{reason}; closing the connection")
+        asyncio.get_running_loop().call_later(NOTICE_GRACE, self._drop)
+
+    def _drop(self) -> None:
+        self.target.close()
+        self.client.close()
+
+    # -- one channel -----------------------------------------------------------------------
+
+    async def relay(self, process: RelayProcess) -> None:
+        """Open the same kind of channel on the target and relay it until either side ends."""
+        pty = process.term_type is not None
+        try:
+            remote = await self.target.create_process(
+                process.command,
+                subsystem=process.subsystem,
+                env=process.env,
+                term_type=process.term_type,
+                term_size=process.term_size if pty else None,
+                term_modes=process.term_modes if pty else None,
+                encoding=None,
+            )
+        except (asyncssh.Error, OSError) as exc:
+            process.stderr.write(f"pamcore: the target refused the channel: {exc}\r\n".encode())
+            process.exit(1)
+            return
+        if pty:
+            self.terminals.add(process)
+        up = asyncio.create_task(self._up(process, remote, pty))
+        try:
+            await asyncio.gather(
+                _down(remote.stdout, process.stdout), _down(remote.stderr, process.stderr)
+            )
+            await remote.wait_closed()
+        except (asyncssh.Error, OSError):
+            pass
+        finally:
+            up.cancel()
+            self.terminals.discard(process)
+        if remote.exit_signal is not None:
+            process.exit_with_signal(*remote.exit_signal)
+        else:
+            process.exit(255 if remote.exit_status is None else remote.exit_status)
+
+    async def _up(
+        self, process: RelayProcess, remote: asyncssh.SSHClientProcess[bytes], pty: bool
+    ) -> None:
+        """Client to target: data, window changes, breaks, signals, then EOF."""
+        while True:
+            try:
+                data = await process.stdin.read(CHUNK)
+            except asyncssh.TerminalSizeChanged as size:
+                remote.change_terminal_size(size.width, size.height, size.pixwidth, size.pixheight)
+                continue
+            except asyncssh.BreakReceived as brk:
+                remote.send_break(brk.msec)
+                continue
+            except asyncssh.SignalReceived as sig:
+                remote.send_signal(sig.signal)
+                continue
+            except (asyncssh.Error, OSError):
+                return
+            if not data:
+                remote.stdin.write_eof()
+                return
+            if pty:
+                data = await self.watch.filter_input(data)
+            if data:
+                remote.stdin.write(data)
+                await remote.stdin.drain()
+
+
+async def _down(source: asyncssh.SSHReader[bytes], sink: asyncssh.SSHWriter[bytes]) -> None:
+    while data := await source.read(CHUNK):
+        sink.write(data)
+        await sink.drain()

@@ -1,0 +1,237 @@
+"""One client connection to the proxy: sign-in (password or registered key), the
+DirectConnect login resolved after sign-in, then every session channel relayed.
+
+Refusals are one line in the user's terminal; an authentication failure is one auth
+banner line (RFC 4252 §5.4), since no terminal exists yet. Forwarding is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import asyncssh
+
+from pamcore.directconnect import DirectConnectName, parse_login
+from pamcore.errors import PamError, PolicyDenied
+from pamcore.services.common import get_session
+from pamcore.services.sessions import extend_session
+from pamcore_ssh import admission, lobby
+from pamcore_ssh.hostkeys import fingerprint
+from pamcore_ssh.process import RelayProcess
+from pamcore_ssh.relay import Link
+from pamcore_ssh.session_end import EndWatch
+from pamcore_ssh.target import HostKeySeen, TargetError, close_target, connect_target
+
+if TYPE_CHECKING:
+    from pamcore_ssh.listener import ProxyListener
+
+log = logging.getLogger(__name__)
+
+
+class ProxyServer(asyncssh.SSHServer):
+    """asyncssh makes one per client connection."""
+
+    def __init__(self, listener: ProxyListener) -> None:
+        self.listener = listener
+        self.core = listener.core
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.peer = ""
+        self.login: DirectConnectName | None = None
+        self.user_id: int | None = None
+        self.link: Link | None = None
+        self._keys_tried: dict[str, int | None] = {}
+        self._admitting = asyncio.Lock()
+
+    # -- connection and sign-in ------------------------------------------------------------
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername") or ("", 0)
+        self.peer = f"{peer[0]}:{peer[1]}"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.link is not None:
+            self.listener.finish(self.link, self.link.closing or "closed by the client")
+            self.link = None
+
+    def begin_auth(self, username: str) -> bool:
+        try:
+            self.login = parse_login(username)
+        except PamError as exc:
+            self._banner(str(exc))
+        return True
+
+    def _banner(self, text: str) -> None:
+        if self.conn is not None:
+            self.conn.send_auth_banner(f"pamcore: {text}\r\n")
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        if self.login is None:
+            return False
+        try:
+            self.user_id = await asyncio.to_thread(
+                admission.sign_in_password, self.core, self.login.username, password
+            )
+        except PamError as exc:
+            self._banner(str(exc))
+            return False
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        """Called once to ask and once with the signature: the answer is kept per key."""
+        if self.login is None:
+            return False
+        fp = fingerprint(key)
+        if fp not in self._keys_tried:
+            try:
+                self._keys_tried[fp] = await asyncio.to_thread(
+                    admission.sign_in_key, self.core, self.login.username, fp
+                )
+            except PamError:
+                self._keys_tried[fp] = None
+        self.user_id = self._keys_tried[fp] or self.user_id
+        return self._keys_tried[fp] is not None
+
+    # -- channels: sessions relayed, forwarding refused (RFC 4254 §7) ------------------------
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> bool:
+        return False
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        return False
+
+    def session_requested(self) -> RelayProcess:
+        return RelayProcess(self._serve_channel)
+
+    async def _serve_channel(self, process: RelayProcess) -> None:
+        try:
+            link = await self._admitted(process)
+        except PamError as exc:
+            log.info("ssh refused %s from %s: %s", self.login, self.peer, exc)
+            if process.term_type is not None:
+                process.stderr.write(b"\r\n")
+            lobby.say(process, str(exc))
+            process.exit(1)
+            return
+        await link.relay(process)
+
+    async def _admitted(self, process: RelayProcess) -> Link:
+        """The connection's link, made by its first channel (later ones share it)."""
+        async with self._admitting:
+            if self.link is not None:
+                return self.link
+            assert self.login is not None and self.user_id is not None and self.conn
+            activity, resource = await self._where(process)
+            ticket = await asyncio.to_thread(
+                admission.admit, self.core, self.user_id, activity, resource, self.peer
+            )
+            try:
+                target = await self._connect(ticket)
+            except BaseException as exc:
+                reason = str(exc) if isinstance(exc, PamError) else "target connection failed"
+                await asyncio.shield(asyncio.to_thread(admission.closed, self.core, ticket, reason))
+                raise
+            self.link = Link(ticket, target, self.conn, self._end_watch)
+            self.listener.track(self.link)
+            log.info(
+                "ssh open: %s to %s as %s (session #%s)",
+                ticket.username,
+                ticket.resource_name,
+                ticket.target.username,
+                ticket.session_id,
+            )
+            return self.link
+
+    async def _where(self, process: RelayProcess) -> tuple[str | None, str]:
+        """(activity, resource) from the login name: the menu and the waiting room."""
+        assert self.login is not None and self.user_id is not None
+        if self.login.resource is None:
+            options = await asyncio.to_thread(admission.choices, self.core, self.user_id)
+            if not options:
+                raise PolicyDenied(
+                    "you have no Available session; request one in the dashboard, or log "
+                    "in as user+activity+resource"
+                )
+            chosen = options[0] if len(options) == 1 else await lobby.pick(process, options)
+            return chosen.activity, chosen.resource
+        if self.login.activity is not None:
+            pending = await asyncio.to_thread(
+                admission.request, self.core, self.user_id, self.login.activity, self.login.resource
+            )
+            if pending is not None:
+                await lobby.wait_until_available(
+                    process,
+                    pending.reason,
+                    lambda: asyncio.to_thread(
+                        admission.still_waiting, self.core, pending.session_id
+                    ),
+                )
+        return self.login.activity, self.login.resource
+
+    async def _connect(self, ticket: admission.Ticket) -> asyncssh.SSHClientConnection:
+        seen = HostKeySeen()
+        try:
+            target = await connect_target(
+                ticket.target,
+                ticket.host_key_refusal,
+                seen,
+                lambda error: asyncio.to_thread(
+                    admission.handshake_hint, self.core, ticket.target.resource_id, error
+                ),
+            )
+        except TargetError as exc:
+            refusal = ticket.host_key_refusal(seen.line, seen.fingerprint) if seen.line else None
+            if refusal is not None:
+                await asyncio.to_thread(
+                    admission.host_key_outcome,
+                    self.core,
+                    ticket,
+                    seen.line,
+                    seen.fingerprint,
+                    refusal,
+                )
+            raise PolicyDenied(str(exc)) from None
+        try:
+            await asyncio.to_thread(
+                admission.host_key_outcome, self.core, ticket, seen.line, seen.fingerprint, None
+            )
+        except BaseException:
+            await close_target(target)
+            raise
+        return target
+
+    def _end_watch(self, link: Link) -> EndWatch:
+        async def extend() -> str:
+            return await asyncio.to_thread(self._extend, link.ticket.session_id)
+
+        return EndWatch(
+            link.ticket.ends_at,
+            link.ticket.warning,
+            extend=extend,
+            notify=link.notify,
+            close=link.close,
+        )
+
+    def _extend(self, session_id: int) -> str:
+        """Ctrl+X: the core's extend service decides (window, count, profile)."""
+        try:
+            with self.core.unit() as db:
+                session = get_session(db, session_id)
+                extension = extend_session(self.core, db, session.requester, session_id)
+        except PamError as exc:
+            return f"not extended: {exc}"
+        left = extension.extensions_left
+        return (
+            f"session extended until {extension.new_end:%Y-%m-%d %H:%M} UTC "
+            f"({left} extension{'s' if left != 1 else ''} left)"
+        )

@@ -1,0 +1,380 @@
+"""End to end with real peers: OpenSSH ``ssh``/``sftp``/``scp`` and PuTTY's ``plink``
+through the proxy to OpenSSH ``sshd`` (root, key injected from the vault)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pexpect
+import pytest
+from conftest import LoopThread, Sshd, run_listener
+from pamcore_ssh.hostkeys import fingerprint, proxy_host_key
+from pamcore_ssh.listener import ProxyListener
+from sqlalchemy import create_engine, select
+
+from pamcore.clock import FrozenClock
+from pamcore.core import Pamcore
+from pamcore.model import (
+    AccessPolicy,
+    ActivitySession,
+    AuditEvent,
+    Base,
+    LoginMode,
+    Resource,
+    User,
+    UserKey,
+)
+from pamcore.plugins import build_plugin_host
+from pamcore.services import scheduler
+from pamcore.services.approvals import approve_session
+from pamcore.services.common import CONSOLE, worker_name
+from pamcore.services.ending import complete_ending
+from pamcore.services.sessions import SessionRequest, create_session, end_session
+from pamcore.testing import T0, make_core
+from pamcore.testing import builders as b
+
+PASSWORD = "E2e-alice-pw-1"
+SSH_OPTS = [
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+]
+
+
+@dataclass
+class World:
+    core: Pamcore
+    clock: FrozenClock
+    port: int
+    key: Path
+    session_id: int
+    tmp: Path
+    sshd_key: str
+
+    def ssh(
+        self, login: str, *command: str, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                "ssh",
+                *SSH_OPTS,
+                "-i",
+                str(self.key),
+                "-p",
+                str(self.port),
+                f"{login}@127.0.0.1",
+                *command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def session(self) -> ActivitySession:
+        with self.core.reader() as db:
+            session = db.get(ActivitySession, self.session_id)
+            assert session is not None
+            db.expunge(session)
+            return session
+
+    def audit_actions(self) -> list[str]:
+        with self.core.reader() as db:
+            return [e.action for e in db.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+
+
+@pytest.fixture
+def world(tmp_path: Path, sshd: Sshd) -> Iterator[World]:
+    if not shutil.which("ssh"):
+        pytest.skip("needs openssh-client")
+    url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    (tmp_path / "instance").mkdir()
+    clock = FrozenClock(T0)
+    core = make_core(tmp_path / "instance", url, clock, build_plugin_host(strict=True))
+    user_key = tmp_path / "alice_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(user_key)], check=True)
+    fp = subprocess.run(
+        ["ssh-keygen", "-l", "-f", f"{user_key}.pub"], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+    with core.unit() as db:
+        alice = b.make_user(db, "alice", password=PASSWORD)
+        db.add(
+            UserKey(
+                user=alice,
+                name="laptop",
+                public_key=(tmp_path / "alice_key.pub").read_text(),
+                fingerprint=fp,
+            )
+        )
+        web01 = b.make_resource(
+            db, "web01", protocols={"ssh": sshd.port}, host_key=sshd.host_key_line
+        )
+        b.make_resource(db, "db01", protocols={"ssh": sshd.port}, host_key=sshd.host_key_line)
+        cred = b.make_credential(
+            core, db, "web01 root", "root", private_key=sshd.client_key.read_text(), resource=web01
+        )
+        activity = b.make_activity(db, "Linux Admin", login_mode=LoginMode.MANAGED, credential=cred)
+        profile = b.make_profile(
+            db, "standard", max_duration_minutes=60, warning_minutes=5, extension_minutes=30
+        )
+        b.make_policy(db, "admins", profile, [activity], [web01], [alice])
+        session_id = create_session(core, db, alice, SessionRequest("Linux Admin", ("web01",))).id
+    assert session_id in scheduler.tick(core).activated
+    loop = LoopThread()
+    listener = ProxyListener(core, "127.0.0.1", 0)
+    port = run_listener(loop, listener)
+    yield World(core, clock, port, user_key, session_id, tmp_path, sshd.client_key.read_text())
+    loop.run(listener.stop())
+    loop.close()
+    core.dispose()
+
+
+def test_exec_exit_codes_stderr_and_stdin_eof(world: World) -> None:
+    result = world.ssh("alice+linux-admin+web01", "echo hello; echo oops >&2; exit 7")
+    assert (result.returncode, result.stdout, result.stderr) == (7, "hello\n", "oops\n")
+    piped = subprocess.run(
+        [
+            "ssh",
+            *SSH_OPTS,
+            "-i",
+            str(world.key),
+            "-p",
+            str(world.port),
+            "alice+web01@127.0.0.1",
+            "wc -c",
+        ],
+        input="twelve bytes",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert piped.stdout.strip() == "12"
+    assert world.ssh("alice", "whoami").stdout == "root\n"  # the menu's only choice
+    actions = world.audit_actions()
+    assert "connection.opened" in actions and "connection.closed" in actions
+    for _ in range(50):  # the proxy records the close asynchronously
+        if world.session().status == "available":
+            break
+        time.sleep(0.1)
+    assert world.session().status == "available"
+
+
+def test_plink_with_password(world: World) -> None:
+    if not shutil.which("plink"):
+        pytest.skip("needs putty-tools")
+    proxy_key = fingerprint(proxy_host_key(world.core))  # created at start, kept in the vault
+    result = subprocess.run(
+        [
+            "plink",
+            "-batch",
+            "-ssh",
+            "-pw",
+            PASSWORD,
+            "-P",
+            str(world.port),
+            "-hostkey",
+            proxy_key,
+            "alice+Linux-Admin+web01@127.0.0.1",
+            "echo plink-ok; exit 3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "plink-ok" in result.stdout
+
+
+def test_sftp_and_scp_round_trip(world: World) -> None:
+    data = world.tmp / "blob"
+    data.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    remote = f"/tmp/pamcore-e2e-{os.getpid()}"
+    opts = [*SSH_OPTS, "-i", str(world.key), "-P", str(world.port)]
+    login = "alice+web01@127.0.0.1"
+    subprocess.run(["scp", *opts, str(data), f"{login}:{remote}.scp"], check=True, timeout=60)
+    subprocess.run(
+        ["scp", *opts, f"{login}:{remote}.scp", str(world.tmp / "back.scp")], check=True, timeout=60
+    )
+    batch = world.tmp / "batch"
+    batch.write_text(
+        f"put {data} {remote}.sftp\nget {remote}.sftp {world.tmp / 'back.sftp'}\n"
+        f"rm {remote}.sftp\nrm {remote}.scp\n"
+    )
+    subprocess.run(
+        ["sftp", *opts, "-b", str(batch), login], check=True, timeout=60, capture_output=True
+    )
+    for name in ("back.scp", "back.sftp"):
+        assert subprocess.run(["cmp", str(data), str(world.tmp / name)]).returncode == 0
+
+
+def _shell(world: World) -> pexpect.spawn:
+    child = pexpect.spawn(
+        "ssh",
+        ["-tt", *SSH_OPTS, "-i", str(world.key), "-p", str(world.port), "alice+web01@127.0.0.1"],
+        timeout=15,
+        encoding="utf-8",
+    )
+    child.sendline("export PS1='PR''OMPT> '")
+    child.expect("PROMPT> ")
+    return child
+
+
+def test_pty_ctrl_x_passes_outside_the_window_and_extends_inside(world: World) -> None:
+    child = _shell(world)
+    child.setwinsize(40, 132)
+    child.sendline("stty size")
+    child.expect("40 132")
+    child.sendline("cat -v")
+    child.send("a\x18b\r")
+    child.expect(r"a\^Xb")  # outside the window: passed to the target untouched
+    child.sendcontrol("c")
+    child.expect("PROMPT> ")
+    ends = world.session().ends_at
+    assert ends is not None
+    world.clock.now = ends - dt.timedelta(minutes=4)
+    child.expect(r"session ends in 4 minutes .*press Ctrl\+X to extend", timeout=5)
+    child.sendline("cat -v")
+    child.send("c\x18d\r")
+    child.expect("session extended until")
+    child.expect("cd")  # the ^X was taken by the proxy, not passed on
+    child.sendcontrol("c")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    session = world.session()
+    assert session.extensions_used == 1
+    assert session.ends_at == ends + dt.timedelta(minutes=30)
+
+
+def test_end_from_the_cli_closes_the_connection_within_2s(world: World) -> None:
+    child = _shell(world)
+    with world.core.unit() as db:
+        end_session(world.core, db, CONSOLE, world.session_id)
+    started = time.monotonic()
+    child.expect("the session was ended; closing the connection", timeout=3)
+    child.expect(pexpect.EOF, timeout=3)
+    assert time.monotonic() - started < 2.5
+
+
+def test_forced_close_at_the_end_time(world: World) -> None:
+    child = _shell(world)
+    ends = world.session().ends_at
+    assert ends is not None
+    world.clock.now = ends + dt.timedelta(seconds=1)
+    child.expect("session end time reached; closing the connection", timeout=4)
+    child.expect(pexpect.EOF, timeout=3)
+
+
+def test_refusals_are_one_line(world: World, sshd: Sshd) -> None:
+    uncovered = world.ssh("alice+db01", "true")
+    assert uncovered.returncode != 0
+    assert uncovered.stderr.strip() == "pamcore: no access policy grants alice db01"
+    wrong_user = world.ssh("mallory+web01", "true")
+    assert wrong_user.returncode == 255
+    with world.core.unit() as db:
+        db.scalar(
+            select(Resource).where(Resource.name == "web01")
+        ).host_key = sshd.other_host_key_line
+    mismatch = world.ssh("alice+web01", "true")
+    assert "pamcore: the host key of web01 changed" in mismatch.stderr
+    assert "connection.host_key_refused" in world.audit_actions()
+    with world.core.unit() as db:
+        db.scalar(select(Resource).where(Resource.name == "web01")).host_key = None
+    world.clock.now = world.session().ends_at + dt.timedelta(minutes=1)
+    expired = world.ssh("alice+web01", "true")
+    assert "pamcore: session #1 expired at" in expired.stderr
+
+
+def test_trust_on_first_use_pins_the_key(world: World, sshd: Sshd) -> None:
+    with world.core.unit() as db:
+        web01 = db.scalar(select(Resource).where(Resource.name == "web01"))
+        web01.host_key, web01.trust_on_first_use = None, True
+    assert world.ssh("alice+web01", "true").returncode == 0
+    with world.core.reader() as db:
+        assert (
+            db.scalar(select(Resource.host_key).where(Resource.name == "web01"))
+            == sshd.host_key_line
+        )
+
+
+def test_directconnect_creates_a_session_and_the_waiting_room_lets_the_user_in(
+    world: World,
+) -> None:
+    with world.core.unit() as db:
+        bob = b.make_user(db, "bob", password="E2e-bob-pw-2")
+        alice = db.scalar(select(User).where(User.username == "alice"))
+        db01 = db.scalar(select(Resource).where(Resource.name == "db01"))
+        cred = b.make_credential(
+            world.core, db, "db01 root", "root", private_key=world.sshd_key, resource=db01
+        )
+        activity = b.make_activity(db, "DB Admin", login_mode=LoginMode.MANAGED, credential=cred)
+        approved = b.make_profile(db, "approved", tiers=[(1, [bob], [])])
+        b.make_policy(db, "dba", approved, [activity], [db01], [alice])
+    child = pexpect.spawn(
+        "ssh",
+        [
+            "-tt",
+            *SSH_OPTS,
+            "-i",
+            str(world.key),
+            "-p",
+            str(world.port),
+            "alice+db-admin+db01@127.0.0.1",
+        ],
+        timeout=15,
+        encoding="utf-8",
+    )
+    child.expect(r"session #(\d+) is waiting for approval by bob")
+    session_id = int(child.match.group(1))
+    refused = world.ssh("alice+db01", "true")  # another login meanwhile: one clear line
+    assert refused.stderr.strip() == f"pamcore: {child.match.group(0)}"
+    with world.core.unit() as db:
+        approve_session(world.core, db, db.get(User, 2), session_id)
+    assert session_id in scheduler.tick(world.core).activated
+    child.expect("the session is available", timeout=6)
+    child.sendline("echo in-$((6*7))")
+    child.expect("in-42")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+
+
+def test_ctrl_c_leaves_the_waiting_room(world: World) -> None:
+    with world.core.unit() as db:
+        carol = b.make_user(db, "carol")
+        approve_first = b.make_profile(db, "gated", tiers=[(1, [carol], [])])
+        db.scalar(select(AccessPolicy).where(AccessPolicy.name == "admins")).profile = approve_first
+        end_session(world.core, db, CONSOLE, world.session_id)
+    complete_ending(world.core, world.session_id, worker_name(), "test")
+    child = pexpect.spawn(
+        "ssh",
+        [
+            "-tt",
+            *SSH_OPTS,
+            "-i",
+            str(world.key),
+            "-p",
+            str(world.port),
+            "alice+linux-admin+web01@127.0.0.1",
+        ],
+        timeout=15,
+        encoding="utf-8",
+    )
+    child.expect("is waiting for approval")
+    child.sendcontrol("c")
+    child.expect("pamcore: you left the waiting room")
+    child.expect(pexpect.EOF)
