@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 INSTANCE ?= instance
 PYTEST_ARGS ?=
 #: Debian packages the build and the tests need; later features append to this list.
-DEB_PACKAGES := python3-venv python3-dev gcc postgresql openssh-server openssh-client putty-tools
+DEB_PACKAGES := python3-venv python3-dev gcc postgresql openssh-server openssh-client putty-tools sudo chromium chromium-driver
 #: Sibling distributions installed (editable) next to the core when their folder exists.
 SIBLINGS := $(dir $(wildcard pamcore_ssh/pyproject.toml pamcore_rdp/pyproject.toml \
 	pamcore_cisco_legacy/pyproject.toml plugins/*/pyproject.toml))

@@ -1,0 +1,397 @@
+"""Linux pre- and post-session actions, run over SSH as the resource's service credential.
+
+Each action names a managed credential in its ``service_credential`` parameter; its password
+or private key comes from the vault, and the target's host key is verified exactly as the
+proxy does (pinned, or trust-on-first-use when the resource says so). A service account
+other than ``root`` runs every command through ``sudo -n`` (it needs a NOPASSWD rule).
+
+Secrets never appear on a command line (``ps`` shows those): passwords reach ``chpasswd``
+and sudoers rules reach their file through the command's stdin. Accounts created here carry
+``pamcore session N`` in their GECOS field, so a removal never deletes an account pamcore
+did not create for that session. Action runners are synchronous and run in a scheduler
+thread outside any write transaction; each opens its own event loop with ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shlex
+from collections.abc import Awaitable, Callable
+
+import asyncssh
+
+from pamcore import hookimpl
+from pamcore.errors import ActionFailed, NotFound
+from pamcore.model import Credential, Resource
+from pamcore.passwords import generate_password
+from pamcore.registry import ActionContext, ActionType
+from pamcore.services.inventory import get_credential, host_key_refusal, pin_host_key
+from pamcore_ssh.target import HostKeySeen, TargetError, TargetSpec, close_target, connect_target
+
+ACTOR = "system:actions"
+SERVICE_PARAM = "service_credential"
+#: Seconds one remote command may take before the action fails.
+COMMAND_TIMEOUT = 60.0
+#: POSIX portable user and group names (what useradd accepts by default): checked before a
+#: name goes into a command, a chpasswd line or a sudoers file.
+_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+SUDOERS_DIR = "/etc/sudoers.d"
+DEFAULT_SUDO_RULE = "ALL=(ALL:ALL) ALL"
+#: useradd/userdel exit status: the user is logged in (processes still ending).
+_USER_BUSY = 8
+
+Work = Callable[["Remote"], Awaitable[None]]
+
+
+class Remote:
+    """An authenticated SSH connection to one resource, running commands as root."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, as_root: bool, where: str) -> None:
+        self._conn = conn
+        self._sudo = not as_root
+        self.where = where
+
+    async def run(
+        self, command: str, what: str, stdin: str | None = None, ok: tuple[int, ...] = (0,)
+    ) -> asyncssh.SSHCompletedProcess:
+        """Run ``command`` (a shell line, no secrets in it); a status outside ``ok`` raises
+        :class:`ActionFailed` with the target's first error line."""
+        if self._sudo:
+            command = f"sudo -n sh -c {shlex.quote(command)}"
+        try:
+            result = await self._conn.run(
+                command, input=stdin, check=False, timeout=COMMAND_TIMEOUT
+            )
+        except asyncssh.TimeoutError:
+            raise ActionFailed(
+                f"{what} on {self.where} took longer than {COMMAND_TIMEOUT:.0f} s"
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise ActionFailed(f"{what} on {self.where}: connection lost ({exc})") from None
+        if result.exit_status not in ok:
+            detail = _first_line(result.stderr) or f"exit status {result.exit_status}"
+            raise ActionFailed(f"{what} failed on {self.where}: {detail}")
+        return result
+
+
+def _first_line(text: object) -> str:
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    return lines[0][:200] if lines else ""
+
+
+def _checked_name(name: str, what: str) -> str:
+    if not _NAME.match(name):
+        raise ActionFailed(f"{what} '{name}' is not a valid Linux name")
+    return name
+
+
+def _marker(ctx: ActionContext) -> str:
+    """The GECOS comment that makes an account ours: ``pamcore session 42``."""
+    return f"pamcore session {ctx.session.id}"
+
+
+# -- connecting --------------------------------------------------------------------------
+
+
+def _credential(ctx: ActionContext, param: str) -> Credential:
+    """The credential named in ``param``; it must be this resource's or a domain one."""
+    name = ctx.params.get(param)
+    if not name:
+        raise ActionFailed(f"parameter '{param}' is missing: name a credential")
+    with ctx.core.reader() as db:
+        try:
+            credential = get_credential(db, str(name))
+        except NotFound as exc:
+            raise ActionFailed(str(exc)) from None
+        owner = credential.resource
+        if owner is not None and owner.id != ctx.resource.id:
+            raise ActionFailed(
+                f"credential '{credential.name}' belongs to {owner.name}, not {ctx.resource.name}"
+            )
+        db.expunge(credential)
+        return credential
+
+
+def _service_spec(ctx: ActionContext) -> TargetSpec:
+    credential = _credential(ctx, SERVICE_PARAM)
+    with ctx.core.reader() as db:
+        row = db.get(Credential, credential.id)
+        assert row is not None
+        vault = ctx.core.vault
+        password = vault.reveal(row.password_secret) if row.password_secret else None
+        key = vault.reveal(row.private_key_secret) if row.private_key_secret else None
+    if password is None and key is None:
+        raise ActionFailed(f"credential '{credential.name}' has no password or private key")
+    resource: Resource = ctx.resource
+    return TargetSpec(
+        resource_id=resource.id,
+        resource_name=resource.name,
+        address=resource.address,
+        port=resource.port_for("ssh") or 22,
+        username=credential.username,
+        password=password,
+        private_key=key,
+        pinned_key=resource.host_key,
+        algorithms=ctx.core.hooks.ssh_algorithms(resource),
+    )
+
+
+async def _connected(ctx: ActionContext, spec: TargetSpec, work: Work) -> None:
+    resource = ctx.resource
+    seen = HostKeySeen()
+
+    def judge(line: str, fingerprint: str) -> str | None:
+        return host_key_refusal(resource, line, fingerprint)
+
+    async def hint(reason: str) -> str | None:
+        return ctx.core.hooks.ssh_handshake_hint(resource, reason)
+
+    try:
+        conn = await connect_target(spec, judge, seen, hint)
+    except TargetError as exc:
+        if seen.line and judge(seen.line, seen.fingerprint):
+            ctx.audit("ssh.host_key_refused", offered=seen.fingerprint)
+        raise ActionFailed(str(exc)) from None
+    try:
+        if not (resource.host_key or "").strip() and resource.trust_on_first_use:
+            with ctx.core.unit() as db:
+                pin_host_key(ctx.core, db, resource.id, seen.line, ACTOR)
+        await work(Remote(conn, spec.username == "root", resource.name))
+    finally:
+        await close_target(conn)
+
+
+def _over_ssh(ctx: ActionContext, work: Work) -> None:
+    """Connect as the service credential and run ``work`` in a loop of this thread."""
+    asyncio.run(_connected(ctx, _service_spec(ctx), work))
+
+
+# -- ephemeral accounts ------------------------------------------------------------------
+
+
+async def _account_comment(remote: Remote, name: str) -> str | None:
+    """The GECOS field of ``name``, or ``None`` when there is no such account."""
+    result = await remote.run(f"getent passwd {name}", "looking up the account", ok=(0, 2))
+    if result.exit_status == 2:
+        return None
+    return str(result.stdout).split(":")[4]
+
+
+def _create_account(ctx: ActionContext) -> None:
+    name = _checked_name(ctx.login_account, "account")
+    password = ctx.login_password
+    if not password:
+        raise ActionFailed("no ephemeral password: the activity's login must be ephemeral")
+    group = ctx.params.get("sudo_group")
+    groups = f" --groups {_checked_name(str(group), 'group')}" if group else ""
+    marker = _marker(ctx)
+
+    async def work(remote: Remote) -> None:
+        comment = await _account_comment(remote, name)
+        if comment is not None and comment != marker:
+            raise ActionFailed(
+                f"account {name} already exists on {remote.where} and is not this session's; "
+                f"refusing to take it over"
+            )
+        if comment is None:
+            await remote.run(
+                f"useradd --create-home --shell /bin/bash --comment {shlex.quote(marker)}"
+                f"{groups} {name}",
+                "creating the account",
+            )
+        try:
+            await remote.run("chpasswd", "setting the password", stdin=f"{name}:{password}\n")
+        except ActionFailed:
+            if comment is None:  # leave nothing half-created behind
+                await remote.run(f"userdel --remove {name}", "removing the account", ok=(0, 6))
+            raise
+        ctx.audit(
+            "linux.account_created" if comment is None else "linux.account_reused",
+            sudo_group=str(group or ""),
+        )
+
+    _over_ssh(ctx, work)
+
+
+def _remove_account(ctx: ActionContext) -> None:
+    name = _checked_name(ctx.login_account, "account")
+    marker = _marker(ctx)
+
+    async def work(remote: Remote) -> None:
+        comment = await _account_comment(remote, name)
+        if comment is None:
+            ctx.audit("linux.account_absent")
+            return
+        if comment != marker:
+            raise ActionFailed(
+                f"account {name} on {remote.where} was not created for this session; "
+                f"not removing it"
+            )
+        for _attempt in range(10):
+            # pkill: 0 = signalled, 1 = no process left; userdel waits for none running.
+            await remote.run(f"pkill --signal KILL -u {name}", "ending its processes", ok=(0, 1))
+            result = await remote.run(
+                f"userdel --remove {name}", "removing the account", ok=(0, 6, _USER_BUSY)
+            )
+            if result.exit_status != _USER_BUSY:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise ActionFailed(f"account {name} on {remote.where} keeps running processes")
+        ctx.audit("linux.account_removed")
+
+    _over_ssh(ctx, work)
+
+
+# -- password rotation -------------------------------------------------------------------
+
+
+def _rotate_password(ctx: ActionContext) -> None:
+    """Set a new random password on the target, then store it; the vault keeps the old one
+    until the target accepted the new one, and a failed store puts the old one back."""
+    if ctx.params.get("credential"):
+        credential = _credential(ctx, "credential")
+    elif ctx.session.login_credential is not None:
+        credential = ctx.session.login_credential
+    else:
+        raise ActionFailed("parameter 'credential' is missing and the session has no credential")
+    if not credential.managed:
+        raise ActionFailed(f"credential '{credential.name}' is not managed by pamcore")
+    if credential.resource_id != ctx.resource.id:
+        ctx.audit("linux.rotation_skipped", credential=credential.name, reason="other resource")
+        return
+    user = _checked_name(credential.username, "account")
+    with ctx.core.reader() as db:
+        row = db.get(Credential, credential.id)
+        assert row is not None
+        old = ctx.core.vault.reveal(row.password_secret) if row.password_secret else None
+    new = generate_password()
+
+    def store() -> None:
+        with ctx.core.unit() as db:
+            row = db.get(Credential, credential.id)
+            assert row is not None
+            if row.password_secret is None:
+                row.password_secret = ctx.core.vault.store(db, new)
+            else:
+                ctx.core.vault.replace(row.password_secret, new)
+            row.rotated_at = ctx.now
+            ctx.core.audit(
+                db,
+                ACTOR,
+                "credential.rotated",
+                target=ctx.resource.name,
+                session_id=ctx.session.id,
+                credential=row.name,
+            )
+
+    async def work(remote: Remote) -> None:
+        await remote.run("chpasswd", "setting the new password", stdin=f"{user}:{new}\n")
+        try:
+            store()
+        except Exception as exc:
+            if old is not None:
+                await remote.run("chpasswd", "restoring the password", stdin=f"{user}:{old}\n")
+            raise ActionFailed(
+                f"the new password for {user} could not be stored ({type(exc).__name__}); "
+                f"{remote.where} keeps the old one"
+            ) from exc
+
+    _over_ssh(ctx, work)
+
+
+# -- sudoers rules -----------------------------------------------------------------------
+
+
+def _sudoers_file(name: str) -> str:
+    """sudo skips files in sudoers.d whose names contain ``.`` or end in ``~``."""
+    return f"{SUDOERS_DIR}/pamcore-{name.replace('.', '_')}"
+
+
+def _add_sudoers(ctx: ActionContext) -> None:
+    name = _checked_name(ctx.login_account, "account")
+    rule = str(ctx.params.get("rule") or DEFAULT_SUDO_RULE)
+    if "\n" in rule or "\r" in rule:
+        raise ActionFailed("parameter 'rule' must be one line")
+    content = f"# {_marker(ctx)}\n{name} {rule}\n"
+    final = _sudoers_file(name)
+    # Written to a dot-file (ignored by sudo) and checked with visudo before it is moved
+    # into place, so a bad rule never breaks sudo on the target.
+    script = (
+        f'umask 0337; t=$(mktemp {SUDOERS_DIR}/.pamcore-XXXXXX) && cat > "$t" && '
+        f'chmod 0440 "$t" && if visudo -cqf "$t" >&2; then mv -f "$t" {final}; '
+        f"else rm -f \"$t\"; echo 'visudo rejected the rule' >&2; exit 3; fi"
+    )
+
+    async def work(remote: Remote) -> None:
+        await remote.run(script, "adding the sudoers rule", stdin=content)
+        ctx.audit("linux.sudoers_added", file=final, rule=rule)
+
+    _over_ssh(ctx, work)
+
+
+def _remove_sudoers(ctx: ActionContext) -> None:
+    final = _sudoers_file(_checked_name(ctx.login_account, "account"))
+
+    async def work(remote: Remote) -> None:
+        await remote.run(f"rm -f {final}", "removing the sudoers rule")
+        ctx.audit("linux.sudoers_removed", file=final)
+
+    _over_ssh(ctx, work)
+
+
+_SERVICE_HELP = "name of the credential the action logs in with (root, or sudo NOPASSWD)"
+
+
+@hookimpl
+def pamcore_register_actions(register: Callable[[ActionType], None]) -> None:
+    linux = ("linux",)
+    register(
+        ActionType(
+            name="linux-create-account",
+            description="Create the session's ephemeral account with its password",
+            run=_create_account,
+            params={SERVICE_PARAM: _SERVICE_HELP, "sudo_group": "a group to add it to"},
+            platforms=linux,
+        )
+    )
+    register(
+        ActionType(
+            name="linux-remove-account",
+            description="End the ephemeral account's processes and delete it with its home",
+            run=_remove_account,
+            params={SERVICE_PARAM: _SERVICE_HELP},
+            platforms=linux,
+        )
+    )
+    register(
+        ActionType(
+            name="linux-rotate-password",
+            description="Set a new random password for a managed account and vault it",
+            run=_rotate_password,
+            params={
+                SERVICE_PARAM: _SERVICE_HELP,
+                "credential": "the managed credential to rotate (default: the session's)",
+            },
+            platforms=linux,
+        )
+    )
+    register(
+        ActionType(
+            name="linux-add-sudoers",
+            description="Add a sudoers.d rule for the session's account (checked by visudo)",
+            run=_add_sudoers,
+            params={SERVICE_PARAM: _SERVICE_HELP, "rule": f"default '{DEFAULT_SUDO_RULE}'"},
+            platforms=linux,
+        )
+    )
+    register(
+        ActionType(
+            name="linux-remove-sudoers",
+            description="Remove the session account's sudoers.d rule",
+            run=_remove_sudoers,
+            params={SERVICE_PARAM: _SERVICE_HELP},
+            platforms=linux,
+        )
+    )
