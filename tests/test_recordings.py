@@ -14,7 +14,12 @@ from pamcore.core import Pamcore
 from pamcore.errors import NotFound, ValidationError
 from pamcore.model import AuditEvent, Recording, Role
 from pamcore.services.common import SystemActor
-from pamcore.services.recordings import list_recordings, register_recording
+from pamcore.services.recordings import (
+    list_recordings,
+    recorded_bytes,
+    recording_failed,
+    register_recording,
+)
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
 from tests.conftest import World, fresh
@@ -72,6 +77,25 @@ def test_an_incomplete_recording_says_why_in_the_audit(
     with core.reader() as db:
         event = db.scalar(select(AuditEvent).where(AuditEvent.action == "recording.saved"))
         assert event.details["incomplete"] == "write failed: No space left on device"
+
+
+def test_recorded_bytes_sum_a_sessions_files_and_a_failure_to_start_is_audited(
+    core: Pamcore, world: World, tmp_path: Path
+) -> None:
+    sid = session_of(core, world.alice)
+    with core.reader() as db:
+        assert recorded_bytes(db, sid) == 0
+    saved(core, world, sid, tmp_path)
+    with core.unit() as db:
+        assert recorded_bytes(db, sid) == (tmp_path / f"{sid}.cast").stat().st_size
+        recording_failed(core, db, sid, world.db01.id, "ssh", "cannot record 1-1.cast: disk full")
+    with core.reader() as db:
+        event = db.scalar(select(AuditEvent).where(AuditEvent.action == "recording.failed"))
+        assert (event.session_id, event.target, event.details["reason"]) == (
+            sid,
+            "db01",
+            "cannot record 1-1.cast: disk full",
+        )
 
 
 def test_register_rejects_bad_input(core: Pamcore, world: World, tmp_path: Path) -> None:

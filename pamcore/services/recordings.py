@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
@@ -80,6 +80,34 @@ def register_recording(
         **extra,
     )
     return recording
+
+
+def recorded_bytes(db: Session, session_id: int) -> int:
+    """Bytes of the session's registered recordings, so a per-session size cap holds across
+    the session's connections."""
+    total = db.scalar(
+        select(func.coalesce(func.sum(Recording.size_bytes), 0)).where(
+            Recording.session_id == session_id
+        )
+    )
+    return int(total or 0)
+
+
+def recording_failed(
+    core: Pamcore, db: Session, session_id: int, resource_id: int | None, protocol: str, reason: str
+) -> None:
+    """Audit a recording that could not even start (the connection goes on unrecorded); one
+    that failed part-way is registered with ``meta={"incomplete": reason}`` instead."""
+    resource = db.get(Resource, resource_id) if resource_id is not None else None
+    core.audit(
+        db,
+        ACTOR,
+        "recording.failed",
+        target=resource.name if resource else "",
+        session_id=session_id,
+        protocol=protocol,
+        reason=reason,
+    )
 
 
 def list_recordings(db: Session, actor: Actor, limit: int = 200) -> list[Recording]:

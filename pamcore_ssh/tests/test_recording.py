@@ -16,10 +16,13 @@ from pamcore_ssh.recording import (
     CAP_MARKER,
     FLUSH_BYTES,
     FLUSH_INTERVAL,
+    Budget,
     Recorder,
     RecordingFailed,
 )
+from pamcore_ssh.session_recording import DEFAULT_CAP_MIB, MIB, recording_cap
 
+from pamcore.config import Config
 from pamcore.errors import ConfigurationError, ProtocolError
 
 
@@ -47,7 +50,7 @@ def cast(tmp_path: Path) -> Path:
     return tmp_path / "recordings" / "7-1.cast"
 
 
-def clocked(cast: Path, cap: int, clock: FakeClock) -> Recorder:
+def clocked(cast: Path, cap: int | Budget, clock: FakeClock) -> Recorder:
     """A recorder on a hand-moved clock (the file opened plainly, not through ``open``)."""
     cast.parent.mkdir(mode=0o700, exist_ok=True)
     return Recorder(cast.open("wb", buffering=0), cast, 80, 24, cap, clock=clock)
@@ -168,6 +171,38 @@ def test_size_cap_writes_one_marker_then_drops(cast: Path) -> None:
 def test_cap_below_minimum_is_a_configuration_error(cast: Path) -> None:
     with pytest.raises(ConfigurationError, match="at least"):
         Recorder.open(cast, 80, 24, 100)
+
+
+def test_a_shared_budget_caps_a_sessions_channels_together(cast: Path) -> None:
+    budget = Budget(8192)
+    clock = FakeClock()
+    first = clocked(cast, budget, clock)
+    second = clocked(cast.with_name("7-2.cast"), budget, clock)
+    for i in range(200):
+        clock.t += 1
+        (first if i % 2 else second).output(f"line {i:03d} ".encode() * 4)
+    sizes = [rec.close()[1] for rec in (first, second)]
+    assert all(parse(rec.path)[1][-1][2] == CAP_MARKER for rec in (first, second))
+    assert sum(sizes) <= budget.cap + 128  # each file may pass it by its marker line
+    assert sum(sizes) > budget.cap // 2  # and both used it
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [({}, DEFAULT_CAP_MIB * MIB), ({"recording_cap_mib": 1.5}, 3 * MIB // 2)],
+)
+def test_recording_cap_from_plugins_ssh(settings: dict[str, Any], expected: int) -> None:
+    config = Config(Path("i"), "sqlite://", Path("k"), plugin_settings={"ssh": settings})
+    assert recording_cap(config) == expected
+
+
+@pytest.mark.parametrize("bad", ["50", 0, -1, True])
+def test_a_bad_recording_cap_is_a_configuration_error(bad: object) -> None:
+    config = Config(
+        Path("i"), "sqlite://", Path("k"), plugin_settings={"ssh": {"recording_cap_mib": bad}}
+    )
+    with pytest.raises(ConfigurationError, match="recording_cap_mib"):
+        recording_cap(config)
 
 
 class FullDisk(io.RawIOBase):

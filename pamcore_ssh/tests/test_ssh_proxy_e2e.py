@@ -4,6 +4,8 @@ through the proxy to OpenSSH ``sshd`` (root, key injected from the vault)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -27,6 +29,7 @@ from pamcore.model import (
     AuditEvent,
     Base,
     LoginMode,
+    Recording,
     Resource,
     User,
     UserKey,
@@ -41,6 +44,8 @@ from pamcore.testing import T0, make_core
 from pamcore.testing import builders as b
 
 PASSWORD = "E2e-alice-pw-1"
+#: Typed at a target's prompt; must never reach a recording.
+TYPED_SECRET = "Typed-at-target-7f3q"
 SSH_OPTS = [
     "-o",
     "BatchMode=yes",
@@ -93,6 +98,17 @@ class World:
     def audit_actions(self) -> list[str]:
         with self.core.reader() as db:
             return [e.action for e in db.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+
+    def audited(self, action: str, timeout: float = 5) -> list[AuditEvent]:
+        """Events of one kind, waiting for the first (the proxy audits asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.core.reader() as db:
+                events = list(db.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+                db.expunge_all()
+            if events or time.monotonic() > deadline:
+                return events
+            time.sleep(0.1)
 
 
 @pytest.fixture
@@ -378,3 +394,57 @@ def test_ctrl_c_leaves_the_waiting_room(world: World) -> None:
     child.sendcontrol("c")
     child.expect("pamcore: you left the waiting room")
     child.expect(pexpect.EOF)
+
+
+def test_recording_has_output_resizes_and_notices_but_no_typed_password(world: World) -> None:
+    assert world.ssh("alice+web01", "echo not-a-terminal").stdout == "not-a-terminal\n"
+    child = _shell(world)
+    child.sendline("read -s -p 'secret: ' X; echo; echo done-$((6*7)) ${#X}")
+    child.expect("secret: ")
+    child.sendline(TYPED_SECRET)
+    child.expect(f"done-42 {len(TYPED_SECRET)}")  # the target got it; -s: it did not echo
+    child.setwinsize(33, 101)
+    child.sendline("stty size")
+    child.expect("33 101")
+    ends = world.session().ends_at
+    assert ends is not None
+    world.clock.now = ends - dt.timedelta(minutes=4)
+    child.expect("session ends in 4 minutes", timeout=5)
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    (saved,) = world.audited("recording.saved")  # one: exec without a terminal is not recorded
+    with world.core.reader() as db:
+        recording = db.scalars(select(Recording)).one()
+        db.expunge(recording)
+    cast = Path(recording.path)
+    folder = world.tmp / "instance" / "recordings" / f"session-{world.session_id}"
+    assert cast.parent == folder and cast.name.endswith("-1.cast")
+    assert (folder.stat().st_mode & 0o777, cast.stat().st_mode & 0o777) == (0o700, 0o600)
+    raw = cast.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    assert saved.details["sha256"] == recording.sha256 == digest
+    assert recording.size_bytes == len(raw)
+    header, *events = [json.loads(line) for line in raw.decode().splitlines()]
+    assert (header["version"], header["width"], header["height"]) == (2, 80, 24)
+    assert {code for _, code, _ in events} == {"o", "r"}
+    output = "".join(data for _, code, data in events if code == "o")
+    assert "secret: " in output and "done-42" in output and "33 101" in output
+    assert "session ends in 4 minutes" in output  # the proxy's notice
+    assert [data for _, code, data in events if code == "r"] == ["101x33"]
+    assert TYPED_SECRET.encode() not in raw
+    times = [t for t, _, _ in events]
+    assert times == sorted(times)
+
+
+def test_a_recording_that_cannot_start_is_audited_and_the_shell_still_works(world: World) -> None:
+    folder = world.tmp / "instance" / "recordings" / f"session-{world.session_id}"
+    folder.mkdir(parents=True, mode=0o755)
+    folder.chmod(0o755)  # open to others: the recorder refuses it
+    child = _shell(world)
+    child.sendline("echo still-$((6*7))")
+    child.expect("still-42")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    (failed,) = world.audited("recording.failed")
+    assert "is open to other users" in failed.details["reason"]
+    assert not world.audited("recording.saved", timeout=0)

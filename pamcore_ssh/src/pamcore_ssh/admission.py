@@ -16,6 +16,7 @@ from pamcore.services.common import by_name, get_session
 from pamcore.services.connections import connectable_choices, connection_closed, connection_opened
 from pamcore.services.directory import authenticate, authenticate_key
 from pamcore.services.inventory import host_key_refusal, pin_host_key
+from pamcore.services.recordings import recorded_bytes
 from pamcore.services.sessions import find_or_request
 from pamcore_ssh.target import TargetSpec
 
@@ -33,6 +34,8 @@ class Ticket:
     ends_at: dt.datetime
     warning: dt.timedelta
     recording: bool
+    #: What the session's earlier connections recorded, against its recording cap.
+    recorded_bytes: int
     target: TargetSpec
     #: A detached copy of the resource's pin and first-use flag, for the host-key rule.
     key_policy: Resource
@@ -125,6 +128,7 @@ def admit(core: Pamcore, user_id: int, activity: str | None, resource: str, peer
             ends_at=grant.ends_at,
             warning=dt.timedelta(minutes=session.profile.warning_minutes),
             recording=session.profile.recording,
+            recorded_bytes=recorded_bytes(db, session.id) if session.profile.recording else 0,
             target=TargetSpec(
                 resource_id=target.id,
                 resource_name=target.name,

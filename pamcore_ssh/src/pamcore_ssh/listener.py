@@ -12,6 +12,8 @@ import asyncio
 import datetime as dt
 import logging
 import weakref
+from collections.abc import Coroutine
+from typing import Any
 
 import asyncssh
 
@@ -19,9 +21,12 @@ from pamcore.core import Pamcore
 from pamcore.services.common import worker_name
 from pamcore.services.connections import session_ends, to_terminate
 from pamcore_ssh import admission
+from pamcore_ssh.admission import Ticket
 from pamcore_ssh.hostkeys import proxy_host_key
+from pamcore_ssh.recording import Budget
 from pamcore_ssh.relay import Link
 from pamcore_ssh.server import ProxyServer
+from pamcore_ssh.session_recording import SessionRecordings, recording_cap
 from pamcore_ssh.target import close_target
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,7 @@ class ProxyListener:
         self._links: set[Link] = set()
         self._finishing: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
+        self._recording_cap = recording_cap(core.config)
 
     @property
     def port(self) -> int:
@@ -92,18 +98,27 @@ class ProxyListener:
         log.info("ssh proxy listening on %s:%s", self.host, self.port)
 
     async def stop(self) -> None:
-        """Stop accepting, close every live connection, record them closed."""
+        """Stop accepting, close every live connection, record them closed and register
+        their recordings (for up to 10 s)."""
         LISTENERS.discard(self)
         if self._watch is not None:
             self._watch.cancel()
         if self._server is None:
             return
         self._server.close()
-        for link in list(self._links):
+        links = list(self._links)
+        for link in links:
             link.client.close()
             self.finish(link, "the proxy stopped")
-        if self._finishing:
-            await asyncio.wait(self._finishing, timeout=10)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while loop.time() < deadline:
+            if self._finishing:
+                await asyncio.wait(set(self._finishing), timeout=deadline - loop.time())
+            elif any(link.recordings and link.recordings.recording for link in links):
+                await asyncio.sleep(0.05)  # channels still closing their recorders
+            else:
+                break
         await self._server.wait_closed()
         self._server = None
 
@@ -112,12 +127,34 @@ class ProxyListener:
     def track(self, link: Link) -> None:
         self._links.add(link)
 
+    def recordings_for(self, ticket: Ticket) -> SessionRecordings | None:
+        """The connection's recordings when its session is recorded, sharing the session's
+        budget with its other live connections here."""
+        if not ticket.recording:
+            return None
+        budget = next(
+            (
+                link.recordings.budget
+                for link in self._links
+                if link.ticket.session_id == ticket.session_id and link.recordings is not None
+            ),
+            None,
+        )
+        if budget is None:
+            budget = Budget(self._recording_cap)
+            budget.left -= ticket.recorded_bytes
+        return SessionRecordings(self.core, ticket, budget, self.in_background)
+
     def finish(self, link: Link, reason: str) -> None:
         """The client connection is gone: close the target, count the connection closed."""
         if link not in self._links:
             return
         self._links.discard(link)
-        task = asyncio.get_running_loop().create_task(self._finish(link, reason))
+        self.in_background(self._finish(link, reason))
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after its caller; :meth:`stop` waits for it."""
+        task = asyncio.get_running_loop().create_task(work)
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 

@@ -58,6 +58,20 @@ class RecordingFailed(ProtocolError):
         self.size = size
 
 
+class Budget:
+    """Bytes still to be written by the recordings that share it: one per session, so the
+    per-session cap holds however many channels record at once. Each file may pass it by
+    one marker line."""
+
+    def __init__(self, cap_bytes: int) -> None:
+        if cap_bytes < MIN_CAP_BYTES:
+            raise ConfigurationError(
+                f"recording size cap must be at least {MIN_CAP_BYTES} bytes, not {cap_bytes}"
+            )
+        self.cap = cap_bytes
+        self.left = cap_bytes
+
+
 class Recorder:
     """Writes one asciicast v2 file; create it with :meth:`open`."""
 
@@ -67,20 +81,17 @@ class Recorder:
         path: Path,
         width: int,
         height: int,
-        cap_bytes: int,
+        cap: int | Budget,
         *,
         term: str = "xterm-256color",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Wrap an open, empty binary file ``out`` (``path`` names it in messages); the
-        header is written at once."""
-        if cap_bytes < MIN_CAP_BYTES:
-            raise ConfigurationError(
-                f"recording size cap must be at least {MIN_CAP_BYTES} bytes, not {cap_bytes}"
-            )
+        header is written at once. ``cap``: this file's size cap, or a budget shared with
+        other recordings."""
+        self._budget = cap if isinstance(cap, Budget) else Budget(cap)
         self.path = path
         self._out = out
-        self._cap = cap_bytes
         self._clock = clock
         self._start = clock()
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -107,7 +118,7 @@ class Recorder:
 
     @classmethod
     def open(
-        cls, path: Path, width: int, height: int, cap_bytes: int, *, term: str = "xterm-256color"
+        cls, path: Path, width: int, height: int, cap: int | Budget, *, term: str = "xterm-256color"
     ) -> Recorder:
         """Create ``path`` (0600, never overwriting or following a link) in a 0700 folder,
         created if missing; an existing folder open to group or others is refused."""
@@ -124,7 +135,7 @@ class Recorder:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         out = os.fdopen(os.open(path, flags, 0o600), "wb", buffering=0)
         try:
-            return cls(out, path, width, height, cap_bytes, term=term)
+            return cls(out, path, width, height, cap, term=term)
         except BaseException:
             out.close()
             raise
@@ -213,10 +224,12 @@ class Recorder:
         if self._capped or self.failed or self._closed:
             return
         line = _line([round(at - self._start, 6), code, data])
-        if self._size + len(self._lines) + len(line) > self._cap - _MARKER_ROOM:
+        if len(self._lines) + len(line) > self._budget.left - _MARKER_ROOM:
             self._capped = True
             self._lines += _line([round(self._clock() - self._start, 6), "m", CAP_MARKER])
-            log.info("recording %s reached its size cap of %d bytes", self.path.name, self._cap)
+            log.info(
+                "recording %s reached its size cap of %d bytes", self.path.name, self._budget.cap
+            )
             return
         self._lines += line
 
@@ -233,6 +246,7 @@ class Recorder:
             self._fail(exc)
         finally:
             self._size += written
+            self._budget.left -= written
             view.release()
             self._lines.clear()
 

@@ -3,7 +3,9 @@ the client opens (shell, exec, sftp) is relayed as a channel on the target (RFC 
 with window changes, signals, breaks, EOF and exit status passed through.
 
 Bytes only (``encoding=None``); reads of 64 KiB and ``drain()`` keep SSH's flow control
-end to end. Notices go to terminal channels only, never into exec or sftp data.
+end to end. Notices go to terminal channels only, never into exec or sftp data. When the
+session is recorded, a terminal channel's output, window changes and notices go to its
+recorder too (see :mod:`pamcore_ssh.session_recording`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import asyncssh
 
 from pamcore_ssh.admission import Ticket
 from pamcore_ssh.process import RelayProcess
+from pamcore_ssh.recording import Recorder
 from pamcore_ssh.session_end import EndWatch
+from pamcore_ssh.session_recording import SessionRecordings
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +44,14 @@ class Link:
         target: asyncssh.SSHClientConnection,
         client: asyncssh.SSHServerConnection,
         watch: Callable[[Link], EndWatch],
+        recordings: SessionRecordings | None = None,
     ) -> None:
         self.ticket = ticket
         self.target = target
         self.client = client
-        self.terminals: set[RelayProcess] = set()
+        self.recordings = recordings
+        #: Open terminal channels and their recorders (``None``: not recorded).
+        self.terminals: dict[RelayProcess, Recorder | None] = {}
         self.closing: str | None = None
         self.watch = watch(self)
 
@@ -52,7 +59,9 @@ class Link:
 
     def notify(self, text: str) -> None:
         data = notice_bytes(text)
-        for process in list(self.terminals):
+        for process, recorder in list(self.terminals.items()):
+            if recorder is not None:
+                recorder.output(data)
             with contextlib.suppress(OSError, asyncssh.Error):
                 process.stdout.write(data)
 
@@ -88,33 +97,44 @@ class Link:
             process.stderr.write(f"pamcore: the target refused the channel: {exc}\r\n".encode())
             process.exit(1)
             return
+        recorder = self.recordings.start(process) if pty and self.recordings else None
         if pty:
-            self.terminals.add(process)
-        up = asyncio.create_task(self._up(process, remote, pty))
+            self.terminals[process] = recorder
+        up = asyncio.create_task(self._up(process, remote, pty, recorder))
         try:
             await asyncio.gather(
-                _down(remote.stdout, process.stdout), _down(remote.stderr, process.stderr)
+                _down(remote.stdout, process.stdout, recorder),
+                _down(remote.stderr, process.stderr, recorder),
             )
             await remote.wait_closed()
         except (asyncssh.Error, OSError):
             pass
         finally:
             up.cancel()
-            self.terminals.discard(process)
+            self.terminals.pop(process, None)
+            if recorder is not None and self.recordings is not None:
+                self.recordings.finish(recorder)
         if remote.exit_signal is not None:
             process.exit_with_signal(*remote.exit_signal)
         else:
             process.exit(255 if remote.exit_status is None else remote.exit_status)
 
     async def _up(
-        self, process: RelayProcess, remote: asyncssh.SSHClientProcess[bytes], pty: bool
+        self,
+        process: RelayProcess,
+        remote: asyncssh.SSHClientProcess[bytes],
+        pty: bool,
+        recorder: Recorder | None,
     ) -> None:
-        """Client to target: data, window changes, breaks, signals, then EOF."""
+        """Client to target: data, window changes, breaks, signals, then EOF. Only window
+        changes are recorded: keystrokes may be passwords."""
         while True:
             try:
                 data = await process.stdin.read(CHUNK)
             except asyncssh.TerminalSizeChanged as size:
                 remote.change_terminal_size(size.width, size.height, size.pixwidth, size.pixheight)
+                if recorder is not None:
+                    recorder.resize(size.width, size.height)
                 continue
             except asyncssh.BreakReceived as brk:
                 remote.send_break(brk.msec)
@@ -134,7 +154,11 @@ class Link:
                 await remote.stdin.drain()
 
 
-async def _down(source: asyncssh.SSHReader[bytes], sink: asyncssh.SSHWriter[bytes]) -> None:
+async def _down(
+    source: asyncssh.SSHReader[bytes], sink: asyncssh.SSHWriter[bytes], recorder: Recorder | None
+) -> None:
     while data := await source.read(CHUNK):
+        if recorder is not None:
+            recorder.output(data)
         sink.write(data)
         await sink.drain()

@@ -141,7 +141,9 @@ class ProxyServer(asyncssh.SSHServer):
                 reason = str(exc) if isinstance(exc, PamError) else "target connection failed"
                 await asyncio.shield(asyncio.to_thread(admission.closed, self.core, ticket, reason))
                 raise
-            self.link = Link(ticket, target, self.conn, self._end_watch)
+            self.link = Link(
+                ticket, target, self.conn, self._end_watch, self.listener.recordings_for(ticket)
+            )
             self.listener.track(self.link)
             log.info(
                 "ssh open: %s to %s as %s (session #%s)",

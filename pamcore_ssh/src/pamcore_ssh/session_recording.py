@@ -1,0 +1,156 @@
+"""Recording of a connection's terminal channels (a PTY shell, or exec with a PTY): what the
+target prints, the proxy's own notices and window changes — never keystrokes, so a password
+typed at a target's prompt is not in the file. One asciicast v2 file per channel,
+``recordings/session-<id>/<connection>-<channel>.cast``, registered with its SHA-256 (audited)
+when the channel ends.
+
+Not recorded: sftp (which also carries scp) and exec channels without a terminal (pipes,
+``scp -O``, rsync). They carry binary data, which the asciicast text format inflates sixfold
+(notes/ssh.md §5) and no player can show.
+
+All recordings of one session share one byte budget, ``recording_cap_mib`` in
+``[plugins.ssh]``, counting what the session's earlier connections registered. A failure to
+record never stops the relay: it is audited, and the channel goes on unrecorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pamcore.config import Config
+from pamcore.core import Pamcore
+from pamcore.errors import ConfigurationError
+from pamcore.services.recordings import recording_failed, register_recording
+from pamcore_ssh.admission import PROTOCOL, Ticket
+from pamcore_ssh.process import RelayProcess
+from pamcore_ssh.recording import MIN_CAP_BYTES, Budget, Recorder, RecordingFailed
+
+log = logging.getLogger(__name__)
+
+PLUGIN = "ssh"
+#: Default per-session cap: hours of interactive work, bounded for a runaway ``cat``.
+DEFAULT_CAP_MIB = 50
+MIB = 1024 * 1024
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+def recording_cap(config: Config) -> int:
+    """The per-session cap in bytes, from ``[plugins.ssh] recording_cap_mib``."""
+    value = config.plugin_settings.get(PLUGIN, {}).get("recording_cap_mib", DEFAULT_CAP_MIB)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value * MIB < MIN_CAP_BYTES:
+        raise ConfigurationError(
+            f"[plugins.{PLUGIN}] recording_cap_mib must be a number of MiB of at least "
+            f"{MIN_CAP_BYTES / MIB:.3f}, not {value!r}"
+        )
+    return int(value * MIB)
+
+
+@dataclass(frozen=True)
+class _Channel:
+    number: int
+    started_at: dt.datetime
+    width: int
+    height: int
+
+
+class SessionRecordings:
+    """The recordings of one client connection, sharing their session's budget."""
+
+    def __init__(self, core: Pamcore, ticket: Ticket, budget: Budget, spawn: Spawn) -> None:
+        """``spawn`` runs the registration after the channel, tracked by the listener so a
+        stopping proxy waits for it."""
+        self.core = core
+        self.ticket = ticket
+        self.budget = budget
+        self._spawn = spawn
+        self._folder = core.config.recordings_path / f"session-{ticket.session_id}"
+        self._channels = 0
+        self._open: dict[Recorder, _Channel] = {}
+
+    @property
+    def recording(self) -> bool:
+        """Some channel's recorder is still open."""
+        return bool(self._open)
+
+    def start(self, process: RelayProcess) -> Recorder | None:
+        """A recorder for a terminal channel; ``None`` (audited) when the file cannot be made."""
+        self._channels += 1
+        width, height = process.term_size[:2]
+        width, height = width or 80, height or 24
+        path = self._folder / f"{self.ticket.connection_id}-{self._channels}.cast"
+        try:
+            _private(self.core.config.recordings_path)
+            recorder = Recorder.open(
+                path, width, height, self.budget, term=process.term_type or "xterm"
+            )
+        except (OSError, ConfigurationError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            reason = f"cannot record {path.name}: {why}"
+            log.warning("ssh connection #%s: %s", self.ticket.connection_id, reason)
+            self._spawn(
+                self._run(
+                    recording_failed,
+                    self.ticket.session_id,
+                    self.ticket.target.resource_id,
+                    PROTOCOL,
+                    reason,
+                )
+            )
+            return None
+        self._open[recorder] = _Channel(self._channels, self.core.now(), width, height)
+        return recorder
+
+    def finish(self, recorder: Recorder) -> None:
+        """Close the file and register it, partial (``incomplete``) after a write failure."""
+        channel = self._open.pop(recorder)
+        meta: dict[str, Any] = {
+            "connection": self.ticket.connection_id,
+            "channel": channel.number,
+            "width": channel.width,
+            "height": channel.height,
+        }
+        try:
+            sha256, size = recorder.close()
+        except RecordingFailed as exc:
+            sha256, size = exc.sha256, exc.size
+            meta["incomplete"] = exc.reason
+        self._spawn(
+            self._run(
+                register_recording,
+                self.ticket.session_id,
+                self.ticket.target.resource_id,
+                PROTOCOL,
+                recorder.path,
+                sha256,
+                size,
+                channel.started_at,
+                self.core.now(),
+                meta,
+            )
+        )
+
+    async def _run(self, service: Callable[..., object], *args: Any) -> None:
+        try:
+            await asyncio.to_thread(self._in_unit, service, *args)
+        except Exception:
+            log.exception(
+                "registering a recording of ssh connection #%s failed", self.ticket.connection_id
+            )
+
+    def _in_unit(self, service: Callable[..., object], *args: Any) -> None:
+        with self.core.unit() as db:
+            service(self.core, db, *args)
+
+
+def _private(root: Path) -> None:
+    """The recordings root, made 0700 (whatever the umask) when the proxy creates it."""
+    if not root.exists():
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        root.chmod(0o700)
