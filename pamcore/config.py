@@ -31,6 +31,9 @@ class Config:
     proxy_ports: dict[str, int] = field(default_factory=dict)
     web_bind: str = "127.0.0.1"
     web_port: int = 8080
+    #: PEM certificate and key: the dashboard serves HTTPS (and Secure cookies) when set.
+    web_tls_cert: Path | None = None
+    web_tls_key: Path | None = None
     #: Seconds between scheduler ticks in ``pamcore run`` / ``pamcore worker``.
     scheduler_interval: float = 5.0
     plugins_dir: Path | None = None
@@ -75,6 +78,8 @@ def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Co
             proxy_ports={k: int(v) for k, v in core.get("proxy_ports", {}).items()},
             web_bind=core.get("web_bind", "127.0.0.1"),
             web_port=int(core.get("web_port", 8080)),
+            web_tls_cert=_path(instance, core.get("web_tls_cert")),
+            web_tls_key=_path(instance, core.get("web_tls_key")),
             scheduler_interval=float(core.get("scheduler_interval", 5.0)),
             plugins_dir=Path(plugins_dir) if plugins_dir else None,
             plugin_settings=data.get("plugins", {}),
@@ -83,6 +88,11 @@ def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Co
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"{file}: {exc}") from exc
     return config.with_overrides(**overrides) if overrides else config
+
+
+def _path(instance: Path, value: str | None) -> Path | None:
+    """A configured file, relative to the instance folder unless absolute."""
+    return instance / value if value else None
 
 
 def default_config_text(database_url: str | None) -> str:
@@ -99,6 +109,8 @@ public_host = "localhost"
 proxy_bind = "127.0.0.1"
 web_bind = "127.0.0.1"
 web_port = 8080
+# web_tls_cert = "web.crt"   # PEM; with web_tls_key the dashboard serves HTTPS
+# web_tls_key = "web.key"
 scheduler_interval = 5.0
 # plugins_dir = "plugins.d"
 

@@ -26,6 +26,7 @@ from pamcore.runtime import (
 from pamcore.schema import upgrade_database
 from pamcore.services.scheduler import TickReport
 from pamcore.vault import MASTER_KEY_ENV, MasterKey, write_key_file
+from pamcore.web.server import WebService
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
-def _service_logging() -> None:
+def service_logging() -> None:
     """Long-running commands report what they do at INFO unless the operator chose a level."""
     if not os.environ.get("PAMCORE_LOG_LEVEL"):
         logging.getLogger("pamcore").setLevel(logging.INFO)
@@ -137,7 +138,7 @@ def worker(cli: CliContext, once: bool, interval: float | None) -> None:
             raise PamError("the scheduler tick failed; see the log above")
         emit_message(describe_tick(report), cli.as_json, **dataclasses.asdict(report))
         return
-    _service_logging()
+    service_logging()
     seconds = interval or core.config.scheduler_interval
 
     def print_tick(report: TickReport) -> None:
@@ -158,15 +159,16 @@ def worker(cli: CliContext, once: bool, interval: float | None) -> None:
 @with_json
 @pass_cli
 def run(cli: CliContext, stop_after: float | None) -> None:
-    """Run everything installed in one process: scheduler and proxy listeners."""
+    """Run everything installed in one process: scheduler, web dashboard, proxy listeners."""
     core = cli.core
-    _service_logging()
+    service_logging()
     services: list[Service] = [
         SchedulerService(core, core.config.scheduler_interval),
+        WebService(core),
         *proxy_services(core),
     ]
 
-    if len(services) == 1:
+    if len(services) == 2:
         click.echo("no proxy listeners: no installed protocol plugin provides one", err=True)
 
     def show(results: list[Started]) -> None:

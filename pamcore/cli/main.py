@@ -24,6 +24,7 @@ COMMANDS = {
     "run": "pamcore.cli.instance:run",
     "worker": "pamcore.cli.instance:worker",
     "proxy": "pamcore.cli.proxy:proxy",
+    "web": "pamcore.cli.web:web",
     "db": "pamcore.cli.db:db",
     "sessions": "pamcore.cli.sessions:sessions",
     "audit": "pamcore.cli.audit:audit",

@@ -15,6 +15,7 @@ from pamcore.lifecycle import CONNECTABLE, OPEN, TERMINAL, Status, transition
 from pamcore.model import (
     Activity,
     ActivitySession,
+    ConnectionProfile,
     Resource,
     Role,
     User,
@@ -88,22 +89,9 @@ def create_session(
             resources=[r.name for r in resources],
         ) from None
     profile = policy.profile
-    notes, ticket = request.notes.strip(), request.ticket.strip()
-    if profile.notes_required and not notes:
-        raise ValidationError("notes", f"required by connection profile '{profile.name}'")
-    if len(notes) > MAX_NOTES:
-        raise ValidationError("notes", f"at most {MAX_NOTES} characters")
-    if profile.ticket_required and not ticket:
-        raise ValidationError("ticket", f"a ticket number is required by '{profile.name}'")
-    if len(ticket) > MAX_TICKET:
-        raise ValidationError("ticket", f"at most {MAX_TICKET} characters")
-    start = _check_start(request.start, now)
-    problems = core.hooks.validate_session_request(
-        requester, activity.name, [r.name for r in resources], notes, ticket
-    )
-    if problems:
-        first = problems[0]
-        raise ValidationError(first.field, "; ".join(p.reason for p in problems))
+    notes, ticket = check_notes(profile, request.notes, request.ticket)
+    start = check_start(request.start, now)
+    check_with_plugins(core, requester, activity, resources, notes, ticket)
     _refuse_duplicate(db, requester, activity, resources)
 
     session = ActivitySession(
@@ -141,7 +129,40 @@ def create_session(
     return session
 
 
-def _check_start(start: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+def check_notes(profile: ConnectionProfile, notes: str, ticket: str) -> tuple[str, str]:
+    """Trimmed notes and ticket, present where ``profile`` requires them (the wizard checks
+    its Notes step with this too)."""
+    notes, ticket = notes.strip(), ticket.strip()
+    if profile.notes_required and not notes:
+        raise ValidationError("notes", f"required by connection profile '{profile.name}'")
+    if len(notes) > MAX_NOTES:
+        raise ValidationError("notes", f"at most {MAX_NOTES} characters")
+    if profile.ticket_required and not ticket:
+        raise ValidationError("ticket", f"a ticket number is required by '{profile.name}'")
+    if len(ticket) > MAX_TICKET:
+        raise ValidationError("ticket", f"at most {MAX_TICKET} characters")
+    return notes, ticket
+
+
+def check_with_plugins(
+    core: Pamcore,
+    requester: User,
+    activity: Activity,
+    resources: list[Resource],
+    notes: str,
+    ticket: str,
+) -> None:
+    """The plugins' say on a request (e.g. a ticket number format), as a ValidationError."""
+    problems = core.hooks.validate_session_request(
+        requester, activity.name, [r.name for r in resources], notes, ticket
+    )
+    if problems:
+        first = problems[0]
+        raise ValidationError(first.field, "; ".join(p.reason for p in problems))
+
+
+def check_start(start: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+    """The start in UTC: ``None`` is now; a past or far-future time is refused."""
     if start is None:
         return now
     if start.tzinfo is None:
@@ -358,6 +379,9 @@ __all__ = [
     "Extension",
     "SessionRequest",
     "cancel_session",
+    "check_notes",
+    "check_start",
+    "check_with_plugins",
     "create_session",
     "describe_remaining",
     "end_session",

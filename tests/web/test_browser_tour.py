@@ -1,0 +1,198 @@
+"""The dashboard's story in headless Chromium (Debian's chromium + chromium-driver, never a
+downloaded browser) against the real app served by cheroot: sign in -> wizard -> Waiting
+for Approval -> approved in a second browser -> Available without reload -> password shown
+then hidden -> Extend near the end -> End, and Cancel of another request. Each step leaves
+a screenshot (in $PAMCORE_SCREENSHOTS when set)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pamcore.clock import FrozenClock
+from pamcore.core import Pamcore
+from pamcore.model import ConnectionProfile
+from pamcore.services import scheduler
+from pamcore.web.server import WebServer
+from tests.conftest import World
+from tests.web.conftest import PASSWORD
+from tests.web.helpers import request_session
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def server(core: Pamcore, web_world: World) -> Iterator[str]:
+    if core.engine.dialect.name != "sqlite":
+        pytest.skip("the browser tour runs once, on SQLite")
+    with core.unit() as db:
+        profile = db.get(ConnectionProfile, web_world.approval.id)
+        profile.allow_view_password = True
+        profile.password_view_seconds = 5
+        profile.max_duration_minutes = 60
+    web = WebServer(core, "127.0.0.1", 0, threads=8)
+    url = web.start()
+    yield url
+    web.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Callable[[str], webdriver.Chrome]]:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("needs the Debian packages chromium and chromium-driver")
+    drivers: list[webdriver.Chrome] = []
+
+    def start(name: str) -> webdriver.Chrome:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1400,1000",
+            f"--user-data-dir={tmp_path / f'profile-{name}'}",
+        ):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(
+            options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER)
+        )
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        driver.quit()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Callable[[webdriver.Chrome, str], None]:
+    folder = Path(os.environ.get("PAMCORE_SCREENSHOTS") or tmp_path / "screens")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    count = iter(range(1, 100))
+
+    def shot(driver: webdriver.Chrome, name: str) -> None:
+        driver.save_screenshot(str(folder / f"{next(count):02d}-{name}.png"))
+
+    return shot
+
+
+def sign_in(driver: webdriver.Chrome, url: str, username: str) -> None:
+    driver.get(f"{url}/login")
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "session-table")))
+
+
+def next_step(driver: webdriver.Chrome, expect: str) -> None:
+    """Click Next and wait for the next step's field ``expect``."""
+    driver.find_element(By.ID, "next").click()
+    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, expect)))
+
+
+def row_status(driver: webdriver.Chrome, session_id: int) -> str:
+    return driver.find_element(By.ID, f"session-{session_id}").get_attribute("data-status") or ""
+
+
+def test_browser_tour(
+    server: str,
+    core: Pamcore,
+    clock: FrozenClock,
+    web_world: World,
+    browser: Callable[[str], webdriver.Chrome],
+    shots: Callable[[webdriver.Chrome, str], None],
+) -> None:
+    alice = browser("alice")
+    sign_in(alice, server, "alice")
+    shots(alice, "active-empty")
+
+    # The wizard, step by step.
+    alice.find_element(By.LINK_TEXT, "+ Create Session").click()
+    alice.find_element(By.ID, "activity-filter").send_keys("linux")
+    Select(alice.find_element(By.ID, "activity")).select_by_value("Linux Admin")
+    shots(alice, "wizard-activity")
+    next_step(alice, "resource-table")
+    alice.find_element(By.CSS_SELECTOR, "input[value=web01]").click()
+    alice.find_element(By.ID, "view-selections").click()
+    assert "web01" in alice.find_element(By.ID, "selected-list").text
+    shots(alice, "wizard-resources")
+    next_step(alice, "notes")
+    alice.find_element(By.ID, "notes").send_keys("patch openssl")
+    shots(alice, "wizard-notes")
+    next_step(alice, "date")
+    shots(alice, "wizard-schedule")
+    next_step(alice, "finish")
+    assert "patch openssl" in alice.find_element(By.CSS_SELECTOR, "dl.facts").text
+    shots(alice, "wizard-review")
+    alice.find_element(By.ID, "finish").click()
+
+    WebDriverWait(alice, 10).until(ec.presence_of_element_located((By.ID, "session-1")))
+    assert row_status(alice, 1) == "waiting_for_approval"
+    shots(alice, "waiting-for-approval")
+
+    # carol approves in her own browser.
+    carol = browser("carol")
+    sign_in(carol, server, "carol")
+    carol.find_element(By.LINK_TEXT, "Approvals").click()
+    carol.find_element(By.ID, "comment-1").send_keys("go ahead")
+    shots(carol, "approver-queue")
+    carol.find_element(By.ID, "approve-1").click()
+    assert "approved" in carol.find_element(By.CSS_SELECTOR, ".flash").text
+    scheduler.tick(core)
+
+    # alice's row turns Available by itself (htmx polling), no reload.
+    marker = alice.execute_script("window.notReloaded = true; return window.notReloaded;")
+    assert marker is True
+    WebDriverWait(alice, 15).until(lambda d: row_status(d, 1) == "available")
+    assert alice.execute_script("return window.notReloaded === true;")
+    shots(alice, "available-without-reload")
+
+    # View Password: shown with a countdown, hidden when the window ends.
+    alice.find_element(By.ID, "view-1").click()
+    secret = alice.find_element(By.ID, "secret")
+    assert len(secret.text) >= 12
+    assert secret.text not in alice.current_url
+    shots(alice, "password-shown")
+    WebDriverWait(alice, 12).until(lambda d: d.find_element(By.ID, "reveal-over").is_displayed())
+    assert alice.find_element(By.ID, "secret").get_attribute("textContent") == ""
+    shots(alice, "password-hidden")
+
+    # Near the end the Extend button appears, with the new end and what is left.
+    clock.advance(minutes=56)
+    alice.get(f"{server}/active")
+    extend = alice.find_element(By.ID, "extend-1")
+    assert "left after" in extend.text
+    shots(alice, "extend-offered")
+    extend.click()
+    assert "extended until" in alice.find_element(By.CSS_SELECTOR, ".flash").text
+    shots(alice, "extended")
+
+    # Cancel another request, then end this one.
+    other = request_session(core, web_world.alice, "Linux Admin", "web02")
+    alice.get(f"{server}/active")
+    alice.find_element(By.ID, f"cancel-{other}").click()
+    alice.switch_to.alert.accept()
+    WebDriverWait(alice, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".flash")))
+    assert "canceled" in alice.find_element(By.CSS_SELECTOR, ".flash").text
+    shots(alice, "canceled")
+    alice.find_element(By.ID, "end-1").click()
+    alice.switch_to.alert.accept()
+    WebDriverWait(alice, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".flash")))
+    alice.find_element(By.LINK_TEXT, "History").click()
+    assert row_status(alice, 1) == "ended" and row_status(alice, other) == "canceled"
+    shots(alice, "history")
