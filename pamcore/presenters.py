@@ -4,11 +4,26 @@ show a session the same way."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
+from collections.abc import Mapping
 from typing import Any
 
 from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession, AuditEvent
 from pamcore.services.sessions import describe_remaining
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready data: times as ISO 8601 UTC with ``Z``, enums as their values."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in value]
+    return value
 
 
 def session_row(session: ActivitySession, now: dt.datetime) -> dict[str, Any]:

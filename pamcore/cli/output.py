@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import click
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    return value
+from pamcore.presenters import plain as _plain
 
 
 def _cell(value: Any) -> str:

@@ -64,7 +64,7 @@ class ProfileChanges:
     recording: bool | None = None
 
 
-_PROFILE_FLAGS = (
+PROFILE_FLAGS = (
     "extension_enabled",
     "requester_may_approve",
     "notes_required",
@@ -121,7 +121,7 @@ def _apply_profile(db: Session, profile: ConnectionProfile, ch: ProfileChanges) 
         if not low <= value <= high:
             raise ValidationError(field, f"must be {low}-{high} {unit} (got {value})")
         setattr(profile, field, value)
-    for flag in _PROFILE_FLAGS:
+    for flag in PROFILE_FLAGS:
         value = getattr(ch, flag)
         if value is not None:
             setattr(profile, flag, bool(value))
@@ -243,7 +243,7 @@ def remove_tier(
 def profile_record(profile: ConnectionProfile) -> dict[str, Any]:
     record: dict[str, Any] = {"name": profile.name, "description": profile.description}
     record.update({f: getattr(profile, f) for f in RANGES if f != "escalation_minutes"})
-    record.update({f: getattr(profile, f) for f in _PROFILE_FLAGS})
+    record.update({f: getattr(profile, f) for f in PROFILE_FLAGS})
     record["approval_tiers"] = [
         f"{t.position}: {t.approvals_required} of {t.describe_approvers()}" for t in profile.tiers
     ]

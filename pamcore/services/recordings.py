@@ -119,3 +119,17 @@ def list_recordings(db: Session, actor: Actor, limit: int = 200) -> list[Recordi
             ActivitySession.requester_id == actor.id
         )
     return list(db.scalars(query.limit(limit)))
+
+
+def get_recording(db: Session, actor: Actor, recording_id: int) -> Recording:
+    """One recording to replay, under the rule of :func:`list_recordings`; to anyone else
+    it does not exist."""
+    recording = db.get(Recording, recording_id)
+    allowed = recording is not None and (
+        isinstance(actor, SystemActor)
+        or actor.role in (Role.ADMIN, Role.AUDITOR)
+        or get_session(db, recording.session_id).requester_id == actor.id
+    )
+    if recording is None or not allowed:
+        raise NotFound(f"no recording #{recording_id}")
+    return recording

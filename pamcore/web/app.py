@@ -18,7 +18,7 @@ from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, NotFound, PamError
 from pamcore.lifecycle import Status
 from pamcore.services.sessions import describe_remaining
-from pamcore.web import approvals, auth, dashboard, sessions, wizard
+from pamcore.web import admin, api, approvals, auditing, auth, dashboard, sessions, wizard
 from pamcore.web.auth import is_safe_next, load_user
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ def create_app(core: Pamcore, config_overrides: dict[str, Any] | None = None) ->
     app.register_blueprint(wizard.bp)
     app.register_blueprint(sessions.bp)
     app.register_blueprint(approvals.bp)
+    api.register(app)
+    admin.register(app)
+    auditing.register(app)
     core.hooks.register_blueprints(app)
 
     app.jinja_env.globals.update(Status=Status, describe_remaining=describe_remaining)

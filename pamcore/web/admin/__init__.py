@@ -1,0 +1,50 @@
+"""Admin pages (role admin): one page per area lists what exists and holds the forms that
+change it. Every form posts to ``/admin/<area>/<change>``, which parses the form and makes
+one service call (the services check and audit); a refusal comes back as a flash message.
+Changes need a recent sign-in, like a password reveal."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import NotFound as HttpNotFound
+
+from pamcore.errors import PamError
+from pamcore.web.admin.changes import CHANGES
+from pamcore.web.admin.forms import Form
+from pamcore.web.auth import fresh_login_required, role_required
+from pamcore.web.context import acting_user, current_core
+
+bp = Blueprint(
+    "admin",
+    __name__,
+    url_prefix="/admin",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+
+def register(app: Flask) -> None:
+    from pamcore.web.admin import pages  # noqa: F401 (routes)
+
+    app.register_blueprint(bp)
+
+
+@bp.post("/<area>/<change>")
+@role_required("admin")
+@fresh_login_required
+def apply_change(area: str, change: str) -> ResponseReturnValue:
+    """Run one change of the table in :mod:`pamcore.web.admin.changes` in one unit of work."""
+    run = CHANGES.get((area, change))
+    if run is None:
+        raise HttpNotFound()
+    core = current_core()
+    try:
+        with core.unit() as db:
+            message = run(core, db, acting_user(db), Form(request.form))
+    except PamError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(message, "success")
+    return redirect(url_for(f"admin.{area}"), code=303)

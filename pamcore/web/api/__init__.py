@@ -1,0 +1,144 @@
+"""The REST API under ``/api/v1``: JSON over the same services as the CLI and the dashboard.
+
+Callers authenticate with the dashboard's session cookie (then a changing request carries
+the CSRF token in ``X-CSRFToken``) or with ``Authorization: Bearer <API token>`` (scripts;
+no cookie, so no CSRF). Errors are RFC 9457 problems (:mod:`pamcore.web.api.problems`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import HTTPException
+
+from pamcore.errors import AuthenticationFailed, PamError, ValidationError
+from pamcore.model import User
+from pamcore.services.tokens import authenticate_token
+from pamcore.web.api.problems import from_error, problem
+from pamcore.web.context import acting_user, current_core
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def register(app: Flask) -> None:
+    """Mount the API; CSRF is checked here instead (only cookie-authenticated requests)."""
+    from pamcore.web.api import catalog, openapi, sessions  # noqa: F401 (routes)
+
+    app.extensions["csrf"].exempt(bp)
+    app.register_blueprint(bp)
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("use 'Authorization: Bearer <API token>'")
+    return token.strip()
+
+
+@bp.before_request
+def authenticate() -> None:
+    """Who calls: a bearer token (checked in its own unit, which records its last use) or
+    the signed-in dashboard user; the OpenAPI document is public."""
+    if request.endpoint == "api.openapi_document":
+        return
+    token = _bearer()
+    if token is not None:
+        core = current_core()
+        with core.unit() as db:
+            g.api_user_id = authenticate_token(core, db, token).id
+        return
+    if not current_user.is_authenticated:
+        raise AuthenticationFailed(
+            "sign in to the dashboard, or send 'Authorization: Bearer <API token>' "
+            "(pamcore users token create USER --name NAME)"
+        )
+    if request.method not in SAFE_METHODS:
+        current_app.extensions["csrf"].protect()
+
+
+def api_user(db: Session) -> User:
+    """The caller as a row of ``db`` (the caller's unit of work)."""
+    user_id = g.get("api_user_id")
+    if user_id is None:
+        return acting_user(db)
+    user = db.get(User, user_id)
+    if user is None or not user.is_active:
+        raise AuthenticationFailed("invalid API token")
+    return user
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object; anything else is a 400 problem."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadBody("the body must be a JSON object (Content-Type: application/json)")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, default: str = "") -> str:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be a string")
+    return value
+
+
+class BadBody(Exception):
+    """The request body is not the JSON object an operation takes."""
+
+
+@bp.errorhandler(PamError)
+def pam_error(error: PamError) -> Response:
+    return from_error(error)
+
+
+@bp.errorhandler(BadBody)
+def bad_body(error: BadBody) -> Response:
+    return problem(400, str(error), "bad_request")
+
+
+@bp.errorhandler(CSRFError)
+def csrf_error(error: CSRFError) -> Response:
+    return problem(
+        400,
+        f"{error.description} Send the dashboard's CSRF token in 'X-CSRFToken', "
+        "or use an API token",
+        "csrf",
+    )
+
+
+@bp.errorhandler(HTTPException)
+def http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    return problem(status, error.description or error.name, "http")
+
+
+@bp.errorhandler(StaleDataError)
+def changed_meanwhile(error: StaleDataError) -> Response:
+    return problem(409, "this changed meanwhile (another request won); read it again", "conflict")
+
+
+@bp.errorhandler(Exception)
+def unexpected(error: Exception) -> Response:
+    """The last line of defence: logged for the operator, a plain problem for the caller."""
+    log.exception("unexpected API error on %s %s", request.method, request.path)
+    return problem(500, "pamcore could not finish this request; the server log has why", "internal")
+
+
+@bp.route("/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def unknown(anything: str) -> Response:
+    """Any other address under ``/api/v1`` is a JSON 404, not the dashboard's HTML page."""
+    return problem(404, f"no API operation at /api/v1/{anything}; see /api/v1/openapi.json", "http")

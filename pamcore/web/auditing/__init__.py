@@ -1,0 +1,116 @@
+"""The Audit page (admins and auditors: filters, and a check of the hash chain) and the
+Recordings page (recordings the viewer may replay; SSH ones play in the browser with the
+vendored asciinema-player, so no asset comes from the internet)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from flask import Blueprint, Flask, Response, render_template, request, send_file
+from flask.typing import ResponseReturnValue
+from flask_login import login_required
+
+from pamcore.errors import NotFound, ValidationError
+from pamcore.presenters import audit_row
+from pamcore.services.audit_log import AuditFilter, check_chain, list_events
+from pamcore.services.recordings import ASCIICAST_V2, get_recording, list_recordings
+from pamcore.web.auth import role_required
+from pamcore.web.context import acting_user, current_core
+
+bp = Blueprint(
+    "auditing",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static/auditing",
+)
+
+#: Formats the browser player understands.
+PLAYABLE = frozenset({ASCIICAST_V2})
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def _day(name: str, end: bool = False) -> dt.datetime | None:
+    """A ``YYYY-MM-DD`` filter as a UTC instant (the day's start; the next day's for ``end``)."""
+    text = request.args.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(name, f"'{text}' is not a date (YYYY-MM-DD)") from None
+    moment = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    return moment + dt.timedelta(days=1) if end else moment
+
+
+def _filters() -> AuditFilter:
+    session = request.args.get("session", "").strip().lstrip("#")
+    if session and not session.isdigit():
+        raise ValidationError("session", f"'{session}' is not a session number")
+    return AuditFilter(
+        actor=request.args.get("actor", ""),
+        action=request.args.get("action", ""),
+        session_id=int(session) if session else None,
+        since=_day("since"),
+        until=_day("until", end=True),
+    )
+
+
+@bp.get("/audit")
+@role_required("admin", "auditor")
+def audit() -> ResponseReturnValue:
+    core = current_core()
+    wanted = _filters()
+    with core.reader() as db:
+        events = [audit_row(e) for e in list_events(db, acting_user(db), wanted)]
+    return render_template("auditing/audit.html", events=events, args=request.args)
+
+
+@bp.post("/audit/verify")
+@role_required("admin", "auditor")
+def verify() -> ResponseReturnValue:
+    """A POST (with CSRF) because it walks the whole log: no link or crawler starts it."""
+    with current_core().reader() as db:
+        checked, problems = check_chain(db, acting_user(db))
+    return render_template(
+        "auditing/verify.html", checked=checked, problems=[str(p) for p in problems]
+    )
+
+
+@bp.get("/recordings")
+@login_required
+def recordings() -> ResponseReturnValue:
+    with current_core().reader() as db:
+        found = list_recordings(db, acting_user(db))
+        return render_template("auditing/recordings.html", recordings=found, playable=PLAYABLE)
+
+
+@bp.get("/recordings/<int:recording_id>")
+@login_required
+def play(recording_id: int) -> ResponseReturnValue:
+    with current_core().reader() as db:
+        recording = get_recording(db, acting_user(db), recording_id)
+        return render_template(
+            "auditing/play.html", recording=recording, playable=recording.format in PLAYABLE
+        )
+
+
+@bp.get("/recordings/<int:recording_id>/cast")
+@login_required
+def cast(recording_id: int) -> Response:
+    """The recording file itself, for the player (or to download)."""
+    with current_core().reader() as db:
+        recording = get_recording(db, acting_user(db), recording_id)
+        path = Path(recording.path)
+    if not path.is_file():
+        raise NotFound(f"the file of recording #{recording_id} is missing on this server")
+    return send_file(
+        path,
+        mimetype="application/x-asciicast",
+        as_attachment=request.args.get("download") == "1",
+        download_name=f"pamcore-recording-{recording_id}.cast",
+    )
