@@ -18,6 +18,7 @@ from pamcore.services.directory import authenticate, authenticate_key
 from pamcore.services.inventory import host_key_refusal, pin_host_key
 from pamcore.services.recordings import recorded_bytes
 from pamcore.services.sessions import find_or_request
+from pamcore.services.twofactor import totp_enabled, verify_second_factor
 from pamcore_ssh.target import TargetSpec
 
 PROTOCOL = "ssh"
@@ -64,10 +65,19 @@ class Choice:
         return f"{self.resource} ({self.activity}, session #{self.session_id})"
 
 
-def sign_in_password(core: Pamcore, username: str, password: str) -> int:
-    """The user's id; raises AuthenticationFailed with the reason."""
+def sign_in_password(core: Pamcore, username: str, password: str) -> tuple[int, bool]:
+    """(the user's id, whether a verification code must follow: TOTP is on); raises
+    AuthenticationFailed with the reason."""
     with core.unit() as db:
-        return authenticate(core, db, username, password).id
+        user = authenticate(core, db, username, password)
+        return user.id, totp_enabled(user)
+
+
+def sign_in_code(core: Pamcore, user_id: int, code: str) -> int:
+    """The second step for a user with TOTP; raises AuthenticationFailed (counted like a
+    wrong password)."""
+    with core.unit() as db:
+        return verify_second_factor(core, db, user_id, code).id
 
 
 def sign_in_key(core: Pamcore, username: str, key_fingerprint: str) -> int:

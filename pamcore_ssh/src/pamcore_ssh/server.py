@@ -1,5 +1,6 @@
-"""One client connection to the proxy: sign-in (password or registered key), the
-DirectConnect login resolved after sign-in, then every session channel relayed.
+"""One client connection to the proxy: sign-in (password or registered key; a user with
+TOTP signs in by keyboard-interactive, password then code), the DirectConnect login
+resolved after sign-in, then every session channel relayed.
 
 Refusals are one line in the user's terminal; an authentication failure is one auth
 banner line (RFC 4252 §5.4), since no terminal exists yet. Forwarding is refused.
@@ -12,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import asyncssh
+from asyncssh.auth import KbdIntChallenge, KbdIntResponse
 
 from pamcore.directconnect import DirectConnectName, parse_login
 from pamcore.errors import PamError, PolicyDenied
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Wrong passwords or codes per connection before those methods are withdrawn (as OpenSSH's
+#: NumberOfPasswordPrompts), so a client retrying in a loop cannot lock the account itself.
+MAX_TRIES = 3
+
 
 class ProxyServer(asyncssh.SSHServer):
     """asyncssh makes one per client connection."""
@@ -42,6 +48,9 @@ class ProxyServer(asyncssh.SSHServer):
         self.user_id: int | None = None
         self.link: Link | None = None
         self._keys_tried: dict[str, int | None] = {}
+        #: Keyboard-interactive: the user whose password was right and whose code is due.
+        self._code_due: int | None = None
+        self._failures = 0
         self._admitting = asyncio.Lock()
 
     # -- connection and sign-in ------------------------------------------------------------
@@ -68,19 +77,66 @@ class ProxyServer(asyncssh.SSHServer):
             self.conn.send_auth_banner(f"pamcore: {text}\r\n")
 
     def password_auth_supported(self) -> bool:
-        return True
+        return self._failures < MAX_TRIES
 
     async def validate_password(self, username: str, password: str) -> bool:
-        if self.login is None:
+        """Password alone: refused for a user with TOTP, who must also give a code."""
+        signed_in = await self._password_step(password)
+        if signed_in is None:
             return False
+        user_id, code_due = signed_in
+        if code_due:
+            self._banner("this account also needs a verification code; use keyboard-interactive")
+            return False
+        self.user_id = user_id
+        return True
+
+    def kbdint_auth_supported(self) -> bool:
+        return self._failures < MAX_TRIES
+
+    def get_kbdint_challenge(self, username: str, lang: str, submethods: str) -> KbdIntChallenge:
+        """Keyboard-interactive (RFC 4256): the password first; a code follows for TOTP."""
+        self._code_due = None
+        return "", "", "", [("Password: ", False)]
+
+    async def validate_kbdint_response(
+        self, username: str, responses: KbdIntResponse
+    ) -> KbdIntChallenge:
+        if len(responses) != 1:
+            return False
+        if self._code_due is None:
+            signed_in = await self._password_step(responses[0])
+            if signed_in is None:
+                return False
+            user_id, code_due = signed_in
+            if not code_due:
+                self.user_id = user_id
+                return True
+            self._code_due = user_id
+            return "", "", "", [("Verification code: ", False)]
+        user_id, self._code_due = self._code_due, None
         try:
             self.user_id = await asyncio.to_thread(
-                admission.sign_in_password, self.core, self.login.username, password
+                admission.sign_in_code, self.core, user_id, responses[0]
             )
         except PamError as exc:
+            self._failures += 1
             self._banner(str(exc))
             return False
         return True
+
+    async def _password_step(self, password: str) -> tuple[int, bool] | None:
+        """(user id, code due) for a right password; ``None`` (told in a banner) if not."""
+        if self.login is None:
+            return None
+        try:
+            return await asyncio.to_thread(
+                admission.sign_in_password, self.core, self.login.username, password
+            )
+        except PamError as exc:
+            self._failures += 1
+            self._banner(str(exc))
+            return None
 
     def public_key_auth_supported(self) -> bool:
         return True
