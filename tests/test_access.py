@@ -16,7 +16,10 @@ from pamcore.registry import PasswordDisplayDecision
 from pamcore.services import scheduler
 from pamcore.services.access import authorize_connection, reveal_password
 from pamcore.services.approvals import approve_session
-from pamcore.services.sessions import SessionRequest, create_session
+from pamcore.services.common import worker_name
+from pamcore.services.ending import complete_ending
+from pamcore.services.sessions import SessionRequest, create_session, end_session
+from pamcore.testing import builders as b
 from tests.conftest import ROOT_PASSWORD, World, fresh
 
 
@@ -104,6 +107,35 @@ def test_refusals_say_why(
             select(AuditEvent).where(AuditEvent.action == "connection.refused")
         ).all()
         assert [e.details["reason"] for e in refused] == [str(err.value)]
+
+
+def test_resource_alone_refuses_to_guess_between_activities(core: Pamcore, world: World) -> None:
+    with core.unit() as db:
+        b.make_policy(
+            db,
+            "alice db admin",
+            fresh(db, world.standard),
+            [fresh(db, world.linux_admin)],
+            [fresh(db, world.db01)],
+            users=[fresh(db, world.alice)],
+        )
+    checkout = create(core, world.alice, "Check out root", "db01")
+    scheduler.tick(core)
+    assert authorize(core, world.alice, world.db01)[0] == checkout  # one activity: no doubt
+    admin = create(core, world.alice, "Linux Admin", "db01")
+    with pytest.raises(PolicyDenied) as err:
+        authorize(core, world.alice, world.db01)
+    assert str(err.value) == (
+        "you have sessions for 2 activities on db01; log in as one of "
+        "alice+Check-out-root+db01, alice+Linux-Admin+db01"
+    )
+    assert authorize(core, world.alice, world.db01, activity=world.checkout)[0] == checkout
+    scheduler.tick(core)
+    assert authorize(core, world.alice, world.db01, activity=world.linux_admin)[0] == admin
+    with core.unit() as db:
+        end_session(core, db, fresh(db, world.alice), checkout)
+    complete_ending(core, checkout, worker_name(), "test")
+    assert authorize(core, world.alice, world.db01)[0] == admin
 
 
 def test_grant_refused_past_end_even_before_scheduler_runs(

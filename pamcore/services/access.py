@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from pamcore.clock import format_utc
 from pamcore.core import Pamcore
+from pamcore.directconnect import login_name
 from pamcore.errors import PolicyDenied, ValidationError
 from pamcore.lifecycle import CONNECTABLE, OPEN, Status
 from pamcore.model import (
@@ -227,6 +228,8 @@ def _authorize(
         offered = ", ".join(p.name for p in resource.protocols) or "none"
         raise PolicyDenied(f"{resource.name} does not accept {protocol} (it offers: {offered})")
     candidates = sessions_on(db, user, resource, activity)
+    if activity is None:
+        _one_activity(user, resource, candidates)
     for session in candidates:
         if Status(session.status) in CONNECTABLE:
             if session.ends_at is not None and session.ends_at <= now:
@@ -252,6 +255,18 @@ def _authorize(
     if not covered_resources(db, user, activity, [resource.id]):
         raise PolicyDenied(f"no access policy grants {user.username} {what}")
     raise PolicyDenied(f"you have no session for {what}; request one first")
+
+
+def _one_activity(user: User, resource: Resource, sessions: list[ActivitySession]) -> None:
+    """A connection naming only the resource must not guess between open sessions of
+    different activities (they log in as different accounts): the user names one."""
+    activities = sorted({s.activity.name for s in sessions if Status(s.status) in OPEN})
+    if len(activities) > 1:
+        logins = ", ".join(login_name(user.username, a, resource.name) for a in activities)
+        raise PolicyDenied(
+            f"you have sessions for {len(activities)} activities on {resource.name}; "
+            f"log in as one of {logins}"
+        )
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.model import (
     AccessPolicy,
+    Activity,
     ActivitySession,
     AuditEvent,
     Base,
@@ -318,6 +319,26 @@ def test_refusals_are_one_line(world: World, sshd: Sshd) -> None:
     world.clock.now = world.session().ends_at + dt.timedelta(minutes=1)
     expired = world.ssh("alice+web01", "true")
     assert "pamcore: session #1 expired at" in expired.stderr
+
+
+def test_resource_alone_with_two_activities_names_the_logins_to_use(world: World) -> None:
+    with world.core.unit() as db:
+        alice = db.scalar(select(User).where(User.username == "alice"))
+        web01 = db.scalar(select(Resource).where(Resource.name == "web01"))
+        linux = db.scalar(select(Activity).where(Activity.name == "Linux Admin"))
+        deploy = b.make_activity(
+            db, "Web Deploy", login_mode=LoginMode.MANAGED, credential=linux.credential
+        )
+        b.make_policy(db, "deployers", b.make_profile(db, "quick"), [deploy], [web01], [alice])
+        create_session(world.core, db, alice, SessionRequest("Web Deploy", ("web01",)))
+    scheduler.tick(world.core)
+    refused = world.ssh("alice+web01", "true")
+    assert refused.returncode != 0
+    assert refused.stderr == (
+        "pamcore: you have sessions for 2 activities on web01; log in as one of "
+        "alice+Linux-Admin+web01, alice+Web-Deploy+web01\n"
+    )
+    assert world.ssh("alice+web-deploy+web01", "whoami").stdout == "root\n"
 
 
 def test_trust_on_first_use_pins_the_key(world: World, sshd: Sshd) -> None:
