@@ -11,8 +11,10 @@ from pamcore import audit as chain
 from pamcore.cli.context import CliContext, pass_cli, with_json
 from pamcore.cli.output import emit_message, emit_record, emit_rows
 from pamcore.errors import AuditChainBroken
-from pamcore.model import AuditEvent, Secret
+from pamcore.model import Secret
 from pamcore.presenters import audit_row
+from pamcore.services import audit_log
+from pamcore.services.common import CONSOLE
 from pamcore.vault import rotate_master_key
 
 
@@ -24,27 +26,19 @@ def audit() -> None:
 @audit.command("list")
 @click.option("--session", "session_id", type=int, help="Only this session's events.")
 @click.option("--actor", help="Only events by this actor.")
-@click.option("--action", help="Only this action, or a prefix ending in '.' (e.g. 'session.').")
-@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+@click.option("--action", help="Only actions starting with this (e.g. 'session.').")
+@click.option("--limit", type=click.IntRange(1, audit_log.MAX_LIMIT), default=50, show_default=True)
 @with_json
 @pass_cli
 def list_events(
     cli: CliContext, session_id: int | None, actor: str | None, action: str | None, limit: int
 ) -> None:
     """The newest events first."""
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
-    if session_id is not None:
-        query = query.where(AuditEvent.session_id == session_id)
-    if actor:
-        query = query.where(AuditEvent.actor == actor)
-    if action:
-        query = query.where(
-            AuditEvent.action.startswith(action)
-            if action.endswith(".")
-            else AuditEvent.action == action
-        )
+    wanted = audit_log.AuditFilter(
+        actor=actor or "", action=action or "", session_id=session_id, limit=limit
+    )
     with cli.core.reader() as db:
-        rows = [audit_row(e) for e in db.scalars(query)]
+        rows = [audit_row(e) for e in audit_log.list_events(db, CONSOLE, wanted)]
     emit_rows(
         rows,
         ("id", "at", "actor", "action", "target", "session", "details"),

@@ -14,7 +14,7 @@ from pamcore.errors import ValidationError
 from pamcore.model import AuditEvent
 from pamcore.services.common import Actor, require_auditor
 
-MAX_LIMIT = 5000
+MAX_LIMIT = 100_000
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, render_template, request, send_file
+from flask import Blueprint, Flask, Response, make_response, render_template, request, send_file
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
@@ -92,11 +92,19 @@ def recordings() -> ResponseReturnValue:
 @bp.get("/recordings/<int:recording_id>")
 @login_required
 def play(recording_id: int) -> ResponseReturnValue:
+    """The player's terminal emulator is WebAssembly: this page alone may compile it."""
+    from pamcore.web.app import CSP  # the app module imports this one
+
     with current_core().reader() as db:
         recording = get_recording(db, acting_user(db), recording_id)
-        return render_template(
+        page = render_template(
             "auditing/play.html", recording=recording, playable=recording.format in PLAYABLE
         )
+    response = make_response(page)
+    response.headers["Content-Security-Policy"] = CSP.replace(
+        "script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'"
+    )
+    return response
 
 
 @bp.get("/recordings/<int:recording_id>/cast")
