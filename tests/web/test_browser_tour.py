@@ -23,6 +23,7 @@ from tests.web.conftest import PASSWORD
 from tests.web.helpers import request_session
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -109,6 +110,13 @@ def row_status(driver: webdriver.Chrome, session_id: int) -> str:
     return driver.find_element(By.ID, f"session-{session_id}").get_attribute("data-status") or ""
 
 
+def click(driver, element_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Click a button in the polled table, which htmx may swap under the click."""
+    WebDriverWait(driver, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: d.find_element(By.ID, element_id).click() or True
+    )
+
+
 def test_browser_tour(
     server: str,
     core: Pamcore,
@@ -163,9 +171,9 @@ def test_browser_tour(
     shots(alice, "available-without-reload")
 
     # View Password: shown with a countdown, hidden when the window ends.
-    alice.find_element(By.ID, "view-1").click()
+    click(alice, "view-1")
+    WebDriverWait(alice, 10).until(lambda d: len(d.find_element(By.ID, "secret").text) >= 12)
     secret = alice.find_element(By.ID, "secret")
-    assert len(secret.text) >= 12
     assert secret.text not in alice.current_url
     shots(alice, "password-shown")
     WebDriverWait(alice, 12).until(lambda d: d.find_element(By.ID, "reveal-over").is_displayed())
@@ -185,12 +193,12 @@ def test_browser_tour(
     # Cancel another request, then end this one.
     other = request_session(core, web_world.alice, "Linux Admin", "web02")
     alice.get(f"{server}/active")
-    alice.find_element(By.ID, f"cancel-{other}").click()
+    click(alice, f"cancel-{other}")
     alice.switch_to.alert.accept()
     WebDriverWait(alice, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".flash")))
     assert "canceled" in alice.find_element(By.CSS_SELECTOR, ".flash").text
     shots(alice, "canceled")
-    alice.find_element(By.ID, "end-1").click()
+    click(alice, "end-1")
     alice.switch_to.alert.accept()
     WebDriverWait(alice, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".flash")))
     alice.find_element(By.LINK_TEXT, "History").click()
