@@ -10,8 +10,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from pamcore.core import Pamcore
-from pamcore.model import User
+from pamcore.model import Role, User
 from pamcore.passwords import hash_password
+from pamcore.testing import builders as b
 from pamcore.web import auth
 from pamcore.web.app import create_app
 from tests.conftest import World
@@ -23,8 +24,10 @@ Login = Callable[[str], FlaskClient]
 
 @pytest.fixture
 def web_world(core: Pamcore, world: World) -> World:
-    """The shared world, every user able to sign in with :data:`PASSWORD`."""
+    """The shared world plus ivy the auditor, every user able to sign in with
+    :data:`PASSWORD`."""
     with core.unit() as db:
+        b.make_user(db, "ivy", Role.AUDITOR)
         hashed = hash_password(PASSWORD)
         for user in db.query(User):
             user.password_hash = hashed

@@ -16,8 +16,8 @@ from tests.conftest import ROOT_PASSWORD, World
 from tests.web.conftest import Login
 from tests.web.helpers import available_checkout, request_session
 
-#: user (requester), approver, admin, and an auditor made from bob.
-ROLES = ("alice", "carol", "erin")
+#: user (requester), approver, admin, auditor.
+ROLES = ("alice", "carol", "erin", "ivy")
 
 
 @pytest.mark.parametrize("username", ROLES)
@@ -62,7 +62,9 @@ def test_table_polls_itself(login: Login) -> None:
     assert b'hx-get="/table/active"' in page and b'hx-trigger="every 3s"' in page
 
 
-@pytest.mark.parametrize(("username", "status"), [("alice", 403), ("carol", 200), ("erin", 200)])
+@pytest.mark.parametrize(
+    ("username", "status"), [("alice", 403), ("carol", 200), ("erin", 200), ("ivy", 403)]
+)
 def test_approvals_page_by_role(login: Login, username: str, status: int) -> None:
     assert login(username).get("/approvals/").status_code == status
 
