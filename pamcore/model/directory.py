@@ -55,6 +55,8 @@ class User(Base):
     totp_secret_id: Mapped[int | None] = mapped_column(
         ForeignKey("secrets.id", ondelete="SET NULL"), default=None
     )
+    #: Last TOTP time step accepted (RFC 6238 §5.2: a code is valid once, no replay).
+    totp_last_step: Mapped[int | None] = mapped_column(default=None)
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -7,6 +7,8 @@ enrolment, and never again.
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
 from dataclasses import dataclass
 
 import pyotp
@@ -65,11 +67,13 @@ def confirm_enrolment(core: Pamcore, db: Session, user: User, secret_id: int, co
     secret = db.get(Secret, secret_id)
     if secret is None or secret.name != _pending_name(user):
         raise ValidationError("code", "this enrolment expired; start again")
-    if not _matches(core, secret, code):
+    step = _matched_step(core, secret, code)
+    if step is None:
         raise ValidationError(
             "code", "the code does not match; check your device's clock and type the newest code"
         )
     old = db.get(Secret, user.totp_secret_id) if user.totp_secret_id else None
+    user.totp_last_step = step
     secret.name = None
     user.totp_secret_id = secret.id
     if old is not None:
@@ -106,12 +110,20 @@ def verify_second_factor(core: Pamcore, db: Session, user_id: int, code: str) ->
         reason = "this account has no second factor; sign in again"
     else:
         secret = db.get(Secret, user.totp_secret_id)
-        if secret is None or not _matches(core, secret, code):
+        step = _matched_step(core, secret, code) if secret is not None else None
+        replayed = step is not None and step <= (user.totp_last_step or -1)
+        if step is None or replayed:
             user.failed_logins += 1
             if user.failed_logins >= MAX_FAILURES:
                 user.locked_until = now + LOCKOUT
                 user.failed_logins = 0
-            reason = "wrong or expired code"
+            reason = (
+                "that code was already used; wait for the next one"
+                if replayed
+                else "wrong or expired code"
+            )
+        else:
+            user.totp_last_step = step
     if reason:
         core.audit(db, user.username, "auth.failed", target=user.username, reason=reason)
         db.commit()
@@ -121,9 +133,16 @@ def verify_second_factor(core: Pamcore, db: Session, user_id: int, code: str) ->
     return user
 
 
-def _matches(core: Pamcore, secret: Secret, code: str) -> bool:
+def _matched_step(core: Pamcore, secret: Secret, code: str) -> int | None:
+    """The RFC 6238 time step ``code`` belongs to (within the drift window), or ``None``;
+    the step lets a used code be refused when replayed."""
     code = code.strip().replace(" ", "")
     if not code.isdigit():
-        return False
+        return None
     totp = pyotp.TOTP(core.vault.reveal(secret))
-    return totp.verify(code, for_time=core.now(), valid_window=VALID_WINDOW)
+    now = core.now()
+    for offset in range(-VALID_WINDOW, VALID_WINDOW + 1):
+        moment = now + dt.timedelta(seconds=offset * totp.interval)
+        if hmac.compare_digest(totp.at(moment), code):
+            return totp.timecode(moment)
+    return None

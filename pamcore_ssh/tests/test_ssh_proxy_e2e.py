@@ -537,6 +537,9 @@ def test_a_totp_user_signs_in_by_keyboard_interactive_with_a_code(world: World) 
     assert out is None and "pamcore: wrong or expired code" in "".join(client.banners)
     wrong = [e for e in world.audited("auth.failed") if e.details["reason"].startswith("wrong or")]
     assert len(wrong) == 3  # a retrying client is stopped before it locks the account
+    # The enrolment's code is spent (RFC 6238 §5.2: no replay); the next step's code works.
+    world.clock.advance(seconds=30)
+    code = pyotp.TOTP(enrolment.secret).at(world.clock.now)
     out, client = _sign_in(world, "keyboard-interactive", code=code)
     assert (out, client.prompts) == ("root\n", ["Password: ", "Verification code: "])
     assert "auth.second_factor" in world.audit_actions()

@@ -8,6 +8,7 @@ import pyotp
 import pytest
 from flask import Flask
 
+from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.model import AuditEvent, User
 from pamcore.web import auth
@@ -79,7 +80,9 @@ def test_next_is_only_a_path_on_this_host(app: Flask, target: str, expected: str
     assert response.headers["Location"] == expected
 
 
-def test_second_factor_enrolment_and_sign_in(app: Flask, core: Pamcore, login: Login) -> None:
+def test_second_factor_enrolment_and_sign_in(
+    app: Flask, core: Pamcore, login: Login, clock: FrozenClock
+) -> None:
     client = login("alice")
     page = client.post("/account/second-factor/start")
     assert page.status_code == 200 and b"otpauth://totp/" in page.data
@@ -100,6 +103,10 @@ def test_second_factor_enrolment_and_sign_in(app: Flask, core: Pamcore, login: L
     assert step.headers["Location"] == "/login/code"
     assert other.get("/active").status_code == 302  # not signed in yet
     assert other.post("/login/code", data={"code": "123456"}).status_code == 401
+    # The code that confirmed the enrolment is spent (RFC 6238 §5.2: no replay).
+    replay = other.post("/login/code", data={"code": totp.at(core.now())})
+    assert replay.status_code == 401 and b"already used" in replay.data
+    clock.advance(seconds=30)
     done = other.post("/login/code", data={"code": totp.at(core.now())})
     assert done.status_code == 303 and done.headers["Location"] == "/active"
     assert other.get("/active").status_code == 200
