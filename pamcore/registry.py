@@ -25,6 +25,8 @@ class LaunchInfo:
     uri: str = ""
     #: A file to download (``.rdp``): (file name, media type, content).
     file: tuple[str, str, bytes] | None = None
+    #: A dashboard path to a terminal in the browser (the SSH plugin's xterm.js page).
+    terminal: str = ""
 
 
 @dataclass(frozen=True)

@@ -188,14 +188,16 @@ def authorize_connection(
     resource: Resource,
     protocol: str,
     activity: Activity | None = None,
+    session_id: int | None = None,
 ) -> ConnectionGrant:
-    """Let ``user`` connect to ``resource`` over ``protocol``, or say in words why not.
+    """Let ``user`` connect to ``resource`` over ``protocol``, or say in words why not;
+    ``session_id`` pins the session (a browser terminal's token names one).
 
     Every grant is audited; so is every refusal (recorded after the unit rolls back).
     """
     now = core.now()
     try:
-        grant = _authorize(core, db, user, resource, protocol, activity, now)
+        grant = _authorize(core, db, user, resource, protocol, activity, session_id, now)
     except PolicyDenied as refusal:
         raise refusal.audited(
             user.username, "connection.refused", target=resource.name, protocol=protocol
@@ -219,6 +221,7 @@ def _authorize(
     resource: Resource,
     protocol: str,
     activity: Activity | None,
+    session_id: int | None,
     now: dt.datetime,
 ) -> ConnectionGrant:
     if not user.is_active:
@@ -228,7 +231,11 @@ def _authorize(
         offered = ", ".join(p.name for p in resource.protocols) or "none"
         raise PolicyDenied(f"{resource.name} does not accept {protocol} (it offers: {offered})")
     candidates = sessions_on(db, user, resource, activity)
-    if activity is None:
+    if session_id is not None:
+        candidates = [s for s in candidates if s.id == session_id]
+        if not candidates:
+            raise PolicyDenied(f"session #{session_id} does not give you {resource.name}")
+    elif activity is None:
         _one_activity(user, resource, candidates)
     for session in candidates:
         if Status(session.status) in CONNECTABLE:

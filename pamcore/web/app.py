@@ -18,6 +18,7 @@ from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, NotFound, PamError
 from pamcore.lifecycle import Status
 from pamcore.services.sessions import describe_remaining
+from pamcore.services.terminal_tokens import instance_secret
 from pamcore.web import admin, api, approvals, auditing, auth, dashboard, sessions, wizard
 from pamcore.web.auth import is_safe_next, load_user
 
@@ -42,9 +43,9 @@ CSP = (
 def _secret_key(core: Pamcore) -> str:
     """The key ``pamcore init`` wrote; without one (tests, a bare core) a per-process key,
     which only means sign-ins do not survive a restart."""
-    path = core.config.secret_key_path
-    if path is not None and path.exists():
-        return path.read_text().strip()
+    key = instance_secret(core)
+    if key is not None:
+        return key
     log.warning("no web secret key file (run 'pamcore init'); sign-ins last until restart")
     return secrets.token_urlsafe(48)
 

@@ -18,6 +18,7 @@ from pamcore.services.directory import authenticate, authenticate_key
 from pamcore.services.inventory import host_key_refusal, pin_host_key
 from pamcore.services.recordings import recorded_bytes
 from pamcore.services.sessions import find_or_request
+from pamcore.services.terminal_tokens import SpentTokens, TerminalPass, redeem_terminal_token
 from pamcore.services.twofactor import totp_enabled, verify_second_factor
 from pamcore_ssh.target import TargetSpec
 
@@ -120,14 +121,22 @@ def still_waiting(core: Pamcore, session_id: int) -> str | None:
         raise PolicyDenied(finished_reason(session))
 
 
-def admit(core: Pamcore, user_id: int, activity: str | None, resource: str, peer: str) -> Ticket:
-    """Authorise the connection (audited) and count it as live; raises PamError."""
+def admit(
+    core: Pamcore,
+    user_id: int,
+    activity: str | None,
+    resource: str,
+    peer: str,
+    session_id: int | None = None,
+) -> Ticket:
+    """Authorise the connection (audited) and count it as live; raises PamError.
+    ``session_id`` pins the session (the browser terminal's token names one)."""
     with core.unit() as db:
         user = db.get(User, user_id)
         assert user is not None
         target = by_name(db, Resource, resource)
         wanted = by_name(db, Activity, activity) if activity else None
-        grant = authorize_connection(core, db, user, target, PROTOCOL, wanted)
+        grant = authorize_connection(core, db, user, target, PROTOCOL, wanted, session_id)
         live = connection_opened(core, db, user, grant.session.id, target, PROTOCOL, peer)
         session: ActivitySession = grant.session
         return Ticket(
@@ -156,6 +165,12 @@ def admit(core: Pamcore, user_id: int, activity: str | None, resource: str, peer
                 trust_on_first_use=target.trust_on_first_use,
             ),
         )
+
+
+def redeem(core: Pamcore, token: str, secret: str, spent: SpentTokens) -> TerminalPass:
+    """A browser terminal's token, spent; raises AuthenticationFailed."""
+    with core.reader() as db:
+        return redeem_terminal_token(core, db, token, PROTOCOL, secret, spent)
 
 
 def closed(core: Pamcore, ticket: Ticket, reason: str) -> None:

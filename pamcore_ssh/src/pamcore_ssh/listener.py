@@ -1,6 +1,7 @@
 """The SSH proxy listener started by ``pamcore run`` / ``pamcore proxy``: an asyncssh
-server offering modern algorithms only, and a once-a-second watch that applies session
-ends, extensions and termination requests to the live connections it holds.
+server offering modern algorithms only (and, beside it, the browser terminal's WebSocket
+listener), the admission of a client into a link to its target, and a once-a-second watch
+that applies session ends, extensions and termination requests to the live connections.
 
 One watch per listener (not per connection) keeps a thousand idle sessions at one small
 query a second.
@@ -18,16 +19,21 @@ from typing import Any
 import asyncssh
 
 from pamcore.core import Pamcore
-from pamcore.services.common import worker_name
+from pamcore.errors import PamError, PolicyDenied
+from pamcore.services.common import get_session, worker_name
 from pamcore.services.connections import session_ends, to_terminate
+from pamcore.services.sessions import extend_session
+from pamcore.services.terminal_tokens import instance_secret
 from pamcore_ssh import admission
 from pamcore_ssh.admission import Ticket
+from pamcore_ssh.browser import TerminalListener
 from pamcore_ssh.hostkeys import proxy_host_key
 from pamcore_ssh.recording import Budget
-from pamcore_ssh.relay import Link
+from pamcore_ssh.relay import Client, Link
 from pamcore_ssh.server import ProxyServer
+from pamcore_ssh.session_end import EndWatch
 from pamcore_ssh.session_recording import SessionRecordings, recording_cap
-from pamcore_ssh.target import close_target
+from pamcore_ssh.target import HostKeySeen, TargetError, close_target, connect_target
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +65,15 @@ def user_facing_algorithms() -> dict[str, list[str]]:
 
 
 class ProxyListener:
-    def __init__(self, core: Pamcore, host: str, port: int) -> None:
+    def __init__(
+        self, core: Pamcore, host: str, port: int, terminal_port: int | None = None
+    ) -> None:
+        """``terminal_port``: where the browser terminal listens (``None``: it does not)."""
         self.core = core
         self.host = host
         self._requested_port = port
+        self._terminal_port = terminal_port
+        self.terminals: TerminalListener | None = None
         self._server: asyncssh.SSHAcceptor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._links: set[Link] = set()
@@ -96,6 +107,23 @@ class ProxyListener:
         self._watch = asyncio.create_task(self._watch_loop(), name="ssh-proxy-watch")
         LISTENERS.add(self)
         log.info("ssh proxy listening on %s:%s", self.host, self.port)
+        if self._terminal_port is not None:
+            await self._start_terminals(self._terminal_port)
+
+    async def _start_terminals(self, port: int) -> None:
+        """The browser terminal, when the instance has a secret key to check its tokens;
+        without one (or on a busy port) the SSH listener still serves native clients."""
+        secret = await asyncio.to_thread(instance_secret, self.core)
+        if secret is None:
+            log.error("browser terminal not started: no instance secret key (pamcore init)")
+            return
+        terminals = TerminalListener(self, secret)
+        try:
+            await terminals.start(self.host, port)
+        except OSError as exc:
+            log.error("browser terminal not started on port %s: %s", port, exc.strerror or exc)
+            return
+        self.terminals = terminals
 
     async def stop(self) -> None:
         """Stop accepting, close every live connection, record them closed and register
@@ -106,6 +134,8 @@ class ProxyListener:
         if self._server is None:
             return
         self._server.close()
+        if self.terminals is not None:
+            await self.terminals.stop()
         links = list(self._links)
         for link in links:
             link.client.close()
@@ -124,8 +154,97 @@ class ProxyListener:
 
     # -- live connections ------------------------------------------------------------------
 
-    def track(self, link: Link) -> None:
+    async def open_link(
+        self,
+        client: Client,
+        user_id: int,
+        activity: str | None,
+        resource: str,
+        peer: str,
+        session_id: int | None = None,
+    ) -> Link:
+        """Admit ``user_id`` (audited, counted live), connect to the target with the
+        session's credential and its host key checked, and track the link; raises PamError
+        with the line the user sees."""
+        ticket = await asyncio.to_thread(
+            admission.admit, self.core, user_id, activity, resource, peer, session_id
+        )
+        try:
+            target = await self._connect(ticket)
+        except BaseException as exc:
+            reason = str(exc) if isinstance(exc, PamError) else "target connection failed"
+            await asyncio.shield(asyncio.to_thread(admission.closed, self.core, ticket, reason))
+            raise
+        link = Link(ticket, target, client, self._end_watch, self.recordings_for(ticket))
         self._links.add(link)
+        log.info(
+            "ssh open: %s to %s as %s (session #%s)",
+            ticket.username,
+            ticket.resource_name,
+            ticket.target.username,
+            ticket.session_id,
+        )
+        return link
+
+    async def _connect(self, ticket: admission.Ticket) -> asyncssh.SSHClientConnection:
+        seen = HostKeySeen()
+        try:
+            target = await connect_target(
+                ticket.target,
+                ticket.host_key_refusal,
+                seen,
+                lambda error: asyncio.to_thread(
+                    admission.handshake_hint, self.core, ticket.target.resource_id, error
+                ),
+            )
+        except TargetError as exc:
+            refusal = ticket.host_key_refusal(seen.line, seen.fingerprint) if seen.line else None
+            if refusal is not None:
+                await asyncio.to_thread(
+                    admission.host_key_outcome,
+                    self.core,
+                    ticket,
+                    seen.line,
+                    seen.fingerprint,
+                    refusal,
+                )
+            raise PolicyDenied(str(exc)) from None
+        try:
+            await asyncio.to_thread(
+                admission.host_key_outcome, self.core, ticket, seen.line, seen.fingerprint, None
+            )
+        except BaseException:
+            await close_target(target)
+            raise
+        return target
+
+    def _end_watch(self, link: Link) -> EndWatch:
+        """Warnings, Ctrl+X and the forced close for ``link``."""
+
+        async def extend() -> str:
+            return await asyncio.to_thread(self._extend, link.ticket.session_id)
+
+        return EndWatch(
+            link.ticket.ends_at,
+            link.ticket.warning,
+            extend=extend,
+            notify=link.notify,
+            close=link.close,
+        )
+
+    def _extend(self, session_id: int) -> str:
+        """Ctrl+X: the core's extend service decides (window, count, profile)."""
+        try:
+            with self.core.unit() as db:
+                session = get_session(db, session_id)
+                extension = extend_session(self.core, db, session.requester, session_id)
+        except PamError as exc:
+            return f"not extended: {exc}"
+        left = extension.extensions_left
+        return (
+            f"session extended until {extension.new_end:%Y-%m-%d %H:%M} UTC "
+            f"({left} extension{'s' if left != 1 else ''} left)"
+        )
 
     def recordings_for(self, ticket: Ticket) -> SessionRecordings | None:
         """The connection's recordings when its session is recorded, sharing the session's

@@ -12,7 +12,7 @@ import asyncssh
 
 from pamcore.errors import PolicyDenied
 from pamcore_ssh.admission import Choice
-from pamcore_ssh.process import RelayProcess
+from pamcore_ssh.process import RelayProcess, Terminal
 
 CTRL_C = b"\x03"
 #: Seconds between two looks at a waiting session.
@@ -24,7 +24,7 @@ class Left(PolicyDenied):
     """The user left the menu or the waiting room."""
 
 
-def say(process: RelayProcess, text: str) -> None:
+def say(process: Terminal, text: str) -> None:
     """One line in the user's terminal (stderr, so exec output stays clean)."""
     process.stderr.write(f"pamcore: {text}\r\n".encode())
 

@@ -1,5 +1,6 @@
-"""The ``ssh`` protocol registration: default port, proxy listener, DirectConnect launch
-string, probe; and the session hooks that reach the running listeners' connections.
+"""The ``ssh`` protocol registration: default port, proxy listener (with the browser
+terminal beside it), DirectConnect launch string, probe; the browser terminal's dashboard
+pages; and the session hooks that reach the running listeners' connections.
 
 Plugin modules do no I/O at import time; everything happens inside the hooks.
 """
@@ -9,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from pamcore import hookimpl
 from pamcore.directconnect import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler
 from pamcore_ssh.actions import pamcore_register_actions as pamcore_register_actions
+from pamcore_ssh.browser import terminal_port
 from pamcore_ssh.listener import LISTENERS, ProxyListener
 from pamcore_ssh.probe import probe_ssh
 
@@ -28,16 +31,27 @@ DEFAULT_PORT = 4422
 def client_launch(
     session: ActivitySession, resource: Resource, user: User, proxy_host: str
 ) -> LaunchInfo:
-    """The OpenSSH command line and ``ssh://`` URI for the Connection icon."""
+    """The OpenSSH command line, the ``ssh://`` URI and the browser terminal's page for
+    the Connection icon."""
     login = login_name(user.username, session.activity.name, resource.name)
     return LaunchInfo(
         command=f"ssh -p {DEFAULT_PORT} {login}@{proxy_host}",
         uri=f"ssh://{login}@{proxy_host}:{DEFAULT_PORT}",
+        terminal=f"/ssh/terminal/{session.id}/{quote(resource.name, safe='')}",
     )
 
 
 def listener_factory(core: Pamcore, host: str, port: int) -> ProxyListener:
-    return ProxyListener(core, host, port)
+    return ProxyListener(core, host, port, terminal_port(core.config))
+
+
+@hookimpl
+def pamcore_register_blueprints(register: Callable[..., None]) -> None:
+    """The browser terminal's page and its token (imported here: Flask only when the
+    dashboard is built)."""
+    from pamcore_ssh.web import bp
+
+    register(bp)
 
 
 @hookimpl

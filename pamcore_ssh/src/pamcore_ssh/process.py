@@ -1,4 +1,6 @@
-"""A server process that relays every session request — shell, exec *and* subsystems.
+"""The client side of a relayed channel: :class:`Terminal`, what the relay needs of it, and
+:class:`RelayProcess`, the SSH server process that relays every session request — shell,
+exec *and* subsystems.
 
 asyncssh refuses the ``sftp`` subsystem unless it serves SFTP itself (``sftp_factory``);
 a relay must pass it through opaquely (RFC 4254 §6.5), so this subclass accepts it and
@@ -7,8 +9,8 @@ starts the same handler for it. It relies on asyncssh internals: keep asyncssh p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import asyncssh
 from asyncssh.constants import EXTENDED_DATA_STDERR
@@ -16,6 +18,57 @@ from asyncssh.stream import SSHReader, SSHWriter
 
 #: Subsystems relayed to the target; sftp also carries scp since OpenSSH 9.
 SUBSYSTEMS = frozenset({"sftp"})
+
+
+class Output(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+class Input(Protocol):
+    async def read(self, n: int = -1) -> bytes:
+        """Bytes, ``b""`` at EOF; raises asyncssh's ``TerminalSizeChanged``,
+        ``BreakReceived`` or ``SignalReceived`` for those events."""
+        ...
+
+
+class Terminal(Protocol):
+    """What :class:`pamcore_ssh.relay.Link` relays: an SSH session channel
+    (:class:`RelayProcess`) or a browser terminal (:mod:`pamcore_ssh.browser`)."""
+
+    @property
+    def term_type(self) -> str | None: ...
+
+    @property
+    def term_size(self) -> tuple[int, int, int, int]: ...
+
+    @property
+    def term_modes(self) -> Mapping[int, int]: ...
+
+    @property
+    def command(self) -> str | None: ...
+
+    @property
+    def subsystem(self) -> str | None: ...
+
+    @property
+    def env(self) -> Mapping[str, str]: ...
+
+    @property
+    def stdin(self) -> Input: ...
+
+    @property
+    def stdout(self) -> Output: ...
+
+    @property
+    def stderr(self) -> Output: ...
+
+    def exit(self, status: int) -> None: ...
+
+    def exit_with_signal(
+        self, signal: str, core_dumped: bool = False, msg: str = "", lang: str = ""
+    ) -> None: ...
 
 
 class RelayProcess(asyncssh.SSHServerProcess[bytes]):

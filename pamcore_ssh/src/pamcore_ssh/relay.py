@@ -1,6 +1,7 @@
 """One admitted client connection linked to one target connection: every session channel
 the client opens (shell, exec, sftp) is relayed as a channel on the target (RFC 4254 §6),
-with window changes, signals, breaks, EOF and exit status passed through.
+with window changes, signals, breaks, EOF and exit status passed through. The client is an
+SSH connection or a browser terminal's WebSocket (:class:`~pamcore_ssh.process.Terminal`).
 
 Bytes only (``encoding=None``); reads of 64 KiB and ``drain()`` keep SSH's flow control
 end to end. Notices go to terminal channels only, never into exec or sftp data. When the
@@ -14,11 +15,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import asyncssh
 
 from pamcore_ssh.admission import Ticket
-from pamcore_ssh.process import RelayProcess
+from pamcore_ssh.process import Output, Terminal
 from pamcore_ssh.recording import Recorder
 from pamcore_ssh.session_end import EndWatch
 from pamcore_ssh.session_recording import SessionRecordings
@@ -35,6 +37,12 @@ def notice_bytes(text: str) -> bytes:
     return f"\r\n\x1b[7m[pamcore] {text}\x1b[0m\r\n".encode()
 
 
+class Client(Protocol):
+    """The client's connection, closed with the link."""
+
+    def close(self) -> None: ...
+
+
 class Link:
     """The admitted state of one client connection, shared by its channels."""
 
@@ -42,7 +50,7 @@ class Link:
         self,
         ticket: Ticket,
         target: asyncssh.SSHClientConnection,
-        client: asyncssh.SSHServerConnection,
+        client: Client,
         watch: Callable[[Link], EndWatch],
         recordings: SessionRecordings | None = None,
     ) -> None:
@@ -51,7 +59,7 @@ class Link:
         self.client = client
         self.recordings = recordings
         #: Open terminal channels and their recorders (``None``: not recorded).
-        self.terminals: dict[RelayProcess, Recorder | None] = {}
+        self.terminals: dict[Terminal, Recorder | None] = {}
         self.closing: str | None = None
         self.watch = watch(self)
 
@@ -80,7 +88,7 @@ class Link:
 
     # -- one channel -----------------------------------------------------------------------
 
-    async def relay(self, process: RelayProcess) -> None:
+    async def relay(self, process: Terminal) -> None:
         """Open the same kind of channel on the target and relay it until either side ends."""
         pty = process.term_type is not None
         try:
@@ -121,7 +129,7 @@ class Link:
 
     async def _up(
         self,
-        process: RelayProcess,
+        process: Terminal,
         remote: asyncssh.SSHClientProcess[bytes],
         pty: bool,
         recorder: Recorder | None,
@@ -154,9 +162,7 @@ class Link:
                 await remote.stdin.drain()
 
 
-async def _down(
-    source: asyncssh.SSHReader[bytes], sink: asyncssh.SSHWriter[bytes], recorder: Recorder | None
-) -> None:
+async def _down(source: asyncssh.SSHReader[bytes], sink: Output, recorder: Recorder | None) -> None:
     while data := await source.read(CHUNK):
         if recorder is not None:
             recorder.output(data)

@@ -17,14 +17,10 @@ from asyncssh.auth import KbdIntChallenge, KbdIntResponse
 
 from pamcore.directconnect import DirectConnectName, parse_login
 from pamcore.errors import PamError, PolicyDenied
-from pamcore.services.common import get_session
-from pamcore.services.sessions import extend_session
 from pamcore_ssh import admission, lobby
 from pamcore_ssh.hostkeys import fingerprint
 from pamcore_ssh.process import RelayProcess
 from pamcore_ssh.relay import Link
-from pamcore_ssh.session_end import EndWatch
-from pamcore_ssh.target import HostKeySeen, TargetError, close_target, connect_target
 
 if TYPE_CHECKING:
     from pamcore_ssh.listener import ProxyListener
@@ -188,25 +184,8 @@ class ProxyServer(asyncssh.SSHServer):
                 return self.link
             assert self.login is not None and self.user_id is not None and self.conn
             activity, resource = await self._where(process)
-            ticket = await asyncio.to_thread(
-                admission.admit, self.core, self.user_id, activity, resource, self.peer
-            )
-            try:
-                target = await self._connect(ticket)
-            except BaseException as exc:
-                reason = str(exc) if isinstance(exc, PamError) else "target connection failed"
-                await asyncio.shield(asyncio.to_thread(admission.closed, self.core, ticket, reason))
-                raise
-            self.link = Link(
-                ticket, target, self.conn, self._end_watch, self.listener.recordings_for(ticket)
-            )
-            self.listener.track(self.link)
-            log.info(
-                "ssh open: %s to %s as %s (session #%s)",
-                ticket.username,
-                ticket.resource_name,
-                ticket.target.username,
-                ticket.session_id,
+            self.link = await self.listener.open_link(
+                self.conn, self.user_id, activity, resource, self.peer
             )
             return self.link
 
@@ -235,61 +214,3 @@ class ProxyServer(asyncssh.SSHServer):
                     ),
                 )
         return self.login.activity, self.login.resource
-
-    async def _connect(self, ticket: admission.Ticket) -> asyncssh.SSHClientConnection:
-        seen = HostKeySeen()
-        try:
-            target = await connect_target(
-                ticket.target,
-                ticket.host_key_refusal,
-                seen,
-                lambda error: asyncio.to_thread(
-                    admission.handshake_hint, self.core, ticket.target.resource_id, error
-                ),
-            )
-        except TargetError as exc:
-            refusal = ticket.host_key_refusal(seen.line, seen.fingerprint) if seen.line else None
-            if refusal is not None:
-                await asyncio.to_thread(
-                    admission.host_key_outcome,
-                    self.core,
-                    ticket,
-                    seen.line,
-                    seen.fingerprint,
-                    refusal,
-                )
-            raise PolicyDenied(str(exc)) from None
-        try:
-            await asyncio.to_thread(
-                admission.host_key_outcome, self.core, ticket, seen.line, seen.fingerprint, None
-            )
-        except BaseException:
-            await close_target(target)
-            raise
-        return target
-
-    def _end_watch(self, link: Link) -> EndWatch:
-        async def extend() -> str:
-            return await asyncio.to_thread(self._extend, link.ticket.session_id)
-
-        return EndWatch(
-            link.ticket.ends_at,
-            link.ticket.warning,
-            extend=extend,
-            notify=link.notify,
-            close=link.close,
-        )
-
-    def _extend(self, session_id: int) -> str:
-        """Ctrl+X: the core's extend service decides (window, count, profile)."""
-        try:
-            with self.core.unit() as db:
-                session = get_session(db, session_id)
-                extension = extend_session(self.core, db, session.requester, session_id)
-        except PamError as exc:
-            return f"not extended: {exc}"
-        left = extension.extensions_left
-        return (
-            f"session extended until {extension.new_end:%Y-%m-%d %H:%M} UTC "
-            f"({left} extension{'s' if left != 1 else ''} left)"
-        )

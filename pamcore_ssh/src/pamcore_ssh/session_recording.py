@@ -28,7 +28,7 @@ from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError
 from pamcore.services.recordings import recording_failed, register_recording
 from pamcore_ssh.admission import PROTOCOL, Ticket
-from pamcore_ssh.process import RelayProcess
+from pamcore_ssh.process import Terminal
 from pamcore_ssh.recording import MIN_CAP_BYTES, Budget, Recorder, RecordingFailed
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class SessionRecordings:
         """Some channel's recorder is still open."""
         return bool(self._open)
 
-    def start(self, process: RelayProcess) -> Recorder | None:
+    def start(self, process: Terminal) -> Recorder | None:
         """A recorder for a terminal channel; ``None`` (audited) when the file cannot be made."""
         self._channels += 1
         width, height = process.term_size[:2]

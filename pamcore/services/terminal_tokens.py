@@ -1,0 +1,130 @@
+"""Browser-terminal tokens: the dashboard signs one for the session's requester, the
+protocol plugin's WebSocket listener redeems it once, within a minute, before it runs the
+ordinary connection authorisation.
+
+Signed with the instance's secret key (itsdangerous, HMAC-SHA1 over a salted key
+derivation); the expiry is in the payload and read from the core's clock. Spent tokens are
+remembered by the redeeming process until they expire, so a token cannot be replayed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.orm import Session
+
+from pamcore.core import Pamcore
+from pamcore.errors import AuthenticationFailed, NotFound, PolicyDenied
+from pamcore.lifecycle import CONNECTABLE, OPEN, Status
+from pamcore.model import Resource, User
+from pamcore.services.access import finished_reason, waiting_reason
+from pamcore.services.common import get_session
+
+#: How long a token may wait between the dashboard and the WebSocket's first message.
+TOKEN_SECONDS = 60
+SALT = "pamcore.terminal-token"
+
+
+@dataclass(frozen=True)
+class TerminalPass:
+    """What a redeemed token lets the listener try: this user, session and resource."""
+
+    user_id: int
+    session_id: int
+    resource_id: int
+    resource_name: str
+
+
+def instance_secret(core: Pamcore) -> str | None:
+    """The instance's secret key (written by ``pamcore init``), ``None`` without one."""
+    path = core.config.secret_key_path
+    if path is None or not path.exists():
+        return None
+    return path.read_text().strip()
+
+
+def terminal_resource(
+    core: Pamcore, db: Session, user: User, session_id: int, resource_name: str, protocol: str
+) -> Resource:
+    """The resource of ``user``'s own Available session a terminal may open over
+    ``protocol``; raises NotFound or PolicyDenied (one sentence)."""
+    session = get_session(db, session_id)
+    if user.id != session.requester_id:
+        raise NotFound(f"no activity session #{session_id}")
+    status = Status(session.status)
+    if status not in CONNECTABLE:
+        why = waiting_reason(session) if status in OPEN else finished_reason(session)
+        raise PolicyDenied(f"you can connect once the session is Available; {why}")
+    if session.ends_at is not None and session.ends_at <= core.now():
+        raise PolicyDenied(f"session #{session_id} has reached its end time")
+    for resource in session.resources:
+        if resource.name.lower() == resource_name.lower() and resource.port_for(protocol):
+            return resource
+    raise NotFound(f"session #{session_id} has no {protocol} resource {resource_name}")
+
+
+def issue_terminal_token(
+    core: Pamcore,
+    db: Session,
+    user: User,
+    session_id: int,
+    resource_name: str,
+    protocol: str,
+    secret: str,
+) -> str:
+    """A single-use token, valid for :data:`TOKEN_SECONDS`, for the session's requester."""
+    resource = terminal_resource(core, db, user, session_id, resource_name, protocol)
+    expires = core.now() + dt.timedelta(seconds=TOKEN_SECONDS)
+    payload = {
+        "u": user.id,
+        "s": session_id,
+        "r": resource.id,
+        "p": protocol,
+        "x": int(expires.timestamp()),
+        "n": secrets.token_urlsafe(16),
+    }
+    return str(URLSafeSerializer(secret, salt=SALT).dumps(payload))
+
+
+class SpentTokens:
+    """Nonces of redeemed tokens, kept until they would have expired anyway."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, nonce: str, expires: int, now: int) -> bool:
+        """``False`` when ``nonce`` was spent before."""
+        with self._lock:
+            self._until = {n: x for n, x in self._until.items() if x >= now}
+            if nonce in self._until:
+                return False
+            self._until[nonce] = expires
+            return True
+
+
+def redeem_terminal_token(
+    core: Pamcore, db: Session, token: str, protocol: str, secret: str, spent: SpentTokens
+) -> TerminalPass:
+    """Check the signature, the protocol, the expiry and that the token is unused; raises
+    AuthenticationFailed with a sentence for the user's terminal."""
+    again = "open the terminal again from the dashboard"
+    try:
+        data = URLSafeSerializer(secret, salt=SALT).loads(token)
+    except BadSignature:
+        raise AuthenticationFailed(f"the terminal token is not valid; {again}") from None
+    if not isinstance(data, dict) or data.get("p") != protocol:
+        raise AuthenticationFailed(f"the terminal token is not for {protocol}; {again}")
+    now = int(core.now().timestamp())
+    if now > int(data["x"]):
+        raise AuthenticationFailed(f"the terminal token expired; {again}")
+    if not spent.spend(str(data["n"]), int(data["x"]), now):
+        raise AuthenticationFailed(f"the terminal token was already used; {again}")
+    resource = db.get(Resource, int(data["r"]))
+    if resource is None:
+        raise NotFound("the resource of this terminal no longer exists")
+    return TerminalPass(int(data["u"]), int(data["s"]), resource.id, resource.name)
