@@ -44,5 +44,5 @@ def test_handshake_hint_names_the_setting_when_not_opted_in() -> None:
     plain = Resource(name="sw02", settings={})
     hint = hooks.ssh_handshake_hint(plain, "no matching key exchange method found")
     assert hint is not None
-    assert "cisco_legacy.legacy_algorithms = cisco-legacy on sw02" in hint
+    assert "pamcore resources set-setting sw02 cisco_legacy.legacy_algorithms cisco-legacy" in hint
     assert hooks.ssh_handshake_hint(plain, "connection reset") is None
