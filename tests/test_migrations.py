@@ -92,3 +92,18 @@ def test_an_old_schema_is_refused_with_what_to_do(empty_db_url: str) -> None:
         require_current(engine)  # current: no error
     finally:
         engine.dispose()
+
+
+def test_downgrade_to_base_leaves_no_table_and_upgrades_again(empty_db_url: str) -> None:
+    from alembic import command
+
+    schema.upgrade_database(empty_db_url)
+    command.downgrade(schema.alembic_config(empty_db_url), "base")
+    engine = create_db_engine(empty_db_url)
+    try:
+        left = set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+    assert left == set()
+    schema.upgrade_database(empty_db_url)
+    assert schema.current_revision(empty_db_url) == schema.head_revision()

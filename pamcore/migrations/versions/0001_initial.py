@@ -581,36 +581,16 @@ def upgrade() -> None:
     )
 
 
+#: Every table, dependents before what they reference (dropping a table drops its indexes).
+TABLES_TO_DROP = (
+    "session_resources", "recordings", "approvals", "policy_users", "policy_resources",
+    "policy_groups", "policy_activities", "approval_tier_users", "approval_tier_groups",
+    "activity_sessions", "activity_actions", "approval_tiers", "activities", "access_policies",
+    "user_groups", "resource_protocols", "credentials", "connection_profiles", "users",
+    "secrets", "resources", "groups", "audit_head", "audit_events",
+)  # fmt: skip
+
+
 def downgrade() -> None:
-    op.drop_table("session_resources")
-    op.drop_index(op.f("ix_recordings_session_id"), table_name="recordings")
-    op.drop_table("recordings")
-    op.drop_index(op.f("ix_approvals_session_id"), table_name="approvals")
-    op.drop_table("approvals")
-    op.drop_table("policy_users")
-    op.drop_table("policy_resources")
-    op.drop_table("policy_groups")
-    op.drop_table("policy_activities")
-    op.drop_table("approval_tier_users")
-    op.drop_table("approval_tier_groups")
-    op.drop_index("ix_activity_sessions_status_start", table_name="activity_sessions")
-    op.drop_index("ix_activity_sessions_status_end", table_name="activity_sessions")
-    op.drop_index("ix_activity_sessions_requester_status", table_name="activity_sessions")
-    op.drop_table("activity_sessions")
-    op.drop_table("activity_actions")
-    op.drop_table("approval_tiers")
-    op.drop_table("activities")
-    op.drop_table("access_policies")
-    op.drop_table("user_groups")
-    op.drop_table("resource_protocols")
-    op.drop_table("credentials")
-    op.drop_table("connection_profiles")
-    op.drop_table("users")
-    op.drop_table("secrets")
-    op.drop_table("resources")
-    op.drop_table("groups")
-    op.drop_table("audit_head")
-    op.drop_index(op.f("ix_audit_events_session_id"), table_name="audit_events")
-    op.drop_index(op.f("ix_audit_events_at"), table_name="audit_events")
-    op.drop_index(op.f("ix_audit_events_action"), table_name="audit_events")
-    op.drop_table("audit_events")
+    for table in TABLES_TO_DROP:
+        op.drop_table(table)
