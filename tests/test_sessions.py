@@ -283,3 +283,17 @@ def test_direct_connect_reuses_or_creates(core: Pamcore, world: World) -> None:
         again = find_or_request(core, db, fresh(db, world.alice), "Linux Admin", "web01").id
     assert first == again
     assert status(core, first) == Status.WAITING_FOR_APPROVAL
+
+
+def test_parse_start_reads_what_people_and_scripts_type() -> None:
+    from pamcore.services.sessions import parse_start
+
+    assert parse_start(None) is None and parse_start(" Now ") is None
+    assert parse_start("2026-12-01T14:00Z") == dt.datetime(2026, 12, 1, 14, 0, tzinfo=dt.UTC)
+    for value, reason in [
+        ("tomorrow", "is not a date and time"),
+        (5, "is expected"),
+        ("2026-12-01T14:00", "give a time zone"),
+    ]:
+        with pytest.raises(ValidationError, match=reason):
+            parse_start(value)

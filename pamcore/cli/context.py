@@ -55,3 +55,12 @@ def with_json(f: F) -> F:
         return ctx.invoke(f, *args, **kwargs)
 
     return update_wrapper(wrapper, f)  # type: ignore[return-value]
+
+
+#: For ``run``, ``proxy`` and ``web``: stop after a while (smoke tests); default until a signal.
+stop_after_option = click.option(
+    "--stop-after",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Stop after this many seconds (for smoke tests); default: until Ctrl+C or SIGTERM.",
+)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from pamcore.cli.context import CliContext, pass_cli, with_json
+from pamcore.cli.context import CliContext, pass_cli, stop_after_option, with_json
 from pamcore.cli.output import emit_message, emit_record
 from pamcore.config import CONFIG_FILE, Config, default_config_text, load_config
 from pamcore.errors import ConfigurationError, PamError
@@ -150,12 +150,7 @@ def worker(cli: CliContext, once: bool, interval: float | None) -> None:
 
 
 @click.command()
-@click.option(
-    "--stop-after",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Stop after this many seconds (for smoke tests); default: until Ctrl+C or SIGTERM.",
-)
+@stop_after_option
 @with_json
 @pass_cli
 def run(cli: CliContext, stop_after: float | None) -> None:

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import click
 
-from pamcore.cli.context import CliContext, pass_cli
+from pamcore.cli.context import CliContext, pass_cli, stop_after_option
 from pamcore.errors import ConfigurationError
 from pamcore.runtime import Started, proxy_services, run_services
 
 
 @click.command()
-@click.option(
-    "--stop-after",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Stop after this many seconds (for smoke tests); default: until Ctrl+C or SIGTERM.",
-)
+@stop_after_option
 @pass_cli
 def proxy(cli: CliContext, stop_after: float | None) -> None:
     """Run the proxy listeners of every installed protocol plugin."""

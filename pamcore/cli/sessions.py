@@ -7,7 +7,6 @@ the user's name. Without ``--as``, commands act as the console (an administrator
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import time
 
@@ -15,7 +14,6 @@ import click
 
 from pamcore.cli.context import CliContext, pass_cli, with_json
 from pamcore.cli.output import emit_message, emit_record, emit_rows, split_names
-from pamcore.errors import ValidationError
 from pamcore.lifecycle import Status
 from pamcore.model import User
 from pamcore.presenters import session_detail, session_row
@@ -33,20 +31,6 @@ def _user(db, name: str) -> User:  # type: ignore[no-untyped-def]
 
 def _actor(db, name: str | None) -> Actor:  # type: ignore[no-untyped-def]
     return _user(db, name) if name else CONSOLE
-
-
-def _parse_start(value: str | None) -> dt.datetime | None:
-    if value is None or value.lower() == "now":
-        return None
-    try:
-        start = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(
-            "start", f"'{value}' is not a date and time; use e.g. 2026-12-01T14:00Z or 'now'"
-        ) from None
-    if start.tzinfo is None:
-        raise ValidationError("start", "give a time zone, e.g. 2026-12-01T14:00Z")
-    return start
 
 
 as_option = click.option("--as", "as_user", metavar="USER", help="Act as this user.")
@@ -92,7 +76,7 @@ def create(
             resources=tuple(split_names(resources)),
             notes=notes,
             ticket=ticket,
-            start=_parse_start(start),
+            start=svc.parse_start(start),
         )
         session = svc.create_session(core, db, _user(db, as_user), request)
         record = session_detail(session, core.now())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from pamcore.cli.context import CliContext, pass_cli
+from pamcore.cli.context import CliContext, pass_cli, stop_after_option
 from pamcore.cli.instance import service_logging
 from pamcore.errors import ConfigurationError
 from pamcore.runtime import Started, run_services
@@ -17,12 +17,7 @@ from pamcore.web.server import WebService
 @click.option(
     "--port", type=click.IntRange(0, 65535), help="Port (default: web_port in pamcore.toml)."
 )
-@click.option(
-    "--stop-after",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Stop after this many seconds (for smoke tests).",
-)
+@stop_after_option
 @pass_cli
 def web(cli: CliContext, bind: str | None, port: int | None, stop_after: float | None) -> None:
     """Serve the web dashboard (cheroot) until Ctrl+C or SIGTERM."""

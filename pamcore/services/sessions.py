@@ -161,6 +161,24 @@ def check_with_plugins(
         raise ValidationError(first.field, "; ".join(p.reason for p in problems))
 
 
+def parse_start(value: object) -> dt.datetime | None:
+    """A start time as people and scripts type it: ``None`` or ``now`` for now, else an
+    ISO 8601 / RFC 3339 date-time with a zone (``2026-12-01T14:00Z``)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "now")):
+        return None
+    example = "use e.g. 2026-12-01T14:00Z or 'now'"
+    if not isinstance(value, str):
+        raise ValidationError("start", f"a date and time is expected; {example}")
+    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    try:
+        start = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError("start", f"'{value}' is not a date and time; {example}") from None
+    if start.tzinfo is None:
+        raise ValidationError("start", "give a time zone, e.g. 2026-12-01T14:00Z")
+    return start
+
+
 def check_start(start: dt.datetime | None, now: dt.datetime) -> dt.datetime:
     """The start in UTC: ``None`` is now; a past or far-future time is refused."""
     if start is None:
@@ -388,5 +406,6 @@ __all__ = [
     "extend_session",
     "find_or_request",
     "list_sessions",
+    "parse_start",
     "show_session",
 ]

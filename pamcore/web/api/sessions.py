@@ -3,7 +3,6 @@ one call to the service the CLI and the dashboard use."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from flask import Response, g, request
@@ -23,23 +22,6 @@ from pamcore.web.context import current_core
 MAX_LIMIT = 1000
 
 
-def _start(value: Any) -> dt.datetime | None:
-    """RFC 3339 ``date-time`` (with a zone), or null/absent for "now"."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError("start", "an RFC 3339 date-time such as 2026-12-01T14:00:00Z")
-    try:
-        start = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ValidationError(
-            "start", f"'{value}' is not a date-time; use e.g. 2026-12-01T14:00:00Z"
-        ) from None
-    if start.tzinfo is None:
-        raise ValidationError("start", "give a time zone, e.g. 2026-12-01T14:00:00Z")
-    return start
-
-
 def _request(body: dict[str, Any]) -> svc.SessionRequest:
     resources = body.get("resources")
     if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
@@ -49,7 +31,7 @@ def _request(body: dict[str, Any]) -> svc.SessionRequest:
         resources=tuple(resources),
         notes=text_field(body, "notes"),
         ticket=text_field(body, "ticket"),
-        start=_start(body.get("start")),
+        start=svc.parse_start(body.get("start")),
     )
 
 
