@@ -297,3 +297,21 @@ def test_parse_start_reads_what_people_and_scripts_type() -> None:
     ]:
         with pytest.raises(ValidationError, match=reason):
             parse_start(value)
+
+
+@pytest.mark.parametrize(
+    ("req", "field"),
+    [
+        (SessionRequest("Check\x00 out root", ("db01",)), "activity"),
+        (SessionRequest("Check out root", ("db\x0001",)), "resources"),
+        (SessionRequest("Check out root", ("db01",), notes="a\x00b"), "notes"),
+        (SessionRequest("Check out root", ("db01",), ticket="CHG\x001"), "ticket"),
+    ],
+)
+def test_nul_characters_are_a_clear_error_on_every_backend(
+    core: Pamcore, world: World, req: SessionRequest, field: str
+) -> None:
+    """PostgreSQL refuses NUL in text; people never type it: refuse it by name, never a 500."""
+    with pytest.raises(ValidationError) as err:
+        create(core, world.alice, req)
+    assert err.value.field == field

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from pamcore.clock import format_utc
 from pamcore.core import Pamcore
 from pamcore.directconnect import login_name
-from pamcore.errors import PolicyDenied, ValidationError
+from pamcore.errors import NotFound, PolicyDenied, ValidationError
 from pamcore.lifecycle import CONNECTABLE, OPEN, Status
 from pamcore.model import (
     AccessPolicy,
@@ -127,6 +127,19 @@ def finished_reason(session: ActivitySession) -> str:
     if status == Status.DENIED:
         return f"session #{session.id} was denied"
     return f"session #{session.id} {status.label.lower()}{at}"
+
+
+def own_connectable_session(db: Session, user: User, session_id: int) -> ActivitySession:
+    """``user``'s own session, if it can be connected to now; to anyone else it does not
+    exist, and a session that cannot be used yet (or any more) says why."""
+    session = get_session(db, session_id)
+    if user.id != session.requester_id:
+        raise NotFound(f"no activity session #{session_id}")
+    status = Status(session.status)
+    if status not in CONNECTABLE:
+        why = waiting_reason(session) if status in OPEN else finished_reason(session)
+        raise PolicyDenied(f"you can connect once the session is Available; {why}")
+    return session
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,15 @@ from pamcore.model import (
     LoginMode,
 )
 from pamcore.services.actions import check_action_types, check_login_template
-from pamcore.services.common import Actor, by_name, renumber, require_admin, sessions_using
-from pamcore.services.directory import check_text, unique_name
+from pamcore.services.common import (
+    Actor,
+    by_name,
+    check_text,
+    renumber,
+    require_admin,
+    sessions_using,
+)
+from pamcore.services.directory import unique_name
 from pamcore.services.inventory import get_credential
 
 MAX_ACTIONS_PER_PHASE = 20

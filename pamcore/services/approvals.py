@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
-from pamcore.errors import PolicyDenied, ValidationError
+from pamcore.errors import PolicyDenied
 from pamcore.lifecycle import Status, transition
 from pamcore.model import ActivitySession, Approval, ApprovalTier, Decision, User
-from pamcore.services.common import get_session
+from pamcore.services.common import check_text, get_session
 
 MAX_COMMENT = 2000
 
@@ -86,9 +86,7 @@ def _decide(
     comment: str,
 ) -> ActivitySession:
     session = get_session(db, session_id)
-    comment = comment.strip()
-    if len(comment) > MAX_COMMENT:
-        raise ValidationError("comment", f"at most {MAX_COMMENT} characters")
+    comment = check_text("comment", comment, MAX_COMMENT)
     if Status(session.status) != Status.WAITING_FOR_APPROVAL:
         raise PolicyDenied(
             f"session #{session.id} is not waiting for approval "

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pamcore.errors import NotFound, PolicyDenied
+from pamcore.errors import NotFound, PolicyDenied, ValidationError
 from pamcore.model import (
     AccessPolicy,
     Activity,
@@ -91,9 +91,22 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", name.strip()).casefold()
 
 
+def check_text(field: str, value: str, max_len: int) -> str:
+    """Free text (notes, comments, descriptions), trimmed and bounded. NUL is refused: no
+    person types it, and PostgreSQL cannot store it (found by the API's schemathesis run)."""
+    value = value.strip()
+    if "\x00" in value:
+        raise ValidationError(field, "must not contain NUL characters")
+    if len(value) > max_len:
+        raise ValidationError(field, f"at most {max_len} characters")
+    return value
+
+
 def by_name(db: Session, model: type[M], name: str) -> M:
     """Look a named object up: exact (case-insensitive) first, then with ``-``/``_`` as spaces."""
     column = getattr(model, _NAME_COLUMN.get(model, "name"))
+    if "\x00" in name:  # no name holds one, and PostgreSQL refuses it in a query
+        raise NotFound(f"no {_KIND[model]} named {name.replace(chr(0), '')!r}")
     found = db.scalar(select(model).where(func.lower(column) == name.strip().lower()))
     if found is not None:
         return found

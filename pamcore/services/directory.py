@@ -26,7 +26,7 @@ from pamcore.model import (
     UserKey,
 )
 from pamcore.passwords import hash_password
-from pamcore.services.common import Actor, by_name, normalize_name, require_admin
+from pamcore.services.common import Actor, by_name, check_text, normalize_name, require_admin
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_NAME = 128
@@ -406,14 +406,6 @@ def authenticate_key(core: Pamcore, db: Session, username: str, fingerprint: str
 
 
 # -- small input checks ---------------------------------------------------------------------
-
-
-def check_text(field: str, value: str, max_len: int) -> str:
-    """Free text (descriptions, display names), trimmed and bounded."""
-    value = value.strip()
-    if len(value) > max_len:
-        raise ValidationError(field, f"at most {max_len} characters")
-    return value
 
 
 def _email(email: str) -> str:

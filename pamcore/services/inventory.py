@@ -23,8 +23,8 @@ from pamcore.model import (
 )
 from pamcore.model.sessions import session_resources
 from pamcore.registry import ResourceSetting
-from pamcore.services.common import Actor, by_name, require_admin
-from pamcore.services.directory import check_text, unique_name
+from pamcore.services.common import Actor, by_name, check_text, require_admin
+from pamcore.services.directory import unique_name
 
 #: IANA service-name registry ports of the protocols resources usually speak.
 WELL_KNOWN_PORTS = {"ssh": 22, "telnet": 23, "rdp": 3389, "vnc": 5900}

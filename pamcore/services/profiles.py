@@ -24,8 +24,15 @@ from pamcore.model import (
     Group,
     User,
 )
-from pamcore.services.common import Actor, by_name, renumber, require_admin, sessions_using
-from pamcore.services.directory import check_text, unique_name
+from pamcore.services.common import (
+    Actor,
+    by_name,
+    check_text,
+    renumber,
+    require_admin,
+    sessions_using,
+)
+from pamcore.services.directory import unique_name
 
 MAX_TIERS = 3
 

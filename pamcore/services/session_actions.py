@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
-from pamcore.errors import NotFound, PolicyDenied
+from pamcore.errors import NotFound
 from pamcore.lifecycle import CONNECTABLE, OPEN, Status
 from pamcore.model import ActivitySession, User
 from pamcore.registry import LaunchInfo
-from pamcore.services.access import finished_reason, waiting_reason
-from pamcore.services.common import get_session, is_admin
+from pamcore.services.access import own_connectable_session
+from pamcore.services.common import is_admin
 from pamcore.services.sessions import list_sessions
 
 #: States that can still be canceled (before the session starts, or while it runs).
@@ -82,13 +82,7 @@ class Launch:
 def connection_launches(core: Pamcore, db: Session, viewer: User, session_id: int) -> list[Launch]:
     """The requester's ways in (native command, URI, file) for each resource and protocol
     of a connectable session, from the protocol plugins."""
-    session = get_session(db, session_id)
-    if viewer.id != session.requester_id:
-        raise NotFound(f"no activity session #{session_id}")
-    status = Status(session.status)
-    if status not in CONNECTABLE:
-        why = waiting_reason(session) if status in OPEN else finished_reason(session)
-        raise PolicyDenied(f"you can connect once the session is Available; {why}")
+    session = own_connectable_session(db, viewer, session_id)
     handlers = core.hooks.protocols()
     launches = []
     for resource in session.resources:

@@ -28,6 +28,7 @@ from pamcore.services.common import (
     M,
     SystemActor,
     by_name,
+    check_text,
     get_session,
     is_admin,
     worker_name,
@@ -36,6 +37,7 @@ from pamcore.services.ending import begin_ending
 
 MAX_NOTES = 4000
 MAX_TICKET = 64
+MAX_REASON = 400
 MAX_RESOURCES = 50
 #: How far in the past a "scheduled" start may be before it is called a mistake.
 START_TOLERANCE = dt.timedelta(minutes=1)
@@ -132,15 +134,11 @@ def create_session(
 def check_notes(profile: ConnectionProfile, notes: str, ticket: str) -> tuple[str, str]:
     """Trimmed notes and ticket, present where ``profile`` requires them (the wizard checks
     its Notes step with this too)."""
-    notes, ticket = notes.strip(), ticket.strip()
+    notes, ticket = check_text("notes", notes, MAX_NOTES), check_text("ticket", ticket, MAX_TICKET)
     if profile.notes_required and not notes:
         raise ValidationError("notes", f"required by connection profile '{profile.name}'")
-    if len(notes) > MAX_NOTES:
-        raise ValidationError("notes", f"at most {MAX_NOTES} characters")
     if profile.ticket_required and not ticket:
         raise ValidationError("ticket", f"a ticket number is required by '{profile.name}'")
-    if len(ticket) > MAX_TICKET:
-        raise ValidationError("ticket", f"at most {MAX_TICKET} characters")
     return notes, ticket
 
 
@@ -229,6 +227,7 @@ def cancel_session(
     if not _may_manage(actor, session):
         raise PolicyDenied("only the requester or an administrator may cancel this session")
     status = Status(session.status)
+    reason = check_text("reason", reason, MAX_REASON)
     why = f"canceled by {actor.username}" + (f": {reason}" if reason else "")
     if status in CONNECTABLE:
         begin_ending(core, db, session, Status.CANCELED, why, actor.username, worker_name())

@@ -19,10 +19,8 @@ from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, NotFound, PolicyDenied
-from pamcore.lifecycle import CONNECTABLE, OPEN, Status
 from pamcore.model import Resource, User
-from pamcore.services.access import finished_reason, waiting_reason
-from pamcore.services.common import get_session
+from pamcore.services.access import own_connectable_session
 
 #: How long a token may wait between the dashboard and the WebSocket's first message.
 TOKEN_SECONDS = 60
@@ -52,13 +50,7 @@ def terminal_resource(
 ) -> Resource:
     """The resource of ``user``'s own Available session a terminal may open over
     ``protocol``; raises NotFound or PolicyDenied (one sentence)."""
-    session = get_session(db, session_id)
-    if user.id != session.requester_id:
-        raise NotFound(f"no activity session #{session_id}")
-    status = Status(session.status)
-    if status not in CONNECTABLE:
-        why = waiting_reason(session) if status in OPEN else finished_reason(session)
-        raise PolicyDenied(f"you can connect once the session is Available; {why}")
+    session = own_connectable_session(db, user, session_id)
     if session.ends_at is not None and session.ends_at <= core.now():
         raise PolicyDenied(f"session #{session_id} has reached its end time")
     for resource in session.resources:
