@@ -280,6 +280,8 @@ def test_the_terminal_page_in_headless_chromium_shows_a_prompt(
         driver.find_element(By.ID, "username").send_keys("alice")
         driver.find_element(By.ID, "password").send_keys(PASSWORD)
         driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        # Navigate on only once the sign-in has landed, or the terminal page sends us back.
+        WebDriverWait(driver, 15).until(lambda d: "/login" not in d.current_url)
         driver.get(f"{base}/ssh/terminal/{world.session_id}/web01")
 
         def shows(text: str) -> bool:  # the page's scripts are deferred: look each time

@@ -131,6 +131,7 @@ def test_browser_tour(
 
     # The wizard, step by step.
     alice.find_element(By.LINK_TEXT, "+ Create Session").click()
+    WebDriverWait(alice, 10).until(ec.presence_of_element_located((By.ID, "activity-filter")))
     alice.find_element(By.ID, "activity-filter").send_keys("linux")
     Select(alice.find_element(By.ID, "activity")).select_by_value("Linux Admin")
     shots(alice, "wizard-activity")
@@ -157,9 +158,12 @@ def test_browser_tour(
     carol = browser("carol")
     sign_in(carol, server, "carol")
     carol.find_element(By.LINK_TEXT, "Approvals").click()
+    WebDriverWait(carol, 10).until(ec.presence_of_element_located((By.ID, "comment-1")))
     carol.find_element(By.ID, "comment-1").send_keys("go ahead")
     shots(carol, "approver-queue")
     carol.find_element(By.ID, "approve-1").click()
+    # The click starts a navigation: wait for the next page's message, not the old page.
+    WebDriverWait(carol, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".flash")))
     assert "approved" in carol.find_element(By.CSS_SELECTOR, ".flash").text
     scheduler.tick(core)
 
@@ -187,6 +191,7 @@ def test_browser_tour(
     assert "left after" in extend.text
     shots(alice, "extend-offered")
     extend.click()
+    WebDriverWait(alice, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".flash")))
     assert "extended until" in alice.find_element(By.CSS_SELECTOR, ".flash").text
     shots(alice, "extended")
 
@@ -202,5 +207,7 @@ def test_browser_tour(
     alice.switch_to.alert.accept()
     WebDriverWait(alice, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".flash")))
     alice.find_element(By.LINK_TEXT, "History").click()
+    WebDriverWait(alice, 10).until(lambda d: "/history" in d.current_url)
+    WebDriverWait(alice, 10).until(ec.presence_of_element_located((By.ID, "session-1")))
     assert row_status(alice, 1) == "ended" and row_status(alice, other) == "canceled"
     shots(alice, "history")
