@@ -31,6 +31,7 @@ from pamcore.registry import (
     ProtocolHandler,
     RequestProblem,
     ResourceSetting,
+    TerminalAssistant,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     import flask
     from sqlalchemy.orm import Session
 
+    from pamcore.config import Config
     from pamcore.core import Pamcore
     from pamcore.model import (
         ActivitySession,
@@ -350,10 +352,10 @@ class Hooks:
         windows = [a.seconds for a in answers if a.seconds]
         return PasswordDisplayDecision(True, seconds=min(windows) if windows else 20)
 
-    def ssh_algorithms(self, resource: Resource) -> dict[str, list[str]]:
+    def ssh_algorithms(self, resource: Resource, config: Config) -> dict[str, list[str]]:
         merged: dict[str, list[str]] = {}
         # pluggy returns results in call order; appending keeps the first plugin's preferred.
-        for answer in self._host.pm.hook.pamcore_ssh_algorithms(resource=resource):
+        for answer in self._host.pm.hook.pamcore_ssh_algorithms(resource=resource, config=config):
             for kind, names in answer.items():
                 if kind not in SSH_ALGORITHM_KINDS:
                     raise ConfigurationError(
@@ -364,8 +366,17 @@ class Hooks:
                 bucket.extend(n for n in names if n not in bucket)
         return merged
 
-    def ssh_handshake_hint(self, resource: Resource, error: str) -> str | None:
-        return self._host.pm.hook.pamcore_ssh_handshake_hint(resource=resource, error=error)
+    def ssh_handshake_hint(self, resource: Resource, error: str, config: Config) -> str | None:
+        return self._host.pm.hook.pamcore_ssh_handshake_hint(
+            resource=resource, error=error, config=config
+        )
+
+    def ssh_terminal_assistants(
+        self, core: Pamcore, db: Session, session: ActivitySession, resource: Resource
+    ) -> list[Callable[[], TerminalAssistant]]:
+        return self._host.pm.hook.pamcore_ssh_terminal_assistant(
+            core=core, db=db, session=session, resource=resource
+        )
 
     def authenticate(
         self, core: Pamcore, db: Session, username: str, password: str, factors: dict[str, Any]

@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, select
 
 from pamcore import hookimpl
 from pamcore.clock import FrozenClock
+from pamcore.config import Config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError
 from pamcore.model import ActivitySession, Base, Resource, User
@@ -292,6 +293,10 @@ def answering(hook: str, answer: Any) -> object:
     return type("Answer", (), {hook: hookimpl(impl)})()
 
 
+#: The instance configuration the SSH hooks receive (no plugin settings).
+CONFIG = Config(Path("instance"), "sqlite://", Path("master.key"))
+
+
 def host_with(hook: str, *answers: Any) -> PluginHost:
     host = bare_host()
     for n, answer in enumerate(answers):
@@ -347,7 +352,7 @@ def test_ssh_algorithms_merge_keeps_order_and_drops_duplicates() -> None:
         {"kex": ["k2", "k3"], "mac": ["m1"]},
     )
     # pluggy calls the last registered first; each list keeps the first plugin's preference.
-    assert host.hooks.ssh_algorithms(Resource(name="sw01")) == {
+    assert host.hooks.ssh_algorithms(Resource(name="sw01"), CONFIG) == {
         "kex": ["k2", "k3", "k1"],
         "mac": ["m1"],
     }
@@ -356,7 +361,7 @@ def test_ssh_algorithms_merge_keeps_order_and_drops_duplicates() -> None:
 def test_unknown_ssh_algorithm_kind_is_a_configuration_error() -> None:
     host = host_with("pamcore_ssh_algorithms", {"ciphers": ["aes128-cbc"]})
     with pytest.raises(ConfigurationError, match="unknown SSH algorithm kind 'ciphers'"):
-        host.hooks.ssh_algorithms(Resource(name="sw01"))
+        host.hooks.ssh_algorithms(Resource(name="sw01"), CONFIG)
 
 
 def test_ssh_handshake_hint_stops_at_first_answer() -> None:
@@ -376,8 +381,15 @@ def test_ssh_handshake_hint_stops_at_first_answer() -> None:
     host.register(hinting("second", "second hint"), name="second")
     host.register(hinting("silent", None), name="silent")
     # Registered last, called first: "silent" passes, "second" answers, "first" is not asked.
-    assert host.hooks.ssh_handshake_hint(Resource(name="sw01"), "kex failed") == "second hint"
+    hint = host.hooks.ssh_handshake_hint(Resource(name="sw01"), "kex failed", CONFIG)
+    assert hint == "second hint"
     assert called == ["silent", "second"]
+
+
+def test_ssh_terminal_assistants_are_collected() -> None:
+    host = host_with("pamcore_ssh_terminal_assistant", None, list, dict)
+    factories = host.hooks.ssh_terminal_assistants(object(), object(), object(), object())  # type: ignore[arg-type]
+    assert sorted(f.__name__ for f in factories) == ["dict", "list"]
 
 
 def test_authenticate_is_tri_state_first_answer_wins() -> None:

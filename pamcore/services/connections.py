@@ -12,8 +12,25 @@ from sqlalchemy.orm import Session
 from pamcore.core import Pamcore
 from pamcore.errors import NotFound, PolicyDenied
 from pamcore.lifecycle import CONNECTABLE, Status, transition
-from pamcore.model import ActivitySession, LiveConnection, Resource, User
+from pamcore.model import ActivitySession, AuditEvent, LiveConnection, Resource, User
 from pamcore.services.common import Actor, require_admin, worker_name
+
+#: Audited when a proxy connection negotiated an algorithm that only a plugin enabled for the
+#: resource (legacy SSH algorithms): the event holds what was negotiated, and the dashboard
+#: badges the session from it.
+LEGACY_ALGORITHMS = "connection.legacy_algorithms"
+
+
+def legacy_algorithms(db: Session, session_ids: list[int]) -> dict[int, dict[str, str]]:
+    """Session id -> the algorithms its latest legacy connection negotiated."""
+    if not session_ids:
+        return {}
+    events = db.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.action == LEGACY_ALGORITHMS, AuditEvent.session_id.in_(session_ids))
+        .order_by(AuditEvent.id)
+    )
+    return {e.session_id: dict(e.details) for e in events if e.session_id is not None}
 
 
 def _locked(db: Session, session_id: int) -> ActivitySession:

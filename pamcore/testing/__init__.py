@@ -12,11 +12,15 @@ installed plugins, in strict mode).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -33,6 +37,8 @@ PG_ENV = "PAMCORE_TEST_PG_URL"
 REQUIRE_PG_ENV = "PAMCORE_REQUIRE_PG"
 #: A fixed instant, so tests read like the story they tell ("10:00 UTC").
 T0 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC)
+
+T = TypeVar("T")
 
 #: Per test process, so parallel runs on one server never drop each other's template.
 _TEMPLATE = f"pamcore_test_template_{os.getpid()}"
@@ -160,3 +166,20 @@ def core(
     core = make_core(instance, db_url, clock, plugin_host)
     yield core
     core.dispose()
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread, so blocking clients (ssh, pexpect) can run."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Awaitable[T], timeout: float = 30) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        return future.result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)

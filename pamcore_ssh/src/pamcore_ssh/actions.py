@@ -26,8 +26,17 @@ from pamcore.errors import ActionFailed, NotFound
 from pamcore.model import Credential, Resource
 from pamcore.passwords import generate_password
 from pamcore.registry import ActionContext, ActionType
+from pamcore.services.connections import LEGACY_ALGORITHMS
 from pamcore.services.inventory import get_credential, host_key_refusal, pin_host_key
-from pamcore_ssh.target import HostKeySeen, TargetError, TargetSpec, close_target, connect_target
+from pamcore_ssh.target import (
+    HostKeySeen,
+    TargetError,
+    TargetSpec,
+    close_target,
+    connect_target,
+    legacy_in_use,
+    negotiated,
+)
 
 ACTOR = "system:actions"
 SERVICE_PARAM = "service_credential"
@@ -48,7 +57,8 @@ class Remote:
     """An authenticated SSH connection to one resource, running commands as root."""
 
     def __init__(self, conn: asyncssh.SSHClientConnection, as_root: bool, where: str) -> None:
-        self._conn = conn
+        #: The connection itself, for devices driven through an interactive shell (IOS).
+        self.conn = conn
         self._sudo = not as_root
         self.where = where
 
@@ -60,9 +70,7 @@ class Remote:
         if self._sudo:
             command = f"sudo -n sh -c {shlex.quote(command)}"
         try:
-            result = await self._conn.run(
-                command, input=stdin, check=False, timeout=COMMAND_TIMEOUT
-            )
+            result = await self.conn.run(command, input=stdin, check=False, timeout=COMMAND_TIMEOUT)
         except asyncssh.TimeoutError:
             raise ActionFailed(
                 f"{what} on {self.where} took longer than {COMMAND_TIMEOUT:.0f} s"
@@ -133,7 +141,7 @@ def _service_spec(ctx: ActionContext) -> TargetSpec:
         password=password,
         private_key=key,
         pinned_key=resource.host_key,
-        algorithms=ctx.core.hooks.ssh_algorithms(resource),
+        algorithms=ctx.core.hooks.ssh_algorithms(resource, ctx.core.config),
     )
 
 
@@ -145,7 +153,7 @@ async def _connected(ctx: ActionContext, spec: TargetSpec, work: Work) -> None:
         return host_key_refusal(resource, line, fingerprint)
 
     async def hint(reason: str) -> str | None:
-        return ctx.core.hooks.ssh_handshake_hint(resource, reason)
+        return ctx.core.hooks.ssh_handshake_hint(resource, reason, ctx.core.config)
 
     try:
         conn = await connect_target(spec, judge, seen, hint)
@@ -154,6 +162,10 @@ async def _connected(ctx: ActionContext, spec: TargetSpec, work: Work) -> None:
             ctx.audit("ssh.host_key_refused", offered=seen.fingerprint)
         raise ActionFailed(str(exc)) from None
     try:
+        used = negotiated(conn, seen)
+        legacy = legacy_in_use(spec, used)
+        if legacy:
+            ctx.audit(LEGACY_ALGORITHMS, legacy=",".join(legacy), **used)
         if not (resource.host_key or "").strip() and resource.trust_on_first_use:
             with ctx.core.unit() as db:
                 pin_host_key(ctx.core, db, resource.id, seen.line, ACTOR)
@@ -246,10 +258,16 @@ def _remove_account(ctx: ActionContext) -> None:
 
 # -- password rotation -------------------------------------------------------------------
 
+#: (remote, account, secret) -> the target now takes ``secret`` for ``account``.
+SetSecret = Callable[["Remote", str, str], Awaitable[None]]
 
-def _rotate_password(ctx: ActionContext) -> None:
-    """Set a new random password on the target, then store it; the vault keeps the old one
-    until the target accepted the new one, and a failed store puts the old one back."""
+
+def rotate_credential(
+    ctx: ActionContext, set_secret: SetSecret, checked_name: Callable[[str], str], kind: str
+) -> None:
+    """Set a new random secret on the target with ``set_secret``, then store it; the vault
+    keeps the old one until the target accepted the new one, and a failed store puts the
+    old one back. ``kind`` prefixes the audit action (``linux``, ``cisco``)."""
     if ctx.params.get("credential"):
         credential = _credential(ctx, "credential")
     elif ctx.session.login_credential is not None:
@@ -259,9 +277,9 @@ def _rotate_password(ctx: ActionContext) -> None:
     if not credential.managed:
         raise ActionFailed(f"credential '{credential.name}' is not managed by pamcore")
     if credential.resource_id != ctx.resource.id:
-        ctx.audit("linux.rotation_skipped", credential=credential.name, reason="other resource")
+        ctx.audit(f"{kind}.rotation_skipped", credential=credential.name, reason="other resource")
         return
-    user = _checked_name(credential.username, "account")
+    user = checked_name(credential.username)
     with ctx.core.reader() as db:
         row = db.get(Credential, credential.id)
         assert row is not None
@@ -287,18 +305,26 @@ def _rotate_password(ctx: ActionContext) -> None:
             )
 
     async def work(remote: Remote) -> None:
-        await remote.run("chpasswd", "setting the new password", stdin=f"{user}:{new}\n")
+        await set_secret(remote, user, new)
         try:
             store()
         except Exception as exc:
             if old is not None:
-                await remote.run("chpasswd", "restoring the password", stdin=f"{user}:{old}\n")
+                await set_secret(remote, user, old)
             raise ActionFailed(
-                f"the new password for {user} could not be stored ({type(exc).__name__}); "
+                f"the new secret for {user} could not be stored ({type(exc).__name__}); "
                 f"{remote.where} keeps the old one"
             ) from exc
 
     _over_ssh(ctx, work)
+
+
+async def _chpasswd(remote: Remote, user: str, password: str) -> None:
+    await remote.run("chpasswd", "setting the password", stdin=f"{user}:{password}\n")
+
+
+def _rotate_password(ctx: ActionContext) -> None:
+    rotate_credential(ctx, _chpasswd, lambda name: _checked_name(name, "account"), "linux")
 
 
 # -- sudoers rules -----------------------------------------------------------------------

@@ -5,15 +5,22 @@ services, run by the proxy in worker threads (``asyncio.to_thread``)."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pamcore.core import Pamcore
 from pamcore.errors import PolicyDenied
 from pamcore.lifecycle import CONNECTABLE, OPEN, Status
 from pamcore.model import Activity, ActivitySession, Resource, User
+from pamcore.registry import TerminalAssistant
 from pamcore.services.access import authorize_connection, finished_reason, waiting_reason
 from pamcore.services.common import by_name, get_session
-from pamcore.services.connections import connectable_choices, connection_closed, connection_opened
+from pamcore.services.connections import (
+    LEGACY_ALGORITHMS,
+    connectable_choices,
+    connection_closed,
+    connection_opened,
+)
 from pamcore.services.directory import authenticate, authenticate_key
 from pamcore.services.inventory import host_key_refusal, pin_host_key
 from pamcore.services.recordings import recorded_bytes
@@ -41,6 +48,9 @@ class Ticket:
     target: TargetSpec
     #: A detached copy of the resource's pin and first-use flag, for the host-key rule.
     key_policy: Resource
+    #: Plugins' helpers for each terminal channel (``pamcore_ssh_terminal_assistant``);
+    #: they may hold a vaulted secret, so they stay out of ``repr``.
+    assistants: tuple[Callable[[], TerminalAssistant], ...] = field(default=(), repr=False)
 
     def host_key_refusal(self, line: str, offered: str) -> str | None:
         return host_key_refusal(self.key_policy, line, offered)
@@ -157,13 +167,14 @@ def admit(
                 password=grant.password,
                 private_key=grant.private_key,
                 pinned_key=target.host_key,
-                algorithms=core.hooks.ssh_algorithms(target),
+                algorithms=core.hooks.ssh_algorithms(target, core.config),
             ),
             key_policy=Resource(
                 name=target.name,
                 host_key=target.host_key,
                 trust_on_first_use=target.trust_on_first_use,
             ),
+            assistants=tuple(core.hooks.ssh_terminal_assistants(core, db, session, target)),
         )
 
 
@@ -201,4 +212,23 @@ def host_key_outcome(
 def handshake_hint(core: Pamcore, resource_id: int, error: str) -> str | None:
     with core.reader() as db:
         resource = db.get(Resource, resource_id)
-        return core.hooks.ssh_handshake_hint(resource, error) if resource else None
+        return core.hooks.ssh_handshake_hint(resource, error, core.config) if resource else None
+
+
+def legacy_algorithms_used(
+    core: Pamcore, ticket: Ticket, used: dict[str, str], legacy: list[str]
+) -> None:
+    """Audit a connection that negotiated algorithms only a plugin enabled (the
+    dashboard's badge reads this event)."""
+    with core.unit() as db:
+        core.audit(
+            db,
+            ticket.username,
+            LEGACY_ALGORITHMS,
+            target=ticket.resource_name,
+            session_id=ticket.session_id,
+            protocol=PROTOCOL,
+            connection=ticket.connection_id,
+            legacy=",".join(legacy),
+            **used,
+        )

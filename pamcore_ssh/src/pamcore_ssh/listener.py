@@ -33,7 +33,14 @@ from pamcore_ssh.relay import Client, Link
 from pamcore_ssh.server import ProxyServer
 from pamcore_ssh.session_end import EndWatch
 from pamcore_ssh.session_recording import SessionRecordings, recording_cap
-from pamcore_ssh.target import HostKeySeen, TargetError, close_target, connect_target
+from pamcore_ssh.target import (
+    HostKeySeen,
+    TargetError,
+    close_target,
+    connect_target,
+    legacy_in_use,
+    negotiated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +220,12 @@ class ProxyListener:
             await asyncio.to_thread(
                 admission.host_key_outcome, self.core, ticket, seen.line, seen.fingerprint, None
             )
+            used = negotiated(target, seen)
+            legacy = legacy_in_use(ticket.target, used)
+            if legacy:
+                await asyncio.to_thread(
+                    admission.legacy_algorithms_used, self.core, ticket, used, legacy
+                )
         except BaseException:
             await close_target(target)
             raise

@@ -6,7 +6,9 @@ SSH connection or a browser terminal's WebSocket (:class:`~pamcore_ssh.process.T
 Bytes only (``encoding=None``); reads of 64 KiB and ``drain()`` keep SSH's flow control
 end to end. Notices go to terminal channels only, never into exec or sftp data. When the
 session is recorded, a terminal channel's output, window changes and notices go to its
-recorder too (see :mod:`pamcore_ssh.session_recording`).
+recorder too (see :mod:`pamcore_ssh.session_recording`). Plugins' terminal assistants
+(``pamcore_ssh_terminal_assistant``) watch a terminal channel both ways; what they answer
+goes to the target only, never to the client or the recorder.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Protocol
 
 import asyncssh
 
+from pamcore.registry import TerminalAssistant
 from pamcore_ssh.admission import Ticket
 from pamcore_ssh.process import Output, Terminal
 from pamcore_ssh.recording import Recorder
@@ -106,12 +109,13 @@ class Link:
             process.exit(1)
             return
         recorder = self.recordings.start(process) if pty and self.recordings else None
+        assistants = [make() for make in self.ticket.assistants] if pty else []
         if pty:
             self.terminals[process] = recorder
-        up = asyncio.create_task(self._up(process, remote, pty, recorder))
+        up = asyncio.create_task(self._up(process, remote, pty, recorder, assistants))
         try:
             await asyncio.gather(
-                _down(remote.stdout, process.stdout, recorder),
+                _down(remote.stdout, process.stdout, recorder, _answering(assistants, remote)),
                 _down(remote.stderr, process.stderr, recorder),
             )
             await remote.wait_closed()
@@ -133,6 +137,7 @@ class Link:
         remote: asyncssh.SSHClientProcess[bytes],
         pty: bool,
         recorder: Recorder | None,
+        assistants: list[TerminalAssistant],
     ) -> None:
         """Client to target: data, window changes, breaks, signals, then EOF. Only window
         changes are recorded: keystrokes may be passwords."""
@@ -157,14 +162,38 @@ class Link:
                 return
             if pty:
                 data = await self.watch.filter_input(data)
+            for assistant in assistants:
+                assistant.typed(data)
             if data:
                 remote.stdin.write(data)
                 await remote.stdin.drain()
 
 
-async def _down(source: asyncssh.SSHReader[bytes], sink: Output, recorder: Recorder | None) -> None:
+def _answering(
+    assistants: list[TerminalAssistant], remote: asyncssh.SSHClientProcess[bytes]
+) -> Callable[[bytes], None] | None:
+    """Show the target's output to the assistants; their answers go to the target."""
+    if not assistants:
+        return None
+
+    def shown(data: bytes) -> None:
+        for assistant in assistants:
+            if answer := assistant.shown(data):
+                remote.stdin.write(answer)
+
+    return shown
+
+
+async def _down(
+    source: asyncssh.SSHReader[bytes],
+    sink: Output,
+    recorder: Recorder | None,
+    shown: Callable[[bytes], None] | None = None,
+) -> None:
     while data := await source.read(CHUNK):
         if recorder is not None:
             recorder.output(data)
         sink.write(data)
+        if shown is not None:
+            shown(data)
         await sink.drain()

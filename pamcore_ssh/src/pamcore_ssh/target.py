@@ -55,6 +55,8 @@ class HostKeySeen:
 
     line: str = ""
     fingerprint: str = ""
+    #: The key exchange method chosen (RFC 4253 §7.1), e.g. ``diffie-hellman-group1-sha1``.
+    kex: str = ""
 
 
 #: (offered key line, offered fingerprint) -> a refusal, or ``None`` to trust the key.
@@ -69,12 +71,57 @@ class _VerifyingClient(asyncssh.SSHClient):
         self._seen = seen
         self.refusal: str | None = None
 
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        """Note the key exchange method as it is chosen: asyncssh has no public API for it
+        (engineering notes §1) and forgets it once keys are in use. Relies on asyncssh's
+        ``_choose_alg`` (pinned); without it only ``kex`` stays empty."""
+        choose = getattr(conn, "_choose_alg", None)
+        if choose is None:
+            return
+
+        def noting(kind: str, local: list[bytes], remote: list[bytes]) -> bytes:
+            chosen: bytes = choose(kind, local, remote)
+            if kind == "key exchange":
+                self._seen.kex = chosen.decode("ascii", "replace")
+            return chosen
+
+        conn._choose_alg = noting  # type: ignore[method-assign]
+
     def validate_host_public_key(
         self, host: str, addr: str, port: int, key: asyncssh.SSHKey
     ) -> bool:
         self._seen.line, self._seen.fingerprint = key_line(key), fingerprint(key)
         self.refusal = self._judge(self._seen.line, self._seen.fingerprint)
         return self.refusal is None
+
+
+def negotiated(conn: asyncssh.SSHClientConnection, seen: HostKeySeen) -> dict[str, str]:
+    """The algorithms in use on ``conn``: key exchange, cipher, MAC, host-key type."""
+    key = conn.get_server_host_key()
+    return {
+        "kex": seen.kex,
+        "cipher": str(conn.get_extra_info("send_cipher", "")),
+        "mac": str(conn.get_extra_info("send_mac", "")),
+        "host_key": key.get_algorithm() if key else "",
+    }
+
+
+#: :func:`negotiated` keys -> the hook's algorithm kinds.
+NEGOTIATED_KINDS = {
+    "kex": "kex",
+    "cipher": "encryption",
+    "mac": "mac",
+    "host_key": "server_host_key",
+}
+
+
+def legacy_in_use(spec: TargetSpec, used: dict[str, str]) -> list[str]:
+    """The negotiated names that only a plugin enabled for this resource (``+alg``)."""
+    return [
+        name
+        for key, name in used.items()
+        if name and name in spec.algorithms.get(NEGOTIATED_KINDS[key], [])
+    ]
 
 
 def connect_options(spec: TargetSpec) -> dict[str, object]:
@@ -149,8 +196,9 @@ async def _handshake(where: str, reason: str, hint: Callable[[str], Awaitable[st
     if explained:
         return " ".join(explained.split())
     return (
-        f"no common SSH algorithms with {where} ({reason}); an old device may need the "
-        f"{LEGACY_PLUGIN} plugin enabled for this resource"
+        f"no common SSH algorithms with {where} ({reason}); an old device may need legacy "
+        f"algorithms: an administrator can install the {LEGACY_PLUGIN} plugin and enable it "
+        f"for this resource"
     )
 
 
