@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 from pamcore import hookimpl
 from pamcore.directconnect import login_name
-from pamcore.registry import LaunchInfo, ProtocolHandler
+from pamcore.registry import LaunchInfo, ProtocolHandler, ResourceSetting
 from pamcore_rdp.probe import probe_rdp
+from pamcore_rdp.settings import SETTINGS
 
 if TYPE_CHECKING:
     from pamcore.model import ActivitySession, Resource, User
@@ -68,3 +69,10 @@ def pamcore_register_protocols(register: Callable[[ProtocolHandler], None]) -> N
             connection_test=probe_rdp,
         )
     )
+
+
+@hookimpl
+def pamcore_register_resource_settings(register: Callable[[ResourceSetting], None]) -> None:
+    """``rdp.security``, ``rdp.nla_mechanism``, ``rdp.domain`` (:mod:`pamcore_rdp.settings`)."""
+    for setting in SETTINGS:
+        register(setting)
