@@ -105,6 +105,13 @@ class ByteReader:
         """A constrained whole number written as 16 bits above its lower bound."""
         return self.u16be(field) + minimum
 
+    def per_integer(self, field: str) -> int:
+        """An unconstrained whole number: a length byte, then 1 to 4 big-endian bytes."""
+        size = self.per_length(field)
+        if not 1 <= size <= 4:
+            raise self.error(f"{field} is a {size}-byte PER INTEGER, expected 1 to 4 bytes")
+        return int.from_bytes(self.take(size, field), "big")
+
     # -- BER (X.690, as used by T.125 Connect-Initial / Connect-Response) ---------------
 
     def ber_length(self, field: str) -> int:
