@@ -1,48 +1,197 @@
-"""pamcore-cisco-legacy: the resource setting, and the algorithms/hint it gives the SSH side,
-through the real plugin host with the installed entry points."""
+"""pamcore-cisco-legacy without the network: the settings and their validation against the
+installed asyncssh, what the algorithms hook gives (profile, explicit lists, the proxy-wide
+list), the pinning guard, the warning filter, and the enable assistant."""
 
 from __future__ import annotations
 
-import pytest
-from pamcore_cisco_legacy.plugin import parse_legacy_algorithms
+import warnings
+from pathlib import Path
+from typing import Any
 
+import pytest
+from asyncssh.crypto.dh import DH
+from asyncssh.kex_dh import _group1_g, _group1_p  # the Oakley group 2 of RFC 2409 §6.2
+from cryptography.utils import CryptographyDeprecationWarning
+from pamcore_cisco_legacy.enable import EnableAssistant
+
+from pamcore.config import Config
+from pamcore.errors import ConfigurationError
 from pamcore.model import Resource
 from pamcore.plugins import build_plugin_host
+from pamcore_cisco_legacy import algorithms as algs
+
+PROFILE = {
+    "kex": ["diffie-hellman-group1-sha1", "diffie-hellman-group-exchange-sha1"],
+    "encryption": ["aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"],
+    "mac": ["hmac-sha1-96", "hmac-md5"],
+    "server_host_key": ["ssh-dss"],
+}
+
+
+def config(**table: Any) -> Config:
+    return Config(
+        Path("instance"), "sqlite://", Path("master.key"), plugin_settings={"cisco_legacy": table}
+    )
+
+
+def resource(name: str = "sw01", address: str = "10.20.0.5", **settings: str) -> Resource:
+    return Resource(name=name, address=address, settings={"cisco_legacy": settings})
 
 
 @pytest.mark.parametrize(
     ("typed", "stored"), [("off", "off"), (" Cisco-Legacy ", "cisco-legacy"), ("OFF", "off")]
 )
-def test_setting_parser_accepts_off_and_profiles(typed: str, stored: str) -> None:
-    assert parse_legacy_algorithms(typed) == stored
+def test_profile_setting_accepts_off_and_profiles(typed: str, stored: str) -> None:
+    assert algs.parse_profile(typed) == stored
 
 
 @pytest.mark.parametrize("typed", ["on", "yes", "", "cisco"])
-def test_setting_parser_explains_what_is_accepted(typed: str) -> None:
+def test_profile_setting_explains_what_is_accepted(typed: str) -> None:
     with pytest.raises(ValueError, match=r"must be 'off' or a profile name \(cisco-legacy\)"):
-        parse_legacy_algorithms(typed)
+        algs.parse_profile(typed)
 
 
-def test_setting_registered_through_the_entry_point() -> None:
-    host = build_plugin_host(strict=True)
-    setting = host.hooks.resource_settings()[("cisco_legacy", "legacy_algorithms")]
-    assert setting.default == "off"
-    assert setting.parse("cisco-legacy") == "cisco-legacy"
-    assert "ssh" in host.hooks.protocols()  # its dependency, pamcore-ssh, is there too
+def test_settings_registered_through_the_entry_point_validate_names() -> None:
+    settings = build_plugin_host(strict=True).hooks.resource_settings()
+    assert {key for plugin, key in settings if plugin == "cisco_legacy"} == {
+        "legacy_algorithms",
+        "kex",
+        "ciphers",
+        "macs",
+        "host_keys",
+        "enable_credential",
+    }
+    ciphers = settings[("cisco_legacy", "ciphers")]
+    assert ciphers.parse(" aes128-cbc  3des-cbc,aes128-cbc ") == "aes128-cbc,3des-cbc"
+    assert ciphers.parse("") == ""
+    with pytest.raises(ValueError) as caught:
+        ciphers.parse("aes128-cbc, des-cbc")
+    message = str(caught.value)
+    assert message.startswith(
+        "ciphers: des-cbc is not a encryption algorithm this asyncssh supports"
+    )
+    assert "supported: " in message and "3des-cbc" in message
+    with pytest.raises(ValueError, match="kex: gss-gex-sha1 is not"):
+        settings[("cisco_legacy", "kex")].parse("gss-gex-sha1")  # no Kerberos on the proxy
 
 
-def test_algorithms_only_for_an_opted_in_resource() -> None:
+def test_the_set_setting_service_refuses_an_unknown_name(core: Any) -> None:
+    """What ``pamcore resources set-setting`` and the admin page call."""
+    from pamcore.errors import ValidationError
+    from pamcore.services.common import CONSOLE
+    from pamcore.services.inventory import set_setting
+    from pamcore.testing import builders as b
+
+    with core.unit() as db:
+        b.make_resource(db, "sw01")
+    with core.unit() as db, pytest.raises(ValidationError, match="hmac-sha3 is not a MAC"):
+        set_setting(core, db, CONSOLE, "sw01", "cisco_legacy", "macs", "hmac-sha3")
+
+
+def test_the_profile_adds_exactly_the_promised_algorithms() -> None:
     hooks = build_plugin_host(strict=True).hooks
-    opted = Resource(name="sw01", settings={"cisco_legacy": {"legacy_algorithms": "cisco-legacy"}})
-    plain = Resource(name="sw02", settings={})
-    assert "diffie-hellman-group1-sha1" in hooks.ssh_algorithms(opted)["kex"]
-    assert hooks.ssh_algorithms(plain) == {}
+    chosen = hooks.ssh_algorithms(resource(legacy_algorithms="cisco-legacy"), config())
+    assert chosen == PROFILE
+    assert hooks.ssh_algorithms(resource(), config()) == {}
 
 
-def test_handshake_hint_names_the_setting_when_not_opted_in() -> None:
+def test_every_promised_algorithm_is_supported_and_off_by_default() -> None:
+    """Fails when an asyncssh (or cryptography) release drops one: re-check the pins."""
+    for profile in algs.PROFILES.values():
+        for kind, names in profile.items():
+            missing = set(names) - set(algs.supported(kind))
+            assert not missing, f"asyncssh no longer supports {kind} {missing}"
+            assert not set(names) & set(algs.defaults(kind)), "only legacy names belong here"
+
+
+def test_explicit_lists_alone_or_after_the_profile() -> None:
     hooks = build_plugin_host(strict=True).hooks
-    plain = Resource(name="sw02", settings={})
-    hint = hooks.ssh_handshake_hint(plain, "no matching key exchange method found")
-    assert hint is not None
-    assert "pamcore resources set-setting sw02 cisco_legacy.legacy_algorithms cisco-legacy" in hint
-    assert hooks.ssh_handshake_hint(plain, "connection reset") is None
+    alone = resource(ciphers="3des-cbc", host_keys="ssh-dss")
+    assert hooks.ssh_algorithms(alone, config()) == {
+        "encryption": ["3des-cbc"],
+        "server_host_key": ["ssh-dss"],
+    }
+    both = resource(legacy_algorithms="cisco-legacy", macs="hmac-md5-96,hmac-md5")
+    assert hooks.ssh_algorithms(both, config())["mac"] == [
+        "hmac-sha1-96",
+        "hmac-md5",
+        "hmac-md5-96",
+    ]
+
+
+def test_proxy_wide_list_by_name_or_address_and_a_resource_can_opt_out() -> None:
+    hooks = build_plugin_host(strict=True).hooks
+    wide = config(resources=["core-*", "10.20.*"])
+    assert hooks.ssh_algorithms(resource("core-sw1", "192.0.2.1"), wide) == PROFILE
+    assert hooks.ssh_algorithms(resource("edge", "10.20.3.4"), wide) == PROFILE
+    assert hooks.ssh_algorithms(resource("edge", "192.0.2.1"), wide) == {}
+    opted_out = resource("core-sw2", "192.0.2.2", legacy_algorithms="off")
+    assert hooks.ssh_algorithms(opted_out, wide) == {}
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"resources": "sw*"}, r"resources must be a list of resource names or address patterns"),
+        ({"resources": ["sw*"], "profile": "ios-xe"}, r"profile 'ios-xe' is unknown"),
+    ],
+)
+def test_a_malformed_proxy_wide_table_is_a_clear_error(table: dict[str, Any], message: str) -> None:
+    hooks = build_plugin_host(strict=True).hooks
+    with pytest.raises(ConfigurationError, match=r"\[plugins.cisco_legacy\] " + message):
+        hooks.ssh_algorithms(resource(), config(**table))
+
+
+def test_ffdh_warning_is_filtered_for_asyncssh_dh_only() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(CryptographyDeprecationWarning):
+            DH(_group1_g, _group1_p).get_public()
+        build_plugin_host(strict=True).hooks.ssh_algorithms(
+            resource(legacy_algorithms="cisco-legacy"), config()
+        )
+        DH(_group1_g, _group1_p).get_public()  # asyncssh's module: filtered now
+        with pytest.raises(CryptographyDeprecationWarning):  # from anywhere else: not
+            warnings.warn("other", CryptographyDeprecationWarning, stacklevel=1)
+
+
+# -- the enable assistant ----------------------------------------------------------------------
+
+SECRET = b"En-secret-1"
+
+
+@pytest.mark.parametrize("typed", [b"enable\r", b"en\r\n", b"ENABLE 15\r", b"enablx\x7fe\r"])
+def test_enable_then_password_prompt_is_answered_once(typed: bytes) -> None:
+    assistant = EnableAssistant(SECRET)
+    assistant.typed(typed)
+    assert assistant.shown(b"enable\r\nPass") == b""  # the question arrives in pieces
+    assert assistant.shown(b"word: ") == SECRET + b"\r"
+    assert assistant.shown(b"\r\nPassword: ") == b""  # once: a wrong secret is not retried
+
+
+@pytest.mark.parametrize(
+    ("typed", "then"),
+    [
+        (b"show running-config\r", b""),
+        (b"enable\r", b"x"),  # the user started answering themselves
+        (b"disable\r", b""),
+        (b"enable\x15show\r", b""),  # Ctrl+U erased the line
+    ],
+)
+def test_no_answer_unless_the_last_line_was_enable(typed: bytes, then: bytes) -> None:
+    assistant = EnableAssistant(SECRET)
+    assistant.typed(typed)
+    assistant.typed(then)
+    assert assistant.shown(b"Password: ") == b""
+
+
+def test_no_answer_after_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pamcore_cisco_legacy.enable as enable
+
+    now = [1000.0]
+    monkeypatch.setattr(enable.time, "monotonic", lambda: now[0])
+    assistant = EnableAssistant(SECRET)
+    assistant.typed(b"enable\r")
+    now[0] += enable.ANSWER_WINDOW + 1
+    assert assistant.shown(b"Password: ") == b""
+    assert "En-secret" not in repr(assistant)

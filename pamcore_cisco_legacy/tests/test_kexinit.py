@@ -5,26 +5,18 @@ legacy algorithms."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
 import struct
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import LegacySshd, free_port
 from pamcore_cisco_legacy.kexinit import KexinitError, parse_kexinit, probe_kexinit
 
+from pamcore.config import Config
 from pamcore.model import Resource, ResourceProtocol
 from pamcore.plugins import build_plugin_host
 
-SSHD = "/usr/sbin/sshd"
-LEGACY = (
-    "KexAlgorithms diffie-hellman-group1-sha1\nCiphers aes128-cbc,3des-cbc\nMACs hmac-sha1\n"
-    "HostKeyAlgorithms ssh-rsa\n"
-)
+CONFIG = Config(Path("instance"), "sqlite://", Path("master.key"))
 
 
 def _kexinit(*lists: str, cookie: bytes = b"\x00" * 16) -> bytes:
@@ -99,54 +91,6 @@ def test_probe_refuses_a_broken_greeting(greeting: bytes, message: str) -> None:
         asyncio.run(go())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def legacy_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """OpenSSH offering only group1 / aes128-cbc,3des-cbc / hmac-sha1 / ssh-rsa (notes §2)."""
-    if os.geteuid() != 0 or not os.path.exists(SSHD) or not shutil.which("ssh-keygen"):
-        pytest.skip("needs root and openssh-server")
-    d = tmp_path_factory.mktemp("legacy_sshd")
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "rsa", "-N", "", "-f", str(d / "host_rsa")], check=True
-    )
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    port = _free_port()
-    (d / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_rsa\nPidFile none\n"
-        f"StrictModes no\nUsePAM no\nPasswordAuthentication no\n{LEGACY}"
-    )
-    proc = subprocess.Popen(
-        [SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
-        stdout=subprocess.DEVNULL,
-        stderr=(d / "sshd.log").open("w"),
-    )
-    try:
-        _wait_banner(port, proc, d / "sshd.log")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(5)
-
-
-def _wait_banner(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"sshd exited: {log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), 1) as s:
-                if s.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail("sshd did not answer")
-
-
 def _resource(name: str, port: int, profile: str = "off") -> Resource:
     return Resource(
         name=name,
@@ -156,18 +100,20 @@ def _resource(name: str, port: int, profile: str = "off") -> Resource:
     )
 
 
-def test_probe_reads_the_legacy_offer_of_a_real_sshd(legacy_sshd: int) -> None:
-    offer = asyncio.run(probe_kexinit("127.0.0.1", legacy_sshd, 5))
+def test_probe_reads_the_legacy_offer_of_a_real_sshd(legacy_sshd: LegacySshd) -> None:
+    offer = asyncio.run(probe_kexinit("127.0.0.1", legacy_sshd.port, 5))
     assert offer.banner.startswith("SSH-2.0-OpenSSH")
     assert offer.kex == ["diffie-hellman-group1-sha1"]  # kex-strict-s-v00@openssh.com stripped
     assert offer.ciphers == ["aes128-cbc", "3des-cbc"]
     assert offer.macs == ["hmac-sha1"]
-    assert offer.host_key == ["ssh-rsa"]
+    assert offer.host_key == ["ssh-rsa", "ssh-dss"]
 
 
-def test_hint_names_both_offers_and_the_command(legacy_sshd: int) -> None:
+def test_hint_names_both_offers_and_the_command(legacy_sshd: LegacySshd) -> None:
     hooks = build_plugin_host(strict=True).hooks
-    hint = hooks.ssh_handshake_hint(_resource("core sw", legacy_sshd), "Connection lost")
+    hint = hooks.ssh_handshake_hint(
+        _resource("core sw", legacy_sshd.port), "Connection lost", CONFIG
+    )
     assert hint is not None
     first, second = hint.splitlines()
     assert "no common algorithm for key exchange with core sw" in first
@@ -178,27 +124,29 @@ def test_hint_names_both_offers_and_the_command(legacy_sshd: int) -> None:
     )
 
 
-def test_hint_from_a_running_loop_probes_in_a_worker_thread(legacy_sshd: int) -> None:
+def test_hint_from_a_running_loop_probes_in_a_worker_thread(legacy_sshd: LegacySshd) -> None:
     hooks = build_plugin_host(strict=True).hooks
 
     async def from_the_loop() -> str | None:
-        return hooks.ssh_handshake_hint(_resource("sw01", legacy_sshd), "Connection lost")
+        return hooks.ssh_handshake_hint(
+            _resource("sw01", legacy_sshd.port), "Connection lost", CONFIG
+        )
 
     hint = asyncio.run(from_the_loop())
     assert hint is not None
     assert "server offered: [diffie-hellman-group1-sha1]" in hint
 
 
-def test_no_hint_once_the_profile_covers_the_server(legacy_sshd: int) -> None:
+def test_no_hint_once_the_profile_covers_the_server(legacy_sshd: LegacySshd) -> None:
     hooks = build_plugin_host(strict=True).hooks
-    opted = _resource("sw01", legacy_sshd, "cisco-legacy")
-    assert hooks.ssh_handshake_hint(opted, "Connection lost") is None
+    opted = _resource("sw01", legacy_sshd.port, "cisco-legacy")
+    assert hooks.ssh_handshake_hint(opted, "Connection lost", CONFIG) is None
 
 
 def test_closed_port_falls_back_to_the_text_hint() -> None:
     hooks = build_plugin_host(strict=True).hooks
     error = "No matching key exchange algorithm found, sent x and received y"
-    hint = hooks.ssh_handshake_hint(_resource("sw01", _free_port()), error)
+    hint = hooks.ssh_handshake_hint(_resource("sw01", free_port()), error, CONFIG)
     assert hint is not None
     assert "client offered" not in hint
     assert "may only offer legacy SSH algorithms" in hint

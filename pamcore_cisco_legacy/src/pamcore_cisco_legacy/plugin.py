@@ -1,128 +1,194 @@
-"""Per-resource opt-in to legacy SSH algorithms (``diffie-hellman-group1-sha1`` and friends).
+"""Per-resource opt-in to legacy SSH algorithms (``diffie-hellman-group1-sha1`` and friends),
+the handshake diagnosis, and Cisco IOS conveniences.
 
 Legacy algorithms are data enabled per outgoing connection, never globally (asyncssh's
-habit): a resource opts in with ``cisco_legacy.legacy_algorithms = cisco-legacy``; the SSH
-plugin asks :func:`pamcore_ssh_algorithms` before it connects to that resource only. When a
-handshake fails, :func:`pamcore_ssh_handshake_hint` reads the server's KEXINIT
+habit): a resource opts in with a profile or explicit lists, or matches the proxy-wide list
+in ``[plugins.cisco_legacy]`` (:mod:`pamcore_cisco_legacy.algorithms`); the SSH plugin asks
+:func:`pamcore_ssh_algorithms` before it connects to that resource only. When a handshake
+fails, :func:`pamcore_ssh_handshake_hint` reads the server's KEXINIT
 (:mod:`pamcore_cisco_legacy.kexinit`) and says what both sides offered and what to run.
+An ``enable`` secret from the vault is typed for the user (:mod:`pamcore_cisco_legacy.enable`),
+and a post-session action rotates a local IOS user's secret (:mod:`pamcore_cisco_legacy.ios`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shlex
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from asyncssh.encryption import get_default_encryption_algs
-from asyncssh.kex import get_default_kex_algs
-from asyncssh.mac import get_default_mac_algs
-from asyncssh.public_key import get_default_public_key_algs
+from pamcore_ssh.actions import Remote, rotate_credential
 
 from pamcore import hookimpl
-from pamcore.registry import ResourceSetting
+from pamcore.errors import ActionFailed, NotFound
+from pamcore.registry import ActionContext, ActionType, ResourceSetting
+from pamcore.services.inventory import get_credential
+from pamcore_cisco_legacy import algorithms as algs
+from pamcore_cisco_legacy.enable import EnableAssistant
+from pamcore_cisco_legacy.ios import checked_username, set_user_secret
 from pamcore_cisco_legacy.kexinit import KexinitError, ServerOffer, probe_kexinit
 
 if TYPE_CHECKING:
-    from pamcore.model import Resource
+    from sqlalchemy.orm import Session
 
-PLUGIN = "cisco_legacy"
-KEY = "legacy_algorithms"
-OFF = "off"
-PROFILE = "cisco-legacy"
+    from pamcore.config import Config
+    from pamcore.core import Pamcore
+    from pamcore.model import ActivitySession, Resource
+
+PLUGIN = algs.PLUGIN
+ENABLE_KEY = "enable_credential"
 GROUP1 = "diffie-hellman-group1-sha1"
 #: Seconds the handshake hint may spend reading the server's KEXINIT.
 PROBE_TIMEOUT = 3.0
-#: Algorithm kinds in negotiation order (RFC 4253 §7.1), as the user reads them.
-KIND_LABELS = {
-    "kex": "key exchange",
-    "server_host_key": "host key",
-    "encryption": "encryption",
-    "mac": "MAC",
-}
 
 log = logging.getLogger(__name__)
 
-#: Profiles an operator can name; each lists algorithms appended after the modern defaults.
-PROFILES: dict[str, dict[str, list[str]]] = {
-    "cisco-legacy": {
-        # IOS 12.x / early 15.x: only the Oakley group 2 / 14 SHA-1 exchanges (RFC 4253 §8).
-        "kex": ["diffie-hellman-group14-sha1", "diffie-hellman-group1-sha1"],
-        "encryption": ["aes128-cbc", "aes256-cbc", "3des-cbc"],
-        "mac": ["hmac-sha1"],
-        "server_host_key": ["ssh-rsa"],
-    },
-}
 
-
-def parse_legacy_algorithms(text: str) -> str:
-    """Validate what an admin typed: ``off`` or a known profile name."""
-    value = text.strip().lower()
-    if value == OFF or value in PROFILES:
-        return value
-    known = ", ".join(sorted(PROFILES))
-    raise ValueError(
-        f"legacy_algorithms must be 'off' or a profile name ({known}), not {text.strip()!r}"
-    )
-
-
-def profile_for(resource: Resource) -> str:
-    """The resource's chosen profile, or ``off``; a bad stored value counts as ``off``."""
-    stored = (resource.settings or {}).get(PLUGIN, {}).get(KEY, OFF)
-    try:
-        return parse_legacy_algorithms(str(stored))
-    except ValueError:
-        return OFF
+def _credential_name(text: str) -> str:
+    return text.strip()
 
 
 @hookimpl
 def pamcore_register_resource_settings(register: Callable[[ResourceSetting], None]) -> None:
+    profile = algs.PROFILES[algs.DEFAULT_PROFILE]
     register(
         ResourceSetting(
             plugin=PLUGIN,
-            key=KEY,
-            help="Allow legacy SSH algorithms for this resource only: 'off' or 'cisco-legacy' "
-            "(adds diffie-hellman-group1-sha1, CBC ciphers, hmac-sha1, ssh-rsa).",
-            parse=parse_legacy_algorithms,
-            default=OFF,
+            key=algs.PROFILE_KEY,
+            help=f"Allow legacy SSH algorithms for this resource only: 'off' or "
+            f"'{algs.DEFAULT_PROFILE}' (adds {', '.join(n for v in profile.values() for n in v)})",
+            parse=algs.parse_profile,
+            default=algs.OFF,
+        )
+    )
+    for kind, (key, label, _, _) in algs.KINDS.items():
+        register(
+            ResourceSetting(
+                plugin=PLUGIN,
+                key=key,
+                help=f"Extra {label} algorithms for this resource, comma-separated, appended "
+                f"after the modern defaults (and the profile's)",
+                parse=algs.list_parser(kind),
+                default="",
+            )
+        )
+    register(
+        ResourceSetting(
+            plugin=PLUGIN,
+            key=ENABLE_KEY,
+            help="Credential whose password is the device's enable secret: typed for the "
+            "user after 'enable', and used by cisco-ios-rotate-secret",
+            parse=_credential_name,
+            default="",
         )
     )
 
 
 @hookimpl
-def pamcore_ssh_algorithms(resource: Resource) -> dict[str, list[str]] | None:
-    profile = profile_for(resource)
-    if profile == OFF:
+def pamcore_ssh_algorithms(resource: Resource, config: Config) -> dict[str, list[str]] | None:
+    chosen = algs.legacy_algorithms(resource, config)
+    if not chosen:
         return None
-    return {kind: list(names) for kind, names in PROFILES[profile].items()}
+    algs.quiet_ffdh_warning()
+    return chosen
 
 
 @hookimpl
-def pamcore_ssh_handshake_hint(resource: Resource, error: str) -> str | None:
+def pamcore_ssh_handshake_hint(resource: Resource, error: str, config: Config) -> str | None:
     """Say what both sides offered (from a KEXINIT probe) and how to opt the resource in."""
     offer = _probe(resource)
-    mismatch = _mismatch(resource, offer) if offer else None
+    mismatch = _mismatch(resource, config, offer) if offer else None
     if mismatch is None and not _looks_like_kex_failure(error):
         return None
-    profile = profile_for(resource)
+    profile = algs.profile_for(resource, config)
     if mismatch:
         kind, client, server = mismatch
         said = (
             f"ssh: no common algorithm for {kind} with {resource.name}; "
             f"client offered: [{' '.join(client)}], server offered: [{' '.join(server)}]."
         )
-    elif profile != OFF:
+    elif profile != algs.OFF:
         return None
     else:
         said = f"{resource.name} may only offer legacy SSH algorithms (such as {GROUP1})."
-    if profile != OFF:
+    if profile != algs.OFF:
         return f"{said} Legacy algorithms ({profile}) are already enabled for it."
     command = " ".join(
-        ["pamcore resources set-setting", shlex.quote(resource.name), f"{PLUGIN}.{KEY}", PROFILE]
+        [
+            "pamcore resources set-setting",
+            shlex.quote(resource.name),
+            f"{PLUGIN}.{algs.PROFILE_KEY}",
+            algs.DEFAULT_PROFILE,
+        ]
     )
     return f"{said}\nAn administrator can allow legacy algorithms for this resource only: {command}"
+
+
+@hookimpl
+def pamcore_ssh_terminal_assistant(
+    core: Pamcore, db: Session, session: ActivitySession, resource: Resource
+) -> Callable[[], EnableAssistant] | None:
+    """Type the vaulted enable secret when the device asks for it after ``enable``; a
+    misnamed credential is logged and the connection goes on without it."""
+    try:
+        secret = enable_secret(core, db, resource)
+    except ActionFailed as exc:
+        log.warning("no enable secret for %s: %s", resource.name, exc)
+        return None
+    if secret is None:
+        return None
+    return functools.partial(EnableAssistant, secret.encode())
+
+
+def enable_secret(core: Pamcore, db: Session, resource: Resource) -> str | None:
+    """The password of the credential named by ``cisco_legacy.enable_credential``; ``None``
+    when none is set. A credential of another resource is refused (ActionFailed)."""
+    name = str((resource.settings or {}).get(PLUGIN, {}).get(ENABLE_KEY, "")).strip()
+    if not name:
+        return None
+    try:
+        credential = get_credential(db, name)
+    except NotFound as exc:
+        raise ActionFailed(f"{PLUGIN}.{ENABLE_KEY} of {resource.name}: {exc}") from None
+    if credential.resource is not None and credential.resource.id != resource.id:
+        raise ActionFailed(
+            f"{PLUGIN}.{ENABLE_KEY} of {resource.name} names credential '{credential.name}' "
+            f"of {credential.resource.name}"
+        )
+    if credential.password_secret is None:
+        raise ActionFailed(f"credential '{credential.name}' has no password (the enable secret)")
+    return core.vault.reveal(credential.password_secret)
+
+
+def _rotate_ios_secret(ctx: ActionContext) -> None:
+    with ctx.core.reader() as db:
+        enable = enable_secret(ctx.core, db, ctx.resource)
+
+    async def set_secret(remote: Remote, user: str, secret: str) -> None:
+        await set_user_secret(remote.conn, remote.where, user, secret, enable)
+
+    rotate_credential(ctx, set_secret, checked_username, "cisco")
+
+
+@hookimpl
+def pamcore_register_actions(register: Callable[[ActionType], None]) -> None:
+    register(
+        ActionType(
+            name="cisco-ios-rotate-secret",
+            description="Set a new random secret for a managed local IOS user "
+            "(username NAME secret, write memory) and vault it",
+            run=_rotate_ios_secret,
+            params={
+                "service_credential": "the credential the action logs in with",
+                "credential": "the managed credential to rotate (default: the session's)",
+            },
+            platforms=("cisco-ios",),
+        )
+    )
 
 
 def _looks_like_kex_failure(error: str) -> bool:
@@ -151,34 +217,26 @@ def _probe(resource: Resource) -> ServerOffer | None:
         return None
 
 
-def _client_offer(resource: Resource) -> dict[str, list[str]]:
+def _client_offer(resource: Resource, config: Config) -> dict[str, list[str]]:
     """What asyncssh offers this resource: its defaults plus this plugin's additions."""
-    defaults = {
-        # asyncssh sends gss-* key exchanges only with a GSS context, which the proxy never has.
-        "kex": [n for n in _names(get_default_kex_algs()) if not n.startswith("gss-")],
-        "server_host_key": _names(get_default_public_key_algs()),
-        "encryption": _names(get_default_encryption_algs()),
-        "mac": _names(get_default_mac_algs()),
-    }
-    for kind, names in (pamcore_ssh_algorithms(resource) or {}).items():
-        defaults[kind] += [n for n in names if n not in defaults[kind]]
-    return defaults
+    offer = {kind: algs.defaults(kind) for kind in algs.KINDS}
+    for kind, found in algs.legacy_algorithms(resource, config).items():
+        offer[kind] += [n for n in found if n not in offer[kind]]
+    return offer
 
 
-def _mismatch(resource: Resource, offer: ServerOffer) -> tuple[str, list[str], list[str]] | None:
+def _mismatch(
+    resource: Resource, config: Config, offer: ServerOffer
+) -> tuple[str, list[str], list[str]] | None:
     """The first kind (in negotiation order) the two sides share nothing in."""
-    client = _client_offer(resource)
+    client = _client_offer(resource, config)
     server = {
         "kex": offer.kex,
         "server_host_key": offer.host_key,
         "encryption": offer.ciphers,
         "mac": offer.macs,
     }
-    for kind, label in KIND_LABELS.items():
+    for kind, (_, label, _, _) in algs.KINDS.items():
         if server[kind] and not set(client[kind]) & set(server[kind]):
             return label, client[kind], server[kind]
     return None
-
-
-def _names(algs: list[bytes]) -> list[str]:
-    return [a.decode("ascii") for a in algs]
