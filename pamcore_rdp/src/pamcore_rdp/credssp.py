@@ -31,12 +31,10 @@ from spnego.exceptions import BadBindingsError, SpnegoError
 from spnego.tls import CredSSPTLSContext
 
 from pamcore.errors import ProtocolError
+from pamcore_rdp.settings import NLA_MECHANISMS
 
 log = logging.getLogger(__name__)
 
-#: The inner mechanisms a resource may choose (setting ``rdp.nla_mechanism``): Windows
-#: rejects bare NTLM inside CredSSP, FreeRDP 2 rejects SPNEGO (notes/rdp.md §2).
-MECHANISMS = ("negotiate", "ntlm")
 #: TLS record header: content type, version, length (RFC 8446 §5.1).
 _RECORD_HEADER = 5
 #: Stages pyspnego reports (``get_extra_info("auth_stage")``) while still in TLS.
@@ -267,14 +265,16 @@ async def authenticate(
 ) -> CredSSPLeg:
     """Run CredSSP as the client on the target stream, within ``timeout`` seconds.
 
-    ``resource`` names the target in messages; ``early_auth``: the target selected
+    ``mechanism``: the inner one (``rdp.nla_mechanism``: Windows rejects bare NTLM inside
+    CredSSP, FreeRDP 2 rejects SPNEGO, notes/rdp.md §2); ``resource`` names the target in
+    messages; ``early_auth``: the target selected
     HYBRID_EX, so it sends an Early User Authorization Result after CredSSP. Raises
     :class:`CredentialRefused` or :class:`CredSSPError`.
     """
     who = f"{username}@{resource}"
-    if mechanism not in MECHANISMS:
+    if mechanism not in NLA_MECHANISMS:
         raise CredSSPError(
-            f"unknown NLA mechanism {mechanism!r} for {who}: use one of {', '.join(MECHANISMS)}"
+            f"unknown NLA mechanism {mechanism!r} for {who}: use one of {', '.join(NLA_MECHANISMS)}"
         )
     _quiet_spnego()
     principal = f"{domain}\\{username}" if domain else username
