@@ -1,0 +1,356 @@
+"""Phase A: the proxy as an RDP server, far enough to learn who connects and to get a
+password from them, then a Server Redirection PDU that sends the client back to the
+listener with a one-time ticket (design: the RDP engineering notes §3.4).
+
+Sequence (MS-RDPBCGR 1.3.1.1): X.224 Connection Confirm selecting TLS, TLS with the
+proxy certificate, MCS Connect Response, Attach User and Channel Join confirms, the Client
+Info PDU, a "valid client" licence. A good password in Client Info is redirected at once,
+so the user sees nothing. Otherwise the connection is activated (Demand Active ... Font
+Map) and the prompt is painted, reading keystrokes until a password signs in (three
+tries); a session that cannot be used yet gets a status card, and the connection ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import textwrap
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
+
+from pamcore.errors import PamError
+from pamcore_rdp import mcs
+from pamcore_rdp.activation import (
+    ClientCapabilities,
+    demand_active,
+    finalization,
+    parse_confirm_active,
+)
+from pamcore_rdp.errors import RdpProtocolError
+from pamcore_rdp.frontwire import ClientInfo, parse_client_info
+from pamcore_rdp.keys import Key, Keyboard, parse_fastpath_input, parse_input_pdu
+from pamcore_rdp.license import valid_client_license
+from pamcore_rdp.paint import bitmap_updates
+from pamcore_rdp.prompt import PasswordPrompt, background, card_origin, status_card
+from pamcore_rdp.redirection import server_redirection
+from pamcore_rdp.share import (
+    PDUTYPE2_FONTLIST,
+    PDUTYPE2_INPUT,
+    PDUTYPE2_SHUTDOWN_REQUEST,
+    PDUTYPE2_UPDATE,
+    PDUTYPE_CONFIRMACTIVEPDU,
+    PDUTYPE_DATAPDU,
+    parse_share,
+    share_data,
+)
+from pamcore_rdp.wire import read_pdu
+from pamcore_rdp.x224 import (
+    PROTOCOL_SSL,
+    SSL_REQUIRED_BY_SERVER,
+    ConnectionRequest,
+    encode_connection_confirm,
+)
+
+log = logging.getLogger(__name__)
+
+#: Every read before the prompt is up: a client that stalls is dropped.
+STEP_TIMEOUT = 10.0
+#: How long the prompt waits for the next keystroke.
+PROMPT_TIMEOUT = 120.0
+#: How long a status card stays up before the connection closes.
+STATUS_SECONDS = 6.0
+#: Tries at the prompt before the connection closes.
+TRIES = 3
+SHARE_ID = 0x000103EA
+#: The server's MCS id: the source of its Share Control Headers and Send Data Indications.
+SERVER_CHANNEL = 1002
+
+
+class FrontClosed(Exception):
+    """The client went away or broke the protocol; the front just closes."""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """The password signed in and the session can be used: redirect with ``ticket``."""
+
+    ticket: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Wrong password: ``message`` goes on the prompt's error line."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Signed in, but the session cannot be used yet: ``message`` says why."""
+
+    message: str
+
+
+Outcome = Admitted | Retry | Waiting
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who is connecting, as far as the first connection tells: the user name shown on
+    the prompt and the resource, if known yet."""
+
+    username: str
+    target: str | None
+    #: The gate's own state (the redeemed routing token, the parsed login name).
+    context: object = field(default=None, compare=False, repr=False)
+
+
+class Gate(Protocol):
+    """The listener's side of Phase A: names and passwords checked by the core."""
+
+    async def identify(self, request: ConnectionRequest, info: ClientInfo) -> Visitor:
+        """Who and where, from the routing token or the Client Info user name; raises
+        PamError with the line the user sees."""
+        ...
+
+    async def sign_in(self, visitor: Visitor, password: str) -> Outcome:
+        """Check the password and the session; raises PamError for a refusal."""
+        ...
+
+
+class FrontConnection:
+    """One client connection in Phase A: its streams, the MCS ids it joined and, once
+    active, its screen."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.peer = peer
+        self.user_channel = mcs.user_channel_id(0)
+        self.io_channel = mcs.IO_CHANNEL_ID
+        self.caps: ClientCapabilities | None = None
+        self.desktop = (1024, 768)
+
+    # -- framing -------------------------------------------------------------------------
+
+    async def read(self, timeout: float = STEP_TIMEOUT) -> bytes:
+        try:
+            return await read_pdu(self.reader, timeout)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise FrontClosed("the client closed the connection") from exc
+
+    async def read_io(self, timeout: float = STEP_TIMEOUT) -> bytes:
+        """The next Send Data Request on the I/O channel (other channels are ignored)."""
+        while True:
+            frame = await self.read(timeout)
+            if frame[0] != 0x03:
+                raise RdpProtocolError("fast-path input before the connection was active")
+            data = self._send_data(frame)
+            if data is not None:
+                return data
+
+    def _send_data(self, frame: bytes) -> bytes | None:
+        """The I/O-channel data of an MCS frame; ``None`` for another channel or PDU."""
+        choice = mcs.domain_pdu_choice(frame)
+        if choice == mcs.DISCONNECT_PROVIDER_ULTIMATUM:
+            raise FrontClosed("the client disconnected")
+        if choice != mcs.SEND_DATA_REQUEST:
+            return None
+        pdu = mcs.parse_send_data_request(frame)
+        return pdu.data if pdu.channel_id == self.io_channel else None
+
+    async def send(self, frames: bytes) -> None:
+        self.writer.write(frames)
+        await asyncio.wait_for(self.writer.drain(), STEP_TIMEOUT)
+
+    def io_frame(self, payload: bytes) -> bytes:
+        """``payload`` as a Send Data Indication on the I/O channel."""
+        return mcs.encode_send_data_indication(SERVER_CHANNEL, self.io_channel, payload)
+
+    async def send_io(self, *payloads: bytes) -> None:
+        await self.send(b"".join(self.io_frame(p) for p in payloads))
+
+    # -- connection sequence -------------------------------------------------------------
+
+    async def accept(self, request: ConnectionRequest, tls: ssl.SSLContext) -> ClientInfo:
+        """From the Connection Confirm to the licence: the Client Info PDU."""
+        if not request.requested_protocols & PROTOCOL_SSL:
+            await self.send(encode_connection_confirm(0, failure_code=SSL_REQUIRED_BY_SERVER))
+            raise FrontClosed("the client does not offer TLS")
+        await self.send(encode_connection_confirm(PROTOCOL_SSL))
+        await asyncio.wait_for(self.writer.start_tls(tls), STEP_TIMEOUT)
+        initial = mcs.parse_connect_initial(await self.read())
+        self.desktop = (initial.core.desktop_width, initial.core.desktop_height)
+        channels = len(initial.channels)
+        self.user_channel = mcs.user_channel_id(channels)
+        await self.send(mcs.encode_connect_response(request.requested_protocols, channels))
+        await self._join(1 + 1 + channels)
+        info = parse_client_info(await self.read_io())
+        await self.send_io(valid_client_license())
+        return info
+
+    async def _join(self, joins: int) -> None:
+        """Erect Domain, Attach User, then one Channel Join per channel (MS-RDPBCGR
+        2.2.1.5-2.2.1.9), confirming each join whatever channel it names."""
+        attached = False
+        while joins:
+            frame = await self.read()
+            choice = mcs.domain_pdu_choice(frame)
+            if choice == mcs.ERECT_DOMAIN_REQUEST and not attached:
+                mcs.parse_erect_domain_request(frame)
+            elif choice == mcs.ATTACH_USER_REQUEST and not attached:
+                mcs.parse_attach_user_request(frame)
+                attached = True
+                await self.send(mcs.encode_attach_user_confirm(self.user_channel))
+            elif choice == mcs.CHANNEL_JOIN_REQUEST and attached:
+                joins -= 1
+                join = mcs.parse_channel_join_request(frame)
+                await self.send(mcs.encode_channel_join_confirm(self.user_channel, join.channel_id))
+            elif choice == mcs.DISCONNECT_PROVIDER_ULTIMATUM:
+                raise FrontClosed("the client disconnected")
+            else:
+                raise RdpProtocolError(f"MCS: unexpected domain PDU {choice} while joining")
+
+    async def activate(self) -> None:
+        """Capabilities exchange and finalization (MS-RDPBCGR 1.3.1.1 phases 9-10), at the
+        desktop size the client asked for in its Connect Initial."""
+        width, height = self.desktop
+        await self.send_io(demand_active(SHARE_ID, width, height, SERVER_CHANNEL))
+        while self.caps is None:
+            pdu = parse_share(await self.read_io())
+            if pdu.pdu_type == PDUTYPE_CONFIRMACTIVEPDU:
+                self.caps = parse_confirm_active(pdu.body)
+        while True:  # Synchronize, Control (cooperate, request), then Font List
+            pdu = parse_share(await self.read_io())
+            if pdu.pdu_type == PDUTYPE_DATAPDU and pdu.pdu_type2 == PDUTYPE2_FONTLIST:
+                break
+        await self.send_io(*finalization(SHARE_ID, SERVER_CHANNEL, self.user_channel))
+
+    async def paint(self, left: int, top: int, image: Image.Image) -> None:
+        assert self.caps is not None
+        updates = bitmap_updates(image, left, top, self.caps.bits_per_pixel)
+        await self.send_io(
+            *(share_data(SHARE_ID, SERVER_CHANNEL, PDUTYPE2_UPDATE, update) for update in updates)
+        )
+
+    async def keys(self, timeout: float) -> list[Key]:
+        """The keyboard events of the next input PDU (fast-path or slow-path); an empty list
+        for anything else the client sends meanwhile."""
+        frame = await self.read(timeout)
+        if frame[0] != 0x03:
+            return parse_fastpath_input(frame)
+        data = self._send_data(frame)
+        if data is None:
+            return []
+        share = parse_share(data)
+        if share.pdu_type2 == PDUTYPE2_INPUT:
+            return parse_input_pdu(share.body)
+        if share.pdu_type2 == PDUTYPE2_SHUTDOWN_REQUEST:
+            raise FrontClosed("the client asked to shut down")
+        return []
+
+    async def redirect(self, ticket: str) -> None:
+        """Send the Server Redirection PDU, then give the client time to leave first."""
+        await self.send_io(server_redirection(ticket, SERVER_CHANNEL))
+        try:
+            async with asyncio.timeout(STEP_TIMEOUT):
+                while await self.reader.read(4096):
+                    pass
+        except (TimeoutError, ConnectionError, ssl.SSLError):
+            pass
+
+
+async def serve(
+    conn: FrontConnection, request: ConnectionRequest, tls: ssl.SSLContext, gate: Gate
+) -> None:
+    """Run Phase A on one connection; returns when the connection can be closed."""
+    info = await conn.accept(request, tls)
+    try:
+        visitor = await gate.identify(request, info)
+    except PamError as exc:
+        log.info("rdp front %s: refused before sign-in: %s", conn.peer, exc)
+        await _show(conn, str(exc))
+        return
+    outcome: Outcome = Retry("")
+    if info.password:
+        outcome = await gate.sign_in(visitor, info.password)
+    if not isinstance(outcome, Admitted):
+        outcome = await _prompt(conn, gate, visitor, outcome)
+    if isinstance(outcome, Admitted):
+        log.info("rdp front %s: %s signed in, redirecting", conn.peer, visitor.username)
+        await conn.redirect(outcome.ticket)
+
+
+async def refuse(
+    conn: FrontConnection, request: ConnectionRequest, tls: ssl.SSLContext, message: str
+) -> None:
+    """Run Phase A only to show why the connection cannot go on (a ticket whose session
+    was refused meanwhile), then return so the connection closes."""
+    await conn.accept(request, tls)
+    await _show(conn, message)
+
+
+async def _prompt(
+    conn: FrontConnection, gate: Gate, visitor: Visitor, outcome: Outcome
+) -> Outcome | None:
+    """The inline prompt: paint, read keys, sign in on Enter, until admitted (returned)
+    or out of tries; a waiting session or a refusal is shown and ``None`` returned."""
+    prompt = PasswordPrompt(visitor.username, visitor.target, TRIES)
+    keyboard = Keyboard()
+    try:
+        while isinstance(outcome, Retry):
+            if prompt.tries_left <= 0:
+                await _show(conn, "Too many wrong passwords. Connect again to retry.")
+                return None
+            prompt.error = outcome.message
+            await _paint_card(conn, prompt.render())
+            outcome = await gate.sign_in(visitor, await _read_password(conn, prompt, keyboard))
+    except PamError as exc:
+        await _show(conn, str(exc))
+        return None
+    if isinstance(outcome, Waiting):
+        await _show(conn, outcome.message)
+        return None
+    return outcome
+
+
+async def _read_password(conn: FrontConnection, prompt: PasswordPrompt, keyboard: Keyboard) -> str:
+    """Keystrokes into the prompt until Enter, repainting the field as it changes."""
+    while True:
+        typed = False
+        for key in await conn.keys(PROMPT_TIMEOUT):
+            char = keyboard.press(key)
+            if char is None:
+                continue
+            if prompt.type(char):
+                return prompt.submit()
+            typed = True
+        if typed:
+            await _paint_card(conn, prompt.render())
+
+
+async def _show(conn: FrontConnection, message: str) -> None:
+    """A status card with ``message``, for a few seconds, then the connection may close."""
+    await _paint_card(conn, status_card(wrap(message)))
+    await asyncio.sleep(STATUS_SECONDS)
+
+
+async def _paint_card(conn: FrontConnection, card: Image.Image) -> None:
+    """Paint ``card`` centred; the first paint activates the connection and fills the
+    background."""
+    if conn.caps is None:
+        await conn.activate()
+        assert conn.caps is not None
+        await conn.paint(0, 0, background(conn.caps.width, conn.caps.height))
+    left, top = card_origin(conn.caps.width, conn.caps.height)
+    await conn.paint(left, top, card)
+
+
+def wrap(message: str, width: int = 52) -> list[str]:
+    """``message`` as card lines of at most ``width`` characters."""
+    return textwrap.wrap(message, width)[:5] or [""]
