@@ -1,6 +1,7 @@
-"""Browser-terminal tokens: the dashboard signs one for the session's requester, the
-protocol plugin's WebSocket listener redeems it once, within a minute, before it runs the
-ordinary connection authorisation.
+"""Connection tokens: the dashboard signs one for the session's requester, a protocol
+plugin's listener redeems it once, before it runs the ordinary connection authorisation.
+A :class:`TokenUse` says what a token is for: the browser terminal's (a minute, sent as the
+WebSocket's first message) or, e.g., the RDP plugin's ``.rdp`` file routing token.
 
 Signed with the instance's secret key (itsdangerous, HMAC-SHA1 over a salted key
 derivation); the expiry is in the payload and read from the core's clock. Spent tokens are
@@ -25,6 +26,22 @@ from pamcore.services.access import own_connectable_session
 #: How long a token may wait between the dashboard and the WebSocket's first message.
 TOKEN_SECONDS = 60
 SALT = "pamcore.terminal-token"
+
+
+@dataclass(frozen=True)
+class TokenUse:
+    """What a token is for: how long it lives, its signing salt (a token made for one use
+    never verifies for another), and the words its refusals use."""
+
+    name: str
+    seconds: int
+    salt: str
+    again: str
+
+
+TERMINAL = TokenUse(
+    "terminal token", TOKEN_SECONDS, SALT, "open the terminal again from the dashboard"
+)
 
 
 @dataclass(frozen=True)
@@ -67,10 +84,11 @@ def issue_terminal_token(
     resource_name: str,
     protocol: str,
     secret: str,
+    use: TokenUse = TERMINAL,
 ) -> str:
-    """A single-use token, valid for :data:`TOKEN_SECONDS`, for the session's requester."""
+    """A single-use token, valid for ``use.seconds``, for the session's requester."""
     resource = terminal_resource(core, db, user, session_id, resource_name, protocol)
-    expires = core.now() + dt.timedelta(seconds=TOKEN_SECONDS)
+    expires = core.now() + dt.timedelta(seconds=use.seconds)
     payload = {
         "u": user.id,
         "s": session_id,
@@ -79,7 +97,7 @@ def issue_terminal_token(
         "x": int(expires.timestamp()),
         "n": secrets.token_urlsafe(16),
     }
-    return str(URLSafeSerializer(secret, salt=SALT).dumps(payload))
+    return str(URLSafeSerializer(secret, salt=use.salt).dumps(payload))
 
 
 class SpentTokens:
@@ -100,22 +118,28 @@ class SpentTokens:
 
 
 def redeem_terminal_token(
-    core: Pamcore, db: Session, token: str, protocol: str, secret: str, spent: SpentTokens
+    core: Pamcore,
+    db: Session,
+    token: str,
+    protocol: str,
+    secret: str,
+    spent: SpentTokens,
+    use: TokenUse = TERMINAL,
 ) -> TerminalPass:
     """Check the signature, the protocol, the expiry and that the token is unused; raises
-    AuthenticationFailed with a sentence for the user's terminal."""
-    again = "open the terminal again from the dashboard"
+    AuthenticationFailed with a sentence for the user's client."""
+    what, again = use.name, use.again
     try:
-        data = URLSafeSerializer(secret, salt=SALT).loads(token)
+        data = URLSafeSerializer(secret, salt=use.salt).loads(token)
     except BadSignature:
-        raise AuthenticationFailed(f"the terminal token is not valid; {again}") from None
+        raise AuthenticationFailed(f"the {what} is not valid; {again}") from None
     if not isinstance(data, dict) or data.get("p") != protocol:
-        raise AuthenticationFailed(f"the terminal token is not for {protocol}; {again}")
+        raise AuthenticationFailed(f"the {what} is not for {protocol}; {again}")
     now = int(core.now().timestamp())
     if now > int(data["x"]):
-        raise AuthenticationFailed(f"the terminal token expired; {again}")
+        raise AuthenticationFailed(f"the {what} expired; {again}")
     if not spent.spend(str(data["n"]), int(data["x"]), now):
-        raise AuthenticationFailed(f"the terminal token was already used; {again}")
+        raise AuthenticationFailed(f"the {what} was already used; {again}")
     resource = db.get(Resource, int(data["r"]))
     if resource is None:
         raise NotFound("the resource of this terminal no longer exists")
