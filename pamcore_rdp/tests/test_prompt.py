@@ -7,11 +7,11 @@ from __future__ import annotations
 import struct
 
 import pytest
-from PIL import Image
 from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.keys import Key, Keyboard, parse_fastpath_input, parse_input_pdu
 from pamcore_rdp.paint import TILE, bitmap_updates
 from pamcore_rdp.prompt import CARD, ERROR, PasswordPrompt, card_origin, status_card
+from PIL import Image
 
 #: Set-1 scancodes xfreerdp sends for the US layout.
 SCAN = {"S": 0x1F, "e": 0x12, "3": 0x04, "1": 0x02, "-": 0x0C, "enter": 0x1C, "bs": 0x0E}
@@ -42,22 +42,20 @@ def typed(keys: list[Key]) -> str:
 
 
 def test_fastpath_scancodes_with_shift_become_characters() -> None:
-    events = (
-        [scancode(SHIFT)]
-        + press(SCAN["S"])
-        + [scancode(SHIFT, release=True)]
-        + press(SCAN["e"])
-        + press(SCAN["3"])
-        + [scancode(SHIFT)]
-        + press(SCAN["1"])  # shift+1 = '!'
-        + [scancode(SHIFT, release=True)]
-        + press(SCAN["-"])
-        + press(SCAN["bs"])
-        + press(SCAN["enter"])
-    )
-    keys = parse_fastpath_input(fastpath(events[:15])) + parse_fastpath_input(
-        fastpath(events[15:])
-    )
+    events = [
+        scancode(SHIFT),
+        *press(SCAN["S"]),
+        scancode(SHIFT, release=True),
+        *press(SCAN["e"]),
+        *press(SCAN["3"]),
+        scancode(SHIFT),
+        *press(SCAN["1"]),  # shift+1 = '!'
+        scancode(SHIFT, release=True),
+        *press(SCAN["-"]),
+        *press(SCAN["bs"]),
+        *press(SCAN["enter"]),
+    ]
+    keys = parse_fastpath_input(fastpath(events[:15])) + parse_fastpath_input(fastpath(events[15:]))
     assert typed(keys) == "Se3!-\b\r"
 
 
