@@ -25,6 +25,9 @@ class LaunchInfo:
     uri: str = ""
     #: A file to download (``.rdp``): (file name, media type, content).
     file: tuple[str, str, bytes] | None = None
+    #: A dashboard path that makes ``file`` afresh per download (the ``.rdp`` file's
+    #: one-time routing token); the Connection page's download link then points there.
+    file_url: str = ""
     #: A dashboard path to a terminal in the browser (the SSH plugin's xterm.js page).
     terminal: str = ""
 

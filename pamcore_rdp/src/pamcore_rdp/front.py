@@ -29,8 +29,8 @@ from pamcore_rdp.activation import (
     finalization,
     parse_confirm_active,
 )
+from pamcore_rdp.clientinfo import ClientInfo, read_client_info_frame
 from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.frontwire import ClientInfo, parse_client_info
 from pamcore_rdp.keys import Key, Keyboard, parse_fastpath_input, parse_input_pdu
 from pamcore_rdp.license import valid_client_license
 from pamcore_rdp.paint import bitmap_updates
@@ -190,7 +190,7 @@ class FrontConnection:
         self.user_channel = mcs.user_channel_id(channels)
         await self.send(mcs.encode_connect_response(request.requested_protocols, channels))
         await self._join(1 + 1 + channels)
-        info = parse_client_info(await self.read_io())
+        info = read_client_info_frame(await self.read())  # next after the joins (1.3.1.1)
         await self.send_io(valid_client_license())
         return info
 
