@@ -1,0 +1,346 @@
+"""Recording of a relayed RDP connection: a timestamped, direction-tagged log of the
+decrypted PDUs (TPKT or fast-path frames, after TLS), one JSON line each, registered with
+its SHA-256 (audited) when the connection ends. A visual player comes later.
+
+Format ``pamcore-rdp-pdus-v1``: a header line (session, user, resource, target, start),
+then ``[seconds, "s", base64]`` per server frame and ``[seconds, "c", base64]`` per client
+frame of the connection sequence, then ``{"ended": ..., "bytes": ...}``. What the client
+sends after its Client Info PDU — keystrokes, mouse, clipboard — is logged as its size
+only, ``[seconds, "c", null, size]``: a password typed inside the session must not reach
+the file (the SSH plugin never records input either). The Client Info PDU itself is
+written with its password field emptied by the relay, so neither the user's password nor
+the injected vaulted one is recorded.
+
+All recordings of one session share one byte budget, ``recording_cap_mib`` in
+``[plugins.rdp]``. A failure to record never stops the relay: it is logged and audited,
+and the file is registered as ``incomplete`` with what reached the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pamcore.config import Config
+from pamcore.core import Pamcore
+from pamcore.errors import ConfigurationError, ProtocolError
+from pamcore.services.recordings import recording_failed, register_recording
+from pamcore_rdp.errors import RdpProtocolError
+from pamcore_rdp.wire import TPKT_VERSION, fastpath_length, tpkt_length
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = "rdp"
+FORMAT = "pamcore-rdp-pdus-v1"
+#: Default per-session cap: a desktop session's bitmaps are bulky; bounded all the same.
+DEFAULT_CAP_MIB = 200
+MIB = 1024 * 1024
+#: Smallest cap accepted: header, some frames and the closing line must fit.
+MIN_CAP_BYTES = 4096
+#: Room kept below the cap for the marker and closing lines.
+_TAIL_ROOM = 512
+#: Buffered lines are written at this size, or after FLUSH_INTERVAL seconds.
+FLUSH_BYTES = 64 * 1024
+FLUSH_INTERVAL = 0.5
+
+
+def recording_cap(config: Config) -> int:
+    """The per-session cap in bytes, from ``[plugins.rdp] recording_cap_mib``."""
+    value = config.plugin_settings.get(PROTOCOL, {}).get("recording_cap_mib", DEFAULT_CAP_MIB)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value * MIB < MIN_CAP_BYTES:
+        raise ConfigurationError(
+            f"[plugins.{PROTOCOL}] recording_cap_mib must be a number of MiB of at least "
+            f"{MIN_CAP_BYTES / MIB:.3f}, not {value!r}"
+        )
+    return int(value * MIB)
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    """Who, where and which connection: the header of the file and the registration."""
+
+    session_id: int
+    connection_id: int
+    resource_id: int | None
+    username: str
+    resource_name: str
+    target: str
+    login: str
+    #: Bytes the session's earlier recordings hold, counted against the cap.
+    recorded_bytes: int = 0
+
+
+class Frames:
+    """Splits one direction's byte stream into whole TPKT / fast-path frames."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        #: The stream stopped looking like RDP: later bytes are passed on as they come.
+        self.broken = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.broken:
+            return [data]
+        self._buffer += data
+        frames = []
+        while (size := self._size()) is not None and len(self._buffer) >= size:
+            frames.append(bytes(self._buffer[:size]))
+            del self._buffer[:size]
+        if self.broken:
+            frames.append(bytes(self._buffer))
+            self._buffer.clear()
+        return frames
+
+    def _size(self) -> int | None:
+        head = bytes(self._buffer[:4])
+        try:
+            if len(head) >= 4 and head[0] == TPKT_VERSION:
+                return tpkt_length(head)
+            if len(head) >= 2 and head[0] != TPKT_VERSION:
+                if head[1] & 0x80 and len(head) < 3:
+                    return None
+                return fastpath_length(head[:3])
+        except RdpProtocolError:
+            self.broken = True
+        return None
+
+
+class PduRecorder:
+    """Writes one ``pamcore-rdp-pdus-v1`` file; create it with :meth:`open`."""
+
+    def __init__(self, out: BinaryIO, path: Path, header: dict[str, Any], budget: int) -> None:
+        self.path = path
+        self._out = out
+        self._left = budget
+        self._start = time.monotonic()
+        self._digest = hashlib.sha256()
+        self._lines = bytearray()
+        self._timer: asyncio.TimerHandle | None = None
+        self._server = Frames()
+        self.size = 0
+        self.capped = False
+        #: Why recording stopped early (a write error), ``None`` while all is well.
+        self.error: str | None = None
+        self.counts = {"client": 0, "server": 0}
+        self._queue({"format": FORMAT, **header})
+        self._write_out()
+
+    @classmethod
+    def open(cls, path: Path, header: dict[str, Any], budget: int) -> PduRecorder:
+        """Create ``path`` (0600, never overwriting or following a link) in a 0700 folder."""
+        folder = path.parent
+        if not folder.exists():
+            folder.mkdir(mode=0o700, parents=True)
+            folder.chmod(0o700)  # mkdir's mode is filtered by the umask
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigurationError(
+                f"recordings folder {folder} is open to other users (mode {mode:o}); "
+                f"run 'chmod 700 {folder}'"
+            )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        out = os.fdopen(os.open(path, flags, 0o600), "wb", buffering=0)
+        try:
+            return cls(out, path, header, budget)
+        except BaseException:
+            out.close()
+            raise
+
+    # -- events -----------------------------------------------------------------------
+
+    def server(self, data: bytes) -> None:
+        """Bytes the target sent, decrypted: one line per whole frame."""
+        self.counts["server"] += len(data)
+        for frame in self._server.feed(data):
+            self._event("s", frame)
+
+    def client_frame(self, frame: bytes) -> None:
+        """A client frame of the connection sequence, recorded in full (the caller has
+        emptied the Client Info password)."""
+        self.counts["client"] += len(frame)
+        self._event("c", frame)
+
+    def client_bytes(self, size: int) -> None:
+        """Client bytes after the Client Info: their size only (see the module doc)."""
+        self.counts["client"] += size
+        self._event("c", None, size)
+
+    def close(self, reason: str, ended: str) -> tuple[str, int]:
+        """Write the closing line and close; (sha256 hex of the file, its size).
+
+        Raises :class:`RecordingError` carrying the partial digest after a write failure.
+        """
+        if self.error is None:
+            self._lines += _line({"ended": ended, "reason": reason, "bytes": self.counts})
+        self._write_out()
+        try:
+            self._out.close()
+        except OSError as exc:
+            self._fail(exc)
+        if self.error is not None:
+            raise RecordingIncomplete(self.error, self._digest.hexdigest(), self.size)
+        return self._digest.hexdigest(), self.size
+
+    # -- internals --------------------------------------------------------------------
+
+    def _event(self, direction: str, frame: bytes | None, size: int = 0) -> None:
+        if self.capped or self.error is not None:
+            return
+        at = round(time.monotonic() - self._start, 4)
+        if frame is None:
+            self._queue([at, direction, None, size])
+        else:
+            self._queue([at, direction, base64.b64encode(frame).decode("ascii")])
+
+    def _queue(self, value: Any) -> None:
+        line = _line(value)
+        if len(self._lines) + len(line) > self._left - _TAIL_ROOM:
+            self.capped = True
+            self._lines += _line({"capped": "recording size limit reached"})
+            log.info("recording %s reached its session's size cap", self.path.name)
+            return
+        self._lines += line
+        if len(self._lines) >= FLUSH_BYTES:
+            self._write_out()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._timer = loop.call_later(FLUSH_INTERVAL, self._write_out)
+
+    def _write_out(self) -> None:
+        """Write the queued lines; only bytes that reached the file enter the digest."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.error is not None:
+            self._lines.clear()
+            return
+        view = memoryview(self._lines)
+        written = 0
+        try:
+            while written < len(view):
+                n = self._out.write(view[written:]) or 0
+                self._digest.update(view[written : written + n])
+                written += n
+        except OSError as exc:
+            self._fail(exc)
+        finally:
+            self.size += written
+            self._left -= written
+            view.release()
+            self._lines.clear()
+
+    def _fail(self, exc: OSError) -> None:
+        if self.error is None:
+            self.error = f"write failed: {exc.strerror or exc}"
+            log.warning("recording %s stopped: %s", self.path.name, self.error)
+
+
+class RecordingIncomplete(ProtocolError):
+    """The file ends early (a write failed); it is still registered, marked incomplete."""
+
+    def __init__(self, reason: str, sha256: str, size: int) -> None:
+        super().__init__(f"recording incomplete: {reason}")
+        self.reason = reason
+        self.sha256 = sha256
+        self.size = size
+
+
+class ConnectionRecording:
+    """The recording of one relayed connection, from open to registration."""
+
+    def __init__(self, core: Pamcore, info: RecordingInfo, recorder: PduRecorder) -> None:
+        self.core = core
+        self.info = info
+        self.recorder = recorder
+        self.started_at = core.now()
+
+    @classmethod
+    async def start(cls, core: Pamcore, info: RecordingInfo) -> ConnectionRecording | None:
+        """Open the file; ``None`` (logged and audited) when it cannot be made."""
+        root = core.config.recordings_path
+        path = root / f"session-{info.session_id}" / f"{info.connection_id}-rdp.jsonl"
+        header = {
+            "session": info.session_id,
+            "connection": info.connection_id,
+            "user": info.username,
+            "resource": info.resource_name,
+            "target": info.target,
+            "login": info.login,
+            "started": _iso(core.now()),
+        }
+        try:
+            cap = recording_cap(core.config)
+            if not root.exists():
+                root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                root.chmod(0o700)
+            recorder = PduRecorder.open(path, header, cap - info.recorded_bytes)
+        except (OSError, ConfigurationError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            reason = f"cannot record {path.name}: {why}"
+            log.warning("rdp connection #%s: %s", info.connection_id, reason)
+            await _in_thread(
+                core, recording_failed, info.session_id, info.resource_id, PROTOCOL, reason
+            )
+            return None
+        return cls(core, info, recorder)
+
+    async def finish(self, reason: str) -> None:
+        """Close the file and register it with its SHA-256 (audited by the service)."""
+        meta: dict[str, Any] = {
+            "connection": self.info.connection_id,
+            "bytes_client": self.recorder.counts["client"],
+            "bytes_server": self.recorder.counts["server"],
+        }
+        try:
+            sha256, size = self.recorder.close(reason, _iso(self.core.now()))
+        except RecordingIncomplete as exc:
+            sha256, size = exc.sha256, exc.size
+            meta["incomplete"] = exc.reason
+        if self.recorder.capped:
+            meta["capped"] = True
+        await _in_thread(
+            self.core,
+            register_recording,
+            self.info.session_id,
+            self.info.resource_id,
+            PROTOCOL,
+            self.recorder.path,
+            sha256,
+            size,
+            self.started_at,
+            self.core.now(),
+            meta,
+            file_format=FORMAT,
+        )
+
+
+async def _in_thread(core: Pamcore, service: Any, *args: Any, **kwargs: Any) -> None:
+    def run() -> None:
+        with core.unit() as db:
+            service(core, db, *args, **kwargs)
+
+    try:
+        await asyncio.shield(asyncio.to_thread(run))
+    except Exception:
+        log.exception("recording bookkeeping (%s) failed", getattr(service, "__name__", service))
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+def _line(value: Any) -> bytes:
+    return (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
