@@ -22,7 +22,8 @@ LEGACY_ALGORITHMS = "connection.legacy_algorithms"
 
 
 def legacy_algorithms(db: Session, session_ids: list[int]) -> dict[int, dict[str, str]]:
-    """Session id -> the algorithms its latest legacy connection negotiated."""
+    """Session id -> what its latest legacy connection negotiated (``kex``, ``cipher``,
+    ``mac``, ``host_key``, ``legacy``: the names a plugin enabled) and its ``resource``."""
     if not session_ids:
         return {}
     events = db.scalars(
@@ -30,7 +31,11 @@ def legacy_algorithms(db: Session, session_ids: list[int]) -> dict[int, dict[str
         .where(AuditEvent.action == LEGACY_ALGORITHMS, AuditEvent.session_id.in_(session_ids))
         .order_by(AuditEvent.id)
     )
-    return {e.session_id: dict(e.details) for e in events if e.session_id is not None}
+    return {
+        e.session_id: {**e.details, "resource": e.target}
+        for e in events
+        if e.session_id is not None
+    }
 
 
 def _locked(db: Session, session_id: int) -> ActivitySession:

@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
+from pamcore.services.connections import legacy_algorithms
 from pamcore.services.session_actions import list_with_actions
 from pamcore.web.context import acting_user, current_core
 
@@ -33,9 +34,11 @@ def _render(template: str, view: str) -> str:
     """The page or the table fragment alone; both render the same rows."""
     core = current_core()
     with core.reader() as db:
+        rows = list_with_actions(core, db, acting_user(db), view)
         return render_template(
             template,
-            rows=list_with_actions(core, db, acting_user(db), view),
+            rows=rows,
+            legacy=legacy_algorithms(db, [s.id for s, _ in rows]),
             view=view,
             now=core.now(),
             title=PAGES[view][0],

@@ -12,6 +12,7 @@ from pamcore.presenters import session_detail
 from pamcore.services import sessions as svc
 from pamcore.services.access import reveal_password
 from pamcore.services.common import worker_name
+from pamcore.services.connections import legacy_algorithms
 from pamcore.services.ending import complete_ending
 from pamcore.services.session_actions import available_actions, connection_launches, launch_file
 from pamcore.web.auth import fresh_login_required
@@ -37,6 +38,7 @@ def detail(session_id: int) -> ResponseReturnValue:
             s=session,
             d=session_detail(session, core.now()),
             a=available_actions(core, session, viewer, core.now()),
+            legacy=legacy_algorithms(db, [session.id]).get(session.id),
         )
 
 
