@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +69,8 @@ class LegacySshd:
     port: int
     client_key: Path
     host_key_line: str
+    #: Its DSA host key (``ssh-dss``), to pin when a test wants that negotiated.
+    dsa_key_line: str
 
 
 @pytest.fixture(scope="session")
@@ -102,8 +104,11 @@ def legacy_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacySshd
             proc.wait()
     else:
         pytest.fail(f"legacy sshd did not start: {(d / 'sshd.log').read_text()}")
-    line = " ".join((d / "host_rsa.pub").read_text().split()[:2])
-    yield LegacySshd(port, d / "client_key", line)
+
+    def line(path: Path) -> str:
+        return " ".join(path.read_text().split()[:2])
+
+    yield LegacySshd(port, d / "client_key", line(d / "host_rsa.pub"), line(d / "host_dsa.pub"))
     proc.terminate()
     try:
         proc.wait(5)
@@ -163,8 +168,13 @@ class _IosServer(asyncssh.SSHServer):
 async def _ios_cli(device: IosDevice, process: asyncssh.SSHServerProcess[str]) -> None:
     """``Router>``; ``enable`` asks ``Password:`` (no echo) for ``Router#``; ``configure
     terminal`` / ``username NAME secret X`` / ``end``; ``write memory`` saves."""
-    mode = ">"
     out = process.stdout
+    if process.command is not None:  # IOS runs one exec command and closes
+        known = process.command == "show version"
+        out.write(f"{SHOW_VERSION}\r\n" if known else "% Invalid input detected\r\n")
+        process.exit(0 if known else 1)
+        return
+    mode = ">"
     while True:
         out.write(f"\r\nRouter{'(config)#' if mode == 'config' else mode}")
         try:
@@ -205,26 +215,34 @@ async def _ios_cli(device: IosDevice, process: asyncssh.SSHServerProcess[str]) -
 
 
 @pytest.fixture
-def ios_device(tmp_path: Path) -> Iterator[IosDevice]:
-    """An IOS-like device on a free port, in its own loop thread."""
-    device = IosDevice(tmp_path / "startup-config.json", "Enable-secret-9x2q")
-    key = asyncssh.generate_private_key("ssh-rsa", key_size=1024)
+def ios_devices(tmp_path: Path) -> Iterator[Callable[[bool], IosDevice]]:
+    """Start IOS-like devices on free ports in one loop thread: ``legacy`` ones offer only
+    the algorithms above (a 1024-bit RSA host key), others asyncssh's modern defaults."""
     loop = LoopThread()
+    servers: list[asyncssh.SSHAcceptor] = []
 
-    async def start() -> asyncssh.SSHAcceptor:
-        return await asyncssh.create_server(
-            lambda: _IosServer(device),
-            "127.0.0.1",
-            0,
-            server_host_keys=[key],
-            server_version="Cisco-1.25",
-            process_factory=lambda process: _ios_cli(device, process),
-            **IOS_ALGORITHMS,
-        )
+    def start(legacy: bool = True) -> IosDevice:
+        device = IosDevice(tmp_path / f"startup-{len(servers)}.json", "Enable-secret-9x2q")
+        key = asyncssh.generate_private_key("ssh-rsa", key_size=1024 if legacy else 3072)
 
-    server = loop.run(start())
-    device.port = server.get_port()
-    device.host_key_line = " ".join(key.export_public_key("openssh").decode().split()[:2])
-    yield device
-    loop.loop.call_soon_threadsafe(server.close)
+        async def go() -> asyncssh.SSHAcceptor:
+            return await asyncssh.create_server(
+                lambda: _IosServer(device),
+                "127.0.0.1",
+                0,
+                server_host_keys=[key],
+                server_version="Cisco-1.25",
+                process_factory=lambda process: _ios_cli(device, process),
+                **(IOS_ALGORITHMS if legacy else {}),
+            )
+
+        server = loop.run(go())
+        servers.append(server)
+        device.port = server.get_port()
+        device.host_key_line = " ".join(key.export_public_key("openssh").decode().split()[:2])
+        return device
+
+    yield start
+    for server in servers:
+        loop.loop.call_soon_threadsafe(server.close)
     loop.close()
