@@ -1,0 +1,43 @@
+"""The dashboard's ``.rdp`` download: a file with a fresh one-time routing token, made per
+download because the token is signed with the instance secret and expires
+(:mod:`pamcore_rdp.rdpfile`); the Connection page links here (``LaunchInfo.file_url``)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+from flask.typing import ResponseReturnValue
+from flask_login import login_required
+
+from pamcore.directconnect import login_name
+from pamcore.services.access import own_connectable_session
+from pamcore.web.context import acting_user, current_core
+from pamcore_rdp.plugin import DEFAULT_PORT, file_name
+from pamcore_rdp.rdpfile import MEDIA_TYPE, issue_file_token, rdp_file
+
+bp = Blueprint("rdp", __name__, url_prefix="/rdp")
+
+
+@bp.route("/file/<int:session_id>/<resource>")
+@login_required
+def download(session_id: int, resource: str) -> ResponseReturnValue:
+    """The requester's ``.rdp`` file for an Available session; anyone else, or a session
+    that cannot be used, gets the dashboard's error page (a PamError)."""
+    core = current_core()
+    with core.reader() as db:
+        user = acting_user(db)
+        token = issue_file_token(
+            core, db, user, session_id, resource, current_app.config["SECRET_KEY"]
+        )
+        session = own_connectable_session(db, user, session_id)
+        name = next(r.name for r in session.resources if r.name.lower() == resource.lower())
+        login = login_name(user.username, session.activity.name, name)
+    content = rdp_file(core.config.public_host, login, DEFAULT_PORT, token)
+    return Response(
+        content,
+        mimetype=MEDIA_TYPE,
+        headers={
+            "Content-Disposition": f'attachment; filename="{file_name(name)}"',
+            # the token is single-use: no cache may keep or replay the file
+            "Cache-Control": "no-store",
+        },
+    )

@@ -1,0 +1,227 @@
+"""Redirection tickets (single use, 30 s, bound to the client address) and the ``.rdp``
+file's routing token: made per download by the dashboard, sent verbatim by a real xfreerdp
+in its X.224 Connection Request, redeemed once by the listener's side."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from pamcore_rdp.admission import redeem_file_token
+from pamcore_rdp.plugin import DEFAULT_PORT, client_launch
+from pamcore_rdp.rdpfile import (
+    FILE_TOKEN_SECONDS,
+    ROUTING_PREFIX,
+    file_token,
+    issue_file_token,
+    rdp_file,
+)
+from pamcore_rdp.tickets import TICKET_SECONDS, Pass, TicketBook, TicketRefused
+from pamcore_rdp.x224 import encode_connection_request, parse_connection_request
+from peers import start_xfreerdp
+
+from pamcore.clock import FrozenClock
+from pamcore.core import Pamcore
+from pamcore.errors import AuthenticationFailed
+from pamcore.model import Activity, ActivitySession, LoginMode, Platform, Resource, User
+from pamcore.plugins import PluginHost
+from pamcore.services import scheduler
+from pamcore.services.sessions import SessionRequest, create_session
+from pamcore.services.terminal_tokens import SpentTokens
+from pamcore.testing import builders as b
+from pamcore.web.app import create_app
+
+PASSWORD = "Alice-rdp-file-1"
+
+
+class Ticking:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- redirection tickets -----------------------------------------------------------------
+
+
+def test_a_ticket_lets_its_client_in_once() -> None:
+    book = TicketBook()
+    ticket = book.issue(7, 42, "win01", "10.1.2.3")
+    assert len(ticket) == 32 and ticket.isascii()
+    assert book.redeem(ticket, "::ffff:10.1.2.3") == Pass(7, 42, "win01")  # dual-stack form
+    with pytest.raises(TicketRefused, match="^this redirection ticket was already used; connect"):
+        book.redeem(ticket, "10.1.2.3")
+
+
+def test_a_ticket_expires_after_30_seconds() -> None:
+    clock = Ticking()
+    book = TicketBook(now=clock)
+    on_time, late = (book.issue(7, 42, "win01", "10.1.2.3") for _ in range(2))
+    clock.now += TICKET_SECONDS
+    assert book.redeem(on_time, "10.1.2.3").session_id == 42
+    clock.now += 0.1
+    with pytest.raises(TicketRefused, match=r"expired \(it is good for 30 s\)"):
+        book.redeem(late, "10.1.2.3")
+
+
+def test_a_ticket_from_another_address_is_refused_and_burnt() -> None:
+    book = TicketBook()
+    ticket = book.issue(7, 42, "win01", "10.1.2.3")
+    with pytest.raises(TicketRefused, match="issued to another client address") as refused:
+        book.redeem(ticket, "10.9.9.9")
+    assert ticket not in str(refused.value)
+    with pytest.raises(TicketRefused, match="already used"):
+        book.redeem(ticket, "10.1.2.3")
+    with pytest.raises(TicketRefused, match="not known here"):
+        book.redeem(secrets.token_urlsafe(24), "10.1.2.3")
+    assert isinstance(refused.value, AuthenticationFailed)  # the listener's PamError path
+
+
+def test_old_tickets_are_forgotten() -> None:
+    clock = Ticking()
+    book = TicketBook(now=clock)
+    for _ in range(100):
+        book.issue(7, 42, "win01", "10.1.2.3")
+    clock.now += 2 * TICKET_SECONDS + 1
+    book.issue(7, 42, "win01", "10.1.2.3")
+    assert len(book) == 1
+
+
+# -- the .rdp file and its routing token -------------------------------------------------
+
+
+@pytest.fixture
+def plugin_host(installed_plugin_host: PluginHost) -> PluginHost:
+    return installed_plugin_host
+
+
+@dataclass
+class World:
+    core: Pamcore
+    clock: FrozenClock
+    session_id: int
+    secret: str
+
+    def token(self) -> str:
+        with self.core.reader() as db:
+            alice = db.query(User).filter_by(username="alice").one()
+            return issue_file_token(self.core, db, alice, self.session_id, "win 01", self.secret)
+
+    def redeem(self, token: str, spent: SpentTokens) -> tuple[int, int, str]:
+        granted = redeem_file_token(self.core, token, self.secret, spent)
+        return granted.user_id, granted.session_id, granted.resource_name
+
+
+@pytest.fixture
+def world(core: Pamcore, clock: FrozenClock) -> Iterator[World]:
+    secret = secrets.token_urlsafe(48)
+    assert core.config.secret_key_path is not None
+    core.config.secret_key_path.write_text(secret + "\n")
+    with core.unit() as db:
+        alice = b.make_user(db, "alice", password=PASSWORD)
+        b.make_user(db, "bob", password=PASSWORD)
+        win01 = b.make_resource(db, "win 01", protocols={"rdp": 3389}, platform=Platform.WINDOWS)
+        cred = b.make_credential(core, db, "admin", "Administrator", "Vaulted-1", resource=win01)
+        activity = b.make_activity(
+            db, "Windows Admin", login_mode=LoginMode.MANAGED, credential=cred
+        )
+        b.make_policy(db, "admins", b.make_profile(db, "standard"), [activity], [win01], [alice])
+        sid = create_session(core, db, alice, SessionRequest("Windows Admin", ("win 01",))).id
+    assert sid in scheduler.tick(core).activated
+    yield World(core, clock, sid, secret)
+
+
+def test_the_file_token_is_redeemed_once_within_ten_minutes(world: World) -> None:
+    spent = SpentTokens()
+    token, late = world.token(), world.token()
+    assert world.redeem(token, spent) == (1, world.session_id, "win 01")
+    with pytest.raises(AuthenticationFailed, match="already used; download the .rdp file again"):
+        world.redeem(token, spent)
+    world.clock.advance(seconds=FILE_TOKEN_SECONDS + 1)
+    with pytest.raises(AuthenticationFailed, match="^the routing token of this .rdp file expired"):
+        world.redeem(late, spent)
+    with pytest.raises(AuthenticationFailed, match="is not valid"):
+        world.redeem(token[:-2] + "xx", spent)
+
+
+def test_the_routing_line_fits_a_connection_request(world: World) -> None:
+    """X.224's length indicator is one byte (MS-RDPBCGR 2.2.1.1): the whole request,
+    token line included, must stay within 254 bytes."""
+    line = ROUTING_PREFIX + world.token()
+    frame = encode_connection_request(routing_token=line)
+    assert frame[4] <= 254
+    assert parse_connection_request(frame).routing_token == line
+    assert file_token(line) == line[len(ROUTING_PREFIX) :]
+    assert file_token(secrets.token_urlsafe(24)) is None  # a redirection ticket, not a file
+
+
+def test_the_dashboard_download_carries_a_fresh_token(world: World) -> None:
+    app = create_app(world.core, {"TESTING": True, "WTF_CSRF_ENABLED": False})
+
+    def client(username: str):  # type: ignore[no-untyped-def]
+        c = app.test_client()
+        assert c.post("/login", data={"username": username, "password": PASSWORD}).status_code
+        return c
+
+    alice = client("alice")
+    url = f"/rdp/file/{world.session_id}/win%2001"
+    assert url.encode() in alice.get(f"/sessions/{world.session_id}/connect").data
+    first, second = alice.get(url), alice.get(url)
+    assert first.status_code == 200 and first.mimetype == "application/x-rdp"
+    assert first.headers["Content-Disposition"] == 'attachment; filename="win-01.rdp"'
+    assert first.headers["Cache-Control"] == "no-store"
+    lines = first.data.decode().split("\r\n")
+    assert lines[:3] == [
+        "full address:s:localhost:4489",
+        "username:s:alice+Windows-Admin+win-01",
+        "enablecredsspsupport:i:0",
+    ]
+    routing = [x for x in lines if x.startswith("loadbalanceinfo:s:")]
+    assert len(routing) == 1 and first.data != second.data  # one token per download
+    token = file_token(routing[0].removeprefix("loadbalanceinfo:s:"))
+    assert token is not None
+    assert world.redeem(token, SpentTokens()) == (1, world.session_id, "win 01")
+    assert client("bob").get(url).status_code == 404
+
+
+def test_client_launch_points_the_download_at_the_dashboard_route() -> None:
+    session = ActivitySession(id=5, activity=Activity(name="Windows Admin"))
+    info = client_launch(session, Resource(name="win 01"), User(username="bob"), "pam.example")
+    assert info.file_url == "/rdp/file/5/win%2001"
+    assert b"loadbalanceinfo" not in info.file[2]  # type: ignore[index]  # no token without the dashboard
+    assert f"pam.example:{DEFAULT_PORT}" in info.command
+
+
+def test_xfreerdp_sends_the_files_token_verbatim(xvfb_display: str, world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A real xfreerdp opens a generated file against a capture server (a fake RDP server:
+    it reads the Connection Request and hangs up) and the token in it redeems."""
+    captured: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def capture() -> bytes:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            header = await reader.readexactly(4)
+            captured.put_nowait(header + await reader.readexactly(int.from_bytes(header[2:]) - 4))
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        path = tmp_path / "win01.rdp"
+        path.write_bytes(rdp_file("127.0.0.1", "alice+Windows-Admin+win-01", port, world.token()))
+        client = start_xfreerdp([str(path)], xvfb_display)
+        try:
+            return await asyncio.wait_for(captured.get(), 15)
+        finally:
+            client.finish()
+            server.close()
+
+    request = parse_connection_request(asyncio.run(capture()))
+    assert request.routing_token is not None
+    token = file_token(request.routing_token)
+    assert token is not None
+    assert world.redeem(token, SpentTokens()) == (1, world.session_id, "win 01")
