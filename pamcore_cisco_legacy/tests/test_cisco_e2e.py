@@ -24,7 +24,9 @@ from sqlalchemy import create_engine, select
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.errors import ValidationError
+from pamcore.lifecycle import Status
 from pamcore.model import (
+    ActivitySession,
     AuditEvent,
     Base,
     Credential,
@@ -362,3 +364,22 @@ def test_without_the_plugin_the_core_and_modern_resources_work(uninstalled: Worl
             world.core, db, CONSOLE, "sw01", "cisco_legacy", "legacy_algorithms", "cisco-legacy"
         )
     assert "cisco_legacy" not in {i.name for i in world.core.plugins.plugin_infos()}
+
+
+def test_a_wrong_enable_secret_fails_the_rotation_clearly(world: World) -> None:
+    device = world.devices["sw01"]
+    device.enable_secret = "Not-the-vaulted-one-3"
+    world.opt_in("sw01")
+    session_id = world.sessions["sw01"]
+    with world.core.unit() as db:
+        end_session(world.core, db, CONSOLE, session_id)
+    assert complete_ending(world.core, session_id, worker_name(), "test") == Status.FAILED
+    with world.core.reader() as db:
+        outcome = db.get(ActivitySession, session_id).outcome_reason  # type: ignore[union-attr]
+    assert outcome == (
+        "post-session action 'cisco-ios-rotate-secret' failed on sw01: "
+        "sw01 refused the enable secret"
+    )
+    assert device.enable_attempts == [False]
+    assert device.startup() == {} and device.running == {"admin": ADMIN_PW}
+    assert not world.audited("credential.rotated", timeout=0)

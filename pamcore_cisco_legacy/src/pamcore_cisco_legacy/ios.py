@@ -74,9 +74,7 @@ class IosShell:
             self.prompt = match.group(1)
         return seen
 
-    def _type(self, line: str, secret: bool = False) -> None:
-        if secret:
-            self._secrets.append(line)
+    def _type(self, line: str) -> None:
         self._process.stdin.write(line.encode() + b"\r")
 
     async def command(self, line: str, what: str, secret: str = "") -> bytes:
@@ -101,7 +99,8 @@ class IosShell:
             )
         self._type("enable")
         await self._until(PASSWORD, "asking for privileged mode")
-        self._type(enable_secret, secret=True)
+        self._secrets.append(enable_secret)
+        self._type(enable_secret)
         await self._until(PROMPT, "entering privileged mode")
         if self.prompt != b"#":
             raise ActionFailed(f"{self.where} refused the enable secret")
