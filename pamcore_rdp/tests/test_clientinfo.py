@@ -156,3 +156,12 @@ def test_ansi_info_packet() -> None:
     assert dataclasses.replace(parse_client_info(data), password="") == dataclasses.replace(
         info, password=""
     )
+
+
+def test_nul_inside_a_string_is_malformed() -> None:
+    data = bytearray(encode_client_info(ClientInfo(0, INFO_UNICODE, "", "ab", "")))
+    data[20:22] = b"\0\0"  # the second character of UserName
+    with pytest.raises(
+        RdpProtocolError, match="UserName has a NUL character inside its cbUserName"
+    ):
+        parse_client_info(bytes(data))

@@ -19,23 +19,7 @@ from pamcore_rdp.x224 import (
     parse_connection_confirm,
     parse_connection_request,
 )
-
-#: Captured from xfreerdp 2.11.7 (`/u:alice`), default protocols SSL|HYBRID.
-XFREERDP_COOKIE = bytes.fromhex(
-    "0300002b26e00000000000436f6f6b69653a206d737473686173683d616c6963650d0a0100080003000000"
-)
-#: Captured from xfreerdp 2.11.7 with
-#: `/load-balance-info:'tsv://MS Terminal Services Plugin.1.sess-42'`.
-XFREERDP_LOAD_BALANCE = bytes.fromhex(
-    "030000403be000000000007473763a2f2f4d53205465726d696e616c20536572766963657320506c7567"
-    "696e2e312e736573732d34320d0a0100080003000000"
-)
-#: Captured from xfreerdp 2.11.7 (`/u:bob /sec:tls`): requestedProtocols SSL only.
-XFREERDP_TLS_ONLY = bytes.fromhex(
-    "0300002924e00000000000436f6f6b69653a206d737473686173683d626f620d0a0100080001000000"
-)
-#: What xrdp 0.9.21 and the test probe's server answer: CC selecting TLS.
-CONFIRM_TLS = bytes.fromhex("03000013 0ed00000123400 0200080001000000")
+from rdp_frames import CONFIRM_TLS, XFREERDP_COOKIE, XFREERDP_LOAD_BALANCE, XFREERDP_TLS_ONLY
 
 
 def test_xfreerdp_cookie() -> None:

@@ -79,7 +79,10 @@ def parse_client_info(data: bytes) -> ClientInfo:
         # The cb fields leave out the mandatory terminator (notes §7, 2.2.1.11.1.1).
         if reader.take(len(terminator), f"{name} terminator") != terminator:
             raise reader.error(f"{name} is not followed by its NUL terminator")
-        texts.append(_decode(raw, unicode))
+        text = _decode(raw, unicode)
+        if "\0" in text:
+            raise reader.error(f"{name} has a NUL character inside its cb{name} bytes")
+        texts.append(text)
     return ClientInfo(code_page, flags, *texts, extra=reader.rest())
 
 
