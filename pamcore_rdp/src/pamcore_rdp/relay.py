@@ -1,0 +1,541 @@
+"""Phase B (notes/rdp.md §3.1, §3.4): one client connection, whose redirection ticket the
+listener redeemed into a :class:`~pamcore_rdp.admission.Grant`, relayed to its target
+with the vaulted credential.
+
+The relay never terminates MCS. It answers the client's X.224 Connection Request itself
+(TLS on the client leg, with the proxy certificate), sends its own to the target and takes
+the target's choice: TLS, or CredSSP (NLA) with the vaulted credential
+(:mod:`pamcore_rdp.credssp`). Then it patches GCC ``serverSelectedProtocol`` in the
+client's MCS Connect Initial to that choice, rewrites the Client Info PDU with the vaulted
+account, password and ``INFO_AUTOLOGON`` (as mstsc sends its credentials on both NLA and
+TLS connections), and from there pumps bytes both ways with backpressure (``drain``).
+
+Every step of the setup has a timeout, and so has the whole setup; an idle connection
+closes. The listener (:mod:`pamcore_rdp.listener`) admits the connection, calls
+:meth:`Relay.close` at the session's end, on its ending or an administrator's termination
+request, and audits the close with the reason :meth:`Relay.run` returns. Recording:
+:mod:`pamcore_rdp.recording`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pamcore.core import Pamcore
+from pamcore.errors import ProtocolError
+from pamcore.model import Resource
+from pamcore.services.common import by_name
+from pamcore.services.recordings import recorded_bytes
+from pamcore_rdp import credssp
+from pamcore_rdp.admission import Grant
+from pamcore_rdp.clientinfo import SEC_INFO_PKT, rewrite_client_info
+from pamcore_rdp.mcs import (
+    SEND_DATA_REQUEST,
+    domain_pdu_choice,
+    parse_send_data_request,
+    patch_server_selected_protocol,
+)
+from pamcore_rdp.recording import ConnectionRecording, PduRecorder, RecordingInfo
+from pamcore_rdp.wire import TPKT_VERSION, read_pdu
+from pamcore_rdp.x224 import (
+    DYNVC_GFX_PROTOCOL_SUPPORTED,
+    EXTENDED_CLIENT_DATA_SUPPORTED,
+    HYBRID_REQUIRED_BY_SERVER,
+    PROTOCOL_HYBRID,
+    PROTOCOL_HYBRID_EX,
+    PROTOCOL_SSL,
+    SSL_CERT_NOT_ON_SERVER,
+    SSL_NOT_ALLOWED_BY_SERVER,
+    SSL_REQUIRED_BY_SERVER,
+    SSL_WITH_USER_AUTH_REQUIRED_BY_SERVER,
+    ConnectionRequest,
+    encode_connection_confirm,
+    encode_connection_request,
+    parse_connection_confirm,
+)
+
+log = logging.getLogger(__name__)
+
+#: Reads and writes of the byte pump.
+CHUNK = 65536
+#: What each ``rdp.security`` setting asks the target for (MS-RDPBCGR 2.2.1.1.1).
+REQUESTED = {
+    "auto": PROTOCOL_SSL | PROTOCOL_HYBRID | PROTOCOL_HYBRID_EX,
+    "nla": PROTOCOL_HYBRID | PROTOCOL_HYBRID_EX,
+    "tls": PROTOCOL_SSL,
+}
+#: RDP_NEG_RSP flags passed from the target's confirm to the client's (2.2.1.2.1); the
+#: restricted-admin and redirected-authentication ones describe CredSSP on *our* leg.
+_PASSED_FLAGS = EXTENDED_CLIENT_DATA_SUPPORTED | DYNVC_GFX_PROTOCOL_SUPPORTED
+#: Client frames allowed between the Connect Initial and the Client Info PDU (Erect
+#: Domain, Attach User, one Channel Join per channel): 31 static channels and some room.
+_MAX_SEQUENCE_FRAMES = 40
+#: The target's RDP_NEG_FAILURE codes (2.2.1.2.2), as the operator can act on them.
+_FAILURES = {
+    SSL_REQUIRED_BY_SERVER: "requires TLS without NLA; set rdp.security to tls or auto",
+    SSL_NOT_ALLOWED_BY_SERVER: (
+        "allows only standard RDP security, which pamcore does not relay; enable TLS or "
+        "NLA on the target"
+    ),
+    SSL_CERT_NOT_ON_SERVER: "has no TLS certificate configured",
+    HYBRID_REQUIRED_BY_SERVER: "requires NLA; set rdp.security to nla or auto",
+    SSL_WITH_USER_AUTH_REQUIRED_BY_SERVER: (
+        "requires TLS client certificates, which pamcore does not support"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds allowed for each step; ``idle``: no byte either way for that long closes."""
+
+    connect: float = 10.0
+    step: float = 15.0
+    setup: float = 30.0
+    idle: float = 3600.0
+
+
+class TargetError(ProtocolError):
+    """The target cannot be reached or refused us; the message is for the user and the
+    audit log, and names what to do."""
+
+
+class TargetLeg(Protocol):
+    """The target side after its security layer: TLS, or CredSSP's TLS."""
+
+    async def read(self, size: int = CHUNK) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _StreamLeg:
+    """A TLS target leg on asyncio streams."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, size: int = CHUNK) -> bytes:
+        return await self._reader.read(size)
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def target_tls_context() -> ssl.SSLContext:
+    """TLS to targets: certificates are not checked yet (RDP servers mostly present
+    self-signed ones); pinning per resource, trust on first use, is future work."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class Relay:
+    r"""One admitted client connection and its target; the listener :meth:`run`\ s it once
+    and :meth:`close`\ s it at the session's end (``LiveRelay`` in :mod:`.listener`)."""
+
+    def __init__(
+        self,
+        core: Pamcore,
+        grant: Grant,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: ConnectionRequest,
+        client_tls: ssl.SSLContext,
+        *,
+        timeouts: Timeouts = Timeouts(),
+    ) -> None:
+        """``request``: the client's X.224 Connection Request, already read;
+        ``client_tls``: the server-side context with the proxy certificate."""
+        self.core = core
+        self.grant = grant
+        self.timeouts = timeouts
+        self.recorder: PduRecorder | None = None
+        self._client_reader = reader
+        self._client_writer = writer
+        self._request = request
+        self._client_tls = client_tls
+        self._target: TargetLeg | None = None
+        self._target_writer: asyncio.StreamWriter | None = None
+        self._server_task: asyncio.Task[None] | None = None
+        self._closing: str | None = None
+        self._stop = asyncio.Event()
+        self._last_activity = time.monotonic()
+        self.started = time.monotonic()
+        #: Set once the Client Info is through and bytes are pumped (tests, the bench).
+        self.established = asyncio.Event()
+        #: Seconds from :meth:`run` to :attr:`established`.
+        self.setup_seconds: float | None = None
+        self.selected_protocol: int | None = None
+        self.bytes = {"client": 0, "server": 0}
+
+    def close(self, reason: str) -> None:
+        """Close both legs now; ``reason`` is logged and audited (the first one wins)."""
+        if self._closing is None:
+            self._closing = reason
+        self._stop.set()
+
+    async def run(self) -> str:
+        """Set up and relay until either side closes or :meth:`close`; returns why it
+        ended (a network or protocol failure is not raised: it is the reason)."""
+        self.started = time.monotonic()
+        recording = await self._start_recording() if self.grant.recording else None
+        self.recorder = recording.recorder if recording is not None else None
+        try:
+            try:
+                async with asyncio.timeout(self.timeouts.setup):
+                    await self._setup()
+            except TimeoutError:
+                if self._closing is None:
+                    raise TargetError(
+                        f"the connection to {self.grant.resource_name} was not set up within "
+                        f"{self.timeouts.setup:g} s"
+                    ) from None
+            if self._closing is None:
+                await self._pump()
+        except ProtocolError as exc:
+            self.close(str(exc))
+        except (OSError, EOFError, ssl.SSLError) as exc:
+            self.close(_network_reason(exc, self.established.is_set()))
+        finally:
+            await self._shut()
+            reason = self._closing or "closed"
+            if recording is not None:
+                await recording.finish(reason)
+        log.info(
+            "rdp connection #%s (%s to %s) closed: %s; %d bytes from the client, %d from "
+            "the target",
+            self.grant.connection_id,
+            self.grant.username,
+            self.grant.resource_name,
+            reason,
+            self.bytes["client"],
+            self.bytes["server"],
+        )
+        return reason
+
+    async def _start_recording(self) -> ConnectionRecording | None:
+        grant = self.grant
+
+        def known() -> tuple[int, int]:
+            with self.core.reader() as db:
+                resource = by_name(db, Resource, grant.resource_name)
+                return resource.id, recorded_bytes(db, grant.session_id)
+
+        resource_id, earlier = await asyncio.to_thread(known)
+        info = RecordingInfo(
+            session_id=grant.session_id,
+            connection_id=grant.connection_id,
+            resource_id=resource_id,
+            username=grant.username,
+            resource_name=grant.resource_name,
+            target=f"{grant.address}:{grant.port}",
+            login=grant.login_account,
+            recorded_bytes=earlier,
+        )
+        return await ConnectionRecording.start(self.core, info)
+
+    async def _setup(self) -> None:
+        if not self._request.requested_protocols & PROTOCOL_SSL:
+            self._client_writer.write(
+                encode_connection_confirm(PROTOCOL_SSL, failure_code=SSL_REQUIRED_BY_SERVER)
+            )
+            raise ProtocolError(
+                "the client did not offer TLS, which pamcore's RDP proxy requires "
+                "(FreeRDP: /sec:tls; mstsc: any current version offers it)"
+            )
+        target_reader, target_writer, selected, flags = await self._negotiate_target()
+        self.selected_protocol = selected
+        self._client_writer.write(encode_connection_confirm(PROTOCOL_SSL, flags & _PASSED_FLAGS))
+        await self._client_writer.drain()
+        _, self._target = await _both(
+            self._client_writer.start_tls(self._client_tls),
+            self._secure_target(target_reader, target_writer, selected),
+        )
+        await self._connect_initial()
+        self._server_task = asyncio.create_task(self._server_to_client())
+        await self._until_client_info()
+        self.setup_seconds = time.monotonic() - self.started
+        self.established.set()
+        log.info(
+            "rdp connection #%s: %s relayed to %s as %s (%s) after %.3f s",
+            self.grant.connection_id,
+            self.grant.username,
+            self.grant.resource_name,
+            self.grant.login_account,
+            "NLA" if selected != PROTOCOL_SSL else "TLS",
+            self.setup_seconds,
+        )
+
+    async def _negotiate_target(
+        self,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, int]:
+        """TCP to the target, our Connection Request, its choice (MS-RDPBCGR 2.2.1.1-2)."""
+        grant = self.grant
+        where = f"{grant.resource_name} ({grant.address}:{grant.port})"
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(grant.address, grant.port), self.timeouts.connect
+            )
+        except TimeoutError:
+            raise TargetError(
+                f"target {where} did not answer within {self.timeouts.connect:g} s"
+            ) from None
+        except OSError as exc:
+            raise TargetError(
+                f"target {where} is unreachable: {exc.strerror or exc}; is RDP enabled there?"
+            ) from None
+        self._target_writer = writer
+        writer.write(
+            encode_connection_request(
+                cookie=_cookie(grant.login_account),
+                requested_protocols=REQUESTED.get(grant.security, REQUESTED["auto"]),
+            )
+        )
+        await writer.drain()
+        try:
+            confirm = parse_connection_confirm(await read_pdu(reader, self.timeouts.step))
+        except (TimeoutError, asyncio.IncompleteReadError):
+            raise TargetError(f"target {where} did not answer the RDP connection request") from None
+        if confirm.failure_code is not None:
+            why = _FAILURES.get(
+                confirm.failure_code, f"refused the negotiation (code {confirm.failure_code})"
+            )
+            raise TargetError(f"target {where} {why}")
+        selected = confirm.selected_protocol
+        if selected not in (PROTOCOL_SSL, PROTOCOL_HYBRID, PROTOCOL_HYBRID_EX):
+            raise TargetError(
+                f"target {where} chose security protocol 0x{selected:x}, which pamcore does not "
+                "relay (it needs TLS or NLA)"
+            )
+        return reader, writer, selected, confirm.flags
+
+    async def _secure_target(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, selected: int
+    ) -> TargetLeg:
+        grant = self.grant
+        if selected == PROTOCOL_SSL:
+            async with asyncio.timeout(self.timeouts.step):
+                await writer.start_tls(target_tls_context())
+            return _StreamLeg(reader, writer)
+        if grant.password is None:
+            raise TargetError(
+                f"{grant.resource_name} requires NLA, but the session has no vaulted password "
+                f"for {grant.login_account}"
+            )
+        return await credssp.authenticate(
+            reader,
+            writer,
+            username=grant.login_account,
+            password=grant.password,
+            domain=grant.domain,
+            mechanism=grant.nla_mechanism,
+            hostname=grant.address,
+            resource=grant.resource_name,
+            early_auth=selected == PROTOCOL_HYBRID_EX,
+            timeout=self.timeouts.step,
+        )
+
+    async def _connect_initial(self) -> None:
+        """The client's MCS Connect Initial, with ``serverSelectedProtocol`` set to what the
+        target chose (2.2.1.3.2; FreeRDP refuses the connection otherwise, notes §3.1.5)."""
+        assert self._target is not None and self.selected_protocol is not None
+        frame = await read_pdu(self._client_reader, self.timeouts.step)
+        frame = patch_server_selected_protocol(frame, self.selected_protocol)
+        self._to_target(frame, record=frame)
+
+    async def _until_client_info(self) -> None:
+        """Pass the client's MCS frames (Erect Domain, Attach User, Channel Joins) until
+        the Client Info PDU, which goes out rewritten (2.2.1.11)."""
+        for _ in range(_MAX_SEQUENCE_FRAMES):
+            frame = await read_pdu(self._client_reader, self.timeouts.step)
+            if not _is_client_info(frame):
+                self._to_target(frame, record=frame)
+                continue
+            sent, recorded = self._rewrite_client_info(frame)
+            self._to_target(sent, record=recorded)
+            assert self._target is not None
+            await self._target.drain()
+            return
+        raise ProtocolError(
+            f"the client sent {_MAX_SEQUENCE_FRAMES} frames without a Client Info PDU"
+        )
+
+    def _rewrite_client_info(self, frame: bytes) -> tuple[bytes, bytes]:
+        """(the frame for the target, the frame for the recording: no password at all)."""
+        grant = self.grant
+        password = str(grant.password) if grant.password is not None else ""
+        return (
+            rewrite_client_info(frame, grant.domain, grant.login_account, password),
+            rewrite_client_info(frame, grant.domain, grant.login_account, ""),
+        )
+
+    def _to_target(self, frame: bytes, record: bytes) -> None:
+        assert self._target is not None
+        if self.recorder is not None:
+            self.recorder.client_frame(record)
+        self.bytes["client"] += len(frame)
+        self._target.write(frame)
+
+    # -- the pump ------------------------------------------------------------------------
+
+    async def _server_to_client(self) -> None:
+        assert self._target is not None
+        await _pump_one_way(
+            self._target.read,
+            self._to_client,
+            self._client_writer.drain,
+            lambda: self.close(f"{self.grant.resource_name} closed the connection"),
+            lambda: self.close("the client closed the connection"),
+        )
+
+    def _to_client(self, data: bytes) -> None:
+        self._last_activity = time.monotonic()
+        self.bytes["server"] += len(data)
+        if self.recorder is not None:
+            self.recorder.server(data)
+        self._client_writer.write(data)
+
+    async def _client_to_server(self) -> None:
+        assert self._target is not None
+        await _pump_one_way(
+            self._client_reader.read,
+            self._to_server,
+            self._target.drain,
+            lambda: self.close("the client closed the connection"),
+            lambda: self.close(f"{self.grant.resource_name} closed the connection"),
+        )
+
+    def _to_server(self, data: bytes) -> None:
+        assert self._target is not None
+        self._last_activity = time.monotonic()
+        self.bytes["client"] += len(data)
+        if self.recorder is not None:
+            self.recorder.client_bytes(len(data))
+        self._target.write(data)
+
+    async def _idle_watch(self) -> None:
+        idle = self.timeouts.idle
+        while True:
+            left = self._last_activity + idle - time.monotonic()
+            if left <= 0:
+                self.close(f"idle for {idle:g} s")
+                return
+            await asyncio.sleep(min(left, 30.0))
+
+    async def _pump(self) -> None:
+        assert self._server_task is not None
+        tasks = {
+            self._server_task,
+            asyncio.create_task(self._client_to_server()),
+            asyncio.create_task(self._idle_watch()),
+            asyncio.create_task(self._stop.wait()),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _shut(self) -> None:
+        """Close both legs (TLS close_notify where it is up), without waiting long."""
+        task = self._server_task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        writers = [self._client_writer]
+        if self._target is not None:
+            self._target.close()
+        if self._target_writer is not None:
+            writers.append(self._target_writer)
+        for writer in writers:
+            writer.close()
+        for writer in writers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+async def _pump_one_way(
+    read: Callable[[int], Awaitable[bytes]],
+    write: Callable[[bytes], None],
+    drain: Callable[[], Awaitable[None]],
+    source_gone: Callable[[], None],
+    sink_gone: Callable[[], None],
+) -> None:
+    """Copy until the source ends; a reset counts as the end of whichever side it hit."""
+    while True:
+        try:
+            data = await read(CHUNK)
+        except (OSError, ssl.SSLError, ProtocolError):
+            data = b""
+        if not data:
+            source_gone()
+            return
+        try:
+            write(data)
+            await drain()
+        except (OSError, ssl.SSLError):
+            sink_gone()
+            return
+
+
+async def _both(first: Awaitable[Any], second: Awaitable[Any]) -> tuple[Any, Any]:
+    """Run two setup steps at once (the client's TLS, the target's TLS or CredSSP); the
+    first failure cancels the other and is raised as it is."""
+    tasks = [asyncio.ensure_future(first), asyncio.ensure_future(second)]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return tasks[0].result(), tasks[1].result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _is_client_info(frame: bytes) -> bool:
+    """An MCS Send Data Request whose security header has SEC_INFO_PKT (2.2.1.11.1)."""
+    if frame[0] != TPKT_VERSION or domain_pdu_choice(frame) != SEND_DATA_REQUEST:
+        return False
+    data = parse_send_data_request(frame).data
+    return len(data) >= 4 and bool(struct.unpack_from("<H", data)[0] & SEC_INFO_PKT)
+
+
+def _cookie(account: str) -> str | None:
+    """``mstshash`` for the target's logs and load balancers, as clients send it."""
+    return account if account.isascii() and account.isprintable() else None
+
+
+def _network_reason(exc: BaseException, established: bool) -> str:
+    when = "during the session" if established else "while setting up the connection"
+    if isinstance(exc, asyncio.IncompleteReadError | EOFError):
+        return f"the connection closed {when}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed {when}: {exc.reason or exc}"
+    return f"network error {when}: {getattr(exc, 'strerror', None) or exc}"

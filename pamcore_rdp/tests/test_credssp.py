@@ -1,0 +1,83 @@
+"""CredSSP to a real NLA target (freerdp-shadow-cli, notes §4.3): the right vaulted
+password opens the target leg, a wrong one is a clear refusal (not a hang: pyspnego's
+close_notify loop), the wrong inner mechanism gets a hint naming the setting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pamcore_rdp.credssp import CredentialRefused, CredSSPError, CredSSPLeg, authenticate
+from pamcore_rdp.wire import read_pdu
+from pamcore_rdp.x224 import (
+    PROTOCOL_HYBRID,
+    PROTOCOL_HYBRID_EX,
+    PROTOCOL_SSL,
+    encode_connection_request,
+    parse_connection_confirm,
+)
+from peers import ShadowTarget
+
+
+async def _credssp(
+    target: ShadowTarget, password: str, mechanism: str = "ntlm"
+) -> tuple[CredSSPLeg, asyncio.StreamWriter]:
+    """X.224 to the target asking for NLA, then CredSSP as the relay runs it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
+    requested = PROTOCOL_SSL | PROTOCOL_HYBRID | PROTOCOL_HYBRID_EX
+    writer.write(encode_connection_request(requested_protocols=requested))
+    confirm = parse_connection_confirm(await read_pdu(reader, 5))
+    assert confirm.selected_protocol in (PROTOCOL_HYBRID, PROTOCOL_HYBRID_EX)
+    try:
+        leg = await authenticate(
+            reader,
+            writer,
+            username=target.username,
+            password=password,
+            domain="",
+            mechanism=mechanism,
+            hostname="127.0.0.1",
+            resource="shadow01",
+            early_auth=confirm.selected_protocol == PROTOCOL_HYBRID_EX,
+            timeout=10,
+        )
+    except BaseException:
+        writer.close()
+        raise
+    return leg, writer
+
+
+def test_vaulted_password_opens_the_target_leg(shadow_target: ShadowTarget) -> None:
+    async def scenario() -> bytes:
+        leg, writer = await _credssp(shadow_target, shadow_target.password)
+        try:
+            # The target now waits for the MCS Connect Initial inside CredSSP's TLS: a
+            # garbage frame written through the leg makes it close, which the leg reads as
+            # the end of the stream (b'') instead of hanging in pyspnego's unwrap.
+            leg.write(b"\x03\x00\x00\x08\x02\xf0\x80\x00")
+            await leg.drain()
+            return await asyncio.wait_for(leg.read(), 10)
+        finally:
+            writer.close()
+
+    assert asyncio.run(scenario()) == b""
+
+
+def test_wrong_vaulted_password_is_refused_in_plain_words(shadow_target: ShadowTarget) -> None:
+    started = time.monotonic()
+    with pytest.raises(CredentialRefused) as refused:
+        asyncio.run(_credssp(shadow_target, "not-the-password"))
+    assert str(refused.value) == (
+        "the vaulted password for shadowuser@shadow01 was refused by the target (CredSSP)"
+    )
+    assert time.monotonic() - started < 5  # the target's close_notify ends it at once
+    assert "not-the-password" not in str(refused.value)
+
+
+def test_wrong_mechanism_names_the_setting_to_change(shadow_target: ShadowTarget) -> None:
+    """FreeRDP 2 rejects SPNEGO inside CredSSP (notes §2)."""
+    with pytest.raises(CredSSPError) as failed:
+        asyncio.run(_credssp(shadow_target, shadow_target.password, mechanism="negotiate"))
+    assert not isinstance(failed.value, CredentialRefused)
+    assert "set-setting shadow01 rdp.nla_mechanism ntlm" in str(failed.value)

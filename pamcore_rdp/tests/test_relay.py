@@ -1,0 +1,331 @@
+"""Phase B end to end with real peers: xfreerdp (under Xvfb) -> a listener stand-in that
+relays every connection with one admitted Grant -> xrdp (TLS, Client Info injection) or
+freerdp-shadow-cli (CredSSP). The stand-in does what the listener does around a relay
+(admit, run, audit the close); the ticket redemption in front of it is the listener's.
+
+Oracles: the target's log and a screenshot pixel of the user's desktop (notes §4.5); the
+audit log for every failure; no vaulted or user password in the logs, the recording or
+the target logs we can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import json
+import logging
+import queue
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from pamcore_rdp.admission import Grant
+from pamcore_rdp.recording import FORMAT
+from pamcore_rdp.relay import Relay, Timeouts
+from pamcore_rdp.wire import read_pdu
+from pamcore_rdp.x224 import parse_connection_request
+from peers import (
+    GREEN,
+    NAVY,
+    TIMED_OUT,
+    ShadowTarget,
+    XrdpTarget,
+    log_mark,
+    start_xfreerdp,
+    wait_for_log,
+    wait_for_pixel,
+    xrdp_logged_in,
+)
+from sqlalchemy import create_engine, select
+
+from pamcore.clock import FrozenClock
+from pamcore.core import Pamcore
+from pamcore.model import AuditEvent, Base, LoginMode, Platform, Recording, Role
+from pamcore.plugins import build_plugin_host
+from pamcore.services import scheduler
+from pamcore.services.inventory import set_setting
+from pamcore.services.sessions import SessionRequest, create_session
+from pamcore.testing import T0, LoopThread, make_core
+from pamcore.testing import builders as b
+from pamcore.testing.contract import closed_port
+from pamcore_rdp import admission
+
+#: alice's pamcore password: xfreerdp sends it in the Client Info, the relay replaces it.
+ALICE_PASSWORD = "Alice-Relay-Pw-77"
+RESOURCE = "lab01"
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Iterator[Pamcore]:
+    """SQLite, frozen clock, the installed plugins (the rdp settings are registered)."""
+    url = f"sqlite:///{tmp_path / 'relay.db'}"
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    core = make_core(instance, url, FrozenClock(T0), build_plugin_host(strict=True))
+    yield core
+    core.dispose()
+
+
+def admitted(
+    core: Pamcore, port: int, account: str, password: str, mechanism: str = "negotiate"
+) -> Grant:
+    """alice's Available session on lab01 (127.0.0.1:``port``) with ``account``'s vaulted
+    ``password``, recorded; the connection admitted as the listener admits it."""
+    with core.unit() as db:
+        alice = b.make_user(db, "alice", password=ALICE_PASSWORD)
+        erin = b.make_user(db, "erin", Role.ADMIN)
+        lab = b.make_resource(db, RESOURCE, protocols={"rdp": port}, platform=Platform.WINDOWS)
+        cred = b.make_credential(core, db, "lab01 account", account, password, resource=lab)
+        activity = b.make_activity(db, "Desktop", login_mode=LoginMode.MANAGED, credential=cred)
+        profile = b.make_profile(db, "recorded", max_duration_minutes=60, recording=True)
+        b.make_policy(db, "lab", profile, [activity], [lab], [alice])
+        set_setting(core, db, erin, RESOURCE, "rdp", "nla_mechanism", mechanism)
+        session_id = create_session(core, db, alice, SessionRequest("Desktop", (RESOURCE,))).id
+        alice_id = alice.id
+    scheduler.tick(core)
+    return admission.admit(core, alice_id, None, RESOURCE, "127.0.0.1", session_id)
+
+
+def proxy_tls(folder: Path) -> ssl.SSLContext:
+    """The proxy certificate of the client leg: self-signed, as ``pamcore init`` makes one."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pamcore relay test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = folder / "proxy.pem"
+    pem.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pem)
+    return context
+
+
+@dataclass
+class Finished:
+    relay: Relay
+    reason: str
+
+
+class Proxy:
+    """Relays every connection with ``grant``, as the listener does after a ticket."""
+
+    def __init__(self, core: Pamcore, grant: Grant, tls: ssl.SSLContext) -> None:
+        self.core = core
+        self.grant = grant
+        self.tls = tls
+        self.loop = LoopThread()
+        self.live: queue.Queue[Relay] = queue.Queue()
+        self.finished: queue.Queue[Finished] = queue.Queue()
+        self.server = self.loop.run(asyncio.start_server(self._accept, "127.0.0.1", 0))
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = parse_connection_request(await read_pdu(reader, 10))
+        relay = Relay(
+            self.core, self.grant, reader, writer, request, self.tls, timeouts=Timeouts(step=8)
+        )
+        self.live.put(relay)
+        reason = await relay.run()
+        await asyncio.to_thread(admission.closed, self.core, self.grant, reason)
+        self.finished.put(Finished(relay, reason))
+
+    def close(self) -> None:
+        self.server.close()
+        self.loop.close()
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> ssl.SSLContext:
+    return proxy_tls(tmp_path)
+
+
+def client_args(proxy: Proxy) -> list[str]:
+    return [f"/v:127.0.0.1:{proxy.port}", "/u:alice", f"/p:{ALICE_PASSWORD}", "/size:1024x768"]
+
+
+def closes_audited(core: Pamcore) -> list[str]:
+    with core.reader() as db:
+        events = db.scalars(select(AuditEvent).where(AuditEvent.action == "connection.closed"))
+        return [str(event.details.get("reason")) for event in events]
+
+
+def assert_secret_free(secrets: list[str], *texts: bytes) -> None:
+    """None of ``secrets`` in ``texts``, as UTF-8 or as the UTF-16LE of a Client Info."""
+    for secret in secrets:
+        for text in texts:
+            assert secret.encode() not in text
+            assert secret.encode("utf-16-le") not in text
+
+
+def recording_of(core: Pamcore) -> tuple[Path, list[object], str]:
+    """The one registered recording: its file, its lines, the SHA-256 audited for it."""
+    with core.reader() as db:
+        recording = db.scalars(select(Recording)).one()
+        saved = db.scalars(select(AuditEvent).where(AuditEvent.action == "recording.saved")).one()
+        path, audited = Path(recording.path), str(saved.details["sha256"])
+        assert recording.format == FORMAT
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return path, lines, audited
+
+
+def frames(lines: list[object]) -> bytes:
+    """Every recorded frame, decoded."""
+    return b"".join(
+        base64.b64decode(line[2])
+        for line in lines
+        if isinstance(line, list) and line[2] is not None
+    )
+
+
+def test_xrdp_logs_in_with_the_injected_password_and_the_session_is_recorded(
+    core: Pamcore,
+    tls: ssl.SSLContext,
+    xvfb_display: str,
+    xrdp_target: XrdpTarget,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    grant = admitted(core, xrdp_target.port, xrdp_target.username, xrdp_target.password)
+    proxy = Proxy(core, grant, tls)
+    mark = log_mark(xrdp_target.sesman_log)
+    client = start_xfreerdp(client_args(proxy), xvfb_display)
+    try:
+        wait_for_log(xrdp_target.sesman_log, xrdp_logged_in(xrdp_target.username), 15, mark)
+        wait_for_pixel(xvfb_display, 100, 100, NAVY, timeout=15)
+        relay = proxy.live.get(timeout=1)
+        assert relay.established.is_set() and relay.selected_protocol == 1  # TLS
+    finally:
+        rc, output = client.finish()
+        finished = proxy.finished.get(timeout=10)
+        proxy.close()
+    assert rc == TIMED_OUT, output  # the session was up until we ended the client
+    assert finished.reason == "the client closed the connection"
+    assert closes_audited(core) == ["the client closed the connection"]
+
+    path, lines, audited = recording_of(core)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == audited
+    header, last = lines[0], lines[-1]
+    assert isinstance(header, dict) and header["user"] == "alice"
+    assert header["resource"] == RESOURCE and header["login"] == xrdp_target.username
+    assert isinstance(last, dict) and last["bytes"]["server"] > 1000
+    directions = {line[1] for line in lines if isinstance(line, list)}
+    assert directions == {"c", "s"}
+    # The Client Info went out with the account, and into the file without the password.
+    assert xrdp_target.username.encode("utf-16-le") in frames(lines)
+    secrets = [xrdp_target.password, ALICE_PASSWORD]
+    logs = "\n".join(record.getMessage() for record in caplog.records).encode()
+    assert_secret_free(secrets, path.read_bytes(), frames(lines), logs)
+    assert_secret_free(secrets, xrdp_target.xrdp_log.read_bytes())
+
+
+def test_shadow_target_gets_the_vaulted_password_by_credssp(
+    core: Pamcore,
+    tls: ssl.SSLContext,
+    xvfb_display: str,
+    shadow_target: ShadowTarget,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    grant = admitted(
+        core, shadow_target.port, shadow_target.username, shadow_target.password, "ntlm"
+    )
+    proxy = Proxy(core, grant, tls)
+    client = start_xfreerdp(client_args(proxy), xvfb_display)
+    try:
+        wait_for_pixel(xvfb_display, 100, 100, GREEN, timeout=15)
+        relay = proxy.live.get(timeout=1)
+        assert relay.selected_protocol == 2  # HYBRID: CredSSP with the vaulted password
+    finally:
+        rc, output = client.finish()
+        proxy.finished.get(timeout=10)
+        proxy.close()
+    assert rc == TIMED_OUT, output
+    path, lines, _ = recording_of(core)
+    logs = "\n".join(record.getMessage() for record in caplog.records).encode()
+    secrets = [shadow_target.password, ALICE_PASSWORD]
+    assert_secret_free(secrets, path.read_bytes(), frames(lines), logs)
+    assert_secret_free(secrets, shadow_target.log.read_bytes())
+
+
+def test_wrong_vaulted_password_is_a_clear_audited_refusal(
+    core: Pamcore, tls: ssl.SSLContext, xvfb_display: str, shadow_target: ShadowTarget
+) -> None:
+    grant = admitted(core, shadow_target.port, shadow_target.username, "Stale-Vault-Pw", "ntlm")
+    proxy = Proxy(core, grant, tls)
+    mark = log_mark(shadow_target.log)
+    rc, output = start_xfreerdp(client_args(proxy), xvfb_display).finish(20)
+    try:
+        finished = proxy.finished.get(timeout=5)
+    finally:
+        proxy.close()
+    assert rc != TIMED_OUT, output  # the client was dropped, it did not hang
+    who = f"{shadow_target.username}@{RESOURCE}"
+    expected = f"the vaulted password for {who} was refused by the target (CredSSP)"
+    assert finished.reason == expected
+    assert expected in closes_audited(core)
+    wait_for_log(shadow_target.log, "authentication fail", timeout=5, since=mark)
+
+
+def test_unreachable_target_is_a_clear_audited_refusal(
+    core: Pamcore, tls: ssl.SSLContext, xvfb_display: str
+) -> None:
+    port = closed_port()
+    grant = admitted(core, port, "nobody", "Irrelevant-Pw-1")
+    proxy = Proxy(core, grant, tls)
+    rc, output = start_xfreerdp(client_args(proxy), xvfb_display).finish(20)
+    try:
+        finished = proxy.finished.get(timeout=5)
+    finally:
+        proxy.close()
+    assert rc != TIMED_OUT, output
+    assert finished.reason.startswith(f"target {RESOURCE} (127.0.0.1:{port}) is unreachable: ")
+    assert finished.reason in closes_audited(core)
+
+
+def test_closing_the_relay_ends_the_client_session(
+    core: Pamcore, tls: ssl.SSLContext, xvfb_display: str, shadow_target: ShadowTarget
+) -> None:
+    """What the listener does at the session's end time or when the session ends."""
+    grant = admitted(
+        core, shadow_target.port, shadow_target.username, shadow_target.password, "ntlm"
+    )
+    proxy = Proxy(core, grant, tls)
+    client = start_xfreerdp(client_args(proxy), xvfb_display)
+    try:
+        wait_for_pixel(xvfb_display, 100, 100, GREEN, timeout=15)
+        relay = proxy.live.get(timeout=1)
+        proxy.loop.loop.call_soon_threadsafe(relay.close, "session end time reached")
+        finished = proxy.finished.get(timeout=5)
+        rc, output = client.finish(10)
+    finally:
+        client.finish()
+        proxy.close()
+    assert finished.reason == "session end time reached"
+    assert rc != TIMED_OUT, output  # xfreerdp left by itself once the proxy closed
+    assert "session end time reached" in closes_audited(core)
