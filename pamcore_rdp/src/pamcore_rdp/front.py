@@ -274,13 +274,22 @@ async def serve(
         visitor = await gate.identify(request, info)
     except PamError as exc:
         log.info("rdp front %s: refused before sign-in: %s", conn.peer, exc)
-        await _show(conn, str(exc))
+        await _show(conn, sentence(str(exc)))
         return
-    outcome: Outcome = Retry("")
-    if info.password:
-        outcome = await gate.sign_in(visitor, info.password)
-    if not isinstance(outcome, Admitted):
-        outcome = await _prompt(conn, gate, visitor, outcome)
+    outcome: Outcome | None = Retry("")
+    try:
+        if info.password:
+            outcome = await gate.sign_in(visitor, info.password)
+        if isinstance(outcome, Retry):
+            outcome = await _prompt(conn, gate, visitor, outcome)
+    except PamError as exc:
+        log.info("rdp front %s: %s refused: %s", conn.peer, visitor.username, exc)
+        await _show(conn, sentence(str(exc)))
+        return
+    if isinstance(outcome, Waiting):
+        log.info("rdp front %s: %s waits: %s", conn.peer, visitor.username, outcome.message)
+        await _show(conn, outcome.message)
+        return
     if isinstance(outcome, Admitted):
         log.info("rdp front %s: %s signed in, redirecting", conn.peer, visitor.username)
         await conn.redirect(outcome.ticket)
@@ -296,26 +305,19 @@ async def refuse(
 
 
 async def _prompt(
-    conn: FrontConnection, gate: Gate, visitor: Visitor, outcome: Outcome
+    conn: FrontConnection, gate: Gate, visitor: Visitor, outcome: Retry
 ) -> Outcome | None:
-    """The inline prompt: paint, read keys, sign in on Enter, until admitted (returned)
-    or out of tries; a waiting session or a refusal is shown and ``None`` returned."""
+    """The inline prompt: paint, read keys, sign in on Enter, until the outcome is not a
+    wrong password; ``None`` (after saying so) when the tries ran out."""
     prompt = PasswordPrompt(visitor.username, visitor.target, TRIES)
     keyboard = Keyboard()
-    try:
-        while isinstance(outcome, Retry):
-            if prompt.tries_left <= 0:
-                await _show(conn, "Too many wrong passwords. Connect again to retry.")
-                return None
-            prompt.error = outcome.message
-            await _paint_card(conn, prompt.render())
-            outcome = await gate.sign_in(visitor, await _read_password(conn, prompt, keyboard))
-    except PamError as exc:
-        await _show(conn, str(exc))
-        return None
-    if isinstance(outcome, Waiting):
-        await _show(conn, outcome.message)
-        return None
+    while isinstance(outcome, Retry):
+        if prompt.tries_left <= 0:
+            await _show(conn, "Too many wrong passwords. Connect again to retry.")
+            return None
+        prompt.error = outcome.message
+        await _paint_card(conn, prompt.render())
+        outcome = await gate.sign_in(visitor, await _read_password(conn, prompt, keyboard))
     return outcome
 
 
@@ -349,6 +351,12 @@ async def _paint_card(conn: FrontConnection, card: Image.Image) -> None:
         await conn.paint(0, 0, background(conn.caps.width, conn.caps.height))
     left, top = card_origin(conn.caps.width, conn.caps.height)
     await conn.paint(left, top, card)
+
+
+def sentence(text: str) -> str:
+    """A core message (``wrong username or password``) as a line on the card."""
+    text = text.strip() or "refused"
+    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def wrap(message: str, width: int = 52) -> list[str]:
