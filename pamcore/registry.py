@@ -30,6 +30,9 @@ class LaunchInfo:
     file_url: str = ""
     #: A dashboard path to a terminal in the browser (the SSH plugin's xterm.js page).
     terminal: str = ""
+    #: More dashboard pages about this way in, as (label, path): e.g. the RDP proxy's
+    #: certificate fingerprint, to compare with the client's prompt.
+    links: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
