@@ -3,9 +3,9 @@ relays every connection with one admitted Grant -> xrdp (TLS, Client Info inject
 freerdp-shadow-cli (CredSSP). The stand-in does what the listener does around a relay
 (admit, run, audit the close); the ticket redemption in front of it is the listener's.
 
-Oracles: the target's log and a screenshot pixel of the user's desktop (notes §4.5); the
-audit log for every failure; no vaulted or user password in the logs, the recording or
-the target logs we can read.
+Oracles: the target's log and a screenshot pixel of the user's desktop (notes §4.5); for
+a failure, the front's status card in the client's window and the audit log; no vaulted
+or user password in the logs, the recording or the target logs we can read.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from pamcore_rdp.admission import Grant
+from pamcore_rdp.prompt import BACKGROUND
 from pamcore_rdp.recording import FORMAT
 from pamcore_rdp.relay import Relay, Timeouts
 from pamcore_rdp.wire import read_pdu
@@ -279,12 +280,15 @@ def test_wrong_vaulted_password_is_a_clear_audited_refusal(
     grant = admitted(core, shadow_target.port, shadow_target.username, "Stale-Vault-Pw", "ntlm")
     proxy = Proxy(core, grant, tls)
     mark = log_mark(shadow_target.log)
-    rc, output = start_xfreerdp(client_args(proxy), xvfb_display).finish(20)
+    client = start_xfreerdp(client_args(proxy), xvfb_display)
     try:
+        wait_for_pixel(xvfb_display, 5, 5, BACKGROUND, timeout=15)  # the front's card
+        rc, output = client.finish(20)
         finished = proxy.finished.get(timeout=5)
     finally:
+        client.finish()
         proxy.close()
-    assert rc != TIMED_OUT, output  # the client was dropped, it did not hang
+    assert rc != TIMED_OUT, output  # the client was dropped after the card, no hang
     who = f"{shadow_target.username}@{RESOURCE}"
     expected = f"the vaulted password for {who} was refused by the target (CredSSP)"
     assert finished.reason == expected
@@ -298,10 +302,13 @@ def test_unreachable_target_is_a_clear_audited_refusal(
     port = closed_port()
     grant = admitted(core, port, "nobody", "Irrelevant-Pw-1")
     proxy = Proxy(core, grant, tls)
-    rc, output = start_xfreerdp(client_args(proxy), xvfb_display).finish(20)
+    client = start_xfreerdp(client_args(proxy), xvfb_display)
     try:
+        wait_for_pixel(xvfb_display, 5, 5, BACKGROUND, timeout=15)  # the front's card
+        rc, output = client.finish(20)
         finished = proxy.finished.get(timeout=5)
     finally:
+        client.finish()
         proxy.close()
     assert rc != TIMED_OUT, output
     assert finished.reason.startswith(f"target {RESOURCE} (127.0.0.1:{port}) is unreachable: ")

@@ -27,7 +27,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from pamcore.core import Pamcore
 from pamcore.errors import ProtocolError
@@ -37,6 +37,7 @@ from pamcore.services.recordings import recorded_bytes
 from pamcore_rdp import credssp
 from pamcore_rdp.admission import Grant
 from pamcore_rdp.clientinfo import SEC_INFO_PKT, rewrite_client_info
+from pamcore_rdp.front import FrontClosed, FrontConnection, refuse
 from pamcore_rdp.mcs import (
     SEND_DATA_REQUEST,
     domain_pdu_choice,
@@ -78,6 +79,8 @@ _PASSED_FLAGS = EXTENDED_CLIENT_DATA_SUPPORTED | DYNVC_GFX_PROTOCOL_SUPPORTED
 #: Client frames allowed between the Connect Initial and the Client Info PDU (Erect
 #: Domain, Attach User, one Channel Join per channel): 31 static channels and some room.
 _MAX_SEQUENCE_FRAMES = 40
+#: How long the status card of a refusal may take (the front shows it for 6 s).
+REFUSAL_SECONDS = 15.0
 #: The target's RDP_NEG_FAILURE codes (2.2.1.2.2), as the operator can act on them.
 _FAILURES = {
     SSL_REQUIRED_BY_SERVER: "requires TLS without NLA; set rdp.security to tls or auto",
@@ -179,6 +182,8 @@ class Relay:
         self._target_writer: asyncio.StreamWriter | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._closing: str | None = None
+        #: Why the target cannot be used, to show the client before closing.
+        self._refusal: str | None = None
         self._stop = asyncio.Event()
         self._last_activity = time.monotonic()
         self.started = time.monotonic()
@@ -218,6 +223,8 @@ class Relay:
         except (OSError, EOFError, ssl.SSLError) as exc:
             self.close(_network_reason(exc, self.established.is_set()))
         finally:
+            if self._refusal is not None:
+                await self._show_refusal(self._refusal)
             await self._shut()
             reason = self._closing or "closed"
             if recording is not None:
@@ -264,14 +271,19 @@ class Relay:
                 "the client did not offer TLS, which pamcore's RDP proxy requires "
                 "(FreeRDP: /sec:tls; mstsc: any current version offers it)"
             )
-        target_reader, target_writer, selected, flags = await self._negotiate_target()
+        # The target first: while the client still waits for its Connection Confirm, a
+        # refusal (unreachable, wrong vaulted password) can be painted in its window.
+        try:
+            target_reader, target_writer, selected, flags = await self._negotiate_target()
+            self._target = await self._secure_target(target_reader, target_writer, selected)
+        except ProtocolError as exc:
+            self._refusal = str(exc)
+            raise
         self.selected_protocol = selected
         self._client_writer.write(encode_connection_confirm(PROTOCOL_SSL, flags & _PASSED_FLAGS))
         await self._client_writer.drain()
-        _, self._target = await _both(
-            self._client_writer.start_tls(self._client_tls),
-            self._secure_target(target_reader, target_writer, selected),
-        )
+        async with asyncio.timeout(self.timeouts.step):
+            await self._client_writer.start_tls(self._client_tls)
         await self._connect_initial()
         self._server_task = asyncio.create_task(self._server_to_client())
         await self._until_client_info()
@@ -286,6 +298,19 @@ class Relay:
             "NLA" if selected != PROTOCOL_SSL else "TLS",
             self.setup_seconds,
         )
+
+    async def _show_refusal(self, message: str) -> None:
+        """Phase A's status card with ``message`` (the front's :func:`~.front.refuse`),
+        bounded in time; a client that does not follow is simply closed."""
+        peer = self._client_writer.get_extra_info("peername")
+        conn = FrontConnection(
+            self._client_reader, self._client_writer, str(peer[0]) if peer else "unknown"
+        )
+        try:
+            async with asyncio.timeout(REFUSAL_SECONDS):
+                await refuse(conn, self._request, self._client_tls, message)
+        except (TimeoutError, FrontClosed, OSError, ssl.SSLError, ProtocolError) as exc:
+            log.info("rdp connection #%s: refusal not shown: %s", self.grant.connection_id, exc)
 
     async def _negotiate_target(
         self,
@@ -501,22 +526,6 @@ async def _pump_one_way(
         except (OSError, ssl.SSLError):
             sink_gone()
             return
-
-
-async def _both(first: Awaitable[Any], second: Awaitable[Any]) -> tuple[Any, Any]:
-    """Run two setup steps at once (the client's TLS, the target's TLS or CredSSP); the
-    first failure cancels the other and is raised as it is."""
-    tasks = [asyncio.ensure_future(first), asyncio.ensure_future(second)]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in tasks:
-            if task.done() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-        return tasks[0].result(), tasks[1].result()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _is_client_info(frame: bytes) -> bool:
