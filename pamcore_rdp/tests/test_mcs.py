@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import struct
 
 import pytest
+from pamcore_rdp.certs import proxy_tls_context
+from pamcore_rdp.clientinfo import ClientInfo, read_client_info_frame
 from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.mcs import (
     CHANNEL_JOIN_REQUEST,
@@ -41,8 +45,14 @@ from pamcore_rdp.mcs import (
     static_channel_ids,
     user_channel_id,
 )
-from pamcore_rdp.wire import x224_payload
-from pamcore_rdp.x224 import PROTOCOL_HYBRID, PROTOCOL_SSL
+from pamcore_rdp.wire import read_pdu, x224_payload
+from pamcore_rdp.x224 import (
+    PROTOCOL_HYBRID,
+    PROTOCOL_SSL,
+    encode_connection_confirm,
+    parse_connection_request,
+)
+from peers import start_xfreerdp
 from rdp_frames import (
     ATTACH_USER_REQUEST,
     CHANNEL_JOIN_IO,
@@ -53,6 +63,8 @@ from rdp_frames import (
     ERECT_DOMAIN_REQUEST,
     connect_initial,
 )
+
+from pamcore.core import Pamcore
 
 
 def block(block_type: int, data: bytes) -> bytes:
@@ -274,3 +286,56 @@ def test_wrong_domain_pdu_is_named() -> None:
         parse_attach_user_request(
             ATTACH_USER_REQUEST[:3] + b"\x09" + ATTACH_USER_REQUEST[4:] + b"\0"
         )
+
+
+async def serve_until_client_info(tls: ssl.SSLContext) -> tuple[list[int], ClientInfo]:
+    """Act as the RDP server with this module's encoders alone, up to the Client Info."""
+    done: asyncio.Future[tuple[list[int], ClientInfo]] = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = parse_connection_request(await read_pdu(reader, 5))
+            writer.write(encode_connection_confirm(PROTOCOL_SSL))
+            await writer.start_tls(tls)
+            initial = parse_connect_initial(await read_pdu(reader, 5))
+            count = len(initial.channels)
+            writer.write(encode_connect_response(request.requested_protocols, count))
+            parse_erect_domain_request(await read_pdu(reader, 5))
+            parse_attach_user_request(await read_pdu(reader, 5))
+            writer.write(encode_attach_user_confirm(user_channel_id(count)))
+            joined = []
+            for _ in range(2 + count):  # user channel, I/O channel, each static channel
+                join = parse_channel_join_request(await read_pdu(reader, 5))
+                joined.append(join.channel_id)
+                writer.write(encode_channel_join_confirm(join.initiator, join.channel_id))
+            info = read_client_info_frame(await read_pdu(reader, 5))
+            if not done.done():
+                done.set_result((joined, info))
+        except Exception as exc:  # handed to the test, which shows it
+            if not done.done():
+                done.set_exception(exc)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = start_xfreerdp(
+        [f"/v:127.0.0.1:{port}", "/u:alice", "/p:S3cret-Pw", "/d:CORP", "/sec:tls"]
+    )
+    try:
+        async with server:
+            return await asyncio.wait_for(done, 15)
+    finally:
+        client.finish(0)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the core only lends its certificate
+def test_xfreerdp_completes_the_mcs_sequence_with_our_encoders(
+    core: Pamcore, xvfb_display: str
+) -> None:
+    """Real xfreerdp accepts our Connect Response, Attach User and Channel Join Confirms:
+    it joins every channel we assigned and goes on to send its Client Info."""
+    joined, info = asyncio.run(serve_until_client_info(proxy_tls_context(core)))
+    assert joined[:2] == [user_channel_id(len(joined) - 2), IO_CHANNEL_ID]
+    assert joined[2:] == list(static_channel_ids(len(joined) - 2))
+    assert (info.domain, info.username, info.password) == ("CORP", "alice", "S3cret-Pw")
