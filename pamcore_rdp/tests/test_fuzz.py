@@ -56,6 +56,7 @@ PARSERS: dict[str, Callable[[bytes], object]] = {
     "x224_payload": wire.x224_payload,
     "tpkt_length": wire.tpkt_length,
     "fastpath_length": wire.fastpath_length,
+    "frame_length": wire.frame_length,
     "connection_request": x224.parse_connection_request,
     "connection_confirm": x224.parse_connection_confirm,
     "connect_initial": mcs.parse_connect_initial,
@@ -258,10 +259,7 @@ def test_read_loop_survives_garbage(parts: list[bytes]) -> None:
     consumed = b"".join(frames)
     assert stream.startswith(consumed)
     for frame in frames:
-        if frame[0] == wire.TPKT_VERSION:
-            assert wire.tpkt_length(frame) == len(frame)
-        else:
-            assert wire.fastpath_length(frame) == len(frame)
+        assert wire.frame_length(frame) == len(frame)
 
 
 def test_read_loop_reads_every_seed_then_stops_at_garbage() -> None:

@@ -12,6 +12,7 @@ from pamcore_rdp.wire import (
     ber_integer,
     ber_length,
     ber_tlv,
+    frame_length,
     per_length,
     read_pdu,
     tpkt,
@@ -74,6 +75,15 @@ def test_bad_headers_are_protocol_errors(data: bytes, message: str) -> None:
     [result] = read_frames(data)
     assert isinstance(result, str)
     assert message in result
+
+
+def test_frame_length_asks_for_the_header_it_needs() -> None:
+    tpkt_frame = x224_data(b"abc")
+    assert [frame_length(tpkt_frame[:n]) for n in range(5)] == [None, None, None, None, 10]
+    assert [frame_length(b"\x00\x81\x04"[:n]) for n in range(4)] == [None, None, None, 0x104]
+    assert frame_length(b"\x44\x05") == 5
+    with pytest.raises(RdpProtocolError, match="first byte 0x16 starts neither"):
+        frame_length(b"\x16")  # a TLS record where RDP was expected
 
 
 def test_truncated_frame_is_incomplete_read() -> None:

@@ -150,19 +150,27 @@ async def read_pdu(reader: asyncio.StreamReader, timeout: float) -> bytes:
     """
     async with asyncio.timeout(timeout):
         head = await reader.readexactly(2)
-        if head[0] == TPKT_VERSION:
-            head += await reader.readexactly(2)
-            length = tpkt_length(head)
-            return head + await reader.readexactly(length - TPKT_HEADER_SIZE)
-        if head[0] & FASTPATH_ACTION_MASK != FASTPATH_ACTION:
-            raise RdpProtocolError(
-                f"RDP frame: first byte 0x{head[0]:02x} starts neither a TPKT (0x03) nor a "
-                "fast-path PDU (low two bits 0); the peer is not speaking RDP"
-            )
-        if head[1] & 0x80:
+        while (length := frame_length(head)) is None:
             head += await reader.readexactly(1)
-        length = fastpath_length(head)
         return head + await reader.readexactly(length - len(head))
+
+
+def frame_length(head: bytes) -> int | None:
+    """The total length of the frame that starts with ``head``, or None while more of its
+    header is needed (TPKT: 4 bytes; fast-path: 2 or 3). For stream splitters such as
+    :func:`read_pdu` and the recorder; a first byte that starts neither is an error."""
+    if not head:
+        return None
+    if head[0] == TPKT_VERSION:
+        return tpkt_length(head) if len(head) >= TPKT_HEADER_SIZE else None
+    if head[0] & FASTPATH_ACTION_MASK != FASTPATH_ACTION:
+        raise RdpProtocolError(
+            f"RDP frame: first byte 0x{head[0]:02x} starts neither a TPKT (0x03) nor a "
+            "fast-path PDU (low two bits 0); the peer is not speaking RDP"
+        )
+    if len(head) < 2 or (head[1] & 0x80 and len(head) < 3):
+        return None
+    return fastpath_length(head[:3])
 
 
 def tpkt_length(header: bytes) -> int:
