@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import ssl
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from cryptography import x509
 from pamcore_rdp.certs import (
     CERT_FILE,
@@ -23,6 +25,8 @@ from pamcore_rdp.certs import (
 from pamcore_rdp.x224 import PROTOCOL_SSL, encode_connection_confirm
 from peers import start_xfreerdp
 
+from pamcore.cli.context import CliContext
+from pamcore.cli.main import build_cli
 from pamcore.config import CONFIG_FILE, load_config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError
@@ -161,3 +165,26 @@ def test_xfreerdp_pinned_to_the_shown_fingerprint_connects(
     shown = proxy_certificate(core)[2]
     assert asyncio.run(reaches_mcs(shown))
     assert not asyncio.run(reaches_mcs(":".join(["00"] * 32)))
+
+
+def test_pamcore_rdp_certificate_for_operators(tmp_path: Path) -> None:
+    instance = tmp_path / "inst"
+
+    def pamcore(*args: str) -> Result:
+        return CliRunner().invoke(
+            build_cli(), ["--instance", str(instance), *args], obj=CliContext(instance=None)
+        )
+
+    assert pamcore("init").exit_code == 0
+    shown = pamcore("--json", "rdp", "certificate")
+    assert shown.exit_code == 0, shown.output
+    record = json.loads(shown.output)
+    assert record["source"] == "generated" and record["certificate"].endswith(CERT_FILE)
+    core = Pamcore(load_config(instance), plugins=build_plugin_host(entry_points=False))
+    assert record["sha256"] == proxy_certificate(core)[2]
+    core.dispose()
+    with (instance / CONFIG_FILE).open("a") as config:
+        config.write('\n[plugins.rdp]\ncertificate = "nowhere.crt"\nkey = "nowhere.key"\n')
+    broken = pamcore("rdp", "certificate")
+    assert broken.exit_code != 0 and "Traceback" not in broken.output
+    assert "cannot read the RDP certificate" in broken.output

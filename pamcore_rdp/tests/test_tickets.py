@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 from pamcore_rdp.admission import redeem_file_token
+from pamcore_rdp.certs import proxy_certificate
 from pamcore_rdp.plugin import DEFAULT_PORT, client_launch
 from pamcore_rdp.rdpfile import (
     FILE_TOKEN_SECONDS,
@@ -225,3 +226,14 @@ def test_xfreerdp_sends_the_files_token_verbatim(xvfb_display: str, world: World
     token = file_token(request.routing_token)
     assert token is not None
     assert world.redeem(token, SpentTokens()) == (1, world.session_id, "win 01")
+
+
+def test_the_connection_page_links_to_the_certificate_fingerprint(world: World) -> None:
+    app = create_app(world.core, {"TESTING": True, "WTF_CSRF_ENABLED": False})
+    alice = app.test_client()
+    alice.post("/login", data={"username": "alice", "password": PASSWORD})
+    assert b'href="/rdp/certificate"' in alice.get(f"/sessions/{world.session_id}/connect").data
+    page = alice.get("/rdp/certificate")
+    assert page.status_code == 200
+    assert proxy_certificate(world.core)[2].encode() in page.data
+    assert app.test_client().get("/rdp/certificate").status_code in (302, 401)  # signed out

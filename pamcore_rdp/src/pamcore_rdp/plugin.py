@@ -19,10 +19,17 @@ from pamcore_rdp.rdpfile import MEDIA_TYPE, rdp_file
 from pamcore_rdp.settings import SETTINGS
 
 if TYPE_CHECKING:
+    from pamcore.config import Config
     from pamcore.model import ActivitySession, Resource, User
 
 #: Port of pamcore's RDP proxy; 4489 keeps clear of a host's own RDP on 3389.
 DEFAULT_PORT = 4489
+CERTIFICATE_PAGE = "/rdp/certificate"
+
+
+def proxy_port(config: Config) -> int:
+    """The listener's port: ``[pamcore.proxy_ports] rdp`` or :data:`DEFAULT_PORT`."""
+    return config.proxy_ports.get("rdp", DEFAULT_PORT)
 
 
 def file_name(resource_name: str) -> str:
@@ -40,16 +47,25 @@ def client_launch(
         command=f"xfreerdp /v:{proxy_host}:{DEFAULT_PORT} /u:{login} /sec:tls",
         file=(file_name(resource.name), MEDIA_TYPE, rdp_file(proxy_host, login, DEFAULT_PORT)),
         file_url=f"/rdp/file/{session.id}/{quote(resource.name, safe='')}",
+        links=(("Check the proxy's certificate fingerprint", CERTIFICATE_PAGE),),
     )
 
 
 @hookimpl
 def pamcore_register_blueprints(register: Callable[..., None]) -> None:
-    """The ``.rdp`` download with its routing token (imported here: Flask only when the
-    dashboard is built)."""
+    """The ``.rdp`` download with its routing token and the certificate page (imported
+    here: Flask only when the dashboard is built)."""
     from pamcore_rdp.web import bp
 
     register(bp)
+
+
+@hookimpl
+def pamcore_register_commands(register: Callable[..., None]) -> None:
+    """``pamcore rdp certificate``: where the listener's certificate is, its fingerprints."""
+    from pamcore_rdp.cli import rdp
+
+    register(rdp)
 
 
 @hookimpl

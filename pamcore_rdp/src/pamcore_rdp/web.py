@@ -1,20 +1,23 @@
-"""The dashboard's ``.rdp`` download: a file with a fresh one-time routing token, made per
-download because the token is signed with the instance secret and expires
-(:mod:`pamcore_rdp.rdpfile`); the Connection page links here (``LaunchInfo.file_url``)."""
+"""The dashboard's RDP pages: the ``.rdp`` download, a file with a fresh one-time routing
+token made per download because the token is signed with the instance secret and expires
+(:mod:`pamcore_rdp.rdpfile`; the Connection page links here through
+``LaunchInfo.file_url``), and the proxy certificate's fingerprint to compare with the
+client's prompt (``LaunchInfo.links``)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, render_template
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from pamcore.directconnect import login_name
 from pamcore.services.access import own_connectable_session
 from pamcore.web.context import acting_user, current_core
-from pamcore_rdp.plugin import DEFAULT_PORT, file_name
+from pamcore_rdp.certs import certificate_info
+from pamcore_rdp.plugin import file_name, proxy_port
 from pamcore_rdp.rdpfile import MEDIA_TYPE, issue_file_token, rdp_file
 
-bp = Blueprint("rdp", __name__, url_prefix="/rdp")
+bp = Blueprint("rdp", __name__, url_prefix="/rdp", template_folder="templates")
 
 
 @bp.route("/file/<int:session_id>/<resource>")
@@ -31,7 +34,7 @@ def download(session_id: int, resource: str) -> ResponseReturnValue:
         session = own_connectable_session(db, user, session_id)
         name = next(r.name for r in session.resources if r.name.lower() == resource.lower())
         login = login_name(user.username, session.activity.name, name)
-    content = rdp_file(core.config.public_host, login, DEFAULT_PORT, token)
+    content = rdp_file(core.config.public_host, login, proxy_port(core.config), token)
     return Response(
         content,
         mimetype=MEDIA_TYPE,
@@ -41,3 +44,11 @@ def download(session_id: int, resource: str) -> ResponseReturnValue:
             "Cache-Control": "no-store",
         },
     )
+
+
+@bp.route("/certificate")
+@login_required
+def certificate() -> ResponseReturnValue:
+    """The listener's certificate fingerprints (created here if the proxy has not started
+    yet, so the page and the listener always agree)."""
+    return render_template("rdp/certificate.html", cert=certificate_info(current_core()))
