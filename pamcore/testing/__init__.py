@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import os
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Iterator
 from concurrent.futures import Future
@@ -23,13 +24,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from pamcore.clock import FrozenClock
 from pamcore.config import load_config
 from pamcore.core import Pamcore
-from pamcore.model import Base
+from pamcore.model import AuditEvent, Base
 from pamcore.plugins import PluginHost, build_plugin_host
 from pamcore.vault import MasterKey, write_key_file
 
@@ -183,3 +184,20 @@ class LoopThread:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+
+
+def audited(core: Pamcore, action: str, timeout: float = 5) -> list[AuditEvent]:
+    """The audit events of one kind, waiting up to ``timeout`` seconds for the first:
+    proxies audit from their own threads, after the client saw the result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with core.reader() as db:
+            events = list(
+                db.scalars(
+                    select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+                )
+            )
+            db.expunge_all()
+        if events or time.monotonic() > deadline:
+            return events
+        time.sleep(0.1)

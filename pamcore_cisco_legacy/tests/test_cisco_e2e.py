@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import IosDevice, LegacySshd
+from cisco_peers import IosDevice, LegacySshd
 from pamcore_ssh.listener import ProxyListener
 from sqlalchemy import create_engine, select
 
@@ -41,22 +40,13 @@ from pamcore.services.common import CONSOLE, worker_name
 from pamcore.services.ending import complete_ending
 from pamcore.services.inventory import set_setting
 from pamcore.services.sessions import SessionRequest, create_session, end_session
-from pamcore.testing import T0, LoopThread, make_core
+from pamcore.testing import T0, LoopThread, audited, make_core
 from pamcore.testing import builders as b
+from pamcore.testing.sshd import CLIENT_OPTS, keygen
 from pamcore.web.app import create_app
 
 ADMIN_PW = "Admin-pw-initial-1"
 USER_PW = "Alice-cisco-pw-1"
-SSH_OPTS = [
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
-    "-o",
-    "LogLevel=ERROR",
-]
 
 
 @dataclass
@@ -75,7 +65,7 @@ class World:
             [
                 "ssh",
                 *opts,  # first: ssh keeps the first value of an option
-                *SSH_OPTS,
+                *CLIENT_OPTS,
                 "-i",
                 str(self.key),
                 "-p",
@@ -92,7 +82,7 @@ class World:
     def shell(self, login: str) -> pexpect.spawn:
         return pexpect.spawn(
             "ssh",
-            ["-tt", *SSH_OPTS, "-i", str(self.key), "-p", str(self.port), f"{login}@127.0.0.1"],
+            ["-tt", *CLIENT_OPTS, "-i", str(self.key), "-p", str(self.port), f"{login}@127.0.0.1"],
             timeout=20,
             encoding="utf-8",
         )
@@ -105,15 +95,7 @@ class World:
             set_setting(self.core, db, CONSOLE, resource, "cisco_legacy", key, value)
 
     def audited(self, action: str, timeout: float = 5) -> list[AuditEvent]:
-        """Events of one kind, waiting for the first (the proxy audits asynchronously)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self.core.reader() as db:
-                events = list(db.scalars(select(AuditEvent).where(AuditEvent.action == action)))
-                db.expunge_all()
-            if events or time.monotonic() > deadline:
-                return events
-            time.sleep(0.1)
+        return audited(self.core, action, timeout)
 
 
 def without_this_plugin() -> PluginHost:
@@ -147,7 +129,7 @@ def _world(
     for device in (sw01, modern):
         device.running["admin"] = ADMIN_PW
     user_key = tmp / "alice_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(user_key)], check=True)
+    keygen(user_key)
     sessions: dict[str, int] = {}
     with core.unit() as db:
         alice = b.make_user(db, "alice", password=USER_PW)

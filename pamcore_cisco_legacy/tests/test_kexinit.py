@@ -9,12 +9,13 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import LegacySshd, free_port
+from cisco_peers import LegacySshd
 from pamcore_cisco_legacy.kexinit import KexinitError, parse_kexinit, probe_kexinit
 
 from pamcore.config import Config
 from pamcore.model import Resource, ResourceProtocol
 from pamcore.plugins import build_plugin_host
+from pamcore.testing.sshd import free_port
 
 CONFIG = Config(Path("instance"), "sqlite://", Path("master.key"))
 

@@ -3,28 +3,15 @@ loopback port (root, key login), and the proxy listener on its own event-loop th
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import asyncssh
 import pytest
+from ssh_peers import EchoTarget, Sshd
 
 from pamcore.testing import LoopThread
-
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-@dataclass
-class EchoTarget:
-    address: tuple[str, int]
-    host_key_line: str
+from pamcore.testing.sshd import keygen, public_line, sshd_missing, start_sshd, stop
 
 
 class _EchoServer(asyncssh.SSHServer):
@@ -82,78 +69,24 @@ def echo_target_factory() -> Iterator[Callable[[str, str], EchoTarget]]:
 # -- OpenSSH sshd as the target (notes §8) ----------------------------------------------------
 
 
-@dataclass
-class Sshd:
-    port: int
-    client_key: Path
-    host_key_line: str
-    other_host_key_line: str
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_banner(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("sshd exited")
-        try:
-            with socket.create_connection(("127.0.0.1", port), 1) as s:
-                if s.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("sshd did not answer")
-
-
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    if os.geteuid() != 0 or not os.path.exists(SSHD):
-        pytest.skip("needs root and openssh-server (sshd as the target)")
+    if missing := sshd_missing():
+        pytest.skip(f"{missing} (sshd as the target)")
     d = tmp_path_factory.mktemp("sshd")
     for name in ("host_ed25519", "client_key", "other_host"):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True
-        )
+        keygen(d / name)
     shutil.copy(d / "client_key.pub", d / "authorized_keys")
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    for _attempt in range(3):
-        port = _free_port()
-        (d / "sshd_config").write_text(
-            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nPidFile none\n"
-            f"AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\n"
-            f"PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n"
-            f"PrintMotd no\nPrintLastLog no\nMaxStartups 200\nSubsystem sftp internal-sftp\n"
-        )
-        log = (d / "sshd.log").open("w")
-        proc = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stdout=subprocess.DEVNULL, stderr=log
-        )
-        try:
-            _wait_banner(port, proc)
-            break
-        except RuntimeError:
-            proc.kill()
-            proc.wait()
-    else:
-        pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()}")
-
-    def line(path: Path) -> str:
-        return " ".join(path.read_text().split()[:2])
-
-    yield Sshd(port, d / "client_key", line(d / "host_ed25519.pub"), line(d / "other_host.pub"))
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def run_listener(loop: LoopThread, listener: Any) -> int:
-    loop.run(listener.start())
-    return int(listener.port)
+    proc, port = start_sshd(
+        d,
+        f"HostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\nStrictModes no\n"
+        f"PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n"
+        f"PrintMotd no\nPrintLastLog no\nMaxStartups 200\nSubsystem sftp internal-sftp\n",
+    )
+    yield Sshd(
+        port,
+        d / "client_key",
+        public_line(d / "host_ed25519.pub"),
+        public_line(d / "other_host.pub"),
+    )
+    stop(proc)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import LoopThread, Sshd, run_listener
 from itsdangerous import URLSafeSerializer
 from pamcore_ssh.listener import ProxyListener
 from sqlalchemy import create_engine
+from ssh_peers import Sshd, run_listener
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -28,7 +28,7 @@ from pamcore.services import scheduler
 from pamcore.services.common import CONSOLE
 from pamcore.services.sessions import SessionRequest, create_session, end_session
 from pamcore.services.terminal_tokens import SALT, issue_terminal_token
-from pamcore.testing import T0, make_core
+from pamcore.testing import T0, LoopThread, make_core
 from pamcore.testing import builders as b
 from pamcore.web.app import create_app
 

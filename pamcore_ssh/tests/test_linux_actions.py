@@ -7,12 +7,9 @@ by logging in with it."""
 from __future__ import annotations
 
 import asyncio
-import os
 import pwd
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +27,8 @@ from pamcore.registry import ActionContext
 from pamcore.services import scheduler
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
+from pamcore.testing.sshd import keygen, public_line, sshd_missing, start_sshd, stop
 
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 PREFIX = "pamt-"
 SUDOERS = Path("/etc/sudoers.d")
 
@@ -44,67 +41,30 @@ class Target:
     other_host_key_line: str
 
 
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answering(port: int, proc: subprocess.Popen[bytes]) -> bool:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), 1) as s:
-                if s.recv(64).startswith(b"SSH-"):
-                    return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """sshd: root by key only (the service credential), others by password."""
-    if os.geteuid() != 0 or not os.path.exists(SSHD) or not shutil.which("visudo"):
-        pytest.skip("needs root, openssh-server and sudo (the target is this machine)")
+    if (missing := sshd_missing()) or not shutil.which("visudo"):
+        pytest.skip(f"{missing or 'needs sudo'} (the target is this machine)")
     d = tmp_path_factory.mktemp("linux-target")
     for name in ("host", "client", "other"):
-        _keygen(d / name)
+        keygen(d / name)
     shutil.copy(d / "client.pub", d / "authorized_keys")
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    for _attempt in range(3):  # a free port may be taken before sshd binds it
-        port = _free_port()
-        (d / "sshd_config").write_text(
-            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nPidFile none\n"
-            f"AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n"
-            f"PermitRootLogin prohibit-password\nPasswordAuthentication yes\n"
-            f"PrintMotd no\nPrintLastLog no\n"
-        )
-        with (d / "sshd.log").open("w") as log:
-            proc = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        if _answering(port, proc):
-            break
-        proc.kill()
-        proc.wait()
-    else:
-        pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()}")
-
-    def line(name: str) -> str:
-        return " ".join((d / f"{name}.pub").read_text().split()[:2])
-
+    proc, port = start_sshd(
+        d,
+        f"HostKey {d}/host\nAuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n"
+        f"PermitRootLogin prohibit-password\nPasswordAuthentication yes\n"
+        f"PrintMotd no\nPrintLastLog no\n",
+    )
     try:
-        yield Target(port, (d / "client").read_text(), line("host"), line("other"))
+        yield Target(
+            port,
+            (d / "client").read_text(),
+            public_line(d / "host.pub"),
+            public_line(d / "other.pub"),
+        )
     finally:
-        proc.terminate()
-        proc.wait(5)
+        stop(proc)
 
 
 @pytest.fixture

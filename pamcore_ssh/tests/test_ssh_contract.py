@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import asyncssh
 import pytest
-from conftest import EchoTarget
+from ssh_peers import EchoTarget
 
 from pamcore.core import Pamcore
 from pamcore.model import Resource

@@ -19,10 +19,10 @@ import asyncssh
 import pexpect
 import pyotp
 import pytest
-from conftest import LoopThread, Sshd, run_listener
 from pamcore_ssh.hostkeys import fingerprint, proxy_host_key
 from pamcore_ssh.listener import ProxyListener
 from sqlalchemy import create_engine, select
+from ssh_peers import Sshd, run_listener
 
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
@@ -45,22 +45,14 @@ from pamcore.services.common import CONSOLE, worker_name
 from pamcore.services.ending import complete_ending
 from pamcore.services.sessions import SessionRequest, create_session, end_session
 from pamcore.services.twofactor import confirm_enrolment, start_enrolment
-from pamcore.testing import T0, make_core
+from pamcore.testing import T0, LoopThread, audited, make_core
 from pamcore.testing import builders as b
+from pamcore.testing.sshd import CLIENT_OPTS
 
 PASSWORD = "E2e-alice-pw-1"
 #: Typed at a target's prompt; must never reach a recording.
 TYPED_SECRET = "Typed-at-target-7f3q"
-SSH_OPTS = [
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
-    "-o",
-    "LogLevel=ERROR",
-]
+SSH_OPTS = CLIENT_OPTS
 
 
 @dataclass
@@ -106,14 +98,7 @@ class World:
 
     def audited(self, action: str, timeout: float = 5) -> list[AuditEvent]:
         """Events of one kind, waiting for the first (the proxy audits asynchronously)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self.core.reader() as db:
-                events = list(db.scalars(select(AuditEvent).where(AuditEvent.action == action)))
-                db.expunge_all()
-            if events or time.monotonic() > deadline:
-                return events
-            time.sleep(0.1)
+        return audited(self.core, action, timeout)
 
 
 @pytest.fixture
