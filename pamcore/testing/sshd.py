@@ -95,3 +95,23 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def run_ssh(
+    port: int,
+    key: Path,
+    login: str,
+    *command: str,
+    opts: tuple[str, ...] = (),
+    timeout: float = 30,
+) -> subprocess.CompletedProcess[str]:
+    """The OpenSSH client as ``login`` on 127.0.0.1:``port`` with ``key``, without a
+    terminal; ``opts`` come first, since ssh keeps the first value of an option."""
+    where = ["-i", str(key), "-p", str(port), f"{login}@127.0.0.1"]
+    return subprocess.run(  # noqa: S603 (a test helper's fixed command)
+        ["ssh", *opts, *CLIENT_OPTS, *where, *command],  # noqa: S607 (ssh from PATH, as users run it)
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

@@ -42,7 +42,7 @@ from pamcore.services.inventory import set_setting
 from pamcore.services.sessions import SessionRequest, create_session, end_session
 from pamcore.testing import T0, LoopThread, audited, make_core
 from pamcore.testing import builders as b
-from pamcore.testing.sshd import CLIENT_OPTS, keygen
+from pamcore.testing.sshd import CLIENT_OPTS, keygen, run_ssh
 from pamcore.web.app import create_app
 
 ADMIN_PW = "Admin-pw-initial-1"
@@ -61,23 +61,7 @@ class World:
     def ssh(
         self, login: str, *command: str, opts: tuple[str, ...] = ()
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                "ssh",
-                *opts,  # first: ssh keeps the first value of an option
-                *CLIENT_OPTS,
-                "-i",
-                str(self.key),
-                "-p",
-                str(self.port),
-                f"{login}@127.0.0.1",
-                *command,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
+        return run_ssh(self.port, self.key, login, *command, opts=opts, timeout=60)
 
     def shell(self, login: str) -> pexpect.spawn:
         return pexpect.spawn(

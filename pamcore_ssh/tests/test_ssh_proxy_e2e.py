@@ -47,7 +47,7 @@ from pamcore.services.sessions import SessionRequest, create_session, end_sessio
 from pamcore.services.twofactor import confirm_enrolment, start_enrolment
 from pamcore.testing import T0, LoopThread, audited, make_core
 from pamcore.testing import builders as b
-from pamcore.testing.sshd import CLIENT_OPTS
+from pamcore.testing.sshd import CLIENT_OPTS, run_ssh
 
 PASSWORD = "E2e-alice-pw-1"
 #: Typed at a target's prompt; must never reach a recording.
@@ -68,22 +68,7 @@ class World:
     def ssh(
         self, login: str, *command: str, timeout: float = 30
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                "ssh",
-                *SSH_OPTS,
-                "-i",
-                str(self.key),
-                "-p",
-                str(self.port),
-                f"{login}@127.0.0.1",
-                *command,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
+        return run_ssh(self.port, self.key, login, *command, timeout=timeout)
 
     def session(self) -> ActivitySession:
         with self.core.reader() as db:
