@@ -12,8 +12,10 @@ from pamcore.model import ActivitySession
 from pamcore.services import scheduler
 from pamcore.services.common import worker_name
 from pamcore.services.connections import (
+    LEGACY_ALGORITHMS,
     connection_closed,
     connection_opened,
+    legacy_algorithms,
     list_connections,
     request_termination,
     to_terminate,
@@ -86,3 +88,21 @@ def test_admin_lists_and_terminates(core: Pamcore, world: World, sid: int) -> No
     with core.reader() as db:
         assert to_terminate(db, worker_name()) == [(live, "suspicious commands")]
         assert to_terminate(db, "another-node:1") == []
+
+
+def test_legacy_algorithm_marks_come_from_the_audit_log(core: Pamcore) -> None:
+    """The dashboard's Legacy SSH badge: the latest connection.legacy_algorithms event of each
+    session asked about, with the resource it was on."""
+    used = {"kex": "diffie-hellman-group1-sha1", "cipher": "aes128-cbc", "mac": "hmac-sha1"}
+    with core.unit() as db:
+        core.audit(db, "alice", LEGACY_ALGORITHMS, target="sw01", session_id=7, host_key="ssh-dss")
+        core.audit(
+            db, "alice", LEGACY_ALGORITHMS, target="sw01", session_id=7, host_key="ssh-rsa", **used
+        )
+        core.audit(db, "alice", "connection.opened", target="sw02", session_id=8)
+        core.audit(db, "alice", LEGACY_ALGORITHMS, target="sw03", session_id=9, **used)
+    with core.reader() as db:
+        assert legacy_algorithms(db, [7, 8]) == {
+            7: {**used, "host_key": "ssh-rsa", "resource": "sw01"}
+        }
+        assert legacy_algorithms(db, []) == {}
