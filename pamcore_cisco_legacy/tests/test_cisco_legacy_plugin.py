@@ -67,11 +67,9 @@ def test_settings_registered_through_the_entry_point_validate_names() -> None:
     with pytest.raises(ValueError) as caught:
         ciphers.parse("aes128-cbc, des-cbc")
     message = str(caught.value)
-    assert message.startswith(
-        "ciphers: des-cbc is not a encryption algorithm this asyncssh supports"
-    )
+    assert message.startswith("des-cbc is not an encryption algorithm this asyncssh supports")
     assert "supported: " in message and "3des-cbc" in message
-    with pytest.raises(ValueError, match="kex: gss-gex-sha1 is not"):
+    with pytest.raises(ValueError, match="gss-gex-sha1 is not a key exchange algorithm"):
         settings[("cisco_legacy", "kex")].parse("gss-gex-sha1")  # no Kerberos on the proxy
 
 
@@ -86,6 +84,36 @@ def test_the_set_setting_service_refuses_an_unknown_name(core: Any) -> None:
         b.make_resource(db, "sw01")
     with core.unit() as db, pytest.raises(ValidationError, match="hmac-sha3 is not a MAC"):
         set_setting(core, db, CONSOLE, "sw01", "cisco_legacy", "macs", "hmac-sha3")
+
+
+def test_the_admin_page_shows_the_settings_and_refuses_an_unknown_name(core: Any) -> None:
+    import html
+    import re
+
+    from pamcore.model import Role
+    from pamcore.testing import builders as b
+    from pamcore.web.app import create_app
+
+    with core.unit() as db:
+        b.make_user(db, "erin", Role.ADMIN, password="Erin-admin-pw-1")
+        b.make_resource(db, "sw01")
+    client = create_app(core, {"TESTING": True, "WTF_CSRF_ENABLED": False}).test_client()
+    assert client.post("/login", data={"username": "erin", "password": "Erin-admin-pw-1"})
+    page = client.get("/admin/resources").get_data(as_text=True)
+    assert "cisco_legacy.legacy_algorithms" in page and "cisco_legacy.enable_credential" in page
+
+    def set_ciphers(value: str) -> str:
+        form = {"resource": "sw01", "setting": "cisco_legacy.ciphers", "value": value}
+        answer = client.post("/admin/resources/setting", data=form, follow_redirects=True)
+        found = re.search(r'class="flash flash-(\w+)">([^<]*)<', answer.get_data(as_text=True))
+        assert found
+        return f"{found.group(1)}: {html.unescape(found.group(2))}"
+
+    assert set_ciphers("aes128-cbc,des-cbc").startswith(
+        "error: cisco_legacy.ciphers: des-cbc is not an encryption algorithm this "
+        "asyncssh supports; supported: "
+    )
+    assert set_ciphers("3des-cbc") == "success: cisco_legacy.ciphers set on sw01"
 
 
 def test_the_profile_adds_exactly_the_promised_algorithms() -> None:

@@ -90,16 +90,17 @@ def parse_profile(text: str) -> str:
 def list_parser(kind: str) -> Callable[[str], str]:
     """A parser for an explicit list of ``kind`` names (comma or space separated): each
     must be supported by the installed asyncssh; stored comma-separated, empty for none."""
-    setting, label, _, _ = KINDS[kind]
+    label = KINDS[kind][1]
 
     def parse(text: str) -> str:
         wanted = [n for n in re.split(r"[,\s]+", text.strip()) if n]
         known = supported(kind)
         unknown = [n for n in wanted if n not in known]
         if unknown:
+            article = "an" if label[0] in "aeiou" else "a"
             raise ValueError(
-                f"{setting}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not "
-                f"a {label} algorithm this asyncssh supports; supported: {', '.join(known)}"
+                f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not "
+                f"{article} {label} algorithm this asyncssh supports; supported: {', '.join(known)}"
             )
         return ",".join(dict.fromkeys(wanted))
 
