@@ -168,26 +168,30 @@ def log_mark(path: Path) -> int:
         return 0
 
 
-def wait_for_log(path: Path, text: str | re.Pattern[str], timeout: float, since: int = 0) -> str:
-    """The first line after byte ``since`` containing ``text`` (a substring or a regex).
-
-    Logs are read as bytes and decoded leniently (freerdp-shadow writes binary noise).
-    Fails the test with the log's tail when nothing matches within ``timeout`` seconds.
-    """
+def log_match(path: Path, text: str | re.Pattern[str], since: int = 0) -> str | None:
+    """The first line after byte ``since`` containing ``text`` (a substring or a regex),
+    or ``None``; read as bytes and decoded leniently (freerdp-shadow writes binary noise)."""
     pattern = text if isinstance(text, re.Pattern) else re.compile(re.escape(text))
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+        handle.seek(since)
+        for line in handle.read().decode("utf-8", "replace").splitlines():
+            if pattern.search(line):
+                return line
+    return None
+
+
+def wait_for_log(path: Path, text: str | re.Pattern[str], timeout: float, since: int = 0) -> str:
+    """:func:`log_match`, polled: fails the test with the log's tail when nothing matches
+    within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
-            handle.seek(since)
-            for line in handle.read().decode("utf-8", "replace").splitlines():
-                if pattern.search(line):
-                    return line
+    while (line := log_match(path, text, since)) is None:
         if time.monotonic() > deadline:
+            shown = text.pattern if isinstance(text, re.Pattern) else text
             raise AssertionError(
-                f"{pattern.pattern!r} not in {path} within {timeout} s; last lines:\n"
-                f"{log_tail(path)}"
+                f"{shown!r} not in {path} within {timeout} s; last lines:\n{log_tail(path)}"
             )
         time.sleep(0.1)
+    return line
 
 
 def wait_for_port(
