@@ -7,6 +7,7 @@ the diagnosis names the plugin."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -228,7 +229,10 @@ def test_not_opted_in_the_user_reads_what_to_do(world: World) -> None:
     assert not world.audited("connection.legacy_algorithms", timeout=0)
 
 
-def test_opted_in_shell_with_enable_secret_badge_and_audit(world: World) -> None:
+def test_opted_in_shell_with_enable_secret_badge_and_audit(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     device = world.devices["sw01"]
     world.opt_in("sw01")
     child = world.shell("alice+sw01")
@@ -256,6 +260,8 @@ def test_opted_in_shell_with_enable_secret_badge_and_audit(world: World) -> None
         cast = Path(db.scalars(select(Recording)).one().path).read_bytes()
     assert b"Router#" in cast and b"Password:" in cast
     assert device.enable_secret.encode() not in cast
+    assert "ssh open: alice to sw01 as admin" in caplog.text  # the proxy's log was captured
+    assert device.enable_secret not in caplog.text
     app = create_app(world.core, {"TESTING": True, "WTF_CSRF_ENABLED": False})
     client = app.test_client()
     assert client.post("/login", data={"username": "alice", "password": USER_PW}).status_code == 303
@@ -295,7 +301,10 @@ def test_proxy_wide_list_opts_the_legacy_sshd_in_with_a_dsa_host_key(world: Worl
     )
 
 
-def test_rotation_changes_the_secret_the_device_saved(world: World) -> None:
+def test_rotation_changes_the_secret_the_device_saved(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     device = world.devices["sw01"]
     world.opt_in("sw01")
     session_id = world.sessions["sw01"]
@@ -307,6 +316,8 @@ def test_rotation_changes_the_secret_the_device_saved(world: World) -> None:
         assert row is not None and row.password_secret is not None
         new = world.core.vault.reveal(row.password_secret)
     assert new != ADMIN_PW
+    assert "Opening SSH connection to 127.0.0.1" in caplog.text  # asyncssh's log was captured
+    assert new not in caplog.text and device.enable_secret not in caplog.text
     assert device.startup() == {"admin": new} == device.running
     assert device.enable_attempts == [True]
     (rotated,) = world.audited("credential.rotated")
