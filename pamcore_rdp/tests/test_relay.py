@@ -10,29 +10,16 @@ or user password in the logs, the recording or the target logs we can read.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import datetime as dt
 import hashlib
 import json
 import logging
-import queue
-import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-from pamcore_rdp.admission import Grant
 from pamcore_rdp.prompt import BACKGROUND
 from pamcore_rdp.recording import FORMAT
-from pamcore_rdp.relay import Relay, Timeouts
-from pamcore_rdp.wire import read_pdu
-from pamcore_rdp.x224 import parse_connection_request
 from peers import (
     GREEN,
     NAVY,
@@ -45,129 +32,23 @@ from peers import (
     wait_for_pixel,
     xrdp_logged_in,
 )
-from sqlalchemy import create_engine, select
+from relay_standin import ALICE_PASSWORD, RESOURCE, Proxy, admitted, make_instance
+from sqlalchemy import select
 
-from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
-from pamcore.model import AuditEvent, Base, LoginMode, Platform, Recording, Role
-from pamcore.plugins import build_plugin_host
-from pamcore.services import scheduler
-from pamcore.services.inventory import set_setting
-from pamcore.services.sessions import SessionRequest, create_session
-from pamcore.testing import T0, LoopThread, make_core
-from pamcore.testing import builders as b
+from pamcore.model import AuditEvent, Recording
 from pamcore.testing.contract import closed_port
-from pamcore_rdp import admission
-
-#: alice's pamcore password: xfreerdp sends it in the Client Info, the relay replaces it.
-ALICE_PASSWORD = "Alice-Relay-Pw-77"
-RESOURCE = "lab01"
 
 
 @pytest.fixture
 def core(tmp_path: Path) -> Iterator[Pamcore]:
-    """SQLite, frozen clock, the installed plugins (the rdp settings are registered)."""
-    url = f"sqlite:///{tmp_path / 'relay.db'}"
-    engine = create_engine(url)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    core = make_core(instance, url, FrozenClock(T0), build_plugin_host(strict=True))
+    core = make_instance(tmp_path)
     yield core
     core.dispose()
 
 
-def admitted(
-    core: Pamcore, port: int, account: str, password: str, mechanism: str = "negotiate"
-) -> Grant:
-    """alice's Available session on lab01 (127.0.0.1:``port``) with ``account``'s vaulted
-    ``password``, recorded; the connection admitted as the listener admits it."""
-    with core.unit() as db:
-        alice = b.make_user(db, "alice", password=ALICE_PASSWORD)
-        erin = b.make_user(db, "erin", Role.ADMIN)
-        lab = b.make_resource(db, RESOURCE, protocols={"rdp": port}, platform=Platform.WINDOWS)
-        cred = b.make_credential(core, db, "lab01 account", account, password, resource=lab)
-        activity = b.make_activity(db, "Desktop", login_mode=LoginMode.MANAGED, credential=cred)
-        profile = b.make_profile(db, "recorded", max_duration_minutes=60, recording=True)
-        b.make_policy(db, "lab", profile, [activity], [lab], [alice])
-        set_setting(core, db, erin, RESOURCE, "rdp", "nla_mechanism", mechanism)
-        session_id = create_session(core, db, alice, SessionRequest("Desktop", (RESOURCE,))).id
-        alice_id = alice.id
-    scheduler.tick(core)
-    return admission.admit(core, alice_id, None, RESOURCE, "127.0.0.1", session_id)
-
-
-def proxy_tls(folder: Path) -> ssl.SSLContext:
-    """The proxy certificate of the client leg: self-signed, as ``pamcore init`` makes one."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pamcore relay test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    pem = folder / "proxy.pem"
-    pem.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM)
-        + key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pem)
-    return context
-
-
-@dataclass
-class Finished:
-    relay: Relay
-    reason: str
-
-
-class Proxy:
-    """Relays every connection with ``grant``, as the listener does after a ticket."""
-
-    def __init__(self, core: Pamcore, grant: Grant, tls: ssl.SSLContext) -> None:
-        self.core = core
-        self.grant = grant
-        self.tls = tls
-        self.loop = LoopThread()
-        self.live: queue.Queue[Relay] = queue.Queue()
-        self.finished: queue.Queue[Finished] = queue.Queue()
-        self.server = self.loop.run(asyncio.start_server(self._accept, "127.0.0.1", 0))
-        self.port = int(self.server.sockets[0].getsockname()[1])
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = parse_connection_request(await read_pdu(reader, 10))
-        relay = Relay(
-            self.core, self.grant, reader, writer, request, self.tls, timeouts=Timeouts(step=8)
-        )
-        self.live.put(relay)
-        reason = await relay.run()
-        await asyncio.to_thread(admission.closed, self.core, self.grant, reason)
-        self.finished.put(Finished(relay, reason))
-
-    def close(self) -> None:
-        self.server.close()
-        self.loop.close()
-
-
-@pytest.fixture
-def tls(tmp_path: Path) -> ssl.SSLContext:
-    return proxy_tls(tmp_path)
-
-
 def client_args(proxy: Proxy) -> list[str]:
-    return [f"/v:127.0.0.1:{proxy.port}", "/u:alice", f"/p:{ALICE_PASSWORD}", "/size:1024x768"]
+    return proxy.client_args()
 
 
 def closes_audited(core: Pamcore) -> list[str]:
@@ -206,16 +87,15 @@ def frames(lines: list[object]) -> bytes:
 
 def test_xrdp_logs_in_with_the_injected_password_and_the_session_is_recorded(
     core: Pamcore,
-    tls: ssl.SSLContext,
     xvfb_display: str,
     xrdp_target: XrdpTarget,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     grant = admitted(core, xrdp_target.port, xrdp_target.username, xrdp_target.password)
-    proxy = Proxy(core, grant, tls)
+    proxy = Proxy(core, grant)
     mark = log_mark(xrdp_target.sesman_log)
-    client = start_xfreerdp(client_args(proxy), xvfb_display)
+    client = start_xfreerdp(proxy.client_args(), xvfb_display)
     try:
         wait_for_log(xrdp_target.sesman_log, xrdp_logged_in(xrdp_target.username), 15, mark)
         wait_for_pixel(xvfb_display, 100, 100, NAVY, timeout=15)
@@ -247,7 +127,6 @@ def test_xrdp_logs_in_with_the_injected_password_and_the_session_is_recorded(
 
 def test_shadow_target_gets_the_vaulted_password_by_credssp(
     core: Pamcore,
-    tls: ssl.SSLContext,
     xvfb_display: str,
     shadow_target: ShadowTarget,
     caplog: pytest.LogCaptureFixture,
@@ -256,8 +135,8 @@ def test_shadow_target_gets_the_vaulted_password_by_credssp(
     grant = admitted(
         core, shadow_target.port, shadow_target.username, shadow_target.password, "ntlm"
     )
-    proxy = Proxy(core, grant, tls)
-    client = start_xfreerdp(client_args(proxy), xvfb_display)
+    proxy = Proxy(core, grant)
+    client = start_xfreerdp(proxy.client_args(), xvfb_display)
     try:
         wait_for_pixel(xvfb_display, 100, 100, GREEN, timeout=15)
         relay = proxy.live.get(timeout=1)
@@ -275,12 +154,12 @@ def test_shadow_target_gets_the_vaulted_password_by_credssp(
 
 
 def test_wrong_vaulted_password_is_a_clear_audited_refusal(
-    core: Pamcore, tls: ssl.SSLContext, xvfb_display: str, shadow_target: ShadowTarget
+    core: Pamcore, xvfb_display: str, shadow_target: ShadowTarget
 ) -> None:
     grant = admitted(core, shadow_target.port, shadow_target.username, "Stale-Vault-Pw", "ntlm")
-    proxy = Proxy(core, grant, tls)
+    proxy = Proxy(core, grant)
     mark = log_mark(shadow_target.log)
-    client = start_xfreerdp(client_args(proxy), xvfb_display)
+    client = start_xfreerdp(proxy.client_args(), xvfb_display)
     try:
         wait_for_pixel(xvfb_display, 5, 5, BACKGROUND, timeout=15)  # the front's card
         rc, output = client.finish(20)
@@ -296,13 +175,11 @@ def test_wrong_vaulted_password_is_a_clear_audited_refusal(
     wait_for_log(shadow_target.log, "authentication fail", timeout=5, since=mark)
 
 
-def test_unreachable_target_is_a_clear_audited_refusal(
-    core: Pamcore, tls: ssl.SSLContext, xvfb_display: str
-) -> None:
+def test_unreachable_target_is_a_clear_audited_refusal(core: Pamcore, xvfb_display: str) -> None:
     port = closed_port()
     grant = admitted(core, port, "nobody", "Irrelevant-Pw-1")
-    proxy = Proxy(core, grant, tls)
-    client = start_xfreerdp(client_args(proxy), xvfb_display)
+    proxy = Proxy(core, grant)
+    client = start_xfreerdp(proxy.client_args(), xvfb_display)
     try:
         wait_for_pixel(xvfb_display, 5, 5, BACKGROUND, timeout=15)  # the front's card
         rc, output = client.finish(20)
@@ -316,14 +193,14 @@ def test_unreachable_target_is_a_clear_audited_refusal(
 
 
 def test_closing_the_relay_ends_the_client_session(
-    core: Pamcore, tls: ssl.SSLContext, xvfb_display: str, shadow_target: ShadowTarget
+    core: Pamcore, xvfb_display: str, shadow_target: ShadowTarget
 ) -> None:
     """What the listener does at the session's end time or when the session ends."""
     grant = admitted(
         core, shadow_target.port, shadow_target.username, shadow_target.password, "ntlm"
     )
-    proxy = Proxy(core, grant, tls)
-    client = start_xfreerdp(client_args(proxy), xvfb_display)
+    proxy = Proxy(core, grant)
+    client = start_xfreerdp(proxy.client_args(), xvfb_display)
     try:
         wait_for_pixel(xvfb_display, 100, 100, GREEN, timeout=15)
         relay = proxy.live.get(timeout=1)

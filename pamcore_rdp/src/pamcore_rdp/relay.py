@@ -306,6 +306,12 @@ class Relay:
         conn = FrontConnection(
             self._client_reader, self._client_writer, str(peer[0]) if peer else "unknown"
         )
+        # The front yields to the loop between writing the Connection Confirm and starting
+        # TLS (asyncio.wait_for makes a task on 3.11), so the client's ClientHello could be
+        # read as plain bytes and lost to the TLS layer (an intermittent
+        # ERRCONNECT_TLS_CONNECT_FAILED). Not reading until start_tls takes the transport
+        # over (it resumes reading) keeps the ClientHello for TLS.
+        self._client_writer.transport.pause_reading()
         try:
             async with asyncio.timeout(REFUSAL_SECONDS):
                 await refuse(conn, self._request, self._client_tls, message)
