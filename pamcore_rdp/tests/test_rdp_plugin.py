@@ -11,6 +11,7 @@ import asyncio
 import socket
 import struct
 
+from pamcore_rdp.listener import RdpListener
 from pamcore_rdp.plugin import DEFAULT_PORT, client_launch
 from pamcore_rdp.probe import CONNECTION_REQUEST, probe_rdp
 
@@ -49,7 +50,7 @@ def probe_against(reply: bytes, timeout: float = 2.0):  # type: ignore[no-untype
 def test_registered_once_through_the_entry_point() -> None:
     handler = build_plugin_host(strict=True).hooks.protocols()["rdp"]
     assert handler.default_port == DEFAULT_PORT == 4489
-    assert handler.listener_factory is None
+    assert handler.listener_factory is RdpListener
 
 
 def test_rdp_file_content() -> None:

@@ -182,6 +182,10 @@ class FrontConnection:
         if not request.requested_protocols & PROTOCOL_SSL:
             await self.send(encode_connection_confirm(0, failure_code=SSL_REQUIRED_BY_SERVER))
             raise FrontClosed("the client does not offer TLS")
+        # The client sends its ClientHello as soon as it reads the confirm: stop reading
+        # first, or the StreamReader may buffer it where TLS never sees it (a handshake
+        # that hangs now and then); start_tls resumes reading under TLS.
+        self.writer.transport.pause_reading()
         await self.send(encode_connection_confirm(PROTOCOL_SSL))
         await asyncio.wait_for(self.writer.start_tls(tls), STEP_TIMEOUT)
         initial = mcs.parse_connect_initial(await self.read())
@@ -313,6 +317,7 @@ async def _prompt(
     keyboard = Keyboard()
     while isinstance(outcome, Retry):
         if prompt.tries_left <= 0:
+            log.info("rdp front %s: %s: no tries left; closing", conn.peer, visitor.username)
             await _show(conn, "Too many wrong passwords. Connect again to retry.")
             return None
         prompt.error = outcome.message

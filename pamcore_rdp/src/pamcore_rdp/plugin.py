@@ -14,6 +14,7 @@ from urllib.parse import quote
 from pamcore import hookimpl
 from pamcore.directconnect import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler, ResourceSetting
+from pamcore_rdp.listener import LISTENERS, RdpListener
 from pamcore_rdp.probe import probe_rdp
 from pamcore_rdp.rdpfile import MEDIA_TYPE, rdp_file
 from pamcore_rdp.settings import SETTINGS
@@ -75,7 +76,7 @@ def pamcore_register_protocols(register: Callable[[ProtocolHandler], None]) -> N
             name="rdp",
             default_port=DEFAULT_PORT,
             description="Remote Desktop (mstsc, RDCMan, FreeRDP) through the DirectConnect proxy",
-            listener_factory=None,  # the proxy listener lands with the RDP proxy work
+            listener_factory=RdpListener,
             client_launch=client_launch,
             connection_test=probe_rdp,
         )
@@ -87,3 +88,11 @@ def pamcore_register_resource_settings(register: Callable[[ResourceSetting], Non
     """``rdp.security``, ``rdp.nla_mechanism``, ``rdp.domain`` (:mod:`pamcore_rdp.settings`)."""
     for setting in SETTINGS:
         register(setting)
+
+
+@hookimpl
+def pamcore_on_session_ending(session: ActivitySession, reason: str) -> None:
+    """Close the session's live RDP connections now (ended, expired or canceled); an
+    extension needs no hook: the listener's watch reads the new end time."""
+    for listener in list(LISTENERS):
+        listener.session_ending(session.id)

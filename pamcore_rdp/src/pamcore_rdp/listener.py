@@ -1,0 +1,249 @@
+"""The RDP proxy listener started by ``pamcore run`` / ``pamcore proxy``: it reads each
+client's X.224 Connection Request and sends it to Phase B (the relay) when it carries a
+redirection ticket that redeems, else to Phase A (the front, which signs the user in and
+redirects back here with a ticket). A once-a-second watch closes live relays whose
+session ended or that an administrator terminated.
+
+Nothing a client sends can stop the listener: every connection's failure is logged (the
+layer and what was malformed, never a secret) and only that connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import ssl
+import weakref
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Protocol
+
+from pamcore.core import Pamcore
+from pamcore.errors import PamError
+from pamcore.services.common import worker_name
+from pamcore.services.connections import session_ends, to_terminate
+from pamcore_rdp import admission, front
+from pamcore_rdp.certs import proxy_tls_context
+from pamcore_rdp.errors import RdpProtocolError
+from pamcore_rdp.front import FrontClosed, FrontConnection, sentence
+from pamcore_rdp.gate import CoreGate, FileTokens
+from pamcore_rdp.rdpfile import file_token
+from pamcore_rdp.tickets import Pass, TicketBook, TicketRefused
+from pamcore_rdp.wire import read_pdu
+from pamcore_rdp.x224 import ConnectionRequest, parse_connection_request
+
+log = logging.getLogger(__name__)
+
+#: Running listeners, so the session hooks (ending, extended) reach their relays.
+LISTENERS: weakref.WeakSet[RdpListener] = weakref.WeakSet()
+#: How long a new connection may take to send its X.224 Connection Request.
+REQUEST_TIMEOUT = 10.0
+WATCH_SECONDS = 1.0
+#: How long stop() waits for connections to record their close.
+STOP_SECONDS = 10.0
+
+
+class LiveRelay(Protocol):
+    """A Phase B connection as the listener tracks it (``pamcore_rdp.relay``)."""
+
+    grant: admission.Grant
+
+    async def run(self) -> str:
+        """Relay until either side closes; the reason the connection ended."""
+        ...
+
+    def close(self, reason: str) -> None:
+        """End the connection now (session end, termination, proxy stop)."""
+        ...
+
+
+#: (core, grant, client reader, client writer, the client's request, proxy TLS) -> relay.
+RelayFactory = Callable[
+    [
+        Pamcore,
+        admission.Grant,
+        asyncio.StreamReader,
+        asyncio.StreamWriter,
+        ConnectionRequest,
+        ssl.SSLContext,
+    ],
+    LiveRelay,
+]
+
+
+def default_relay() -> RelayFactory:
+    from pamcore_rdp.relay import Relay
+
+    return Relay
+
+
+class RdpListener:
+    def __init__(
+        self, core: Pamcore, host: str, port: int, relay: RelayFactory | None = None
+    ) -> None:
+        self.core = core
+        self.host = host
+        self._requested_port = port
+        self._relay_factory = relay
+        self.tickets = TicketBook()
+        #: Seconds a new connection has for its Connection Request (tests shorten it).
+        self.request_timeout = REQUEST_TIMEOUT
+        self.file_tokens = FileTokens(core)
+        self._server: asyncio.Server | None = None
+        self._tls: ssl.SSLContext | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._relays: set[LiveRelay] = set()
+        self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            return self._requested_port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._tls = await asyncio.to_thread(proxy_tls_context, self.core)
+        if self._relay_factory is None:
+            self._relay_factory = default_relay()
+        self._server = await asyncio.start_server(self._accept, self.host, self._requested_port)
+        self._watch = asyncio.create_task(self._watch_loop(), name="rdp-proxy-watch")
+        LISTENERS.add(self)
+        log.info("rdp proxy listening on %s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection and let them record their close."""
+        LISTENERS.discard(self)
+        if self._watch is not None:
+            self._watch.cancel()
+        if self._server is None:
+            return
+        self._server.close()
+        for relay in list(self._relays):
+            relay.close("the proxy stopped")
+        if self._connections:
+            _, pending = await asyncio.wait(set(self._connections), timeout=STOP_SECONDS)
+            for task in pending:
+                task.cancel()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), STOP_SECONDS)
+        self._server = None
+
+    # -- one connection ----------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        peer = _peer_ip(writer)
+        try:
+            await self._serve(reader, writer, peer)
+        except RdpProtocolError as exc:
+            log.warning("rdp %s: %s; connection closed", peer, exc)
+        except (FrontClosed, asyncio.IncompleteReadError, ConnectionError, ssl.SSLError) as exc:
+            log.info("rdp %s: connection ended: %s", peer, exc or type(exc).__name__)
+        except TimeoutError:
+            log.info("rdp %s: the client stopped answering; connection closed", peer)
+        except Exception:
+            log.exception("rdp %s: unexpected failure; connection closed", peer)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 2)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        request = parse_connection_request(await read_pdu(reader, self.request_timeout))
+        assert self._tls is not None
+        conn = FrontConnection(reader, writer, peer)
+        token = request.routing_token
+        if token is None or file_token(token) is not None:
+            gate = CoreGate(self.core, self.tickets, self.file_tokens, peer)
+            await front.serve(conn, request, self._tls, gate)
+            return
+        try:
+            ticket = self.tickets.redeem(token, peer)
+        except TicketRefused as exc:
+            log.info("rdp %s: redirection ticket refused: %s", peer, exc)
+            await front.refuse(conn, request, self._tls, sentence(str(exc)))
+            return
+        await self._relay(conn, request, ticket)
+
+    async def _relay(self, conn: FrontConnection, request: ConnectionRequest, ticket: Pass) -> None:
+        """Phase B: admit the connection (audited, counted live), relay it, record its
+        close. A refusal is shown in the RDP window by the front."""
+        assert self._tls is not None and self._relay_factory is not None
+        try:
+            grant = await asyncio.to_thread(
+                admission.admit,
+                self.core,
+                ticket.user_id,
+                None,
+                ticket.resource_name,
+                conn.peer,
+                ticket.session_id,
+            )
+        except PamError as exc:
+            log.info("rdp %s: relay refused: %s", conn.peer, exc)
+            await front.refuse(conn, request, self._tls, sentence(str(exc)))
+            return
+        relay = self._relay_factory(self.core, grant, conn.reader, conn.writer, request, self._tls)
+        self._relays.add(relay)
+        reason = "the connection failed"
+        try:
+            reason = await relay.run()
+        finally:
+            self._relays.discard(relay)
+            await asyncio.shield(asyncio.to_thread(admission.closed, self.core, grant, reason))
+
+    # -- session ends and terminations ------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            if not self._relays:
+                continue
+            try:
+                ends, doomed = await asyncio.to_thread(
+                    self._poll, [relay.grant.session_id for relay in self._relays]
+                )
+            except Exception:
+                log.exception("rdp proxy watch failed; retrying")
+                continue
+            now = self.core.now()
+            for relay in list(self._relays):
+                if relay.grant.connection_id in doomed:
+                    relay.close(
+                        doomed[relay.grant.connection_id] or "terminated by an administrator"
+                    )
+                else:
+                    self._apply(relay.grant.session_id, ends.get(relay.grant.session_id), now)
+
+    def _poll(self, session_ids: list[int]) -> tuple[dict[int, dt.datetime | None], dict[int, str]]:
+        with self.core.reader() as db:
+            return session_ends(db, session_ids), dict(to_terminate(db, worker_name()))
+
+    def _apply(self, session_id: int, ends_at: dt.datetime | None, now: dt.datetime) -> None:
+        """Close the session's relays when it ended (``None``) or its end time passed."""
+        if ends_at is not None and ends_at > now:
+            return
+        reason = "the session was ended" if ends_at is None else "session end time reached"
+        for relay in list(self._relays):
+            if relay.grant.session_id == session_id:
+                relay.close(reason)
+
+    # -- session hooks, called from any thread -----------------------------------------------
+
+    def session_ending(self, session_id: int) -> None:
+        """The session can no longer be used: close its relays now."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._apply, session_id, None, self.core.now())
+
+
+def _peer_ip(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]) if peer else "unknown"
