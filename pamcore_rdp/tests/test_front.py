@@ -1,0 +1,136 @@
+"""Phase A with the real xfreerdp under Xvfb: the inline prompt painted when the client
+has no password (screenshot colours, PNG kept under the test's tmp directory), typing the
+password with xdotool, a wrong password's error line and the retry, the redirection into
+the relay reaching xrdp; and a session that waits for approval showing why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pamcore_rdp.prompt import (
+    BACKGROUND,
+    CARD,
+    CARD_HEIGHT,
+    CARD_WIDTH,
+    ERROR,
+    TITLE_BAR,
+    card_origin,
+)
+from peers import (
+    NAVY,
+    XrdpTarget,
+    log_mark,
+    screenshot,
+    start_xfreerdp,
+    wait_for_log,
+    wait_for_pixel,
+    xdotool_type,
+    xrdp_logged_in,
+)
+from PIL import Image
+from rdp_world import LOGIN, PASSWORD, RdpWorld, rdp_world
+
+WIDTH, HEIGHT = 1024, 768
+LEFT, TOP = card_origin(WIDTH, HEIGHT)
+
+
+@pytest.fixture
+def world(tmp_path: Path, xvfb_display: str, xrdp_target: XrdpTarget) -> Iterator[RdpWorld]:
+    yield from rdp_world(tmp_path, xrdp_target)
+
+
+def client(world: RdpWorld, display: str, *args: str) -> list[str]:
+    return [f"/v:127.0.0.1:{world.port}", f"/size:{WIDTH}x{HEIGHT}", *args]
+
+
+def card(display: str, path: Path) -> Image.Image:
+    """The card as the client shows it, saved as a PNG to look at."""
+    image = screenshot(display).crop((LEFT, TOP, LEFT + CARD_WIDTH, TOP + CARD_HEIGHT))
+    image.save(path)
+    return image
+
+
+def colours(image: Image.Image) -> set[tuple[int, int, int]]:
+    return {colour for _, colour in image.getcolors(1 << 20) or []}
+
+
+def wait_for_prompt(display: str) -> None:
+    wait_for_pixel(display, 5, 5, BACKGROUND, timeout=15)
+    wait_for_pixel(display, LEFT + 4, TOP + 4, TITLE_BAR)
+    wait_for_pixel(display, LEFT + 4, TOP + CARD_HEIGHT - 4, CARD)
+
+
+def test_no_password_prompt_then_typed_password_reaches_the_target(
+    world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
+) -> None:
+    mark = log_mark(xrdp_target.sesman_log)
+    run = start_xfreerdp(client(world, xvfb_display, f"/u:{LOGIN}"), xvfb_display)
+    try:
+        wait_for_prompt(xvfb_display)
+        assert ERROR not in colours(card(xvfb_display, world.tmp / "prompt.png"))
+        xdotool_type(xvfb_display, PASSWORD)  # shift for capitals and '!'
+        world.wait_log("alice signed in, redirecting")
+        wait_for_log(xrdp_target.sesman_log, xrdp_logged_in(xrdp_target.username), 15, mark)
+        wait_for_pixel(xvfb_display, 100, 100, NAVY, timeout=15)
+    finally:
+        rc, output = run.finish()
+    assert rc == 124, output  # still connected to the target when the test ended it
+    assert PASSWORD not in "\n".join(world.logs)
+    assert world.audit("connection.opened")
+
+
+def test_wrong_password_shows_the_error_and_the_retry_works(
+    world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
+) -> None:
+    mark = log_mark(xrdp_target.sesman_log)
+    run = start_xfreerdp(
+        client(world, xvfb_display, f"/u:{LOGIN}", "/p:not-the-password"), xvfb_display
+    )
+    try:
+        wait_for_prompt(xvfb_display)  # the Client Info password was refused
+        assert ERROR in colours(card(xvfb_display, world.tmp / "refused.png"))
+        xdotool_type(xvfb_display, "still-wrong")
+        assert len(world.audit("auth.failed", count=2)) == 2
+        xdotool_type(xvfb_display, PASSWORD)
+        world.wait_log("alice signed in, redirecting")
+        wait_for_log(xrdp_target.sesman_log, xrdp_logged_in(xrdp_target.username), 15, mark)
+    finally:
+        run.finish()
+    failures = world.audit("auth.failed")
+    assert len(failures) == 2, [e.details for e in failures]
+
+
+def test_three_wrong_passwords_end_the_connection(world: RdpWorld, xvfb_display: str) -> None:
+    run = start_xfreerdp(client(world, xvfb_display, f"/u:{LOGIN}"), xvfb_display)
+    try:
+        wait_for_prompt(xvfb_display)
+        for attempt in range(1, 4):
+            xdotool_type(xvfb_display, f"wrong-{attempt}")
+            assert len(world.audit("auth.failed", count=attempt)) == attempt
+        world.wait_log("no tries left")
+        rc, output = run.finish(15)
+    finally:
+        run.finish()
+    assert rc != 124, output  # the proxy closed it; the client did not stay connected
+    assert len(world.audit("auth.failed")) == 3
+
+
+def test_a_session_waiting_for_approval_shows_why_and_closes(
+    world: RdpWorld, xvfb_display: str
+) -> None:
+    run = start_xfreerdp(
+        client(world, xvfb_display, "/u:alice+Audit+win01", f"/p:{PASSWORD}"), xvfb_display
+    )
+    try:
+        wait_for_pixel(xvfb_display, LEFT + 4, TOP + 4, TITLE_BAR, timeout=15)
+        line = world.wait_log("alice waits:")
+        assert "approval" in line and "carol" in line
+        shown = card(xvfb_display, world.tmp / "waiting.png")
+        assert ERROR not in colours(shown)
+        rc, output = run.finish(15)
+    finally:
+        run.finish()
+    assert rc != 124, output  # closed by the proxy after showing the reason
+    assert not world.audit("connection.opened", timeout=0)

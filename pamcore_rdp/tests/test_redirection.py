@@ -1,0 +1,171 @@
+"""Phase A to Phase B with the real xfreerdp: a password given in the client signs in
+without any prompt and the Server Redirection PDU brings the client back with a ticket
+that the relay redeems (reaching xrdp); the ticket is refused when used again; the ``.rdp``
+file's routing token routes the first connection; the session's end closes the relay.
+The PDU's bytes are checked against the layout FreeRDP parses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pamcore_rdp.prompt import TITLE_BAR, card_origin
+from pamcore_rdp.rdpfile import issue_file_token, rdp_file
+from pamcore_rdp.redirection import LB_LOAD_BALANCE_INFO, server_redirection, ticket_cookie
+from pamcore_rdp.x224 import parse_connection_request
+from peers import (
+    NAVY,
+    TIMED_OUT,
+    XrdpTarget,
+    log_mark,
+    start_xfreerdp,
+    wait_for_log,
+    wait_for_pixel,
+    xrdp_logged_in,
+)
+from rdp_world import LOGIN, PASSWORD, RdpWorld, rdp_world
+
+from pamcore.model import User
+from pamcore.services.common import CONSOLE
+from pamcore.services.sessions import end_session
+
+
+@pytest.fixture
+def world(tmp_path: Path, xvfb_display: str, xrdp_target: XrdpTarget) -> Iterator[RdpWorld]:
+    yield from rdp_world(tmp_path, xrdp_target)
+
+
+def spy_tickets(world: RdpWorld) -> list[str]:
+    """The tickets the listener issues (wrapping its TicketBook, which still does the work)."""
+    issued: list[str] = []
+    issue = world.listener.tickets.issue
+
+    def recording(*args: object) -> str:
+        ticket = issue(*args)  # type: ignore[arg-type]
+        issued.append(ticket)
+        return ticket
+
+    world.listener.tickets.issue = recording  # type: ignore[method-assign]
+    return issued
+
+
+def reach_target(display: str, xrdp: XrdpTarget, args: list[str]) -> None:
+    """Run xfreerdp with ``args`` until the xrdp session is on screen, then end it."""
+    mark = log_mark(xrdp.sesman_log)
+    run = start_xfreerdp([*args, "/size:1024x768"], display)
+    try:
+        wait_for_log(xrdp.sesman_log, xrdp_logged_in(xrdp.username), 15, mark)
+        wait_for_pixel(display, 100, 100, NAVY, timeout=15)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nxfreerdp: {run.finish()[1][-2000:]}") from None
+    rc, output = run.finish()
+    assert rc == TIMED_OUT, output
+
+
+def test_the_redirection_pdu_as_freerdp_reads_it() -> None:
+    """MS-RDPBCGR 2.2.13.3.1 around 2.2.13.1, consumed exactly as FreeRDP 2.11
+    (rdp_recv_enhanced_security_redirection_packet) reads it."""
+    pdu = server_redirection("T1ck3t", 1002)
+    total, pdu_type, source = struct.unpack_from("<HHH", pdu)
+    assert (total, pdu_type & 0x0F, source) == (len(pdu), 0xA, 1002)
+    flags, length, session_id, redir_flags = struct.unpack_from("<HHII", pdu, 8)
+    assert (flags, session_id, redir_flags) == (0x0400, 0, LB_LOAD_BALANCE_INFO)
+    (info_length,) = struct.unpack_from("<I", pdu, 20)
+    info = pdu[24 : 24 + info_length]
+    assert info == b"Cookie: msts=T1ck3t\r\n"
+    assert length == 16 + info_length  # up to the 8-byte pad
+    assert pdu[24 + info_length :] == b"\0" * 8
+    # The client puts LoadBalanceInfo verbatim into its next Connection Request.
+    request = b"\xe0\0\0\0\0\0" + ticket_cookie("T1ck3t") + struct.pack("<BBHI", 1, 0, 8, 3)
+    frame = struct.pack(">BBH", 3, 0, 5 + len(request)) + bytes([len(request)]) + request
+    assert parse_connection_request(frame).routing_token == "T1ck3t"
+
+
+def test_password_in_the_client_redirects_without_a_prompt_and_the_ticket_is_single_use(
+    world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
+) -> None:
+    issued = spy_tickets(world)
+    reach_target(
+        xvfb_display, xrdp_target, [f"/v:127.0.0.1:{world.port}", f"/u:{LOGIN}", f"/p:{PASSWORD}"]
+    )
+    assert len(issued) == 1
+    assert not [line for line in world.logs if "prompt" in line]
+    assert world.audit("connection.opened")
+    # The same ticket again (a replayed redirection): refused, shown, closed.
+    run = start_xfreerdp(
+        [
+            f"/v:127.0.0.1:{world.port}",
+            "/size:1024x768",
+            f"/load-balance-info:Cookie: msts={issued[0]}",
+        ],
+        xvfb_display,
+    )
+    try:
+        left, top = card_origin(1024, 768)
+        wait_for_pixel(xvfb_display, left + 4, top + 4, TITLE_BAR, timeout=15)
+        assert "already used" in world.wait_log("redirection ticket refused")
+        rc, output = run.finish(15)
+    finally:
+        run.finish()
+    assert rc != TIMED_OUT, output
+    assert len(world.audit("connection.opened", timeout=0)) == 1
+
+
+def test_rdp_file_routing_token(
+    world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
+) -> None:
+    secret = "s" * 32
+    (world.tmp / "instance" / "web-secret.key").write_text(secret + "\n")
+    with world.core.unit() as db:
+        alice = db.query(User).filter_by(username="alice").one()
+        token = issue_file_token(world.core, db, alice, world.session_id, "win01", secret)
+    path = world.tmp / "win01.rdp"
+    # The file's user name is deliberately not a DirectConnect login: the token routes.
+    path.write_bytes(rdp_file("127.0.0.1", "alice", world.port, token))
+    reach_target(xvfb_display, xrdp_target, [str(path), f"/p:{PASSWORD}"])  # the file first
+    assert world.wait_log("alice signed in, redirecting")
+
+
+def test_ending_the_session_closes_the_relay(
+    world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
+) -> None:
+    mark = log_mark(xrdp_target.sesman_log)
+    run = start_xfreerdp(
+        [f"/v:127.0.0.1:{world.port}", "/size:1024x768", f"/u:{LOGIN}", f"/p:{PASSWORD}"],
+        xvfb_display,
+    )
+    try:
+        wait_for_log(xrdp_target.sesman_log, xrdp_logged_in(xrdp_target.username), 15, mark)
+        with world.core.unit() as db:
+            end_session(world.core, db, CONSOLE, world.session_id)
+        started = time.monotonic()
+        closed = world.audit("connection.closed")
+        assert time.monotonic() - started < 3
+        rc, output = run.finish(10)
+    finally:
+        run.finish()
+    assert closed and "ended" in closed[0].details.get("reason", ""), [e.details for e in closed]
+    assert rc != TIMED_OUT, output
+
+
+def test_the_end_time_closes_the_relay(
+    world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
+) -> None:
+    mark = log_mark(xrdp_target.sesman_log)
+    run = start_xfreerdp(
+        [f"/v:127.0.0.1:{world.port}", "/size:1024x768", f"/u:{LOGIN}", f"/p:{PASSWORD}"],
+        xvfb_display,
+    )
+    try:
+        wait_for_log(xrdp_target.sesman_log, xrdp_logged_in(xrdp_target.username), 15, mark)
+        world.clock.now = world.session_ends() + dt.timedelta(seconds=1)
+        closed = world.audit("connection.closed")
+        rc, output = run.finish(10)
+    finally:
+        run.finish()
+    assert closed and "end time" in closed[0].details.get("reason", ""), [e.details for e in closed]
+    assert rc != TIMED_OUT, output
