@@ -70,7 +70,7 @@ SERVER_CHANNEL = 1002
 
 
 class FrontClosed(Exception):
-    """The client went away or broke the protocol; the front just closes."""
+    """The client went away (disconnect, shutdown request); the front just closes."""
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,7 @@ async def serve(
         return
     if isinstance(outcome, Waiting):
         log.info("rdp front %s: %s waits: %s", conn.peer, visitor.username, outcome.message)
-        await _show(conn, outcome.message)
+        await _show(conn, f"{outcome.message} Connect again once it can be used.")
         return
     if isinstance(outcome, Admitted):
         log.info("rdp front %s: %s signed in, redirecting", conn.peer, visitor.username)
