@@ -5,10 +5,16 @@ the relay reaching xrdp; and a session that waits for approval showing why."""
 
 from __future__ import annotations
 
+import contextlib
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pamcore_rdp.activation import demand_active, parse_confirm_active
+from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.prompt import (
     BACKGROUND,
     CARD,
@@ -18,6 +24,7 @@ from pamcore_rdp.prompt import (
     TITLE_BAR,
     card_origin,
 )
+from pamcore_rdp.share import parse_share
 from peers import (
     NAVY,
     XrdpTarget,
@@ -134,3 +141,31 @@ def test_a_session_waiting_for_approval_shows_why_and_closes(
         run.finish()
     assert rc != 124, output  # closed by the proxy after showing the reason
     assert not world.audit("connection.opened", timeout=0)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.binary(max_size=120))
+def test_fuzzed_share_and_confirm_active_give_protocol_errors_only(data: bytes) -> None:
+    """What the front parses after TLS: Share Control/Data headers and the Confirm Active
+    capability sets, from random bytes and behind a valid header."""
+    for pdu in (data, struct.pack("<HHH", len(data) + 6, 0x17, 1007) + data):
+        with contextlib.suppress(RdpProtocolError):
+            parse_share(pdu)
+    for body in (data, struct.pack("<IHHH", 0x103EA, 1002, 4, len(data)) + b"RDP\0" + data):
+        with contextlib.suppress(RdpProtocolError):
+            parse_confirm_active(body)
+
+
+def test_demand_active_offers_what_the_front_uses() -> None:
+    """Capability sets the client sees (MS-RDPBCGR 2.2.1.13.1): our bitmap set at 32 bpp
+    and the desktop size, input with fast-path and Unicode; read back by our own parser,
+    as the client's Confirm Active has the same layout."""
+    pdu = demand_active(0x103EA, 1280, 720, 1002)
+    total, kind, source = struct.unpack_from("<HHH", pdu)
+    assert (total, kind, source) == (len(pdu), 0x11, 1002)
+    confirm = pdu[6:10] + struct.pack("<H", 1002) + pdu[10:-4]
+    caps = parse_confirm_active(confirm)
+    assert (caps.bits_per_pixel, caps.width, caps.height) == (32, 1280, 720)
+    assert caps.input_flags & 0x0020 and caps.input_flags & 0x0010  # FASTPATH_INPUT2, UNICODE
+    with pytest.raises(RdpProtocolError, match="Confirm Active PDU"):
+        parse_confirm_active(confirm[:-30])

@@ -4,9 +4,12 @@ bitmap tiles it is painted with. End-to-end typing with xfreerdp is in test_fron
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.keys import Key, Keyboard, parse_fastpath_input, parse_input_pdu
 from pamcore_rdp.paint import TILE, bitmap_updates
@@ -161,3 +164,15 @@ def test_bitmap_updates_fit_in_one_send_data_pdu() -> None:
     assert sum(len(r[1]) for u in updates for r in decode_rectangles(u)) == 1024 * 768 * 3
     with pytest.raises(ValueError, match="16 bits per pixel"):
         bitmap_updates(Image.new("RGB", (4, 4)), 0, 0, 16)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.binary(max_size=80))
+def test_fuzzed_input_pdus_give_protocol_errors_only(data: bytes) -> None:
+    """Random bytes, and the same bytes behind a plausible header, parse or fail cleanly."""
+    for frame in (data, bytes([4 << 2]) + bytes([0x80 | 0, len(data) + 3]) + data):
+        with contextlib.suppress(RdpProtocolError):
+            parse_fastpath_input(frame)
+    for body in (data, struct.pack("<HH", 2, 0) + data):
+        with contextlib.suppress(RdpProtocolError):
+            parse_input_pdu(body)
