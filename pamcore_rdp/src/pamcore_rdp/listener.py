@@ -15,9 +15,7 @@ import datetime as dt
 import logging
 import ssl
 import weakref
-from collections.abc import Callable
 from contextlib import suppress
-from typing import Protocol
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
@@ -29,13 +27,14 @@ from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.front import FrontClosed, FrontConnection, sentence
 from pamcore_rdp.gate import CoreGate, FileTokens
 from pamcore_rdp.rdpfile import file_token
+from pamcore_rdp.relay import Relay
 from pamcore_rdp.tickets import Pass, TicketBook, TicketRefused
 from pamcore_rdp.wire import read_pdu
 from pamcore_rdp.x224 import ConnectionRequest, parse_connection_request
 
 log = logging.getLogger(__name__)
 
-#: Running listeners, so the session hooks (ending, extended) reach their relays.
+#: Running listeners, so the session-ending hook reaches their relays.
 LISTENERS: weakref.WeakSet[RdpListener] = weakref.WeakSet()
 #: How long a new connection may take to send its X.224 Connection Request.
 REQUEST_TIMEOUT = 10.0
@@ -44,48 +43,14 @@ WATCH_SECONDS = 1.0
 STOP_SECONDS = 10.0
 
 
-class LiveRelay(Protocol):
-    """A Phase B connection as the listener tracks it (``pamcore_rdp.relay``)."""
-
-    grant: admission.Grant
-
-    async def run(self) -> str:
-        """Relay until either side closes; the reason the connection ended."""
-        ...
-
-    def close(self, reason: str) -> None:
-        """End the connection now (session end, termination, proxy stop)."""
-        ...
-
-
-#: (core, grant, client reader, client writer, the client's request, proxy TLS) -> relay.
-RelayFactory = Callable[
-    [
-        Pamcore,
-        admission.Grant,
-        asyncio.StreamReader,
-        asyncio.StreamWriter,
-        ConnectionRequest,
-        ssl.SSLContext,
-    ],
-    LiveRelay,
-]
-
-
-def default_relay() -> RelayFactory:
-    from pamcore_rdp.relay import Relay
-
-    return Relay
-
-
 class RdpListener:
-    def __init__(
-        self, core: Pamcore, host: str, port: int, relay: RelayFactory | None = None
-    ) -> None:
+    """The RDP proxy of one ``pamcore run`` / ``pamcore proxy`` process; tickets are only
+    good at the listener that issued them (the client reconnects to the same address)."""
+
+    def __init__(self, core: Pamcore, host: str, port: int) -> None:
         self.core = core
         self.host = host
         self._requested_port = port
-        self._relay_factory = relay
         self.tickets = TicketBook()
         #: Seconds a new connection has for its Connection Request (tests shorten it).
         self.request_timeout = REQUEST_TIMEOUT
@@ -94,7 +59,7 @@ class RdpListener:
         self._tls: ssl.SSLContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: set[asyncio.Task[None]] = set()
-        self._relays: set[LiveRelay] = set()
+        self._relays: set[Relay] = set()
         self._watch: asyncio.Task[None] | None = None
 
     @property
@@ -106,8 +71,6 @@ class RdpListener:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._tls = await asyncio.to_thread(proxy_tls_context, self.core)
-        if self._relay_factory is None:
-            self._relay_factory = default_relay()
         self._server = await asyncio.start_server(self._accept, self.host, self._requested_port)
         self._watch = asyncio.create_task(self._watch_loop(), name="rdp-proxy-watch")
         LISTENERS.add(self)
@@ -176,7 +139,7 @@ class RdpListener:
     async def _relay(self, conn: FrontConnection, request: ConnectionRequest, ticket: Pass) -> None:
         """Phase B: admit the connection (audited, counted live), relay it, record its
         close. A refusal is shown in the RDP window by the front."""
-        assert self._tls is not None and self._relay_factory is not None
+        assert self._tls is not None
         try:
             grant = await asyncio.to_thread(
                 admission.admit,
@@ -191,7 +154,7 @@ class RdpListener:
             log.info("rdp %s: relay refused: %s", conn.peer, exc)
             await front.refuse(conn, request, self._tls, sentence(str(exc)))
             return
-        relay = self._relay_factory(self.core, grant, conn.reader, conn.writer, request, self._tls)
+        relay = Relay(self.core, grant, conn.reader, conn.writer, request, self._tls)
         self._relays.add(relay)
         reason = "the connection failed"
         try:
