@@ -1,11 +1,13 @@
 """A stand-in for the listener's Phase B path, shared by the relay tests and
-``bench/rdp_relay.py``: every connection is relayed with one admitted Grant, as the
-listener does once a redirection ticket redeems (admit, run, audit the close)."""
+``bench/rdp_relay.py``: every connection to it is admitted into alice's session and
+relayed, as the listener does once a redirection ticket redeems (admit, run, audit the
+close)."""
 
 from __future__ import annotations
 
 import asyncio
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,16 +45,19 @@ def make_instance(folder: Path) -> Pamcore:
     return make_core(instance, url, FrozenClock(T0), build_plugin_host(strict=True))
 
 
-def admitted(
+Admit = Callable[[], Grant]
+
+
+def lab_session(
     core: Pamcore,
     port: int,
     account: str,
     password: str,
     mechanism: str = "negotiate",
     recording: bool = True,
-) -> Grant:
+) -> Admit:
     """alice's Available session on lab01 (127.0.0.1:``port``) with ``account``'s vaulted
-    ``password``; the connection admitted as the listener admits it."""
+    ``password``; returns how a connection is admitted into it (as the listener does)."""
     with core.unit() as db:
         alice = b.make_user(db, "alice", password=ALICE_PASSWORD)
         erin = b.make_user(db, "erin", Role.ADMIN)
@@ -65,7 +70,7 @@ def admitted(
         session_id = create_session(core, db, alice, SessionRequest("Desktop", (RESOURCE,))).id
         alice_id = alice.id
     scheduler.tick(core)
-    return admission.admit(core, alice_id, None, RESOURCE, "127.0.0.1", session_id)
+    return lambda: admission.admit(core, alice_id, None, RESOURCE, "127.0.0.1", session_id)
 
 
 @dataclass
@@ -75,11 +80,11 @@ class Finished:
 
 
 class Proxy:
-    """Relays every connection with ``grant`` on a loopback port, in a loop thread."""
+    """Admits and relays every connection on a loopback port, in a loop thread."""
 
-    def __init__(self, core: Pamcore, grant: Grant) -> None:
+    def __init__(self, core: Pamcore, admit: Admit) -> None:
         self.core = core
-        self.grant = grant
+        self.admit = admit
         self.tls = proxy_tls_context(core)
         self.loop = LoopThread()
         self.live: queue.Queue[Relay] = queue.Queue()
@@ -89,12 +94,13 @@ class Proxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = parse_connection_request(await read_pdu(reader, 10))
+        grant = await asyncio.to_thread(self.admit)
         relay = Relay(
-            self.core, self.grant, reader, writer, request, self.tls, timeouts=Timeouts(step=8)
+            self.core, grant, reader, writer, request, self.tls, timeouts=Timeouts(step=8)
         )
         self.live.put(relay)
         reason = await relay.run()
-        await asyncio.to_thread(admission.closed, self.core, self.grant, reason)
+        await asyncio.to_thread(admission.closed, self.core, grant, reason)
         self.finished.put(Finished(relay, reason))
 
     def client_args(self) -> list[str]:

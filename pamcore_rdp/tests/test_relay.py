@@ -1,5 +1,5 @@
 """Phase B end to end with real peers: xfreerdp (under Xvfb) -> a listener stand-in that
-relays every connection with one admitted Grant -> xrdp (TLS, Client Info injection) or
+relays every connection with one lab_session Grant -> xrdp (TLS, Client Info injection) or
 freerdp-shadow-cli (CredSSP). The stand-in does what the listener does around a relay
 (admit, run, audit the close); the ticket redemption in front of it is the listener's.
 
@@ -32,7 +32,7 @@ from peers import (
     wait_for_pixel,
     xrdp_logged_in,
 )
-from relay_standin import ALICE_PASSWORD, RESOURCE, Proxy, admitted, make_instance
+from relay_standin import ALICE_PASSWORD, RESOURCE, Proxy, lab_session, make_instance
 from sqlalchemy import select
 
 from pamcore.core import Pamcore
@@ -92,8 +92,8 @@ def test_xrdp_logs_in_with_the_injected_password_and_the_session_is_recorded(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    grant = admitted(core, xrdp_target.port, xrdp_target.username, xrdp_target.password)
-    proxy = Proxy(core, grant)
+    admit = lab_session(core, xrdp_target.port, xrdp_target.username, xrdp_target.password)
+    proxy = Proxy(core, admit)
     mark = log_mark(xrdp_target.sesman_log)
     client = start_xfreerdp(proxy.client_args(), xvfb_display)
     try:
@@ -132,10 +132,10 @@ def test_shadow_target_gets_the_vaulted_password_by_credssp(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    grant = admitted(
+    admit = lab_session(
         core, shadow_target.port, shadow_target.username, shadow_target.password, "ntlm"
     )
-    proxy = Proxy(core, grant)
+    proxy = Proxy(core, admit)
     client = start_xfreerdp(proxy.client_args(), xvfb_display)
     try:
         wait_for_pixel(xvfb_display, 100, 100, GREEN, timeout=15)
@@ -156,8 +156,8 @@ def test_shadow_target_gets_the_vaulted_password_by_credssp(
 def test_wrong_vaulted_password_is_a_clear_audited_refusal(
     core: Pamcore, xvfb_display: str, shadow_target: ShadowTarget
 ) -> None:
-    grant = admitted(core, shadow_target.port, shadow_target.username, "Stale-Vault-Pw", "ntlm")
-    proxy = Proxy(core, grant)
+    admit = lab_session(core, shadow_target.port, shadow_target.username, "Stale-Vault-Pw", "ntlm")
+    proxy = Proxy(core, admit)
     mark = log_mark(shadow_target.log)
     client = start_xfreerdp(proxy.client_args(), xvfb_display)
     try:
@@ -177,8 +177,8 @@ def test_wrong_vaulted_password_is_a_clear_audited_refusal(
 
 def test_unreachable_target_is_a_clear_audited_refusal(core: Pamcore, xvfb_display: str) -> None:
     port = closed_port()
-    grant = admitted(core, port, "nobody", "Irrelevant-Pw-1")
-    proxy = Proxy(core, grant)
+    admit = lab_session(core, port, "nobody", "Irrelevant-Pw-1")
+    proxy = Proxy(core, admit)
     client = start_xfreerdp(proxy.client_args(), xvfb_display)
     try:
         wait_for_pixel(xvfb_display, 5, 5, BACKGROUND, timeout=15)  # the front's card
@@ -196,10 +196,10 @@ def test_closing_the_relay_ends_the_client_session(
     core: Pamcore, xvfb_display: str, shadow_target: ShadowTarget
 ) -> None:
     """What the listener does at the session's end time or when the session ends."""
-    grant = admitted(
+    admit = lab_session(
         core, shadow_target.port, shadow_target.username, shadow_target.password, "ntlm"
     )
-    proxy = Proxy(core, grant)
+    proxy = Proxy(core, admit)
     client = start_xfreerdp(proxy.client_args(), xvfb_display)
     try:
         wait_for_pixel(xvfb_display, 100, 100, GREEN, timeout=15)

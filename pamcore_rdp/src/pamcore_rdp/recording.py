@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import errno
 import hashlib
 import json
 import logging
@@ -49,6 +50,8 @@ MIB = 1024 * 1024
 MIN_CAP_BYTES = 4096
 #: Room kept below the cap for the marker and closing lines.
 _TAIL_ROOM = 512
+#: Names tried for one connection's file before giving up.
+_NAME_TRIES = 100
 #: Buffered lines are written at this size, or after FLUSH_INTERVAL seconds.
 FLUSH_BYTES = 64 * 1024
 FLUSH_INTERVAL = 0.5
@@ -271,7 +274,8 @@ class ConnectionRecording:
     async def start(cls, core: Pamcore, info: RecordingInfo) -> ConnectionRecording | None:
         """Open the file; ``None`` (logged and audited) when it cannot be made."""
         root = core.config.recordings_path
-        path = root / f"session-{info.session_id}" / f"{info.connection_id}-rdp.jsonl"
+        folder = root / f"session-{info.session_id}"
+        path = folder / f"{info.connection_id}-rdp.jsonl"
         header = {
             "session": info.session_id,
             "connection": info.connection_id,
@@ -286,7 +290,16 @@ class ConnectionRecording:
             if not root.exists():
                 root.mkdir(mode=0o700, parents=True, exist_ok=True)
                 root.chmod(0o700)
-            recorder = PduRecorder.open(path, header, cap - info.recorded_bytes)
+            for attempt in range(2, 2 + _NAME_TRIES):
+                try:
+                    recorder = PduRecorder.open(path, header, cap - info.recorded_bytes)
+                    break
+                except FileExistsError:
+                    # Connection ids are reused once a connection is closed (SQLite): a
+                    # later connection of the session gets the next free name.
+                    path = folder / f"{info.connection_id}-rdp-{attempt}.jsonl"
+            else:
+                raise FileExistsError(errno.EEXIST, f"{_NAME_TRIES} names taken", str(path))
         except (OSError, ConfigurationError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             reason = f"cannot record {path.name}: {why}"
