@@ -1,0 +1,258 @@
+"""RDP relay benchmark: xfreerdp -> pamcore's relay -> xrdp vs xfreerdp -> xrdp directly.
+
+Issue 6's "Done when": connection setup time and relayed throughput, side by side in one
+run. Needs root and the RDP test peers (``make`` installs them): it starts Xvfb :99 and
+xrdp + sesman on 127.0.0.1:13389 as the tests do (``pamcore_rdp/tests/peers.py``, under
+the same machine-wide lock), creates the login ``rdpbench`` and removes what it started.
+
+The pamcore route is Phase B as the listener runs it after a redirection ticket (the
+stand-in in ``pamcore_rdp/tests/relay_standin.py``): TLS to the client with the proxy
+certificate, TLS to xrdp, the Client Info rewritten with the vaulted password, then the
+byte pump; the relay runs in this process, so its CPU time is this process's.
+
+* **Setup**: from starting xfreerdp until xrdp-sesman logs the login (the target's own
+  oracle; every run after a warm-up is a reconnection to the same session, so no Xorg
+  start-up is counted), and for pamcore until the relay is established (Client Info
+  through). Medians of ``--runs``.
+* **Throughput**: what the client's socket received (``ss`` bytes_received) per second
+  over ``--seconds`` while the session's xterm prints a directory listing as fast as it
+  can: the rate xrdp's encoder reaches, which the relay must not lower; plus the relay's
+  CPU time per MiB. ``--recorded`` adds a row with the session recorded.
+
+    .venv/bin/python bench/rdp_relay.py [--runs 5] [--seconds 10] [--recorded]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pamcore_rdp" / "tests"))
+
+from peers import (
+    CLIENT_BINARIES,
+    CLIENT_DISPLAY,
+    XRDP_BINARIES,
+    XVFB_BINARIES,
+    XrdpTarget,
+    ensure_unix_user,
+    exclusive_peers,
+    log_mark,
+    missing_binaries,
+    start_xfreerdp,
+    start_xrdp,
+    start_xvfb,
+    xrdp_logged_in,
+)
+from relay_standin import Proxy, lab_session, make_instance
+
+USER, PASSWORD = "rdpbench", "Bench-Rdp-Pw-1"
+#: In the user's home: while it exists, the session prints as fast as xterm can.
+BUSY = "bench-busy"
+XSESSION = (
+    "exec xterm -geometry 160x48+0+0 -bg navy -fg white -e "
+    f"\"sh -c 'while :; do if [ -e $HOME/{BUSY} ]; then ls -lR /usr/share; "
+    "else sleep 0.2; fi; done'\"\n"
+)
+#: How often the sesman log is read for the login line.
+POLL = 0.01
+SIZE = "/size:1024x768"
+
+
+@dataclass
+class Row:
+    route: str
+    setup_log: float
+    setup_relay: float | None
+    kib_per_s: float
+    cpu_ms_per_mib: float | None
+
+
+def bench_user() -> Path:
+    """The login the bench uses, its session the busy xterm (replaces the navy marker);
+    returns the switch file."""
+    home = ensure_unix_user(USER, PASSWORD)
+    (home / ".xsession").write_text(XSESSION)
+    return home / BUSY
+
+
+def logged_in(log: Path, since: int, timeout: float = 20.0) -> float:
+    """When (monotonic) the sesman log got the login line after byte ``since``; polled
+    every 10 ms (the tests' wait_for_log polls every 100 ms)."""
+    pattern = xrdp_logged_in(USER)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with log.open("rb") as handle:
+            handle.seek(since)
+            if pattern.search(handle.read().decode("utf-8", "replace")):
+                return time.monotonic()
+        time.sleep(POLL)
+    raise SystemExit(f"no login line in {log} within {timeout:g} s")
+
+
+def direct_args(xrdp: XrdpTarget) -> list[str]:
+    return [f"/v:127.0.0.1:{xrdp.port}", f"/u:{USER}", f"/p:{PASSWORD}", SIZE]
+
+
+def received(port: int) -> int:
+    """Bytes the client's TCP socket to ``port`` received (tcp_info, via ss)."""
+    out = subprocess.run(
+        ["ss", "-Htin", "state", "established", f"( dport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sum(int(n) for n in re.findall(r"bytes_received:(\d+)", out))
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def setup_once(
+    xrdp: XrdpTarget, args: list[str], proxy: Proxy | None
+) -> tuple[float, float | None]:
+    """(seconds until sesman logs the login, seconds until the relay is established)."""
+    mark = log_mark(xrdp.sesman_log)
+    started = time.monotonic()
+    client = start_xfreerdp(args, CLIENT_DISPLAY)
+    try:
+        logged = logged_in(xrdp.sesman_log, mark) - started
+        relayed = None
+        if proxy is not None:
+            relay = proxy.live.get(timeout=10)
+            assert relay.setup_seconds is not None, "relay not established"
+            relayed = relay.started + relay.setup_seconds - started
+    finally:
+        client.finish()
+    if proxy is not None:
+        proxy.finished.get(timeout=10)
+    time.sleep(1.0)  # xrdp notes the disconnection before the next reconnection
+    return logged, relayed
+
+
+def throughput(
+    xrdp: XrdpTarget, args: list[str], port: int, a: argparse.Namespace, proxy: Proxy | None
+) -> tuple[float, float | None]:
+    """(KiB/s the client received while the session is busy, relay CPU ms per MiB)."""
+    mark = log_mark(xrdp.sesman_log)
+    client = start_xfreerdp(args, CLIENT_DISPLAY)
+    try:
+        logged_in(xrdp.sesman_log, mark)
+        time.sleep(2.0)  # the first full-screen paint is not part of the figure
+        a.busy.touch()
+        time.sleep(1.0)
+        before, cpu_before = received(port), cpu_seconds()
+        time.sleep(a.seconds)
+        got, cpu = received(port) - before, cpu_seconds() - cpu_before
+    finally:
+        a.busy.unlink(missing_ok=True)
+        client.finish()
+    if proxy is not None:
+        proxy.finished.get(timeout=10)
+    time.sleep(1.0)
+    mib = got / (1024 * 1024)
+    return got / 1024 / a.seconds, (cpu * 1000 / mib if proxy is not None and mib else None)
+
+
+def measure(
+    route: str,
+    xrdp: XrdpTarget,
+    proxy: Proxy | None,
+    a: argparse.Namespace,
+    say: Callable[[str], None],
+) -> Row:
+    port = proxy.port if proxy is not None else xrdp.port
+    args = proxy.client_args() if proxy is not None else direct_args(xrdp)
+    runs = [setup_once(xrdp, args, proxy) for _ in range(a.runs)]
+    say(f"{route}: setup runs {', '.join(f'{log:.3f}' for log, _ in runs)} s")
+    relayed = [r for _, r in runs if r is not None]
+    rate, cpu = throughput(xrdp, args, port, a, proxy)
+    return Row(
+        route,
+        statistics.median(log for log, _ in runs),
+        statistics.median(relayed) if relayed else None,
+        rate,
+        cpu,
+    )
+
+
+def report(rows: list[Row], a: argparse.Namespace) -> None:
+    print(
+        f"\nRDP relay: xfreerdp -> xrdp on loopback, {SIZE[6:]}, medians of {a.runs} setups, "
+        f"throughput over {a.seconds:g} s of a busy xterm\n"
+    )
+    print(
+        f"{'route':<24}{'setup to sesman log':>21}{'to relay established':>23}"
+        f"{'client received':>18}{'relay CPU':>16}"
+    )
+    for row in rows:
+        relay = f"{row.setup_relay:.3f} s" if row.setup_relay is not None else "-"
+        cpu = f"{row.cpu_ms_per_mib:.1f} ms/MiB" if row.cpu_ms_per_mib is not None else "-"
+        print(
+            f"{row.route:<24}{row.setup_log:>19.3f} s{relay:>23}"
+            f"{row.kib_per_s:>12.1f} KiB/s{cpu:>16}"
+        )
+    direct = rows[0]
+    for row in rows[1:]:
+        print(
+            f"\n{row.route} vs direct: setup {row.setup_log - direct.setup_log:+.3f} s "
+            f"(x{row.setup_log / direct.setup_log:.2f}), "
+            f"throughput x{row.kib_per_s / direct.kib_per_s:.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="timed setups per route")
+    parser.add_argument("--seconds", type=float, default=10.0, help="throughput window")
+    parser.add_argument("--recorded", action="store_true", help="add a recorded pamcore row")
+    a = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: xrdp-sesman starts the bench user's session")
+    missing = missing_binaries(XVFB_BINARIES + XRDP_BINARIES + CLIENT_BINARIES + ("ss",))
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)}: run 'make' to install the RDP peers")
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    with contextlib.ExitStack() as stack:  # unwound in reverse: every peer is stopped
+        stack.enter_context(exclusive_peers())
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rdpbench-")))
+        a.busy = bench_user()
+        stack.callback(a.busy.unlink, missing_ok=True)
+        stack.callback(start_xvfb(CLIENT_DISPLAY, "1280x800x24", work).stop)
+        xrdp = start_xrdp(work)
+        stack.callback(xrdp.stop)
+        routes: list[tuple[str, Proxy | None]] = [("direct xfreerdp -> xrdp", None)]
+        for name, recorded in [("pamcore relay", False), ("pamcore relay, recorded", True)]:
+            if recorded and not a.recorded:
+                continue
+            folder = work / name.replace(" ", "-").replace(",", "")
+            folder.mkdir()
+            core = make_instance(folder)
+            stack.callback(core.dispose)
+            proxy = Proxy(core, lab_session(core, xrdp.port, USER, PASSWORD, recording=recorded))
+            stack.callback(proxy.close)
+            routes.append((name, proxy))
+        say("warm-up: first login starts the xrdp session")
+        setup_once(xrdp, direct_args(xrdp), None)
+        rows = [measure(name, xrdp, proxy, a, say) for name, proxy in routes]
+    report(rows, a)
+
+
+if __name__ == "__main__":
+    main()
