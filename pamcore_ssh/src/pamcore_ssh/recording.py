@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import hashlib
 import json
 import logging
-import os
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pamcore.errors import ConfigurationError, ProtocolError
+from pamcore.recording_files import MIN_CAP_BYTES, DigestWriter, create_private
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +38,6 @@ FLUSH_INTERVAL = 0.05
 FLUSH_BYTES = 64 * 1024
 #: Label of the one marker written when the per-session size cap is reached.
 CAP_MARKER = "[recording size limit reached]"
-#: Smallest cap accepted: the header, some output and the marker must fit.
-MIN_CAP_BYTES = 4096
 #: Room kept for the marker line below the cap.
 _MARKER_ROOM = 128
 
@@ -91,12 +87,10 @@ class Recorder:
         other recordings."""
         self._budget = cap if isinstance(cap, Budget) else Budget(cap)
         self.path = path
-        self._out = out
+        self._file = DigestWriter(out, path.name)
         self._clock = clock
         self._start = clock()
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._digest = hashlib.sha256()
-        self._size = 0
         self._lines = bytearray()  # encoded event lines not yet written to ``out``
         self._pending: list[str] = []  # decoded output waiting to become one "o" event
         self._pending_bytes = 0
@@ -104,8 +98,6 @@ class Recorder:
         self._timer: asyncio.TimerHandle | None = None
         self._capped = False
         self._closed = False
-        #: Why recording stopped early (a write error), or ``None`` while all is well.
-        self.error: str | None = None
         header = {
             "version": 2,
             "width": width,
@@ -120,25 +112,18 @@ class Recorder:
     def open(
         cls, path: Path, width: int, height: int, cap: int | Budget, *, term: str = "xterm-256color"
     ) -> Recorder:
-        """Create ``path`` (0600, never overwriting or following a link) in a 0700 folder,
-        created if missing; an existing folder open to group or others is refused."""
-        folder = path.parent
-        if not folder.exists():
-            folder.mkdir(mode=0o700, parents=True)
-            folder.chmod(0o700)  # mkdir's mode is filtered by the umask
-        mode = stat.S_IMODE(folder.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigurationError(
-                f"recordings folder {folder} is open to other users (mode {mode:o}); "
-                f"run 'chmod 700 {folder}'"
-            )
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        out = os.fdopen(os.open(path, flags, 0o600), "wb", buffering=0)
+        """Create ``path`` privately (:func:`~pamcore.recording_files.create_private`)."""
+        out = create_private(path)
         try:
             return cls(out, path, width, height, cap, term=term)
         except BaseException:
             out.close()
             raise
+
+    @property
+    def error(self) -> str | None:
+        """Why recording stopped early (a write error), or ``None`` while all is well."""
+        return self._file.error
 
     @property
     def failed(self) -> bool:
@@ -193,13 +178,10 @@ class Recorder:
         self.flush()
         if not self._closed:
             self._closed = True
-            try:
-                self._out.close()
-            except OSError as exc:
-                self._fail(exc)
+            self._file.close()
         if self.error is not None:
-            raise RecordingFailed(self.path, self.error, self._digest.hexdigest(), self._size)
-        return self._digest.hexdigest(), self._size
+            raise RecordingFailed(self.path, self.error, self._file.sha256, self._file.size)
+        return self._file.sha256, self._file.size
 
     # -- internals ----------------------------------------------------------------------
 
@@ -235,26 +217,10 @@ class Recorder:
 
     def _write_out(self) -> None:
         """Write the queued lines; only bytes that reached the file enter the digest."""
-        view = memoryview(self._lines)
-        written = 0
-        try:
-            while written < len(view):
-                n = self._out.write(view[written:])
-                self._digest.update(view[written : written + n])
-                written += n
-        except OSError as exc:
-            self._fail(exc)
-        finally:
-            self._size += written
-            self._budget.left -= written
-            view.release()
-            self._lines.clear()
-
-    def _fail(self, exc: OSError) -> None:
-        if self.error is None:
-            self.error = f"write failed: {exc.strerror or exc}"
-            log.warning("recording %s stopped: %s", self.path.name, self.error)
-        self._pending.clear()
+        self._budget.left -= self._file.write(self._lines)
+        self._lines.clear()
+        if self.failed:
+            self._pending.clear()
 
 
 def _line(value: Any) -> bytes:

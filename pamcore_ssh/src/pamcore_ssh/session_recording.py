@@ -26,30 +26,25 @@ from typing import Any
 from pamcore.config import Config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError
+from pamcore.recording_files import MIB as MIB  # the unit of recording_cap_mib
+from pamcore.recording_files import recording_cap as plugin_recording_cap
 from pamcore.services.recordings import recording_failed, register_recording
 from pamcore_ssh.admission import PROTOCOL, Ticket
 from pamcore_ssh.process import Terminal
-from pamcore_ssh.recording import MIN_CAP_BYTES, Budget, Recorder, RecordingFailed
+from pamcore_ssh.recording import Budget, Recorder, RecordingFailed
 
 log = logging.getLogger(__name__)
 
 PLUGIN = "ssh"
 #: Default per-session cap: hours of interactive work, bounded for a runaway ``cat``.
 DEFAULT_CAP_MIB = 50
-MIB = 1024 * 1024
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
 def recording_cap(config: Config) -> int:
     """The per-session cap in bytes, from ``[plugins.ssh] recording_cap_mib``."""
-    value = config.plugin_settings.get(PLUGIN, {}).get("recording_cap_mib", DEFAULT_CAP_MIB)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value * MIB < MIN_CAP_BYTES:
-        raise ConfigurationError(
-            f"[plugins.{PLUGIN}] recording_cap_mib must be a number of MiB of at least "
-            f"{MIN_CAP_BYTES / MIB:.3f}, not {value!r}"
-        )
-    return int(value * MIB)
+    return plugin_recording_cap(config, PLUGIN, DEFAULT_CAP_MIB)
 
 
 @dataclass(frozen=True)
