@@ -22,11 +22,8 @@ import asyncio
 import base64
 import datetime as dt
 import errno
-import hashlib
 import json
 import logging
-import os
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +32,8 @@ from typing import Any, BinaryIO
 from pamcore.config import Config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError, ProtocolError
+from pamcore.recording_files import DigestWriter, create_private
+from pamcore.recording_files import recording_cap as plugin_recording_cap
 from pamcore.services.recordings import recording_failed, register_recording
 from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.wire import TPKT_VERSION, fastpath_length, tpkt_length
@@ -45,9 +44,6 @@ PROTOCOL = "rdp"
 FORMAT = "pamcore-rdp-pdus-v1"
 #: Default per-session cap: a desktop session's bitmaps are bulky; bounded all the same.
 DEFAULT_CAP_MIB = 200
-MIB = 1024 * 1024
-#: Smallest cap accepted: header, some frames and the closing line must fit.
-MIN_CAP_BYTES = 4096
 #: Room kept below the cap for the marker and closing lines.
 _TAIL_ROOM = 512
 #: Names tried for one connection's file before giving up.
@@ -59,13 +55,7 @@ FLUSH_INTERVAL = 0.5
 
 def recording_cap(config: Config) -> int:
     """The per-session cap in bytes, from ``[plugins.rdp] recording_cap_mib``."""
-    value = config.plugin_settings.get(PROTOCOL, {}).get("recording_cap_mib", DEFAULT_CAP_MIB)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value * MIB < MIN_CAP_BYTES:
-        raise ConfigurationError(
-            f"[plugins.{PROTOCOL}] recording_cap_mib must be a number of MiB of at least "
-            f"{MIN_CAP_BYTES / MIB:.3f}, not {value!r}"
-        )
-    return int(value * MIB)
+    return plugin_recording_cap(config, PROTOCOL, DEFAULT_CAP_MIB)
 
 
 @dataclass(frozen=True)
@@ -123,41 +113,37 @@ class PduRecorder:
 
     def __init__(self, out: BinaryIO, path: Path, header: dict[str, Any], budget: int) -> None:
         self.path = path
-        self._out = out
+        self._file = DigestWriter(out, path.name)
         self._left = budget
         self._start = time.monotonic()
-        self._digest = hashlib.sha256()
         self._lines = bytearray()
         self._timer: asyncio.TimerHandle | None = None
         self._server = Frames()
-        self.size = 0
         self.capped = False
-        #: Why recording stopped early (a write error), ``None`` while all is well.
-        self.error: str | None = None
         self.counts = {"client": 0, "server": 0}
         self._queue({"format": FORMAT, **header})
         self._write_out()
 
     @classmethod
-    def open(cls, path: Path, header: dict[str, Any], budget: int) -> PduRecorder:
-        """Create ``path`` (0600, never overwriting or following a link) in a 0700 folder."""
-        folder = path.parent
-        if not folder.exists():
-            folder.mkdir(mode=0o700, parents=True)
-            folder.chmod(0o700)  # mkdir's mode is filtered by the umask
-        mode = stat.S_IMODE(folder.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigurationError(
-                f"recordings folder {folder} is open to other users (mode {mode:o}); "
-                f"run 'chmod 700 {folder}'"
-            )
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        out = os.fdopen(os.open(path, flags, 0o600), "wb", buffering=0)
+    def open(
+        cls, path: Path, header: dict[str, Any], budget: int, root: Path | None = None
+    ) -> PduRecorder:
+        """Create ``path`` privately (:func:`~pamcore.recording_files.create_private`)."""
+        out = create_private(path, root)
         try:
             return cls(out, path, header, budget)
         except BaseException:
             out.close()
             raise
+
+    @property
+    def error(self) -> str | None:
+        """Why recording stopped early (a write error), ``None`` while all is well."""
+        return self._file.error
+
+    @property
+    def size(self) -> int:
+        return self._file.size
 
     # -- events -----------------------------------------------------------------------
 
@@ -186,13 +172,10 @@ class PduRecorder:
         if self.error is None:
             self._lines += _line({"ended": ended, "reason": reason, "bytes": self.counts})
         self._write_out()
-        try:
-            self._out.close()
-        except OSError as exc:
-            self._fail(exc)
+        self._file.close()
         if self.error is not None:
-            raise RecordingIncomplete(self.error, self._digest.hexdigest(), self.size)
-        return self._digest.hexdigest(), self.size
+            raise RecordingIncomplete(self.error, self._file.sha256, self.size)
+        return self._file.sha256, self.size
 
     # -- internals --------------------------------------------------------------------
 
@@ -223,32 +206,11 @@ class PduRecorder:
             self._timer = loop.call_later(FLUSH_INTERVAL, self._write_out)
 
     def _write_out(self) -> None:
-        """Write the queued lines; only bytes that reached the file enter the digest."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.error is not None:
-            self._lines.clear()
-            return
-        view = memoryview(self._lines)
-        written = 0
-        try:
-            while written < len(view):
-                n = self._out.write(view[written:]) or 0
-                self._digest.update(view[written : written + n])
-                written += n
-        except OSError as exc:
-            self._fail(exc)
-        finally:
-            self.size += written
-            self._left -= written
-            view.release()
-            self._lines.clear()
-
-    def _fail(self, exc: OSError) -> None:
-        if self.error is None:
-            self.error = f"write failed: {exc.strerror or exc}"
-            log.warning("recording %s stopped: %s", self.path.name, self.error)
+        self._left -= self._file.write(self._lines)
+        self._lines.clear()
 
 
 class RecordingIncomplete(ProtocolError):
@@ -287,12 +249,9 @@ class ConnectionRecording:
         }
         try:
             cap = recording_cap(core.config)
-            if not root.exists():
-                root.mkdir(mode=0o700, parents=True, exist_ok=True)
-                root.chmod(0o700)
             for attempt in range(2, 2 + _NAME_TRIES):
                 try:
-                    recorder = PduRecorder.open(path, header, cap - info.recorded_bytes)
+                    recorder = PduRecorder.open(path, header, cap - info.recorded_bytes, root)
                     break
                 except FileExistsError:
                     # Connection ids are reused once a connection is closed (SQLite): a
