@@ -11,6 +11,7 @@ or user password in the logs, the recording or the target logs we can read.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,11 +21,13 @@ from pathlib import Path
 import pytest
 from pamcore_rdp.prompt import BACKGROUND
 from pamcore_rdp.recording import FORMAT
+from pamcore_rdp.relay import Relay
 from peers import (
     GREEN,
     NAVY,
     TIMED_OUT,
     ShadowTarget,
+    XfreerdpRun,
     XrdpTarget,
     log_mark,
     start_xfreerdp,
@@ -49,6 +52,21 @@ def core(tmp_path: Path) -> Iterator[Pamcore]:
 
 def client_args(proxy: Proxy) -> list[str]:
     return proxy.client_args()
+
+
+@contextlib.contextmanager
+def on_shadow_desktop(
+    core: Pamcore, shadow: ShadowTarget, display: str
+) -> Iterator[tuple[Proxy, XfreerdpRun, Relay]]:
+    """xfreerdp through the relay on the shadow target's desktop (its green marker shows)."""
+    proxy = Proxy(core, lab_session(core, shadow.port, shadow.username, shadow.password, "ntlm"))
+    client = start_xfreerdp(proxy.client_args(), display)
+    try:
+        wait_for_pixel(display, 100, 100, GREEN, timeout=15)
+        yield proxy, client, proxy.live.get(timeout=1)
+    finally:
+        client.finish()
+        proxy.close()
 
 
 def closes_audited(core: Pamcore) -> list[str]:
@@ -132,19 +150,10 @@ def test_shadow_target_gets_the_vaulted_password_by_credssp(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    admit = lab_session(
-        core, shadow_target.port, shadow_target.username, shadow_target.password, "ntlm"
-    )
-    proxy = Proxy(core, admit)
-    client = start_xfreerdp(proxy.client_args(), xvfb_display)
-    try:
-        wait_for_pixel(xvfb_display, 100, 100, GREEN, timeout=15)
-        relay = proxy.live.get(timeout=1)
+    with on_shadow_desktop(core, shadow_target, xvfb_display) as (proxy, client, relay):
         assert relay.selected_protocol == 2  # HYBRID: CredSSP with the vaulted password
-    finally:
         rc, output = client.finish()
         proxy.finished.get(timeout=10)
-        proxy.close()
     assert rc == TIMED_OUT, output
     path, lines, _ = recording_of(core)
     logs = "\n".join(record.getMessage() for record in caplog.records).encode()
@@ -196,20 +205,10 @@ def test_closing_the_relay_ends_the_client_session(
     core: Pamcore, xvfb_display: str, shadow_target: ShadowTarget
 ) -> None:
     """What the listener does at the session's end time or when the session ends."""
-    admit = lab_session(
-        core, shadow_target.port, shadow_target.username, shadow_target.password, "ntlm"
-    )
-    proxy = Proxy(core, admit)
-    client = start_xfreerdp(proxy.client_args(), xvfb_display)
-    try:
-        wait_for_pixel(xvfb_display, 100, 100, GREEN, timeout=15)
-        relay = proxy.live.get(timeout=1)
+    with on_shadow_desktop(core, shadow_target, xvfb_display) as (proxy, client, relay):
         proxy.loop.loop.call_soon_threadsafe(relay.close, "session end time reached")
         finished = proxy.finished.get(timeout=5)
         rc, output = client.finish(10)
-    finally:
-        client.finish()
-        proxy.close()
     assert finished.reason == "session end time reached"
     assert rc != TIMED_OUT, output  # xfreerdp left by itself once the proxy closed
     assert "session end time reached" in closes_audited(core)
