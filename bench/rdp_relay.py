@@ -40,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pamcore_rdp" / "tests"))
 
+from pamcore_rdp.listener import RdpListener
 from peers import (
     CLIENT_BINARIES,
     CLIENT_DISPLAY,
@@ -55,7 +56,11 @@ from peers import (
     start_xvfb,
     xrdp_logged_in,
 )
-from relay_standin import Proxy, lab_session, make_instance
+from relay_standin import ALICE_PASSWORD, RESOURCE, Proxy, lab_session, make_instance
+
+from pamcore.core import Pamcore
+from pamcore.directconnect import login_name
+from pamcore.testing import LoopThread
 
 USER, PASSWORD = "rdpbench", "Bench-Rdp-Pw-1"
 #: In the user's home: while it exists, the session prints as fast as xterm can.
@@ -101,6 +106,15 @@ def logged_in(log: Path, since: int, timeout: float = 20.0) -> float:
     raise SystemExit(f"no login line in {log} within {timeout:g} s")
 
 
+def instance(work: Path, name: str, stack: contextlib.ExitStack) -> Pamcore:
+    """A throw-away pamcore instance (SQLite) for one route."""
+    folder = work / re.sub(r"[^a-z]+", "-", name)
+    folder.mkdir()
+    core = make_instance(folder)
+    stack.callback(core.dispose)
+    return core
+
+
 def direct_args(xrdp: XrdpTarget) -> list[str]:
     return [f"/v:127.0.0.1:{xrdp.port}", f"/u:{USER}", f"/p:{PASSWORD}", SIZE]
 
@@ -121,72 +135,89 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def setup_once(
-    xrdp: XrdpTarget, args: list[str], proxy: Proxy | None
-) -> tuple[float, float | None]:
+@dataclass
+class Route:
+    """How the client reaches xrdp: its arguments, the port its socket goes to, and the
+    in-process relay stand-in (``None``: direct, or the real listener)."""
+
+    name: str
+    args: list[str]
+    port: int
+    proxy: Proxy | None = None
+
+
+def setup_once(xrdp: XrdpTarget, route: Route) -> tuple[float, float | None]:
     """(seconds until sesman logs the login, seconds until the relay is established)."""
     mark = log_mark(xrdp.sesman_log)
     started = time.monotonic()
-    client = start_xfreerdp(args, CLIENT_DISPLAY)
+    client = start_xfreerdp(route.args, CLIENT_DISPLAY)
     try:
         logged = logged_in(xrdp.sesman_log, mark) - started
         relayed = None
-        if proxy is not None:
-            relay = proxy.live.get(timeout=10)
+        if route.proxy is not None:
+            relay = route.proxy.live.get(timeout=10)
             assert relay.setup_seconds is not None, "relay not established"
             relayed = relay.started + relay.setup_seconds - started
     finally:
         client.finish()
-    if proxy is not None:
-        proxy.finished.get(timeout=10)
+    if route.proxy is not None:
+        route.proxy.finished.get(timeout=10)
     time.sleep(1.0)  # xrdp notes the disconnection before the next reconnection
     return logged, relayed
 
 
-def throughput(
-    xrdp: XrdpTarget, args: list[str], port: int, a: argparse.Namespace, proxy: Proxy | None
-) -> tuple[float, float | None]:
+def throughput(xrdp: XrdpTarget, route: Route, a: argparse.Namespace) -> tuple[float, float | None]:
     """(KiB/s the client received while the session is busy, relay CPU ms per MiB)."""
     mark = log_mark(xrdp.sesman_log)
-    client = start_xfreerdp(args, CLIENT_DISPLAY)
+    client = start_xfreerdp(route.args, CLIENT_DISPLAY)
     try:
         logged_in(xrdp.sesman_log, mark)
         time.sleep(2.0)  # the first full-screen paint is not part of the figure
         a.busy.touch()
         time.sleep(1.0)
-        before, cpu_before = received(port), cpu_seconds()
+        before, cpu_before = received(route.port), cpu_seconds()
         time.sleep(a.seconds)
-        got, cpu = received(port) - before, cpu_seconds() - cpu_before
+        got, cpu = received(route.port) - before, cpu_seconds() - cpu_before
     finally:
         a.busy.unlink(missing_ok=True)
         client.finish()
-    if proxy is not None:
-        proxy.finished.get(timeout=10)
+    if route.proxy is not None:
+        route.proxy.finished.get(timeout=10)
     time.sleep(1.0)
     mib = got / (1024 * 1024)
-    return got / 1024 / a.seconds, (cpu * 1000 / mib if proxy is not None and mib else None)
+    relaying = route.port != xrdp.port
+    return got / 1024 / a.seconds, (cpu * 1000 / mib if relaying and mib else None)
 
 
 def measure(
-    route: str,
-    xrdp: XrdpTarget,
-    proxy: Proxy | None,
-    a: argparse.Namespace,
-    say: Callable[[str], None],
+    xrdp: XrdpTarget, route: Route, a: argparse.Namespace, say: Callable[[str], None]
 ) -> Row:
-    port = proxy.port if proxy is not None else xrdp.port
-    args = proxy.client_args() if proxy is not None else direct_args(xrdp)
-    runs = [setup_once(xrdp, args, proxy) for _ in range(a.runs)]
-    say(f"{route}: setup runs {', '.join(f'{log:.3f}' for log, _ in runs)} s")
+    runs = [setup_once(xrdp, route) for _ in range(a.runs)]
+    say(f"{route.name}: setup runs {', '.join(f'{log:.3f}' for log, _ in runs)} s")
     relayed = [r for _, r in runs if r is not None]
-    rate, cpu = throughput(xrdp, args, port, a, proxy)
+    rate, cpu = throughput(xrdp, route, a)
     return Row(
-        route,
+        route.name,
         statistics.median(log for log, _ in runs),
         statistics.median(relayed) if relayed else None,
         rate,
         cpu,
     )
+
+
+class Listener:
+    """pamcore's RDP listener (Phase A sign-in, redirection ticket, Phase B relay) in a
+    loop thread of this process."""
+
+    def __init__(self, core: Pamcore) -> None:
+        self.loop = LoopThread()
+        self.listener = RdpListener(core, "127.0.0.1", 0)
+        self.loop.run(self.listener.start())
+        self.port = self.listener.port
+
+    def close(self) -> None:
+        self.loop.run(self.listener.stop())
+        self.loop.close()
 
 
 def report(rows: list[Row], a: argparse.Namespace) -> None:
@@ -237,20 +268,25 @@ def main() -> None:
         stack.callback(start_xvfb(CLIENT_DISPLAY, "1280x800x24", work).stop)
         xrdp = start_xrdp(work)
         stack.callback(xrdp.stop)
-        routes: list[tuple[str, Proxy | None]] = [("direct xfreerdp -> xrdp", None)]
+        direct = Route("direct xfreerdp -> xrdp", direct_args(xrdp), xrdp.port)
+        routes = [direct]
         for name, recorded in [("pamcore relay", False), ("pamcore relay, recorded", True)]:
             if recorded and not a.recorded:
                 continue
-            folder = work / name.replace(" ", "-").replace(",", "")
-            folder.mkdir()
-            core = make_instance(folder)
-            stack.callback(core.dispose)
+            core = instance(work, name, stack)
             proxy = Proxy(core, lab_session(core, xrdp.port, USER, PASSWORD, recording=recorded))
             stack.callback(proxy.close)
-            routes.append((name, proxy))
+            routes.append(Route(name, proxy.client_args(), proxy.port, proxy))
+        core = instance(work, "full", stack)
+        lab_session(core, xrdp.port, USER, PASSWORD, recording=False)
+        listener = Listener(core)
+        stack.callback(listener.close)
+        login = login_name("alice", "Desktop", RESOURCE)
+        full_args = [f"/v:127.0.0.1:{listener.port}", f"/u:{login}", f"/p:{ALICE_PASSWORD}", SIZE]
+        routes.append(Route("pamcore sign-in+redirect", full_args, listener.port))
         say("warm-up: first login starts the xrdp session")
-        setup_once(xrdp, direct_args(xrdp), None)
-        rows = [measure(name, xrdp, proxy, a, say) for name, proxy in routes]
+        setup_once(xrdp, direct)
+        rows = [measure(xrdp, route, a, say) for route in routes]
     report(rows, a)
 
 
