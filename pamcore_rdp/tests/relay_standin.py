@@ -32,6 +32,8 @@ from pamcore_rdp import admission
 #: alice's pamcore password: xfreerdp sends it in the Client Info, the relay replaces it.
 ALICE_PASSWORD = "Alice-Relay-Pw-77"
 RESOURCE = "lab01"
+#: Shorter steps than the product's, so a failing test fails sooner.
+STEPS = Timeouts(step=8)
 
 
 def make_instance(folder: Path) -> Pamcore:
@@ -82,9 +84,10 @@ class Finished:
 class Proxy:
     """Admits and relays every connection on a loopback port, in a loop thread."""
 
-    def __init__(self, core: Pamcore, admit: Admit) -> None:
+    def __init__(self, core: Pamcore, admit: Admit, timeouts: Timeouts = STEPS) -> None:
         self.core = core
         self.admit = admit
+        self.timeouts = timeouts
         self.tls = proxy_tls_context(core)
         self.loop = LoopThread()
         self.live: queue.Queue[Relay] = queue.Queue()
@@ -95,9 +98,7 @@ class Proxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = parse_connection_request(await read_pdu(reader, 10))
         grant = await asyncio.to_thread(self.admit)
-        relay = Relay(
-            self.core, grant, reader, writer, request, self.tls, timeouts=Timeouts(step=8)
-        )
+        relay = Relay(self.core, grant, reader, writer, request, self.tls, timeouts=self.timeouts)
         self.live.put(relay)
         reason = await relay.run()
         await asyncio.to_thread(admission.closed, self.core, grant, reason)

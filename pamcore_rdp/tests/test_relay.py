@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from pamcore_rdp.prompt import BACKGROUND
 from pamcore_rdp.recording import FORMAT
-from pamcore_rdp.relay import Relay
+from pamcore_rdp.relay import Relay, Timeouts
 from peers import (
     GREEN,
     NAVY,
@@ -35,7 +35,7 @@ from peers import (
     wait_for_pixel,
     xrdp_logged_in,
 )
-from relay_standin import ALICE_PASSWORD, RESOURCE, Proxy, lab_session, make_instance
+from relay_standin import ALICE_PASSWORD, RESOURCE, STEPS, Proxy, lab_session, make_instance
 from sqlalchemy import select
 
 from pamcore.core import Pamcore
@@ -56,10 +56,11 @@ def client_args(proxy: Proxy) -> list[str]:
 
 @contextlib.contextmanager
 def on_shadow_desktop(
-    core: Pamcore, shadow: ShadowTarget, display: str
+    core: Pamcore, shadow: ShadowTarget, display: str, timeouts: Timeouts = STEPS
 ) -> Iterator[tuple[Proxy, XfreerdpRun, Relay]]:
     """xfreerdp through the relay on the shadow target's desktop (its green marker shows)."""
-    proxy = Proxy(core, lab_session(core, shadow.port, shadow.username, shadow.password, "ntlm"))
+    admit = lab_session(core, shadow.port, shadow.username, shadow.password, "ntlm")
+    proxy = Proxy(core, admit, timeouts)
     client = start_xfreerdp(proxy.client_args(), display)
     try:
         wait_for_pixel(display, 100, 100, GREEN, timeout=15)
@@ -140,7 +141,9 @@ def test_xrdp_logs_in_with_the_injected_password_and_the_session_is_recorded(
     secrets = [xrdp_target.password, ALICE_PASSWORD]
     logs = "\n".join(record.getMessage() for record in caplog.records).encode()
     assert_secret_free(secrets, path.read_bytes(), frames(lines), logs)
-    assert_secret_free(secrets, xrdp_target.xrdp_log.read_bytes())
+    assert_secret_free(
+        secrets, xrdp_target.xrdp_log.read_bytes(), xrdp_target.sesman_log.read_bytes()
+    )
 
 
 def test_shadow_target_gets_the_vaulted_password_by_credssp(
@@ -212,3 +215,15 @@ def test_closing_the_relay_ends_the_client_session(
     assert finished.reason == "session end time reached"
     assert rc != TIMED_OUT, output  # xfreerdp left by itself once the proxy closed
     assert "session end time reached" in closes_audited(core)
+
+
+def test_an_idle_connection_is_closed(
+    core: Pamcore, xvfb_display: str, shadow_target: ShadowTarget
+) -> None:
+    """The shadow desktop is static and xfreerdp sends nothing without input."""
+    idle = Timeouts(step=8, idle=3)
+    with on_shadow_desktop(core, shadow_target, xvfb_display, idle) as (proxy, client, _):
+        finished = proxy.finished.get(timeout=15)
+        rc, output = client.finish(10)
+    assert finished.reason == "idle for 3 s"
+    assert rc != TIMED_OUT, output
