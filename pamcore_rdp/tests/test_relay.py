@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,6 +202,27 @@ def test_unreachable_target_is_a_clear_audited_refusal(core: Pamcore, xvfb_displ
         proxy.close()
     assert rc != TIMED_OUT, output
     assert finished.reason.startswith(f"target {RESOURCE} (127.0.0.1:{port}) is unreachable: ")
+    assert finished.reason in closes_audited(core)
+
+
+def test_a_silent_target_is_a_clear_refusal_not_a_hang(core: Pamcore, xvfb_display: str) -> None:
+    """A port that accepts (its backlog) but never answers the X.224 request."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        admit = lab_session(core, port, "nobody", "Irrelevant-Pw-1")
+        proxy = Proxy(core, admit, Timeouts(step=1))
+        client = start_xfreerdp(proxy.client_args(), xvfb_display)
+        try:
+            finished = proxy.finished.get(timeout=25)  # the step, then the status card
+            rc, output = client.finish(10)
+        finally:
+            client.finish()
+            proxy.close()
+    where = f"{RESOURCE} (127.0.0.1:{port})"
+    assert finished.reason == f"target {where} did not answer the RDP connection request"
+    assert rc != TIMED_OUT, output
     assert finished.reason in closes_audited(core)
 
 

@@ -182,10 +182,6 @@ class CredSSPLeg:
     def close(self) -> None:
         self._writer.close()
 
-    @property
-    def transport(self) -> asyncio.WriteTransport:
-        return self._writer.transport  # type: ignore[return-value]
-
 
 class _Exchange:
     """Feeds pyspnego's context whole flights read from the target (see the module doc)."""

@@ -155,7 +155,7 @@ def target_tls_context() -> ssl.SSLContext:
 
 class Relay:
     r"""One admitted client connection and its target; the listener :meth:`run`\ s it once
-    and :meth:`close`\ s it at the session's end (``LiveRelay`` in :mod:`.listener`)."""
+    and :meth:`close`\ s it at the session's end."""
 
     def __init__(
         self,
@@ -182,8 +182,9 @@ class Relay:
         self._target_writer: asyncio.StreamWriter | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._closing: str | None = None
-        #: Why the target cannot be used, to show the client before closing.
-        self._refusal: str | None = None
+        #: The client has its Connection Confirm; before that, a failure can still be
+        #: shown in its window (the front's status card).
+        self._confirmed = False
         self._stop = asyncio.Event()
         self._last_activity = time.monotonic()
         self.started = time.monotonic()
@@ -223,8 +224,8 @@ class Relay:
         except (OSError, EOFError, ssl.SSLError) as exc:
             self.close(_network_reason(exc, self.established.is_set()))
         finally:
-            if self._refusal is not None:
-                await self._show_refusal(self._refusal)
+            if not self._confirmed and self._closing is not None:
+                await self._show_refusal(self._closing)
             await self._shut()
             reason = self._closing or "closed"
             if recording is not None:
@@ -264,6 +265,7 @@ class Relay:
 
     async def _setup(self) -> None:
         if not self._request.requested_protocols & PROTOCOL_SSL:
+            self._confirmed = True
             self._client_writer.write(
                 encode_connection_confirm(PROTOCOL_SSL, failure_code=SSL_REQUIRED_BY_SERVER)
             )
@@ -273,13 +275,10 @@ class Relay:
             )
         # The target first: while the client still waits for its Connection Confirm, a
         # refusal (unreachable, wrong vaulted password) can be painted in its window.
-        try:
-            target_reader, target_writer, selected, flags = await self._negotiate_target()
-            self._target = await self._secure_target(target_reader, target_writer, selected)
-        except ProtocolError as exc:
-            self._refusal = str(exc)
-            raise
+        target_reader, target_writer, selected, flags = await self._negotiate_target()
+        self._target = await self._secure_target(target_reader, target_writer, selected)
         self.selected_protocol = selected
+        self._confirmed = True
         self._client_writer.write(encode_connection_confirm(PROTOCOL_SSL, flags & _PASSED_FLAGS))
         await self._client_writer.drain()
         async with asyncio.timeout(self.timeouts.step):
