@@ -8,7 +8,13 @@ import asyncio
 import time
 
 import pytest
-from pamcore_rdp.credssp import CredentialRefused, CredSSPError, CredSSPLeg, authenticate
+from pamcore_rdp.credssp import (
+    CredentialRefused,
+    CredSSPError,
+    CredSSPLeg,
+    _early_user_authorization,
+    authenticate,
+)
 from pamcore_rdp.wire import read_pdu
 from pamcore_rdp.x224 import (
     PROTOCOL_HYBRID,
@@ -81,3 +87,30 @@ def test_wrong_mechanism_names_the_setting_to_change(shadow_target: ShadowTarget
         asyncio.run(_credssp(shadow_target, shadow_target.password, mechanism="negotiate"))
     assert not isinstance(failed.value, CredentialRefused)
     assert "set-setting shadow01 rdp.nla_mechanism ntlm" in str(failed.value)
+
+
+class DecryptedStream:
+    """Stands in (a mock) for the CredSSP exchange after completion: what the target sent
+    inside TLS. No local RDP server selects HYBRID_EX (freerdp-shadow 2.11 answers HYBRID)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.plain = bytearray(data)
+
+    async def plaintext(self, complete: int | None = None) -> None:
+        assert complete is not None and len(self.plain) >= complete
+
+
+def test_early_user_authorization_success_keeps_what_follows() -> None:
+    stream = DecryptedStream(b"\x00\x00\x00\x00\x03\x00")
+    asyncio.run(_early_user_authorization(stream, "admin@win01"))  # type: ignore[arg-type]
+    assert stream.plain == b"\x03\x00"  # the first bytes of the next PDU stay for the relay
+
+
+def test_early_user_authorization_denied_is_a_refusal_that_says_why() -> None:
+    with pytest.raises(CredentialRefused, match="ACCESS_DENIED.*Remote Desktop"):
+        asyncio.run(_early_user_authorization(DecryptedStream(b"\x05\0\0\0"), "admin@win01"))  # type: ignore[arg-type]
+
+
+def test_early_user_authorization_unknown_result_is_a_protocol_error() -> None:
+    with pytest.raises(CredSSPError, match="0x00000009"):
+        asyncio.run(_early_user_authorization(DecryptedStream(b"\x09\0\0\0"), "admin@win01"))  # type: ignore[arg-type]
