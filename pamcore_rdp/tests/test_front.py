@@ -6,7 +6,9 @@ the relay reaching xrdp; and a session that waits for approval showing why."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from pamcore_rdp.prompt import (
     CARD_HEIGHT,
     CARD_WIDTH,
     ERROR,
+    TEXT,
     TITLE_BAR,
     card_origin,
 )
@@ -63,6 +66,13 @@ def colours(image: Image.Image) -> set[tuple[int, int, int]]:
     return {colour for _, colour in image.getcolors(1 << 20) or []}
 
 
+def dots(image: Image.Image) -> int:
+    """Dots in the password field of a card: runs of text colour along its middle row
+    (the field spans rows 116-146 of the card)."""
+    row = [image.getpixel((x, 131)) for x in range(122, CARD_WIDTH - 26)]
+    return sum(1 for a, b in itertools.pairwise(row) if a != TEXT and b == TEXT)
+
+
 def wait_for_prompt(display: str) -> None:
     wait_for_pixel(display, 5, 5, BACKGROUND, timeout=15)
     wait_for_pixel(display, LEFT + 4, TOP + 4, TITLE_BAR)
@@ -76,8 +86,14 @@ def test_no_password_prompt_then_typed_password_reaches_the_target(
     run = start_xfreerdp(client(world, xvfb_display, f"/u:{LOGIN}"), xvfb_display)
     try:
         wait_for_prompt(xvfb_display)
-        assert ERROR not in colours(card(xvfb_display, world.tmp / "prompt.png"))
-        xdotool_type(xvfb_display, PASSWORD)  # shift for capitals and '!'
+        empty = card(xvfb_display, world.tmp / "prompt.png")
+        assert ERROR not in colours(empty)
+        xdotool_type(xvfb_display, PASSWORD, enter=False)  # shift for capitals and '!'
+        deadline = time.monotonic() + 8
+        while dots(card(xvfb_display, world.tmp / "typed.png")) < len(PASSWORD):
+            assert time.monotonic() < deadline, "the field never showed a dot per character"
+            time.sleep(0.2)
+        xdotool_type(xvfb_display, "")  # Return
         world.wait_log("alice signed in, redirecting")
         wait_for_log(xrdp_target.sesman_log, xrdp_logged_in(xrdp_target.username), 15, mark)
         wait_for_pixel(xvfb_display, 100, 100, NAVY, timeout=15)

@@ -10,6 +10,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pamcore_rdp.admission import NEEDS_CODE
 from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.keys import Key, Keyboard, parse_fastpath_input, parse_input_pdu
 from pamcore_rdp.paint import TILE, bitmap_updates
@@ -118,9 +119,20 @@ def test_prompt_error_line_is_painted_in_the_error_colour() -> None:
     assert ERROR in colours(image)
 
 
+def test_a_long_error_wraps_instead_of_being_cut() -> None:
+    """The second-factor sentence from admission is three lines, all on the card."""
+    prompt = PasswordPrompt("alice", "win01")
+    prompt.error = NEEDS_CODE
+    two = prompt.render()
+    prompt.error = NEEDS_CODE.rsplit(" ", 3)[0]  # without the last words
+    assert two.tobytes() != prompt.render().tobytes()
+    rows = {y for y in range(two.height) if ERROR in colours(two.crop((0, y, two.width, y + 1)))}
+    assert max(rows) - min(rows) > 40  # more than two lines of 16 px text
+
+
 def test_status_card_holds_the_message() -> None:
-    assert status_card(["waiting"]).tobytes() != status_card(["approved"]).tobytes()
-    assert card_origin(1024, 768) == (272, 264)
+    assert status_card("waiting").tobytes() != status_card("approved").tobytes()
+    assert card_origin(1024, 768) == (272, 254)
     assert card_origin(300, 200) == (0, 0)
 
 

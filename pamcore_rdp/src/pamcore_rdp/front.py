@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import textwrap
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -343,7 +342,7 @@ async def _read_password(conn: FrontConnection, prompt: PasswordPrompt, keyboard
 
 async def _show(conn: FrontConnection, message: str) -> None:
     """A status card with ``message``, for a few seconds, then the connection may close."""
-    await _paint_card(conn, status_card(wrap(message)))
+    await _paint_card(conn, status_card(message))
     await asyncio.sleep(STATUS_SECONDS)
 
 
@@ -362,8 +361,3 @@ def sentence(text: str) -> str:
     """A core message (``wrong username or password``) as a line on the card."""
     text = text.strip() or "refused"
     return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
-
-
-def wrap(message: str, width: int = 52) -> list[str]:
-    """``message`` as card lines of at most ``width`` characters."""
-    return textwrap.wrap(message, width)[:5] or [""]

@@ -8,6 +8,7 @@ and the image holds one bullet per character.
 
 from __future__ import annotations
 
+import textwrap
 from functools import cache
 
 from PIL import Image, ImageDraw, ImageFont
@@ -23,9 +24,15 @@ FIELD_BORDER = (120, 120, 120)
 ERROR = (176, 0, 32)
 
 CARD_WIDTH = 480
-CARD_HEIGHT = 240
+CARD_HEIGHT = 260
 TITLE_HEIGHT = 40
-BULLET = "\u2022"
+#: The field shows one dot per character typed, up to what fits.
+DOT_PITCH = 14
+MAX_DOTS = 22
+#: Characters per line of text on the card, and lines for a status or an error.
+LINE_CHARS = 52
+STATUS_LINES = 7
+ERROR_LINES = 3
 #: Characters a password may hold: printable, no control characters.
 MAX_PASSWORD = 128
 
@@ -53,13 +60,16 @@ def _card(title: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
     return image, draw
 
 
-def status_card(lines: list[str]) -> Image.Image:
+def wrap(message: str, lines: int) -> list[str]:
+    """``message`` in at most ``lines`` lines that fit the card (the rest is cut)."""
+    return textwrap.wrap(message, LINE_CHARS)[:lines]
+
+
+def status_card(message: str) -> Image.Image:
     """A card with a message and no field: the session waits, or the connection ends."""
     image, draw = _card("pamcore")
-    y = TITLE_HEIGHT + 24
-    for line in lines:
-        draw.text((24, y), line[:60], fill=TEXT, font=_font(16))
-        y += 26
+    for row, line in enumerate(wrap(message, STATUS_LINES)):
+        draw.text((24, TITLE_HEIGHT + 24 + 26 * row), line, fill=TEXT, font=_font(16))
     return image
 
 
@@ -100,10 +110,13 @@ class PasswordPrompt:
         draw.text((24, y + 66), "Password:", fill=TEXT, font=_font(16))
         field = (120, y + 60, CARD_WIDTH - 24, y + 90)
         draw.rectangle(field, fill=FIELD, outline=FIELD_BORDER)
-        bullets = BULLET * min(len(self._typed), 28)
-        draw.text((field[0] + 8, field[1] + 6), bullets, fill=TEXT, font=_font(16))
-        if self.error:
-            draw.text((24, y + 104), self.error[:56], fill=ERROR, font=_font(16))
+        # Drawn as dots, not a bullet glyph: Pillow's built-in font has none.
+        middle = (field[1] + field[3]) // 2
+        for index in range(min(len(self._typed), MAX_DOTS)):
+            x = field[0] + 12 + DOT_PITCH * index
+            draw.ellipse((x - 4, middle - 4, x + 4, middle + 4), fill=TEXT)
+        for row, line in enumerate(wrap(self.error, ERROR_LINES)):
+            draw.text((24, y + 100 + 20 * row), line, fill=ERROR, font=_font(16))
         draw.text(
             (24, CARD_HEIGHT - 30), "Press Enter to sign in.", fill=FIELD_BORDER, font=_font(14)
         )
