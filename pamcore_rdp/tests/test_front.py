@@ -5,18 +5,23 @@ the relay reaching xrdp; and a session that waits for approval showing why."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import struct
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamcore_rdp.activation import demand_active, parse_confirm_active
+from pamcore_rdp.clientinfo import INFO_UNICODE, ClientInfo
 from pamcore_rdp.errors import RdpProtocolError
+from pamcore_rdp.front import Admitted, Retry, Waiting
+from pamcore_rdp.gate import CoreGate, FileTokens
 from pamcore_rdp.prompt import (
     BACKGROUND,
     CARD,
@@ -27,7 +32,10 @@ from pamcore_rdp.prompt import (
     TITLE_BAR,
     card_origin,
 )
+from pamcore_rdp.rdpfile import ROUTING_PREFIX, issue_file_token
 from pamcore_rdp.share import parse_share
+from pamcore_rdp.tickets import TicketBook
+from pamcore_rdp.x224 import ConnectionRequest
 from peers import (
     NAVY,
     XrdpTarget,
@@ -41,6 +49,14 @@ from peers import (
 )
 from PIL import Image
 from rdp_world import LOGIN, PASSWORD, RdpWorld, rdp_world
+
+from pamcore.core import Pamcore
+from pamcore.errors import PamError
+from pamcore.model import LoginMode, Platform, Role, User
+from pamcore.plugins import PluginHost
+from pamcore.services import scheduler
+from pamcore.services.sessions import SessionRequest, create_session
+from pamcore.testing import builders as b
 
 WIDTH, HEIGHT = 1024, 768
 LEFT, TOP = card_origin(WIDTH, HEIGHT)
@@ -185,3 +201,103 @@ def test_demand_active_offers_what_the_front_uses() -> None:
     assert caps.input_flags & 0x0020 and caps.input_flags & 0x0010  # FASTPATH_INPUT2, UNICODE
     with pytest.raises(RdpProtocolError, match="Confirm Active PDU"):
         parse_confirm_active(confirm[:-30])
+
+
+# -- the gate: the front's questions to the core (SQLite and PostgreSQL) -----------------
+
+
+@dataclass
+class Gated:
+    core: Pamcore
+    gate: CoreGate
+    session_id: int
+
+
+@pytest.fixture
+def plugin_host(installed_plugin_host: PluginHost) -> PluginHost:
+    """With the rdp plugin (its resource settings)."""
+    return installed_plugin_host
+
+
+@pytest.fixture
+def gated(core: Pamcore) -> Gated:
+    """alice may use win01 as Windows Admin (Available) or Audit (carol approves)."""
+    with core.unit() as db:
+        alice = b.make_user(db, "alice", password=PASSWORD)
+        carol = b.make_user(db, "carol", Role.APPROVER)
+        win01 = b.make_resource(db, "win01", protocols={"rdp": 3389}, platform=Platform.WINDOWS)
+        b.make_resource(db, "web01", protocols={"ssh": 22})
+        cred = b.make_credential(
+            core, db, "win01 admin", "Administrator", "V4ulted", resource=win01
+        )
+        admin = b.make_activity(db, "Windows Admin", login_mode=LoginMode.MANAGED, credential=cred)
+        b.make_policy(db, "windows", b.make_profile(db, "standard"), [admin], [win01], [alice])
+        gated_profile = b.make_profile(db, "gated", tiers=[(1, [carol], [])])
+        audit = b.make_activity(db, "Audit", login_mode=LoginMode.MANAGED, credential=cred)
+        b.make_policy(db, "audit", gated_profile, [audit], [win01], [alice])
+        sid = create_session(core, db, alice, SessionRequest("Windows Admin", ("win01",))).id
+    scheduler.tick(core)
+    (core.config.instance_path / "web-secret.key").write_text(SECRET + "\n")
+    return Gated(core, CoreGate(core, TicketBook(), FileTokens(core), "10.0.0.5"), sid)
+
+
+SECRET = "gate-test-secret-" + "x" * 20
+
+
+def info(username: str = "", password: str = "") -> ClientInfo:
+    return ClientInfo(0, INFO_UNICODE, "", username, password)
+
+
+def file_request(gated: Gated) -> ConnectionRequest:
+    with gated.core.unit() as db:
+        alice = db.query(User).filter_by(username="alice").one()
+        token = issue_file_token(gated.core, db, alice, gated.session_id, "win01", SECRET)
+    return ConnectionRequest(routing_token=ROUTING_PREFIX + token, requested_protocols=1)
+
+
+def test_gate_identifies_by_login_cookie_or_rdp_file(gated: Gated) -> None:
+    identify = gated.gate.identify
+    by_name = asyncio.run(identify(ConnectionRequest(), info(LOGIN)))
+    assert (by_name.username, by_name.target) == ("alice", "win01")
+    by_cookie = asyncio.run(identify(ConnectionRequest(cookie=LOGIN), info()))
+    assert (by_cookie.username, by_cookie.target) == ("alice", "win01")
+    request = file_request(gated)
+    by_file = asyncio.run(identify(request, info("whatever the file says")))
+    assert (by_file.username, by_file.target) == ("alice", "win01")
+    # The file's token again: spent, so the user name routes (the file names the login).
+    again = asyncio.run(identify(request, info(LOGIN)))
+    assert (again.username, again.target) == ("alice", "win01")
+    with pytest.raises(PamError, match="already used"):
+        asyncio.run(identify(request, info()))
+
+
+@pytest.mark.parametrize(
+    ("username", "message"),
+    [("", "user\\+activity\\+resource"), ("alice", "names no resource"), ("a++b", "is not")],
+)
+def test_gate_refuses_a_login_it_cannot_route(gated: Gated, username: str, message: str) -> None:
+    with pytest.raises(PamError, match=message):
+        asyncio.run(gated.gate.identify(ConnectionRequest(), info(username)))
+
+
+def test_gate_sign_in_outcomes(gated: Gated) -> None:
+    gate = gated.gate
+    visitor = asyncio.run(gate.identify(ConnectionRequest(), info(LOGIN)))
+    assert asyncio.run(gate.sign_in(visitor, "not-it")) == Retry("Wrong username or password.")
+    admitted = asyncio.run(gate.sign_in(visitor, PASSWORD))
+    assert isinstance(admitted, Admitted)
+    granted = gate.tickets.redeem(admitted.ticket, "10.0.0.5")
+    assert (granted.session_id, granted.resource_name) == (gated.session_id, "win01")
+    waiting = asyncio.run(
+        gate.sign_in(
+            asyncio.run(gate.identify(ConnectionRequest(), info("alice+Audit+win01"))), PASSWORD
+        )
+    )
+    assert isinstance(waiting, Waiting) and "approval by carol" in waiting.message
+    web = asyncio.run(gate.identify(ConnectionRequest(), info("alice+web01")))
+    with pytest.raises(PamError):
+        asyncio.run(gate.sign_in(web, PASSWORD))  # no RDP there: the core's refusal
+    by_file = asyncio.run(gate.identify(file_request(gated), info()))
+    ticket = asyncio.run(gate.sign_in(by_file, PASSWORD))
+    assert isinstance(ticket, Admitted)
+    assert gate.tickets.redeem(ticket.ticket, "10.0.0.5").session_id == gated.session_id
