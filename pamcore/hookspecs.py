@@ -72,6 +72,27 @@ def pamcore_register_resource_settings(register: Callable[[ResourceSetting], Non
     """
 
 
+# -- instance -------------------------------------------------------------------------------
+
+
+@hookspec
+def pamcore_init_instance(core: Pamcore) -> list[str] | None:
+    """Prepare this plugin's own files of an instance (keys, certificates) at ``pamcore init``.
+
+    Called by ``pamcore init`` after the database is migrated, one plugin at a time, on a
+    new instance and on every later run (upgrades run it again): create what is missing,
+    keep what exists, check what the operator supplied. Write each file whole (beside, then
+    rename) so a failure never leaves half a key. To refuse, raise a
+    :class:`pamcore.errors.PamError` saying what to fix: it is printed as this plugin's
+    line, the other plugins still run, and ``pamcore init`` exits non-zero so the operator
+    runs it again once fixed. What ``pamcore init`` did before stays done.
+
+    :param core: the instance's core (configuration, vault, database at the newest schema).
+    :return: short lines saying what is ready, printed by ``pamcore init`` after the
+        plugin's name (``rdp: proxy certificate SHA-256 AB:CD:...``), or ``None``.
+    """
+
+
 # -- activities -----------------------------------------------------------------------------
 
 

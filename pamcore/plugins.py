@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from pamcore import hookspecs
-from pamcore.errors import ConfigurationError
+from pamcore.errors import ConfigurationError, PamError
 from pamcore.registry import (
     ActionType,
     AuthResult,
@@ -80,6 +80,15 @@ class PluginFailure:
     stage: str
     error: str
     detail: str = ""
+
+
+@dataclass
+class InstancePrepared:
+    """What one plugin prepared at ``pamcore init``, or why it could not."""
+
+    plugin: str
+    lines: list[str] = field(default_factory=list)
+    error: str | None = None
 
 
 @dataclass
@@ -159,7 +168,7 @@ class PluginHost:
 
     def _record(
         self, name: str, stage: str, exc: BaseException, *, strict_raises: bool = True
-    ) -> None:
+    ) -> PluginFailure:
         failure = PluginFailure(
             name=name,
             stage=stage,
@@ -172,6 +181,7 @@ class PluginHost:
             raise ConfigurationError(
                 f"plugin {name} failed at {stage}: {failure.error} (strict plugin mode)"
             ) from exc
+        return failure
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -385,6 +395,25 @@ class Hooks:
             core=core, db=db, username=username, password=password, factors=factors
         )
 
+    # -- instance --------------------------------------------------------------------------
+
+    def init_instance(self, core: Pamcore) -> list[InstancePrepared]:
+        """One plugin at a time; a plugin that raises is reported under its name and the
+        others still prepare theirs (strict mode too: the operator sees every problem)."""
+        prepared = []
+        for plugin_name, function in self._host.each_impl("pamcore_init_instance"):
+            try:
+                lines = function(core=core) or []
+            except Exception as exc:
+                failure = self._host._record(
+                    plugin_name, "pamcore_init_instance", exc, strict_raises=False
+                )
+                error = str(exc) if isinstance(exc, PamError) else failure.error
+                prepared.append(InstancePrepared(plugin_name, error=error))
+                continue
+            prepared.append(InstancePrepared(plugin_name, [str(line) for line in lines]))
+        return prepared
+
     # -- notifications: each implementation isolated ------------------------------------------
 
     def on_approval_decided(self, session: ActivitySession, approval: Approval) -> None:
@@ -413,4 +442,11 @@ class Hooks:
         self._host.call_each("pamcore_audit_event", "notify", event=event)
 
 
-__all__ = ["Hooks", "PluginFailure", "PluginHost", "PluginInfo", "build_plugin_host"]
+__all__ = [
+    "Hooks",
+    "InstancePrepared",
+    "PluginFailure",
+    "PluginHost",
+    "PluginInfo",
+    "build_plugin_host",
+]

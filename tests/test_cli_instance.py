@@ -87,6 +87,88 @@ def test_init_refuses_to_silently_change_the_database(instance: Path, tmp_path: 
     assert "edit it instead" in result.output
 
 
+PREPARING_PLUGIN = """
+from pamcore import hookimpl
+from pamcore.schema import require_current
+
+
+@hookimpl
+def pamcore_init_instance(core):
+    require_current(core.engine)  # called on a migrated database
+    path = core.config.instance_path / "prepared.txt"
+    if not path.exists():
+        path.write_text("made once")
+    return [f"prepared {path.name}"]
+"""
+
+BROKEN_PLUGIN = """
+from pamcore import hookimpl
+
+
+@hookimpl
+def pamcore_init_instance(core):
+    raise RuntimeError("the vendor's HSM is unreachable")
+"""
+
+
+def plugins_folder(tmp_path: Path, **plugins: str) -> Path:
+    folder = tmp_path / "plugins.d"
+    folder.mkdir()
+    for name, source in plugins.items():
+        (folder / f"{name}.py").write_text(source)
+    return folder
+
+
+def test_init_lets_each_plugin_prepare_its_files_after_the_migration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = plugins_folder(tmp_path, preparing=PREPARING_PLUGIN)
+    monkeypatch.setenv("PAMCORE_PLUGINS_DIR", str(folder))
+    path = tmp_path / "instance"
+
+    first = invoke(path, "init")
+    (path / "prepared.txt").write_text("kept")
+    second = invoke(path, "--json", "init")
+
+    assert first.exit_code == 0, first.output
+    assert "preparing: prepared prepared.txt\n" in first.output
+    assert first.output.index(f"migrated to {head_revision()}") < first.output.index("preparing:")
+    assert first.output.rstrip().endswith("start it with 'pamcore run'")
+    assert second.exit_code == 0, second.output
+    report = json.loads(second.stdout)
+    assert report["plugins"]["preparing"] == {"lines": ["prepared prepared.txt"], "error": None}
+    assert (path / "prepared.txt").read_text() == "kept"
+
+
+def test_a_plugin_that_fails_at_init_is_named_and_the_instance_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = plugins_folder(tmp_path, broken=BROKEN_PLUGIN, preparing=PREPARING_PLUGIN)
+    monkeypatch.setenv("PAMCORE_PLUGINS_DIR", str(folder))
+    monkeypatch.setenv("PAMCORE_STRICT_PLUGINS", "1")  # reported the same in strict mode
+    path = tmp_path / "instance"
+
+    result = invoke(path, "init")
+
+    assert result.exit_code == 10
+    assert "broken: FAILED: RuntimeError: the vendor's HSM is unreachable" in result.output
+    assert "preparing: prepared prepared.txt" in result.output  # the others still ran
+    assert "plugin broken could not prepare the instance" in result.output
+    assert "run 'pamcore init' again" in result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)  # a clean exit with a code, not a crash
+    assert mode(path / "master.key") == 0o600
+    open_core(path).dispose()  # the core's part is complete: config, key, schema
+    key = (path / "master.key").read_text()
+
+    (folder / "broken.py").unlink()
+    again = invoke(path, "init")
+
+    assert again.exit_code == 0, again.output
+    assert "pamcore instance ready" in again.output
+    assert (path / "master.key").read_text() == key
+
+
 def test_db_current_and_check_on_an_initialised_instance(instance: Path) -> None:
     current = invoke(instance, "--json", "db", "current")
     check = invoke(instance, "db", "check")

@@ -53,7 +53,8 @@ def service_logging() -> None:
 @with_json
 @pass_cli
 def init(cli: CliContext, database_url: str | None) -> None:
-    """Create the instance folder (config, master key, web secret) and migrate the database.
+    """Create the instance folder (config, master key, web secret), migrate the database,
+    then let each plugin prepare its own files (proxy host key, RDP certificate).
 
     Safe to run again: what exists is kept (a master key is never replaced) and the
     database is brought to the newest schema.
@@ -98,12 +99,25 @@ def init(cli: CliContext, database_url: str | None) -> None:
         if before != after
         else f"already at {after}"
     )
+    # Plugins last, on a complete instance: a plugin that fails leaves the core's part done.
+    prepared = cli.core.hooks.init_instance(cli.core)
+    failed = [p.plugin for p in prepared if p.error]
     if cli.as_json:
-        emit_record({"instance": str(instance), **steps}, as_json=True)
-        return
-    for name, what in steps.items():
-        click.echo(f"{name.replace('_', ' ')}: {what}")
-    click.echo(f"pamcore instance ready in {instance}; start it with 'pamcore run'")
+        plugins = {p.plugin: {"lines": p.lines, "error": p.error} for p in prepared}
+        emit_record({"instance": str(instance), **steps, "plugins": plugins}, as_json=True)
+    else:
+        for name, what in steps.items():
+            click.echo(f"{name.replace('_', ' ')}: {what}")
+        for p in prepared:
+            for line in [f"FAILED: {p.error}"] if p.error else p.lines:
+                click.echo(f"{p.plugin}: {line}")
+    if failed:
+        raise ConfigurationError(
+            f"plugin {', '.join(failed)} could not prepare the instance (see above); "
+            f"fix it and run 'pamcore init' again (what exists is kept)"
+        )
+    if not cli.as_json:
+        click.echo(f"pamcore instance ready in {instance}; start it with 'pamcore run'")
 
 
 def _ensure_web_secret(config: Config) -> str:
