@@ -188,3 +188,50 @@ def test_pamcore_rdp_certificate_for_operators(tmp_path: Path) -> None:
     broken = pamcore("rdp", "certificate")
     assert broken.exit_code != 0 and "Traceback" not in broken.output
     assert "cannot read the RDP certificate" in broken.output
+
+
+def test_pamcore_init_creates_the_certificate_once(tmp_path: Path) -> None:
+    """The ``pamcore_init_instance`` hook: the pair exists before the listener starts (key
+    0600), its fingerprint is printed, and a second init keeps it."""
+    instance = tmp_path / "inst"
+
+    def init() -> Result:
+        return CliRunner().invoke(
+            build_cli(), ["--instance", str(instance), "init"], obj=CliContext(instance=None)
+        )
+
+    first = init()
+    cert = (instance / CERT_FILE).read_bytes()
+    second = init()
+
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert stat.S_IMODE((instance / KEY_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE((instance / CERT_FILE).stat().st_mode) == 0o644
+    assert (instance / CERT_FILE).read_bytes() == cert
+    core = Pamcore(load_config(instance), plugins=build_plugin_host(entry_points=False))
+    info = certificate_info(core)
+    core.dispose()
+    line = f"rdp: proxy certificate SHA-256 {info.sha256} (generated, {info.cert_path})\n"
+    assert line in first.output and line in second.output
+
+
+def test_pamcore_init_refuses_a_broken_operator_pair_clearly(tmp_path: Path) -> None:
+    instance = tmp_path / "inst"
+    instance.mkdir()
+    other = make_core(tmp_path / "other")
+    proxy_certificate(other)
+    other.dispose()
+    (instance / CONFIG_FILE).write_text(
+        '[plugins.rdp]\ncertificate = "../other/rdp-proxy.crt"\nkey = "pamcore.toml"\n'
+    )
+
+    result = CliRunner().invoke(
+        build_cli(), ["--instance", str(instance), "init"], obj=CliContext(instance=None)
+    )
+
+    assert result.exit_code == 10
+    assert "rdp: FAILED: " in result.output
+    assert "pamcore.toml is not an unencrypted PEM private key" in result.output
+    assert "fix it and run 'pamcore init' again" in result.output
+    assert "Traceback" not in result.output
+    assert not (instance / CERT_FILE).exists() and not (instance / KEY_FILE).exists()

@@ -8,14 +8,22 @@ a fake SSH server, not OpenSSH, and the tests say so in their names.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+from click.testing import CliRunner
+from pamcore_ssh.hostkeys import PROXY_HOST_KEY, fingerprint, proxy_host_key
 from pamcore_ssh.plugin import DEFAULT_PORT, client_launch
 from pamcore_ssh.probe import probe_ssh
+from sqlalchemy import func, select
 
-from pamcore.model import Activity, ActivitySession, Resource, User
+from pamcore.cli.context import CliContext
+from pamcore.cli.main import build_cli
+from pamcore.core import open_core
+from pamcore.model import Activity, ActivitySession, AuditEvent, Resource, User
 from pamcore.plugins import build_plugin_host
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -61,6 +69,39 @@ def test_registered_once_through_the_entry_point() -> None:
     assert handler.default_port == DEFAULT_PORT == 4422
     assert handler.listener_factory is not None  # the proxy listener (pamcore run, proxy)
     assert "ssh" in {i.name for i in host.plugin_infos()}
+
+
+def test_pamcore_init_creates_the_proxy_host_key_once(tmp_path: Path) -> None:
+    """The ``pamcore_init_instance`` hook: the key exists before the first connection, in
+    the vault (never a file), and a second init keeps it."""
+    instance = tmp_path / "instance"
+
+    def init() -> str:
+        result = CliRunner().invoke(
+            build_cli(), ["--instance", str(instance), "--json", "init"], obj=CliContext(None)
+        )
+        assert result.exit_code == 0, result.output
+        [line] = json.loads(result.stdout)["plugins"]["ssh"]["lines"]
+        return line
+
+    first, second = init(), init()
+
+    core = open_core(instance)
+    try:
+        shown = fingerprint(proxy_host_key(core))
+        with core.reader() as db:
+            core.vault.named(db, PROXY_HOST_KEY)
+            created = db.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.action == "ssh.host_key_created")
+            )
+    finally:
+        core.dispose()
+    assert first == second == f"proxy host key {shown}"
+    assert shown.startswith("SHA256:")
+    assert created == 1
+    assert not list(instance.glob("*host*key*"))
 
 
 def test_launch_uses_directconnect_grammar_with_dashes_for_spaces() -> None:

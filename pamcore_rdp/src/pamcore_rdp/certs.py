@@ -6,10 +6,11 @@ An operator names a CA-issued pair in ``pamcore.toml``::
     certificate = "/etc/pamcore/rdp.crt"   # PEM, chain allowed; relative to the instance
     key = "/etc/pamcore/rdp.key"           # PEM, unencrypted
 
-Without one, a self-signed RSA-2048 certificate for ``public_host`` is created the first
-time the listener (or the dashboard) needs it, in the instance folder beside the other
-keys, as the SSH proxy creates its host key on first start. Users compare the SHA-256
-fingerprint the dashboard shows with their client's prompt (mstsc, FreeRDP).
+Without one, ``pamcore init`` creates a self-signed RSA-2048 certificate for
+``public_host`` in the instance folder beside the other keys (an instance initialised
+before gets it the first time the listener or the dashboard needs it), as it creates the
+SSH proxy's host key. ``pamcore init`` also checks an operator's pair. Users compare the
+SHA-256 fingerprint the dashboard shows with their client's prompt (mstsc, FreeRDP).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def proxy_tls_context(core: Pamcore) -> ssl.SSLContext:
 
 def certificate_info(core: Pamcore) -> ProxyCertificate:
     """The operator's pair when configured (checked: readable, matching), else the
-    generated one, created on first use."""
+    generated one, created if missing (at ``pamcore init``, or first use)."""
     settings = core.config.plugin_settings.get(PLUGIN, {})
     instance = core.config.instance_path
     if "certificate" in settings or "key" in settings:

@@ -1,5 +1,6 @@
 """The ``rdp`` protocol registration: default port, ``.rdp`` file for DirectConnect, probe,
-resource settings, the dashboard's ``.rdp`` download.
+resource settings, the dashboard's ``.rdp`` download, the listener's certificate at
+``pamcore init``.
 
 Plugin modules do no I/O at import time; everything happens inside the hooks.
 """
@@ -14,6 +15,7 @@ from urllib.parse import quote
 from pamcore import hookimpl
 from pamcore.directconnect import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler, ResourceSetting
+from pamcore_rdp.certs import certificate_info
 from pamcore_rdp.listener import LISTENERS, RdpListener
 from pamcore_rdp.probe import probe_rdp
 from pamcore_rdp.rdpfile import MEDIA_TYPE, rdp_file
@@ -21,6 +23,7 @@ from pamcore_rdp.settings import SETTINGS
 
 if TYPE_CHECKING:
     from pamcore.config import Config
+    from pamcore.core import Pamcore
     from pamcore.model import ActivitySession, Resource, User
 
 #: Port of pamcore's RDP proxy; 4489 keeps clear of a host's own RDP on 3389.
@@ -67,6 +70,15 @@ def pamcore_register_commands(register: Callable[..., None]) -> None:
     from pamcore_rdp.cli import rdp
 
     register(rdp)
+
+
+@hookimpl
+def pamcore_init_instance(core: Pamcore) -> list[str]:
+    """Create the self-signed certificate (kept if it exists) or check the operator's pair,
+    so a broken pair is found at init, not by the first user, and the fingerprint can be
+    published before anyone connects."""
+    found = certificate_info(core)
+    return [f"proxy certificate SHA-256 {found.sha256} ({found.source}, {found.cert_path})"]
 
 
 @hookimpl

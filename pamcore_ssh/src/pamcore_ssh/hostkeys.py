@@ -28,7 +28,8 @@ def fingerprint(key: asyncssh.SSHKey) -> str:
 
 
 def proxy_host_key(core: Pamcore) -> asyncssh.SSHKey:
-    """The proxy's ed25519 host key: read from the vault, or created on first start.
+    """The proxy's ed25519 host key: read from the vault, or created (by ``pamcore init``;
+    on first start for an instance initialised before).
 
     Every proxy node shares it, so users' ``known_hosts`` stay valid behind a balancer.
     """

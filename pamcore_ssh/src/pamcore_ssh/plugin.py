@@ -1,6 +1,7 @@
 """The ``ssh`` protocol registration: default port, proxy listener (with the browser
 terminal beside it), DirectConnect launch string, probe; the browser terminal's dashboard
-pages; and the session hooks that reach the running listeners' connections.
+pages; the proxy host key at ``pamcore init``; and the session hooks that reach the
+running listeners' connections.
 
 Plugin modules do no I/O at import time; everything happens inside the hooks.
 """
@@ -17,6 +18,7 @@ from pamcore.directconnect import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler
 from pamcore_ssh.actions import pamcore_register_actions as pamcore_register_actions
 from pamcore_ssh.browser import terminal_port
+from pamcore_ssh.hostkeys import fingerprint, proxy_host_key
 from pamcore_ssh.listener import LISTENERS, ProxyListener
 from pamcore_ssh.probe import probe_ssh
 
@@ -66,6 +68,13 @@ def pamcore_register_protocols(register: Callable[[ProtocolHandler], None]) -> N
             connection_test=probe_ssh,
         )
     )
+
+
+@hookimpl
+def pamcore_init_instance(core: Pamcore) -> list[str]:
+    """Create the proxy's host key now (kept if it exists), so the operator can publish
+    its fingerprint before the first user's ``ssh`` asks them to trust it."""
+    return [f"proxy host key {fingerprint(proxy_host_key(core))}"]
 
 
 @hookimpl
