@@ -3,12 +3,16 @@ ask for one to be terminated."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+
 import pytest
 
 from pamcore.core import Pamcore
 from pamcore.errors import PolicyDenied
 from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession
+from pamcore.proxywatch import watch_connections
 from pamcore.services import scheduler
 from pamcore.services.common import worker_name
 from pamcore.services.connections import (
@@ -88,6 +92,51 @@ def test_admin_lists_and_terminates(core: Pamcore, world: World, sid: int) -> No
     with core.reader() as db:
         assert to_terminate(db, worker_name()) == [(live, "suspicious commands")]
         assert to_terminate(db, "another-node:1") == []
+
+
+@dataclass(frozen=True)
+class Held:
+    connection_id: int
+    session_id: int
+
+
+def test_proxy_watch_terminates_updates_and_waits_for_newcomers(
+    core: Pamcore, world: World, sid: int
+) -> None:
+    """One round of the proxies' watch: the terminated connection gets the admin's reason,
+    the other its session's end time; one that arrived during the query (its session not
+    asked about) is left for the next round rather than taken for an ended session."""
+    doomed, kept = opened(core, world, sid), opened(core, world, sid)
+    with core.unit() as db:
+        request_termination(core, db, fresh(db, world.erin), doomed, "suspicious commands")
+    with core.reader() as db:
+        ends_at = db.get(ActivitySession, sid).ends_at
+    newcomer = Held(kept + 1, sid + 1)
+    held = [Held(doomed, sid), Held(kept, sid)]
+    # Before the query, after it (the newcomer has arrived), then nothing: one round.
+    rounds = [held, [*held, newcomer]]
+    seen: list[tuple[str, int, object]] = []
+
+    def live() -> list[tuple[Held, Held]]:
+        return [(h, h) for h in (rounds.pop(0) if rounds else [])]
+
+    async def one_round() -> None:
+        task = asyncio.create_task(
+            watch_connections(
+                core,
+                "test",
+                live,
+                lambda h, reason: seen.append(("terminate", h.connection_id, reason)),
+                lambda h, end, now: seen.append(("update", h.connection_id, end)),
+                seconds=0.01,
+            )
+        )
+        while rounds or len(seen) < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(one_round())
+    assert seen == [("terminate", doomed, "suspicious commands"), ("update", kept, ends_at)]
 
 
 def test_legacy_algorithm_marks_come_from_the_audit_log(core: Pamcore) -> None:

@@ -164,6 +164,14 @@ def session_ends(db: Session, session_ids: list[int]) -> dict[int, dt.datetime |
     return ends
 
 
+def live_state(
+    db: Session, session_ids: list[int]
+) -> tuple[dict[int, dt.datetime | None], dict[int, str]]:
+    """What a proxy's watch applies to the connections it holds: :func:`session_ends` of
+    their sessions, and connection id -> reason of those to terminate on this node."""
+    return session_ends(db, session_ids), dict(to_terminate(db, worker_name()))
+
+
 def connectable_choices(
     db: Session, user: User, protocol: str
 ) -> list[tuple[ActivitySession, Resource]]:

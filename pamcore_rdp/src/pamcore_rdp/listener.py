@@ -19,8 +19,7 @@ from contextlib import suppress
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
-from pamcore.services.common import worker_name
-from pamcore.services.connections import session_ends, to_terminate
+from pamcore.proxywatch import watch_connections
 from pamcore_rdp import admission, front
 from pamcore_rdp.certs import proxy_tls_context
 from pamcore_rdp.errors import RdpProtocolError
@@ -38,7 +37,6 @@ log = logging.getLogger(__name__)
 LISTENERS: weakref.WeakSet[RdpListener] = weakref.WeakSet()
 #: How long a new connection may take to send its X.224 Connection Request.
 REQUEST_TIMEOUT = 10.0
-WATCH_SECONDS = 1.0
 #: How long stop() waits for connections to record their close.
 STOP_SECONDS = 10.0
 
@@ -72,7 +70,16 @@ class RdpListener:
         self._loop = asyncio.get_running_loop()
         self._tls = await asyncio.to_thread(proxy_tls_context, self.core)
         self._server = await asyncio.start_server(self._accept, self.host, self._requested_port)
-        self._watch = asyncio.create_task(self._watch_loop(), name="rdp-proxy-watch")
+        self._watch = asyncio.create_task(
+            watch_connections(
+                self.core,
+                "rdp proxy",
+                lambda: [(relay.grant, relay) for relay in self._relays],
+                Relay.close,
+                _expire,
+            ),
+            name="rdp-proxy-watch",
+        )
         LISTENERS.add(self)
         log.info("rdp proxy listening on %s:%s", self.host, self.port)
 
@@ -165,39 +172,11 @@ class RdpListener:
 
     # -- session ends and terminations ------------------------------------------------------
 
-    async def _watch_loop(self) -> None:
-        while True:
-            await asyncio.sleep(WATCH_SECONDS)
-            if not self._relays:
-                continue
-            try:
-                ends, doomed = await asyncio.to_thread(
-                    self._poll, [relay.grant.session_id for relay in self._relays]
-                )
-            except Exception:
-                log.exception("rdp proxy watch failed; retrying")
-                continue
-            now = self.core.now()
-            for relay in list(self._relays):
-                if relay.grant.connection_id in doomed:
-                    relay.close(
-                        doomed[relay.grant.connection_id] or "terminated by an administrator"
-                    )
-                else:
-                    self._apply(relay.grant.session_id, ends.get(relay.grant.session_id), now)
-
-    def _poll(self, session_ids: list[int]) -> tuple[dict[int, dt.datetime | None], dict[int, str]]:
-        with self.core.reader() as db:
-            return session_ends(db, session_ids), dict(to_terminate(db, worker_name()))
-
     def _apply(self, session_id: int, ends_at: dt.datetime | None, now: dt.datetime) -> None:
         """Close the session's relays when it ended (``None``) or its end time passed."""
-        if ends_at is not None and ends_at > now:
-            return
-        reason = "the session was ended" if ends_at is None else "session end time reached"
         for relay in list(self._relays):
             if relay.grant.session_id == session_id:
-                relay.close(reason)
+                _expire(relay, ends_at, now)
 
     # -- session hooks, called from any thread -----------------------------------------------
 
@@ -205,6 +184,14 @@ class RdpListener:
         """The session can no longer be used: close its relays now."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._apply, session_id, None, self.core.now())
+
+
+def _expire(relay: Relay, ends_at: dt.datetime | None, now: dt.datetime) -> None:
+    """Close ``relay`` when its session ended (``None``) or its end time passed."""
+    if ends_at is None:
+        relay.close("the session was ended")
+    elif ends_at <= now:
+        relay.close("session end time reached")
 
 
 def _peer_ip(writer: asyncio.StreamWriter) -> str:

@@ -20,8 +20,8 @@ import asyncssh
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError, PolicyDenied
-from pamcore.services.common import get_session, worker_name
-from pamcore.services.connections import session_ends, to_terminate
+from pamcore.proxywatch import watch_connections
+from pamcore.services.common import get_session
 from pamcore.services.sessions import extend_session
 from pamcore.services.terminal_tokens import instance_secret
 from pamcore_ssh import admission
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 #: Running listeners, so the session hooks (extended, ending) reach their connections.
 LISTENERS: weakref.WeakSet[ProxyListener] = weakref.WeakSet()
-WATCH_SECONDS = 1.0
 _WEAK = ("sha1", "md5", "cbc", "3des", "blowfish", "arcfour", "cast128", "rsa1024")
 
 
@@ -111,7 +110,16 @@ class ProxyListener:
             keepalive_interval=30,
             **user_facing_algorithms(),
         )
-        self._watch = asyncio.create_task(self._watch_loop(), name="ssh-proxy-watch")
+        self._watch = asyncio.create_task(
+            watch_connections(
+                self.core,
+                "ssh proxy",
+                lambda: [(link.ticket, link) for link in self._links],
+                Link.close,
+                lambda link, ends_at, now: link.watch.update(ends_at, now),
+            ),
+            name="ssh-proxy-watch",
+        )
         LISTENERS.add(self)
         log.info("ssh proxy listening on %s:%s", self.host, self.port)
         if self._terminal_port is not None:
@@ -298,31 +306,6 @@ class ProxyListener:
             log.exception(
                 "recording the close of ssh connection #%s failed", link.ticket.connection_id
             )
-
-    async def _watch_loop(self) -> None:
-        while True:
-            await asyncio.sleep(WATCH_SECONDS)
-            if not self._links:
-                continue
-            try:
-                ends, doomed = await asyncio.to_thread(
-                    self._poll, [link.ticket.session_id for link in self._links]
-                )
-            except Exception:
-                log.exception("ssh proxy watch failed; retrying")
-                continue
-            now = self.core.now()
-            for link in list(self._links):
-                if link.ticket.connection_id in doomed:
-                    link.close(
-                        doomed[link.ticket.connection_id] or "terminated by an administrator"
-                    )
-                else:
-                    link.watch.update(ends.get(link.ticket.session_id), now)
-
-    def _poll(self, session_ids: list[int]) -> tuple[dict[int, dt.datetime | None], dict[int, str]]:
-        with self.core.reader() as db:
-            return session_ends(db, session_ids), dict(to_terminate(db, worker_name()))
 
     # -- session hooks, called from any thread -----------------------------------------------
 
