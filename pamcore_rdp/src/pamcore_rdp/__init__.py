@@ -1,8 +1,9 @@
-"""pamcore-rdp: the RDP protocol for pamcore (``.rdp`` files for DirectConnect, RDP probe).
+"""pamcore-rdp: the RDP protocol for pamcore.
 
-The DirectConnect RDP proxy arrives in a later release; until then the plugin registers
-the protocol without a listener, so the dashboard offers the ``.rdp`` file and admins can
-test a resource's RDP port.
+A DirectConnect proxy for native RDP clients: ``.rdp`` files with one-time routing tokens,
+the inline password prompt and redirection, credential injection over CredSSP or TLS,
+session-end enforcement and PDU-log recording; plus the RDP probe and the proxy
+certificate that ``pamcore init`` prepares.
 """
 
 __version__ = "0.1.0"
