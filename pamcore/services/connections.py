@@ -5,6 +5,7 @@ ask for one to be terminated; the proxy holding it polls for that."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,8 +13,9 @@ from sqlalchemy.orm import Session
 from pamcore.core import Pamcore
 from pamcore.errors import NotFound, PolicyDenied
 from pamcore.lifecycle import CONNECTABLE, Status, transition
-from pamcore.model import ActivitySession, AuditEvent, LiveConnection, Resource, User
-from pamcore.services.common import Actor, require_admin, worker_name
+from pamcore.model import Activity, ActivitySession, AuditEvent, LiveConnection, Resource, User
+from pamcore.services.access import ConnectionGrant, authorize_connection
+from pamcore.services.common import Actor, by_name, require_admin, worker_name
 
 #: Audited when a proxy connection negotiated an algorithm that only a plugin enabled for the
 #: resource (legacy SSH algorithms): the event holds what was negotiated, and the dashboard
@@ -85,6 +87,38 @@ def connection_opened(
     return connection
 
 
+@dataclass(frozen=True)
+class Admission:
+    """An authorised connection counted as live: what a proxy builds its own ticket from."""
+
+    grant: ConnectionGrant
+    live: LiveConnection
+    user: User
+    resource: Resource
+
+
+def admit_connection(
+    core: Pamcore,
+    db: Session,
+    user_id: int,
+    resource: str,
+    protocol: str,
+    peer: str = "",
+    activity: str | None = None,
+    session_id: int | None = None,
+) -> Admission:
+    """Authorise a signed-in user's connection to ``resource`` (audited) and count it as
+    live; raises PamError. ``session_id`` pins the session (a token or ticket names one)."""
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user #{user_id}")
+    target = by_name(db, Resource, resource)
+    wanted = by_name(db, Activity, activity) if activity else None
+    grant = authorize_connection(core, db, user, target, protocol, wanted, session_id)
+    live = connection_opened(core, db, user, grant.session.id, target, protocol, peer)
+    return Admission(grant, live, user, target)
+
+
 def connection_closed(
     core: Pamcore, db: Session, connection_id: int, reason: str = "closed"
 ) -> None:
@@ -109,6 +143,13 @@ def connection_closed(
         connection=connection_id,
         reason=reason,
     )
+
+
+def close_connection(core: Pamcore, connection_id: int, reason: str) -> None:
+    """:func:`connection_closed` in its own unit of work, as a proxy runs it (in a worker
+    thread) when a connection ends."""
+    with core.unit() as db:
+        connection_closed(core, db, connection_id, reason)
 
 
 def list_connections(db: Session, actor: Actor) -> list[LiveConnection]:

@@ -23,6 +23,7 @@ from pamcore.core import Pamcore
 from pamcore.model import Base, LoginMode, Platform, Role
 from pamcore.plugins import build_plugin_host
 from pamcore.services import scheduler
+from pamcore.services.connections import close_connection
 from pamcore.services.inventory import set_setting
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import T0, LoopThread, make_core
@@ -101,7 +102,7 @@ class Proxy:
         relay = Relay(self.core, grant, reader, writer, request, self.tls, timeouts=self.timeouts)
         self.live.put(relay)
         reason = await relay.run()
-        await asyncio.to_thread(admission.closed, self.core, grant, reason)
+        await asyncio.to_thread(close_connection, self.core, grant.connection_id, reason)
         self.finished.put(Finished(relay, reason))
 
     def client_args(self) -> list[str]:

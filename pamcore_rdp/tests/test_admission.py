@@ -12,7 +12,6 @@ from pamcore_rdp.admission import (
     NEEDS_CODE,
     Route,
     admit,
-    closed,
     resolve_login,
     sign_in_password,
     split_account,
@@ -23,10 +22,19 @@ from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, NotFound, PolicyDenied, ValidationError
 from pamcore.lifecycle import Status
-from pamcore.model import ActivitySession, AuditEvent, LoginMode, Platform, Role, User
+from pamcore.model import (
+    ActivitySession,
+    AuditEvent,
+    LoginMode,
+    Platform,
+    Resource,
+    Role,
+    User,
+)
 from pamcore.plugins import PluginHost
 from pamcore.services import scheduler
 from pamcore.services.approvals import approve_session
+from pamcore.services.connections import close_connection
 from pamcore.services.inventory import set_setting
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.services.twofactor import confirm_enrolment, start_enrolment
@@ -173,7 +181,8 @@ def test_admit_carries_the_target_credential_and_settings(world: World) -> None:
     assert VAULTED not in repr(grant)
     with world.core.reader() as db:
         assert Status(db.get(ActivitySession, sid).status) == Status.ACTIVE
-    closed(world.core, grant, "client closed")
+        assert db.get(Resource, grant.resource_id).name == "win01"
+    close_connection(world.core, grant.connection_id, "client closed")
     with world.core.reader() as db:
         assert Status(db.get(ActivitySession, sid).status) == Status.AVAILABLE
     assert audit_actions(world.core).count("connection.authorized") == 1

@@ -6,7 +6,8 @@ worker threads (``asyncio.to_thread``).
 An RDP connection is two TCP connections (notes §3.4): Phase A signs the user in and
 resolves the session (:func:`sign_in_password`, :func:`resolve_login`) without counting a
 connection; Phase B, after the redirection ticket, admits it (:func:`admit`, audited as
-``connection.authorized``) and closes it (:func:`closed`).
+``connection.authorized``); the listener closes it
+(:func:`pamcore.services.connections.close_connection`).
 
 **Second factor.** RDP's Client Info PDU has one password field and the inline prompt one
 input line, so a user with TOTP types the password immediately followed by the current
@@ -25,10 +26,10 @@ from sqlalchemy.orm import Session
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, NotFound
 from pamcore.lifecycle import CONNECTABLE, OPEN, Status
-from pamcore.model import Activity, ActivitySession, Resource, User
+from pamcore.model import ActivitySession, Resource, User
 from pamcore.services.access import authorize_connection, sessions_on, waiting_reason
 from pamcore.services.common import by_name
-from pamcore.services.connections import connection_closed, connection_opened
+from pamcore.services.connections import admit_connection
 from pamcore.services.directory import authenticate, get_user
 from pamcore.services.sessions import find_or_request
 from pamcore.services.terminal_tokens import SpentTokens, TerminalPass, redeem_terminal_token
@@ -64,6 +65,7 @@ class Grant:
     connection_id: int
     session_id: int
     username: str
+    resource_id: int
     resource_name: str
     ends_at: dt.datetime
     recording: bool
@@ -153,18 +155,17 @@ def admit(
     """Authorise the connection (audited) and count it as live; raises PamError.
     ``session_id`` pins the session (a redirection ticket or routing token names one)."""
     with core.unit() as db:
-        user = db.get(User, user_id)
-        assert user is not None
-        target = by_name(db, Resource, resource)
-        wanted = by_name(db, Activity, activity) if activity else None
-        grant = authorize_connection(core, db, user, target, PROTOCOL, wanted, session_id)
-        live = connection_opened(core, db, user, grant.session.id, target, PROTOCOL, peer)
+        admitted = admit_connection(
+            core, db, user_id, resource, PROTOCOL, peer, activity, session_id
+        )
+        grant, target = admitted.grant, admitted.resource
         settings = target_settings(target)
         domain, account = split_account(grant.login_account, settings.domain)
         return Grant(
-            connection_id=live.id,
+            connection_id=admitted.live.id,
             session_id=grant.session.id,
-            username=user.username,
+            username=admitted.user.username,
+            resource_id=target.id,
             resource_name=target.name,
             ends_at=grant.ends_at,
             recording=grant.session.profile.recording,
@@ -190,8 +191,3 @@ def redeem_file_token(core: Pamcore, token: str, secret: str, spent: SpentTokens
     who and where Phase A serves; raises AuthenticationFailed with the sentence to show."""
     with core.reader() as db:
         return redeem_terminal_token(core, db, token, PROTOCOL, secret, spent, RDP_FILE)
-
-
-def closed(core: Pamcore, grant: Grant, reason: str) -> None:
-    with core.unit() as db:
-        connection_closed(core, db, grant.connection_id, reason)

@@ -20,6 +20,7 @@ from contextlib import suppress
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
 from pamcore.proxywatch import watch_connections
+from pamcore.services.connections import close_connection
 from pamcore_rdp import admission, front
 from pamcore_rdp.certs import proxy_tls_context
 from pamcore_rdp.errors import RdpProtocolError
@@ -168,7 +169,9 @@ class RdpListener:
             reason = await relay.run()
         finally:
             self._relays.discard(relay)
-            await asyncio.shield(asyncio.to_thread(admission.closed, self.core, grant, reason))
+            await asyncio.shield(
+                asyncio.to_thread(close_connection, self.core, grant.connection_id, reason)
+            )
 
     # -- session ends and terminations ------------------------------------------------------
 

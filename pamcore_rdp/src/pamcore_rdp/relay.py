@@ -31,8 +31,6 @@ from typing import Protocol
 
 from pamcore.core import Pamcore
 from pamcore.errors import ProtocolError
-from pamcore.model import Resource
-from pamcore.services.common import by_name
 from pamcore.services.recordings import recorded_bytes
 from pamcore_rdp import credssp
 from pamcore_rdp.admission import Grant
@@ -245,21 +243,19 @@ class Relay:
     async def _start_recording(self) -> ConnectionRecording | None:
         grant = self.grant
 
-        def known() -> tuple[int, int]:
+        def earlier() -> int:
             with self.core.reader() as db:
-                resource = by_name(db, Resource, grant.resource_name)
-                return resource.id, recorded_bytes(db, grant.session_id)
+                return recorded_bytes(db, grant.session_id)
 
-        resource_id, earlier = await asyncio.to_thread(known)
         info = RecordingInfo(
             session_id=grant.session_id,
             connection_id=grant.connection_id,
-            resource_id=resource_id,
+            resource_id=grant.resource_id,
             username=grant.username,
             resource_name=grant.resource_name,
             target=f"{grant.address}:{grant.port}",
             login=grant.login_account,
-            recorded_bytes=earlier,
+            recorded_bytes=await asyncio.to_thread(earlier),
         )
         return await ConnectionRecording.start(self.core, info)
 

@@ -11,16 +11,11 @@ from dataclasses import dataclass, field
 from pamcore.core import Pamcore
 from pamcore.errors import PolicyDenied
 from pamcore.lifecycle import CONNECTABLE, OPEN, Status
-from pamcore.model import Activity, ActivitySession, Resource, User
+from pamcore.model import ActivitySession, Resource, User
 from pamcore.registry import TerminalAssistant
-from pamcore.services.access import authorize_connection, finished_reason, waiting_reason
-from pamcore.services.common import by_name, get_session
-from pamcore.services.connections import (
-    LEGACY_ALGORITHMS,
-    connectable_choices,
-    connection_closed,
-    connection_opened,
-)
+from pamcore.services.access import finished_reason, waiting_reason
+from pamcore.services.common import get_session
+from pamcore.services.connections import LEGACY_ALGORITHMS, admit_connection, connectable_choices
 from pamcore.services.directory import authenticate, authenticate_key
 from pamcore.services.inventory import host_key_refusal, pin_host_key
 from pamcore.services.recordings import recorded_bytes
@@ -142,17 +137,15 @@ def admit(
     """Authorise the connection (audited) and count it as live; raises PamError.
     ``session_id`` pins the session (the browser terminal's token names one)."""
     with core.unit() as db:
-        user = db.get(User, user_id)
-        assert user is not None
-        target = by_name(db, Resource, resource)
-        wanted = by_name(db, Activity, activity) if activity else None
-        grant = authorize_connection(core, db, user, target, PROTOCOL, wanted, session_id)
-        live = connection_opened(core, db, user, grant.session.id, target, PROTOCOL, peer)
+        admitted = admit_connection(
+            core, db, user_id, resource, PROTOCOL, peer, activity, session_id
+        )
+        grant, target = admitted.grant, admitted.resource
         session: ActivitySession = grant.session
         return Ticket(
-            connection_id=live.id,
+            connection_id=admitted.live.id,
             session_id=session.id,
-            username=user.username,
+            username=admitted.user.username,
             resource_name=target.name,
             ends_at=grant.ends_at,
             warning=dt.timedelta(minutes=session.profile.warning_minutes),
@@ -182,11 +175,6 @@ def redeem(core: Pamcore, token: str, secret: str, spent: SpentTokens) -> Termin
     """A browser terminal's token, spent; raises AuthenticationFailed."""
     with core.reader() as db:
         return redeem_terminal_token(core, db, token, PROTOCOL, secret, spent)
-
-
-def closed(core: Pamcore, ticket: Ticket, reason: str) -> None:
-    with core.unit() as db:
-        connection_closed(core, db, ticket.connection_id, reason)
 
 
 def host_key_outcome(

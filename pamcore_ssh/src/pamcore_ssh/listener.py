@@ -22,6 +22,7 @@ from pamcore.core import Pamcore
 from pamcore.errors import PamError, PolicyDenied
 from pamcore.proxywatch import watch_connections
 from pamcore.services.common import get_session
+from pamcore.services.connections import close_connection
 from pamcore.services.sessions import extend_session
 from pamcore.services.terminal_tokens import instance_secret
 from pamcore_ssh import admission
@@ -188,7 +189,9 @@ class ProxyListener:
             target = await self._connect(ticket)
         except BaseException as exc:
             reason = str(exc) if isinstance(exc, PamError) else "target connection failed"
-            await asyncio.shield(asyncio.to_thread(admission.closed, self.core, ticket, reason))
+            await asyncio.shield(
+                asyncio.to_thread(close_connection, self.core, ticket.connection_id, reason)
+            )
             raise
         link = Link(ticket, target, client, self._end_watch, self.recordings_for(ticket))
         self._links.add(link)
@@ -301,7 +304,7 @@ class ProxyListener:
     async def _finish(self, link: Link, reason: str) -> None:
         await close_target(link.target)
         try:
-            await asyncio.to_thread(admission.closed, self.core, link.ticket, reason)
+            await asyncio.to_thread(close_connection, self.core, link.ticket.connection_id, reason)
         except Exception:
             log.exception(
                 "recording the close of ssh connection #%s failed", link.ticket.connection_id

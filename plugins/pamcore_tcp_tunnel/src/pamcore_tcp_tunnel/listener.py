@@ -16,10 +16,7 @@ from dataclasses import dataclass
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
-from pamcore.model import Activity, Resource
-from pamcore.services.access import authorize_connection
-from pamcore.services.common import by_name
-from pamcore.services.connections import connection_closed, connection_opened
+from pamcore.services.connections import admit_connection, close_connection
 from pamcore.services.directory import authenticate
 from pamcore_tcp_tunnel.wire import MAX_LINE, HandshakeError, Hello, one_line, parse_hello, relay
 
@@ -170,7 +167,9 @@ class TunnelListener:
             reason = await self._relay_until_end(ticket, (reader, writer), target)
         finally:
             # Counted down even when cancelled (listener stop): shield the bookkeeping.
-            await asyncio.shield(asyncio.to_thread(self._closed, ticket, reason))
+            await asyncio.shield(
+                asyncio.to_thread(close_connection, self.core, ticket.connection_id, reason)
+            )
 
     async def _relay_until_end(
         self,
@@ -203,12 +202,12 @@ class TunnelListener:
         core = self.core
         with core.unit() as db:
             user = authenticate(core, db, hello.username, hello.password)
-            resource = by_name(db, Resource, hello.resource)
-            activity = by_name(db, Activity, hello.activity) if hello.activity else None
-            grant = authorize_connection(core, db, user, resource, PROTOCOL, activity)
-            live = connection_opened(core, db, user, grant.session.id, resource, PROTOCOL)
+            admitted = admit_connection(
+                core, db, user.id, hello.resource, PROTOCOL, activity=hello.activity
+            )
+            grant, resource = admitted.grant, admitted.resource
             return Ticket(
-                connection_id=live.id,
+                connection_id=admitted.live.id,
                 session_id=grant.session.id,
                 username=user.username,
                 resource=resource.name,
@@ -216,10 +215,6 @@ class TunnelListener:
                 port=grant.port,
                 ends_at=grant.ends_at,
             )
-
-    def _closed(self, ticket: Ticket, reason: str) -> None:
-        with self.core.unit() as db:
-            connection_closed(self.core, db, ticket.connection_id, reason)
 
 
 async def _refuse(writer: asyncio.StreamWriter, reason: str) -> None:
