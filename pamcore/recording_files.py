@@ -6,12 +6,14 @@ in :mod:`pamcore.services.recordings`."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from pamcore.config import Config
 from pamcore.errors import ConfigurationError
@@ -21,6 +23,10 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 #: Smallest per-session cap: a header, some content and a closing marker must fit.
 MIN_CAP_BYTES = 4096
+#: Names :func:`open_free_name` tries before it gives up.
+NAME_TRIES = 100
+
+T = TypeVar("T")
 
 
 def recording_cap(config: Config, plugin: str, default_mib: float) -> int:
@@ -51,6 +57,31 @@ def create_private(path: Path, root: Path | None = None) -> BinaryIO:
         )
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     return os.fdopen(os.open(path, flags, 0o600), "wb", buffering=0)
+
+
+def on_private(path: Path, make: Callable[[BinaryIO], T], root: Path | None = None) -> T:
+    """``make(out)`` on ``path`` created by :func:`create_private`; the file is closed when
+    ``make`` fails (a recorder that cannot write its header)."""
+    out = create_private(path, root)
+    try:
+        return make(out)
+    except BaseException:
+        out.close()
+        raise
+
+
+def open_free_name(folder: Path, stem: str, suffix: str, open_: Callable[[Path], T]) -> T:
+    """``open_(path)`` on the first of ``<stem><suffix>``, ``<stem>-2<suffix>``, ... in
+    ``folder`` that is not taken: SQLite reuses a closed connection's id, so a later
+    connection of the session can find its file name already used (and recordings are
+    never overwritten)."""
+    path = folder / f"{stem}{suffix}"
+    for attempt in range(2, 2 + NAME_TRIES):
+        try:
+            return open_(path)
+        except FileExistsError:
+            path = folder / f"{stem}-{attempt}{suffix}"
+    raise FileExistsError(errno.EEXIST, f"{NAME_TRIES} names taken", str(path))
 
 
 class DigestWriter:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import errno
 import hashlib
 import io
 import json
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from pamcore_ssh.recording import (
     Recorder,
     RecordingFailed,
 )
-from pamcore_ssh.session_recording import DEFAULT_CAP_MIB, MIB, recording_cap
+from pamcore_ssh.session_recording import DEFAULT_CAP_MIB, MIB, SessionRecordings, recording_cap
 
 from pamcore.config import Config
 from pamcore.errors import ConfigurationError, ProtocolError
@@ -261,3 +263,28 @@ def test_input_is_never_recorded(cast: Path) -> None:
     raw = cast.read_text(encoding="utf-8")
     assert typed not in raw
     assert {e[1] for e in parse(cast)[1]} <= {"o", "r", "m"}
+
+
+def test_a_reused_connection_id_gets_the_next_free_cast_name(tmp_path: Path) -> None:
+    """SQLite hands a closed connection's id to the next one: its channel's recording
+    takes the next free name instead of going unrecorded. Stand-ins (named so) for the
+    core, ticket and terminal: opening a recorder reads only these attributes."""
+    core_standin = SimpleNamespace(
+        config=SimpleNamespace(recordings_path=tmp_path / "recordings"),
+        now=lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    ticket_standin = SimpleNamespace(connection_id=7, session_id=3)
+    terminal_standin = SimpleNamespace(term_size=(80, 24, 0, 0), term_type="xterm")
+
+    def first_channel() -> Path:
+        budget = Budget(1 << 20)
+        recordings = SessionRecordings(core_standin, ticket_standin, budget, print)  # type: ignore[arg-type]
+        recorder = recordings.start(terminal_standin)  # type: ignore[arg-type]
+        assert recorder is not None
+        recorder.close()
+        return recorder.path
+
+    first, second = first_channel(), first_channel()
+    assert (first.name, second.name) == ("7-1.cast", "7-1-2.cast")
+    assert first.parent == second.parent == tmp_path / "recordings" / "session-3"
+    assert stat.S_IMODE((tmp_path / "recordings").stat().st_mode) == 0o700

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import errno
 import json
 import logging
 import time
@@ -32,7 +31,7 @@ from typing import Any, BinaryIO
 from pamcore.config import Config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError, ProtocolError
-from pamcore.recording_files import DigestWriter, create_private
+from pamcore.recording_files import DigestWriter, on_private, open_free_name
 from pamcore.recording_files import recording_cap as plugin_recording_cap
 from pamcore.services.recordings import recording_failed, register_recording
 from pamcore_rdp.errors import RdpProtocolError
@@ -46,8 +45,6 @@ FORMAT = "pamcore-rdp-pdus-v1"
 DEFAULT_CAP_MIB = 200
 #: Room kept below the cap for the marker and closing lines.
 _TAIL_ROOM = 512
-#: Names tried for one connection's file before giving up.
-_NAME_TRIES = 100
 #: Buffered lines are written at this size, or after FLUSH_INTERVAL seconds.
 FLUSH_BYTES = 64 * 1024
 FLUSH_INTERVAL = 0.5
@@ -129,12 +126,7 @@ class PduRecorder:
         cls, path: Path, header: dict[str, Any], budget: int, root: Path | None = None
     ) -> PduRecorder:
         """Create ``path`` privately (:func:`~pamcore.recording_files.create_private`)."""
-        out = create_private(path, root)
-        try:
-            return cls(out, path, header, budget)
-        except BaseException:
-            out.close()
-            raise
+        return on_private(path, lambda out: cls(out, path, header, budget), root)
 
     @property
     def error(self) -> str | None:
@@ -237,7 +229,7 @@ class ConnectionRecording:
         """Open the file; ``None`` (logged and audited) when it cannot be made."""
         root = core.config.recordings_path
         folder = root / f"session-{info.session_id}"
-        path = folder / f"{info.connection_id}-rdp.jsonl"
+        stem = f"{info.connection_id}-rdp"
         header = {
             "session": info.session_id,
             "connection": info.connection_id,
@@ -248,20 +240,13 @@ class ConnectionRecording:
             "started": _iso(core.now()),
         }
         try:
-            cap = recording_cap(core.config)
-            for attempt in range(2, 2 + _NAME_TRIES):
-                try:
-                    recorder = PduRecorder.open(path, header, cap - info.recorded_bytes, root)
-                    break
-                except FileExistsError:
-                    # Connection ids are reused once a connection is closed (SQLite): a
-                    # later connection of the session gets the next free name.
-                    path = folder / f"{info.connection_id}-rdp-{attempt}.jsonl"
-            else:
-                raise FileExistsError(errno.EEXIST, f"{_NAME_TRIES} names taken", str(path))
+            budget = recording_cap(core.config) - info.recorded_bytes
+            recorder = open_free_name(
+                folder, stem, ".jsonl", lambda path: PduRecorder.open(path, header, budget, root)
+            )
         except (OSError, ConfigurationError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            reason = f"cannot record {path.name}: {why}"
+            reason = f"cannot record {stem}.jsonl: {why}"
             log.warning("rdp connection #%s: %s", info.connection_id, reason)
             await _in_thread(
                 core, recording_failed, info.session_id, info.resource_id, PROTOCOL, reason

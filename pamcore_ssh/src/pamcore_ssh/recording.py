@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pamcore.errors import ConfigurationError, ProtocolError
-from pamcore.recording_files import MIN_CAP_BYTES, DigestWriter, create_private
+from pamcore.recording_files import MIN_CAP_BYTES, DigestWriter, on_private
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +110,18 @@ class Recorder:
 
     @classmethod
     def open(
-        cls, path: Path, width: int, height: int, cap: int | Budget, *, term: str = "xterm-256color"
+        cls,
+        path: Path,
+        width: int,
+        height: int,
+        cap: int | Budget,
+        *,
+        term: str = "xterm-256color",
+        root: Path | None = None,
     ) -> Recorder:
-        """Create ``path`` privately (:func:`~pamcore.recording_files.create_private`)."""
-        out = create_private(path)
-        try:
-            return cls(out, path, width, height, cap, term=term)
-        except BaseException:
-            out.close()
-            raise
+        """Create ``path`` privately (:func:`~pamcore.recording_files.create_private`; the
+        recordings ``root`` too, when missing)."""
+        return on_private(path, lambda out: cls(out, path, width, height, cap, term=term), root)
 
     @property
     def error(self) -> str | None:

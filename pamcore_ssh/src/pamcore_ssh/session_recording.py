@@ -1,7 +1,8 @@
 """Recording of a connection's terminal channels (a PTY shell, or exec with a PTY): what the
 target prints, the proxy's own notices and window changes — never keystrokes, so a password
 typed at a target's prompt is not in the file. One asciicast v2 file per channel,
-``recordings/session-<id>/<connection>-<channel>.cast``, registered with its SHA-256 (audited)
+``recordings/session-<id>/<connection>-<channel>.cast`` (``-2``, ... when a reused
+connection id finds it taken), registered with its SHA-256 (audited)
 when the channel ends.
 
 Not recorded: sftp (which also carries scp) and exec channels without a terminal (pipes,
@@ -20,13 +21,13 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pamcore.config import Config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError
 from pamcore.recording_files import MIB as MIB  # the unit of recording_cap_mib
+from pamcore.recording_files import open_free_name
 from pamcore.recording_files import recording_cap as plugin_recording_cap
 from pamcore.services.recordings import recording_failed, register_recording
 from pamcore_ssh.admission import PROTOCOL, Ticket
@@ -79,15 +80,19 @@ class SessionRecordings:
         self._channels += 1
         width, height = process.term_size[:2]
         width, height = width or 80, height or 24
-        path = self._folder / f"{self.ticket.connection_id}-{self._channels}.cast"
+        stem = f"{self.ticket.connection_id}-{self._channels}"
+        term = process.term_type or "xterm"
+        root = self.core.config.recordings_path
         try:
-            _private(self.core.config.recordings_path)
-            recorder = Recorder.open(
-                path, width, height, self.budget, term=process.term_type or "xterm"
+            recorder = open_free_name(
+                self._folder,
+                stem,
+                ".cast",
+                lambda path: Recorder.open(path, width, height, self.budget, term=term, root=root),
             )
         except (OSError, ConfigurationError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            reason = f"cannot record {path.name}: {why}"
+            reason = f"cannot record {stem}.cast: {why}"
             log.warning("ssh connection #%s: %s", self.ticket.connection_id, reason)
             self._spawn(
                 self._run(
@@ -142,10 +147,3 @@ class SessionRecordings:
     def _in_unit(self, service: Callable[..., object], *args: Any) -> None:
         with self.core.unit() as db:
             service(self.core, db, *args)
-
-
-def _private(root: Path) -> None:
-    """The recordings root, made 0700 (whatever the umask) when the proxy creates it."""
-    if not root.exists():
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        root.chmod(0o700)
