@@ -2,7 +2,8 @@
 without any prompt and the Server Redirection PDU brings the client back with a ticket
 that the relay redeems (reaching xrdp); the ticket is refused when used again; the ``.rdp``
 file's routing token routes the first connection; the session's end closes the relay.
-The PDU's bytes are checked against the layout FreeRDP parses."""
+An extended session's relay outlives the old end time. The PDU's bytes are checked
+against the layout FreeRDP parses."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from rdp_world import LOGIN, PASSWORD, RdpWorld, rdp_world
 
 from pamcore.model import User
 from pamcore.services.common import CONSOLE
-from pamcore.services.sessions import end_session
+from pamcore.services.sessions import end_session, extend_session
 
 
 @pytest.fixture
@@ -173,3 +174,35 @@ def test_the_end_time_closes_the_relay(
 
     reason, took = connected_then(world, xvfb_display, xrdp_target, end)
     assert "end time" in reason and took < 3
+
+
+def test_an_extended_session_is_not_closed_at_its_old_end_time(
+    world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
+) -> None:
+    """The plugin implements no ``pamcore_on_session_extended``: the listener's watch reads
+    the session's end time, so an extension needs nothing from the plugin."""
+    old_end = world.session_ends()
+    mark = log_mark(xrdp_target.sesman_log)
+    run = start_xfreerdp(
+        [f"/v:127.0.0.1:{world.port}", "/size:1024x768", f"/u:{LOGIN}", f"/p:{PASSWORD}"],
+        xvfb_display,
+    )
+    try:
+        wait_for_log(xrdp_target.sesman_log, xrdp_logged_in(xrdp_target.username), 15, mark)
+        world.clock.now = old_end - dt.timedelta(minutes=4)  # inside the extension window
+        with world.core.unit() as db:
+            extend_session(world.core, db, CONSOLE, world.session_id)
+        new_end = world.session_ends()
+        world.clock.now = old_end + dt.timedelta(seconds=1)
+
+        assert new_end > world.clock.now
+        assert world.audit("connection.closed", timeout=3) == []  # three watch rounds
+        assert run.process.poll() is None  # the client is still connected
+
+        world.clock.now = new_end + dt.timedelta(seconds=1)
+        closed = world.audit("connection.closed")
+        rc, output = run.finish(10)
+    finally:
+        run.finish()
+    assert rc != TIMED_OUT, output
+    assert [e.details.get("reason", "") for e in closed] == ["session end time reached"]
