@@ -181,12 +181,7 @@ class FrontConnection:
         if not request.requested_protocols & PROTOCOL_SSL:
             await self.send(encode_connection_confirm(0, failure_code=SSL_REQUIRED_BY_SERVER))
             raise FrontClosed("the client does not offer TLS")
-        # The client sends its ClientHello as soon as it reads the confirm: stop reading
-        # first, or the StreamReader may buffer it where TLS never sees it (a handshake
-        # that hangs now and then); start_tls resumes reading under TLS.
-        self.writer.transport.pause_reading()
-        await self.send(encode_connection_confirm(PROTOCOL_SSL))
-        await asyncio.wait_for(self.writer.start_tls(tls), STEP_TIMEOUT)
+        await confirm_tls(self.writer, encode_connection_confirm(PROTOCOL_SSL), tls, STEP_TIMEOUT)
         initial = mcs.parse_connect_initial(await self.read())
         self.desktop = (initial.core.desktop_width, initial.core.desktop_height)
         channels = len(initial.channels)
@@ -266,6 +261,23 @@ class FrontConnection:
                     pass
         except (TimeoutError, ConnectionError, ssl.SSLError):
             pass
+
+
+async def confirm_tls(
+    writer: asyncio.StreamWriter, confirm: bytes, tls: ssl.SSLContext, timeout: float
+) -> None:
+    """Send the X.224 Connection Confirm choosing TLS, then take the client leg to TLS
+    (MS-RDPBCGR 5.4.5.1: the TLS handshake follows the confirm), for the front and the
+    relay alike. The client sends its ClientHello as soon as it reads the confirm: reading
+    stops first, or the StreamReader may buffer it where TLS never sees it (Python 3.11's
+    start_tls drains, and any yield lets the loop read; a handshake that hangs now and
+    then). start_tls resumes reading under TLS."""
+    writer.transport.pause_reading()
+    writer.write(confirm)
+    async with asyncio.timeout(timeout):
+        await writer.drain()
+    async with asyncio.timeout(timeout):
+        await writer.start_tls(tls)
 
 
 async def serve(

@@ -35,7 +35,7 @@ from pamcore.services.recordings import recorded_bytes
 from pamcore_rdp import credssp
 from pamcore_rdp.admission import Grant
 from pamcore_rdp.clientinfo import SEC_INFO_PKT, rewrite_client_info
-from pamcore_rdp.front import FrontClosed, FrontConnection, refuse
+from pamcore_rdp.front import FrontClosed, FrontConnection, confirm_tls, refuse
 from pamcore_rdp.mcs import (
     SEND_DATA_REQUEST,
     domain_pdu_choice,
@@ -275,10 +275,12 @@ class Relay:
         self._target = await self._secure_target(target_reader, target_writer, selected)
         self.selected_protocol = selected
         self._confirmed = True
-        self._client_writer.write(encode_connection_confirm(PROTOCOL_SSL, flags & _PASSED_FLAGS))
-        await self._client_writer.drain()
-        async with asyncio.timeout(self.timeouts.step):
-            await self._client_writer.start_tls(self._client_tls)
+        await confirm_tls(
+            self._client_writer,
+            encode_connection_confirm(PROTOCOL_SSL, flags & _PASSED_FLAGS),
+            self._client_tls,
+            self.timeouts.step,
+        )
         await self._connect_initial()
         self._server_task = asyncio.create_task(self._server_to_client())
         await self._until_client_info()
@@ -301,12 +303,6 @@ class Relay:
         conn = FrontConnection(
             self._client_reader, self._client_writer, str(peer[0]) if peer else "unknown"
         )
-        # The front yields to the loop between writing the Connection Confirm and starting
-        # TLS (asyncio.wait_for makes a task on 3.11), so the client's ClientHello could be
-        # read as plain bytes and lost to the TLS layer (an intermittent
-        # ERRCONNECT_TLS_CONNECT_FAILED). Not reading until start_tls takes the transport
-        # over (it resumes reading) keeps the ClientHello for TLS.
-        self._client_writer.transport.pause_reading()
         try:
             async with asyncio.timeout(REFUSAL_SECONDS):
                 await refuse(conn, self._request, self._client_tls, message)
