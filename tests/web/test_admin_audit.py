@@ -109,3 +109,37 @@ def test_missing_recording_file_says_so(
     (tmp_path / "s1.cast").unlink()
     missing = signed_in(app, core, "erin").get(f"/recordings/{recording}/cast")
     assert missing.status_code == 404 and b"is missing on this server" in missing.data
+
+
+def test_a_recording_the_player_cannot_play_downloads_as_an_opaque_file(
+    core: Pamcore, app: Flask, world: World, tmp_path: Path
+) -> None:
+    """A protocol plugin's own format (the RDP PDU log) is offered for download under a
+    neutral media type and extension, never as an asciicast the player would choke on."""
+    path = tmp_path / "rdp.log"
+    path.write_text('{"t": 0.0, "dir": "s2c"}\n')
+    with core.unit() as db:
+        session = create_session(
+            core, db, fresh(db, world.alice), SessionRequest("Check out root", ("db01",))
+        )
+        row = register_recording(
+            core,
+            db,
+            session.id,
+            world.db01.id,
+            "rdp",
+            path,
+            "0" * 64,
+            25,
+            core.now(),
+            core.now(),
+            file_format="pamcore-rdp-pdus-v1",
+        )
+        recording = row.id
+    client = signed_in(app, core, "ivy")
+    page = client.get(f"/recordings/{recording}").get_data(as_text=True)
+    assert "cannot be played in the browser" in page and "asciinema-player.min.js" not in page
+    download = client.get(f"/recordings/{recording}/cast?download=1")
+    assert download.mimetype == "application/octet-stream"
+    assert f"pamcore-recording-{recording}.log" in download.headers["Content-Disposition"]
+    assert download.get_data(as_text=True) == path.read_text()

@@ -28,6 +28,10 @@ bp = Blueprint(
 
 #: Formats the browser player understands.
 PLAYABLE = frozenset({ASCIICAST_V2})
+#: Media type and file extension per recording format; other formats (a protocol plugin's
+#: own, such as the RDP PDU log) download as opaque files, not as something they are not.
+FILE_TYPES = {ASCIICAST_V2: ("application/x-asciicast", "cast")}
+OTHER_FILE_TYPE = ("application/octet-stream", "log")
 
 
 def register(app: Flask) -> None:
@@ -114,11 +118,12 @@ def cast(recording_id: int) -> Response:
     with current_core().reader() as db:
         recording = get_recording(db, acting_user(db), recording_id)
         path = Path(recording.path)
+        mimetype, extension = FILE_TYPES.get(recording.format, OTHER_FILE_TYPE)
     if not path.is_file():
         raise NotFound(f"the file of recording #{recording_id} is missing on this server")
     return send_file(
         path,
-        mimetype="application/x-asciicast",
+        mimetype=mimetype,
         as_attachment=request.args.get("download") == "1",
-        download_name=f"pamcore-recording-{recording_id}.cast",
+        download_name=f"pamcore-recording-{recording_id}.{extension}",
     )
