@@ -31,6 +31,21 @@ class Admitted(Protocol):
     def session_id(self) -> int: ...
 
 
+def start_watch(
+    core: Pamcore,
+    label: str,
+    live: Callable[[], Iterable[tuple[Admitted, T]]],
+    terminate: Callable[[T, str], None],
+    update: Callable[[T, dt.datetime | None, dt.datetime], None],
+) -> asyncio.Task[None]:
+    """:func:`watch_connections` as the task of a proxy labelled ``label``, which cancels
+    it when it stops."""
+    return asyncio.create_task(
+        watch_connections(core, label, live, terminate, update),
+        name=f"{label.replace(' ', '-')}-watch",
+    )
+
+
 async def watch_connections(
     core: Pamcore,
     label: str,

@@ -19,7 +19,7 @@ from contextlib import suppress
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
-from pamcore.proxywatch import watch_connections
+from pamcore.proxywatch import start_watch
 from pamcore.services.connections import close_connection
 from pamcore_rdp import admission, front
 from pamcore_rdp.certs import proxy_tls_context
@@ -71,15 +71,12 @@ class RdpListener:
         self._loop = asyncio.get_running_loop()
         self._tls = await asyncio.to_thread(proxy_tls_context, self.core)
         self._server = await asyncio.start_server(self._accept, self.host, self._requested_port)
-        self._watch = asyncio.create_task(
-            watch_connections(
-                self.core,
-                "rdp proxy",
-                lambda: [(relay.grant, relay) for relay in self._relays],
-                Relay.close,
-                _expire,
-            ),
-            name="rdp-proxy-watch",
+        self._watch = start_watch(
+            self.core,
+            "rdp proxy",
+            lambda: [(relay.grant, relay) for relay in self._relays],
+            Relay.close,
+            _expire,
         )
         LISTENERS.add(self)
         log.info("rdp proxy listening on %s:%s", self.host, self.port)

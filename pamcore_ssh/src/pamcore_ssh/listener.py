@@ -20,7 +20,7 @@ import asyncssh
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError, PolicyDenied
-from pamcore.proxywatch import watch_connections
+from pamcore.proxywatch import start_watch
 from pamcore.services.common import get_session
 from pamcore.services.connections import close_connection
 from pamcore.services.sessions import extend_session
@@ -111,15 +111,12 @@ class ProxyListener:
             keepalive_interval=30,
             **user_facing_algorithms(),
         )
-        self._watch = asyncio.create_task(
-            watch_connections(
-                self.core,
-                "ssh proxy",
-                lambda: [(link.ticket, link) for link in self._links],
-                Link.close,
-                lambda link, ends_at, now: link.watch.update(ends_at, now),
-            ),
-            name="ssh-proxy-watch",
+        self._watch = start_watch(
+            self.core,
+            "ssh proxy",
+            lambda: [(link.ticket, link) for link in self._links],
+            Link.close,
+            lambda link, ends_at, now: link.watch.update(ends_at, now),
         )
         LISTENERS.add(self)
         log.info("ssh proxy listening on %s:%s", self.host, self.port)
