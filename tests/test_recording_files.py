@@ -4,7 +4,6 @@ the private file, and a digest that covers exactly what reached the disk."""
 from __future__ import annotations
 
 import hashlib
-import io
 import stat
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from pamcore.recording_files import (
     open_free_name,
     recording_cap,
 )
+from pamcore.testing import FullDisk
 
 
 def config(settings: dict[str, object]) -> Config:
@@ -53,27 +53,8 @@ def test_private_file_in_private_folders_never_overwritten(tmp_path: Path) -> No
         create_private(path.parent / "b.log", root)
 
 
-class Disk(io.RawIOBase):
-    """Takes ``room`` bytes, a few at a time, then fails like a full disk."""
-
-    def __init__(self, room: int) -> None:
-        self.room = room
-        self.kept = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        if not self.room:
-            raise OSError(28, "No space left on device")
-        taken = bytes(data[: min(self.room, 7)])
-        self.kept += taken
-        self.room -= len(taken)
-        return len(taken)
-
-
 def test_digest_covers_what_reached_the_disk_and_later_writes_are_dropped() -> None:
-    disk = Disk(room=20)
+    disk = FullDisk(room=20, chunk=7)
     writer = DigestWriter(disk, "x.log")  # type: ignore[arg-type]
     assert writer.write(b"0123456789") == 10  # in short writes
     assert writer.write(b"abcdefghijklmnop") == 10

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
+import io
 import os
 import threading
 import time
@@ -167,6 +169,28 @@ def core(
     core = make_core(instance, db_url, clock, plugin_host)
     yield core
     core.dispose()
+
+
+class FullDisk(io.RawIOBase):
+    """A *simulated* full disk (a mock: a real one cannot be filled here): keeps ``room``
+    bytes in :attr:`kept`, at most ``chunk`` per write (short writes), then raises ENOSPC
+    like write(2)."""
+
+    def __init__(self, room: int, chunk: int | None = None) -> None:
+        self.room = room
+        self.chunk = chunk
+        self.kept = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if not self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        taken = bytes(data[: min(self.room, self.chunk or self.room)])
+        self.kept += taken
+        self.room -= len(taken)
+        return len(taken)
 
 
 class LoopThread:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import io
 import json
 import stat
 from pathlib import Path
@@ -31,6 +30,7 @@ from pamcore.errors import ConfigurationError
 from pamcore.model import AuditEvent, Recording, User
 from pamcore.services import scheduler
 from pamcore.services.sessions import SessionRequest, create_session
+from pamcore.testing import FullDisk
 from pamcore.testing import builders as b
 
 #: Two TPKT frames and two fast-path frames (one with a two-byte length), as a target sends.
@@ -109,25 +109,6 @@ def test_cap_stops_recording_with_a_marker_and_keeps_the_closing_line(tmp_path: 
     assert recorder.capped and marker == {"capped": "recording size limit reached"}
     assert closing["bytes"]["server"] == 50 * len(TPKT_2)  # type: ignore[index]
     assert path.stat().st_size <= 4096
-
-
-class FullDisk(io.RawIOBase):
-    """A file that takes ``room`` bytes, then fails like a full disk."""
-
-    def __init__(self, room: int) -> None:
-        self.room = room
-        self.kept = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        if not self.room:
-            raise OSError(28, "No space left on device")
-        taken = bytes(data[: self.room])
-        self.kept += taken
-        self.room -= len(taken)
-        return len(taken)
 
 
 def test_full_disk_gives_the_digest_of_what_reached_it(tmp_path: Path) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import errno
 import hashlib
-import io
 import json
 import stat
 from pathlib import Path
@@ -26,6 +24,7 @@ from pamcore_ssh.session_recording import DEFAULT_CAP_MIB, MIB, SessionRecording
 
 from pamcore.config import Config
 from pamcore.errors import ConfigurationError, ProtocolError
+from pamcore.testing import FullDisk
 
 
 class FakeClock:
@@ -207,32 +206,10 @@ def test_a_bad_recording_cap_is_a_configuration_error(bad: object) -> None:
         recording_cap(config)
 
 
-class FullDisk(io.RawIOBase):
-    """A *simulated* full disk: accepts ``room`` bytes, then raises ENOSPC like write(2)."""
-
-    def __init__(self, path: Path, room: int) -> None:
-        self.file = path.open("wb", buffering=0)
-        self.room = room
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        if self.room <= 0:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        n = self.file.write(bytes(data[: self.room]))
-        self.room -= n
-        return n
-
-    def close(self) -> None:
-        self.file.close()
-        super().close()
-
-
 def test_full_disk_does_not_raise_until_close(cast: Path, caplog: pytest.LogCaptureFixture) -> None:
-    cast.parent.mkdir(mode=0o700)
     clock = FakeClock()
-    rec = Recorder(FullDisk(cast, 300), cast, 80, 24, 1 << 20, clock=clock)
+    disk = FullDisk(room=300)
+    rec = Recorder(disk, cast, 80, 24, 1 << 20, clock=clock)  # type: ignore[arg-type]
     for _ in range(50):  # the relay keeps calling; nothing raises
         clock.t += 1
         rec.output(b"some output\r\n")
@@ -243,7 +220,7 @@ def test_full_disk_does_not_raise_until_close(cast: Path, caplog: pytest.LogCapt
     err = info.value
     assert isinstance(err, ProtocolError)
     assert str(err) == "recording 7-1.cast is incomplete: write failed: No space left on device"
-    data = cast.read_bytes()
+    data = bytes(disk.kept)
     assert len(data) == err.size == 300  # what fitted before the disk filled up
     assert err.sha256 == hashlib.sha256(data).hexdigest()
     assert len([r for r in caplog.records if "stopped" in r.getMessage()]) == 1  # logs once
