@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from pamcore_rdp.admission import redeem_file_token
 from pamcore_rdp.certs import proxy_certificate
+from pamcore_rdp.gate import FileTokens
 from pamcore_rdp.plugin import DEFAULT_PORT, client_launch
 from pamcore_rdp.rdpfile import (
     FILE_TOKEN_SECONDS,
@@ -31,7 +31,6 @@ from pamcore.model import Activity, ActivitySession, LoginMode, Platform, Resour
 from pamcore.plugins import PluginHost
 from pamcore.services import scheduler
 from pamcore.services.sessions import SessionRequest, create_session
-from pamcore.services.terminal_tokens import SpentTokens
 from pamcore.testing import builders as b
 from pamcore.web.app import create_app
 
@@ -114,8 +113,8 @@ class World:
             alice = db.query(User).filter_by(username="alice").one()
             return issue_file_token(self.core, db, alice, self.session_id, "win 01", self.secret)
 
-    def redeem(self, token: str, spent: SpentTokens) -> tuple[int, int, str]:
-        granted = redeem_file_token(self.core, token, self.secret, spent)
+    def redeem(self, token: str, tokens: FileTokens) -> tuple[int, int, str]:
+        granted, _ = tokens.redeem(token)
         return granted.user_id, granted.session_id, granted.resource_name
 
 
@@ -139,16 +138,16 @@ def world(core: Pamcore, clock: FrozenClock) -> Iterator[World]:
 
 
 def test_the_file_token_is_redeemed_once_within_ten_minutes(world: World) -> None:
-    spent = SpentTokens()
+    tokens = FileTokens(world.core)
     token, late = world.token(), world.token()
-    assert world.redeem(token, spent) == (1, world.session_id, "win 01")
+    assert world.redeem(token, tokens) == (1, world.session_id, "win 01")
     with pytest.raises(AuthenticationFailed, match="already used; download the .rdp file again"):
-        world.redeem(token, spent)
+        world.redeem(token, tokens)
     world.clock.advance(seconds=FILE_TOKEN_SECONDS + 1)
     with pytest.raises(AuthenticationFailed, match="^the routing token of this .rdp file expired"):
-        world.redeem(late, spent)
+        world.redeem(late, tokens)
     with pytest.raises(AuthenticationFailed, match="is not valid"):
-        world.redeem(token[:-2] + "xx", spent)
+        world.redeem(token[:-2] + "xx", tokens)
 
 
 def test_the_routing_line_fits_a_connection_request(world: World) -> None:
@@ -187,7 +186,7 @@ def test_the_dashboard_download_carries_a_fresh_token(world: World) -> None:
     assert len(routing) == 1 and first.data != second.data  # one token per download
     token = file_token(routing[0].removeprefix("loadbalanceinfo:s:"))
     assert token is not None
-    assert world.redeem(token, SpentTokens()) == (1, world.session_id, "win 01")
+    assert world.redeem(token, FileTokens(world.core)) == (1, world.session_id, "win 01")
     assert client("bob").get(url).status_code == 404
 
 
@@ -225,7 +224,7 @@ def test_xfreerdp_sends_the_files_token_verbatim(xvfb_display: str, world: World
     assert request.routing_token is not None
     token = file_token(request.routing_token)
     assert token is not None
-    assert world.redeem(token, SpentTokens()) == (1, world.session_id, "win 01")
+    assert world.redeem(token, FileTokens(world.core)) == (1, world.session_id, "win 01")
 
 
 def test_the_connection_page_links_to_the_certificate_fingerprint(world: World) -> None:

@@ -32,10 +32,8 @@ from pamcore.services.common import by_name
 from pamcore.services.connections import admit_connection
 from pamcore.services.directory import authenticate, get_user
 from pamcore.services.sessions import find_or_request
-from pamcore.services.terminal_tokens import SpentTokens, TerminalPass, redeem_terminal_token
 from pamcore.services.twofactor import totp_enabled, verify_second_factor
 from pamcore.vault import Revealed
-from pamcore_rdp.rdpfile import RDP_FILE
 from pamcore_rdp.settings import target_settings
 
 PROTOCOL = "rdp"
@@ -184,10 +182,3 @@ def split_account(account: str, default_domain: str) -> tuple[str, str]:
     resource's ``rdp.domain`` (a ``user@corp.example`` UPN stays whole, NTLM accepts it)."""
     domain, sep, user = account.partition("\\")
     return (domain, user) if sep else (default_domain, account)
-
-
-def redeem_file_token(core: Pamcore, token: str, secret: str, spent: SpentTokens) -> TerminalPass:
-    """The ``.rdp`` file's routing token (:func:`pamcore_rdp.rdpfile.file_token`), spent:
-    who and where Phase A serves; raises AuthenticationFailed with the sentence to show."""
-    with core.reader() as db:
-        return redeem_terminal_token(core, db, token, PROTOCOL, secret, spent, RDP_FILE)
