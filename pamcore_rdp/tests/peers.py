@@ -387,8 +387,29 @@ def run_xfreerdp(
 
 
 def xdotool_type(display: str, text: str, enter: bool = True, timeout: float = 8.0) -> None:
-    """Type ``text`` into the xfreerdp window on ``display`` (no window manager there, so
-    the window is focused explicitly), then Return."""
+    """Type ``text`` into the xfreerdp window on ``display``, then Return."""
+    env = {**os.environ, "DISPLAY": display}
+    window = focus_xfreerdp(display, timeout)
+    subprocess.run(
+        ["xdotool", "type", "--delay", "30", "--window", window, text],
+        env=env,
+        timeout=30,
+        check=True,
+    )
+    if enter:
+        subprocess.run(["xdotool", "key", "Return"], env=env, timeout=5, check=True)
+
+
+def xdotool_key(display: str, keys: str, timeout: float = 8.0) -> None:
+    """Press ``keys`` (xdotool's names, e.g. ``ctrl+x``) in the xfreerdp window."""
+    focus_xfreerdp(display, timeout)
+    env = {**os.environ, "DISPLAY": display}
+    subprocess.run(["xdotool", "key", keys], env=env, timeout=5, check=True)
+
+
+def focus_xfreerdp(display: str, timeout: float) -> str:
+    """The xfreerdp window on ``display``, focused (no window manager there, so it is
+    focused explicitly)."""
     env = {**os.environ, "DISPLAY": display}
     deadline = time.monotonic() + timeout
     while True:
@@ -408,14 +429,7 @@ def xdotool_type(display: str, text: str, enter: bool = True, timeout: float = 8
         time.sleep(0.2)
     window = windows[-1]
     subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, timeout=5, check=True)
-    subprocess.run(
-        ["xdotool", "type", "--delay", "30", "--window", window, text],
-        env=env,
-        timeout=30,
-        check=True,
-    )
-    if enter:
-        subprocess.run(["xdotool", "key", "Return"], env=env, timeout=5, check=True)
+    return window
 
 
 # -- target users --------------------------------------------------------------------------

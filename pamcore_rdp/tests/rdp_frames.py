@@ -10,6 +10,8 @@ to send the next PDU each time. Command lines:
 throw-away test values.
 """
 
+import struct
+
 from pamcore_rdp.mcs import CONNECT_INITIAL_TAG, T124_IDENTIFIER
 from pamcore_rdp.wire import (
     BER_BOOLEAN,
@@ -130,3 +132,19 @@ CLIENT_INFO_NO_PASSWORD = bytes.fromhex(
     "007200730061006c002000540069006d00650000000000000000000000000000000000000000000000000000"
     "0000000000000000000000800100000000"
 )
+
+
+def fastpath(events: list[bytes]) -> bytes:
+    """A fast-path input PDU (MS-RDPBCGR 2.2.8.1.2) with ``events`` (numEvents in the header
+    when it fits, as FreeRDP writes it)."""
+    body = b"".join(events)
+    header = (len(events) << 2) if len(events) < 16 else 0
+    extra = b"" if len(events) < 16 else bytes([len(events)])
+    length = 1 + 2 + len(extra) + len(body)
+    return bytes([header]) + struct.pack(">H", 0x8000 | length) + extra + body
+
+
+def scancode(code: int, release: bool = False, extended: bool = False) -> bytes:
+    """A fast-path keyboard event (2.2.8.1.2.2.1)."""
+    flags = (0x01 if release else 0) | (0x02 if extended else 0)
+    return bytes([(0x0 << 5) | flags, code])

@@ -17,6 +17,7 @@ from pamcore_rdp.mcs import (
     CS_NET,
     CS_SECURITY,
     DISCONNECT_PROVIDER_ULTIMATUM,
+    EARLY_CAPABILITY_FLAGS_OFFSET,
     IO_CHANNEL_ID,
     RN_USER_REQUESTED,
     RNS_UD_CS_SUPPORT_DYNVC_GFX_PROTOCOL,
@@ -26,6 +27,7 @@ from pamcore_rdp.mcs import (
     ChannelJoinRequest,
     ConnectResponse,
     SendData,
+    clear_early_capability_flags,
     domain_pdu_choice,
     encode_attach_user_confirm,
     encode_channel_join_confirm,
@@ -123,6 +125,27 @@ def test_patch_server_selected_protocol_changes_only_that_field() -> None:
     assert parse_connect_initial(patched).core.server_selected_protocol == PROTOCOL_HYBRID
     # The GCC header holds the bytes 01 c0 too (notes §7): it is untouched.
     assert patched[: cs_core.offset] == CONNECT_INITIAL[: cs_core.offset]
+
+
+def test_clearing_the_gfx_flag_changes_only_earlycapabilityflags() -> None:
+    """The session banner needs plain bitmap updates: the GFX pipeline is switched off."""
+    core = parse_connect_initial(CONNECT_INITIAL).core
+    assert core.early_capability_flags is not None
+    flags = core.early_capability_flags | RNS_UD_CS_SUPPORT_DYNVC_GFX_PROTOCOL
+    frame = bytearray(CONNECT_INITIAL)
+    cs_core = parse_connect_initial(CONNECT_INITIAL).block(CS_CORE)
+    assert cs_core is not None
+    struct.pack_into("<H", frame, cs_core.offset + EARLY_CAPABILITY_FLAGS_OFFSET, flags)
+    assert parse_connect_initial(bytes(frame)).core.early_capability_flags == flags
+    patched = clear_early_capability_flags(bytes(frame), RNS_UD_CS_SUPPORT_DYNVC_GFX_PROTOCOL)
+    assert len(patched) == len(frame)
+    assert parse_connect_initial(patched).core.early_capability_flags == (
+        flags & ~RNS_UD_CS_SUPPORT_DYNVC_GFX_PROTOCOL
+    )
+    changed = [i for i, (a, b) in enumerate(zip(frame, patched, strict=True)) if a != b]
+    assert changed == [cs_core.offset + EARLY_CAPABILITY_FLAGS_OFFSET + 1]
+    short = connect_initial(core_block(140))
+    assert clear_early_capability_flags(short, RNS_UD_CS_SUPPORT_DYNVC_GFX_PROTOCOL) == short
 
 
 def test_patch_leaves_a_short_core_block_alone() -> None:

@@ -16,24 +16,11 @@ from pamcore_rdp.keys import Key, Keyboard, parse_fastpath_input, parse_input_pd
 from pamcore_rdp.paint import TILE, bitmap_updates
 from pamcore_rdp.prompt import CARD, ERROR, PasswordPrompt, card_origin, status_card
 from PIL import Image
+from rdp_frames import fastpath, scancode
 
 #: Set-1 scancodes xfreerdp sends for the US layout.
 SCAN = {"S": 0x1F, "e": 0x12, "3": 0x04, "1": 0x02, "-": 0x0C, "enter": 0x1C, "bs": 0x0E}
 SHIFT = 0x2A
-
-
-def fastpath(events: list[bytes]) -> bytes:
-    """A fast-path input PDU (MS-RDPBCGR 2.2.8.1.2) with ``events`` (numEvents in the header
-    when it fits, as FreeRDP writes it)."""
-    body = b"".join(events)
-    header = (len(events) << 2) if len(events) < 16 else 0
-    extra = b"" if len(events) < 16 else bytes([len(events)])
-    length = 1 + 2 + len(extra) + len(body)
-    return bytes([header]) + struct.pack(">H", 0x8000 | length) + extra + body
-
-
-def scancode(code: int, release: bool = False) -> bytes:
-    return bytes([(0x0 << 5) | (0x01 if release else 0)]) + bytes([code])
 
 
 def press(code: int) -> list[bytes]:

@@ -2,8 +2,9 @@
 without any prompt and the Server Redirection PDU brings the client back with a ticket
 that the relay redeems (reaching xrdp); the ticket is refused when used again; the ``.rdp``
 file's routing token routes the first connection; the session's end closes the relay.
-An extended session's relay outlives the old end time. The PDU's bytes are checked
-against the layout FreeRDP parses."""
+An extended session's relay outlives the old end time. In the warning window the relay's
+banner appears on the client's screen and Ctrl+X there extends the session. The PDU's
+bytes are checked against the layout FreeRDP parses."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pamcore_rdp.prompt import TITLE_BAR, card_origin
+from pamcore_rdp.banner import HEIGHT, WIDTH, banner_left
+from pamcore_rdp.prompt import CARD, TITLE_BAR, card_origin
 from pamcore_rdp.rdpfile import issue_file_token, rdp_file
 from pamcore_rdp.redirection import LB_LOAD_BALANCE_INFO, server_redirection, ticket_cookie
 from pamcore_rdp.x224 import parse_connection_request
@@ -23,9 +25,11 @@ from peers import (
     TIMED_OUT,
     XrdpTarget,
     log_mark,
+    screenshot_pixel,
     start_xfreerdp,
     wait_for_log,
     wait_for_pixel,
+    xdotool_key,
     xrdp_logged_in,
 )
 from rdp_world import LOGIN, PASSWORD, RdpWorld, rdp_world
@@ -206,3 +210,44 @@ def test_an_extended_session_is_not_closed_at_its_old_end_time(
         run.finish()
     assert rc != TIMED_OUT, output
     assert [e.details.get("reason", "") for e in closed] == ["session end time reached"]
+
+
+def test_the_banner_shows_in_the_warning_window_and_ctrl_x_extends(
+    world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
+) -> None:
+    old_end = world.session_ends()
+    bar = (banner_left(1024) + WIDTH - 8, 4)  # the banner's title bar, right of its text
+    body = (bar[0], HEIGHT - 4)
+    mark = log_mark(xrdp_target.sesman_log)
+    run = start_xfreerdp(
+        [f"/v:127.0.0.1:{world.port}", "/size:1024x768", f"/u:{LOGIN}", f"/p:{PASSWORD}"],
+        xvfb_display,
+    )
+    try:
+        wait_for_log(xrdp_target.sesman_log, xrdp_logged_in(xrdp_target.username), 15, mark)
+        wait_for_pixel(xvfb_display, 100, 100, NAVY, timeout=15)
+        (relay,) = world.listener.relays
+        time.sleep(2.5)  # watch rounds outside the window: nothing is painted
+        assert relay.banner_bytes == 0
+        assert screenshot_pixel(xvfb_display, *bar) != TITLE_BAR
+
+        world.clock.now = old_end - dt.timedelta(minutes=4)
+        wait_for_pixel(xvfb_display, *bar, TITLE_BAR, timeout=5)
+        wait_for_pixel(xvfb_display, *body, CARD, timeout=5)
+        painted = relay.banner_bytes
+
+        xdotool_key(xvfb_display, "ctrl+x")
+        deadline = time.monotonic() + 8
+        while (new_end := world.session_ends()) == old_end and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert new_end == old_end + dt.timedelta(minutes=30)  # the profile's increment
+        deadline = time.monotonic() + 5
+        while relay.banner_bytes == painted and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert relay.banner_bytes > painted  # the outcome was painted into the banner
+
+        world.clock.now = old_end + dt.timedelta(seconds=1)
+        assert world.audit("connection.closed", timeout=3) == []
+        assert run.process.poll() is None  # the client is still connected
+    finally:
+        run.finish()

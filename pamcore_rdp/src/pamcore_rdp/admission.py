@@ -66,6 +66,8 @@ class Grant:
     resource_id: int
     resource_name: str
     ends_at: dt.datetime
+    #: The profile's warning window: the relay's banner and Ctrl+X (off when zero).
+    warning: dt.timedelta
     recording: bool
     address: str
     port: int
@@ -166,6 +168,7 @@ def admit(
             resource_id=target.id,
             resource_name=target.name,
             ends_at=grant.ends_at,
+            warning=dt.timedelta(minutes=grant.session.profile.warning_minutes),
             recording=grant.session.profile.recording,
             address=target.address,
             port=grant.port,

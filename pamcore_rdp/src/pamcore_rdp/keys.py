@@ -61,8 +61,9 @@ class Key:
     extended: bool = False
 
 
-def parse_fastpath_input(frame: bytes) -> list[Key]:
-    """The keyboard events of one fast-path input PDU (unencrypted: TLS carries it)."""
+def fastpath_events(frame: bytes) -> tuple[int, list[bytes]]:
+    """The fpInputHeader and the raw events (eventHeader and data) of one fast-path input
+    PDU (unencrypted: TLS carries it); the relay's Ctrl+X filter rebuilds PDUs from them."""
     reader = ByteReader(frame, "fast-path input PDU")
     header = reader.u8("fpInputHeader")
     first = reader.u8("length1")
@@ -71,14 +72,22 @@ def parse_fastpath_input(frame: bytes) -> list[Key]:
     count = (header >> 2) & 0x0F
     if count == 0:
         count = reader.u8("numEvents")
-    keys = []
+    events = []
     for index in range(count):
         event = reader.u8(f"event {index} header")
-        code, flags = event >> 5, event & 0x1F
-        size = _FASTPATH_EVENT_SIZE.get(code)
+        size = _FASTPATH_EVENT_SIZE.get(event >> 5)
         if size is None:
-            raise reader.error(f"event {index} has unknown code {code}")
-        data = reader.take(size, f"event {index}")
+            raise reader.error(f"event {index} has unknown code {event >> 5}")
+        events.append(bytes([event]) + reader.take(size, f"event {index}"))
+    reader.end()
+    return header, events
+
+
+def parse_fastpath_input(frame: bytes) -> list[Key]:
+    """The keyboard events of one fast-path input PDU."""
+    keys = []
+    for event in fastpath_events(frame)[1]:
+        code, flags, data = event[0] >> 5, event[0] & 0x1F, event[1:]
         released = bool(flags & FASTPATH_KBDFLAGS_RELEASE)
         if code == FASTPATH_INPUT_EVENT_SCANCODE:
             extended = bool(flags & FASTPATH_KBDFLAGS_EXTENDED)

@@ -67,6 +67,11 @@ class RdpListener:
             return self._requested_port
         return int(self._server.sockets[0].getsockname()[1])
 
+    @property
+    def relays(self) -> tuple[Relay, ...]:
+        """The live relays (their banners and counters, for tests and the bench)."""
+        return tuple(self._relays)
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._tls = await asyncio.to_thread(proxy_tls_context, self.core)
@@ -76,7 +81,7 @@ class RdpListener:
             "rdp proxy",
             lambda: [(relay.grant, relay) for relay in self._relays],
             Relay.close,
-            _expire,
+            _update,
         )
         LISTENERS.add(self)
         log.info("rdp proxy listening on %s:%s", self.host, self.port)
@@ -184,6 +189,13 @@ class RdpListener:
         """The session can no longer be used: close its relays now."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._apply, session_id, None, self.core.now())
+
+
+def _update(relay: Relay, ends_at: dt.datetime | None, now: dt.datetime) -> None:
+    """The watch's news for ``relay``: its banner, then the close when the end came."""
+    if ends_at is not None:
+        relay.session_end(ends_at, now)
+    _expire(relay, ends_at, now)
 
 
 def _expire(relay: Relay, ends_at: dt.datetime | None, now: dt.datetime) -> None:

@@ -66,6 +66,8 @@ RNS_UD_CS_SUPPORT_HEARTBEAT_PDU = 0x0400
 #: Offset of serverSelectedProtocol in TS_UD_CS_CORE, counted from the block header
 #: (2.2.1.3.2); a block must be at least 216 bytes long to carry it.
 SERVER_SELECTED_PROTOCOL_OFFSET = 212
+#: Offset of earlyCapabilityFlags in TS_UD_CS_CORE, counted the same way.
+EARLY_CAPABILITY_FLAGS_OFFSET = 144
 #: A static channel count above this is malformed (2.2.1.3.4: at most 31 channels).
 MAX_STATIC_CHANNELS = 31
 #: MCS channel ids the proxy assigns as a server, in FreeRDP's server order: the I/O channel
@@ -243,6 +245,20 @@ def patch_server_selected_protocol(frame: bytes, protocol: int) -> bytes:
         return bytes(frame)
     patched = bytearray(frame)
     struct.pack_into("<I", patched, core.offset + SERVER_SELECTED_PROTOCOL_OFFSET, protocol)
+    return bytes(patched)
+
+
+def clear_early_capability_flags(frame: bytes, flags: int) -> bytes:
+    """The Connect Initial with ``flags`` cleared in CS_CORE ``earlyCapabilityFlags``
+    (2.2.1.3.2), a same-size patch like :func:`patch_server_selected_protocol`; a CS_CORE
+    that stops before the field is returned unchanged (such a client offers none)."""
+    core = next(block for block in parse_connect_initial(frame).blocks if block.type == CS_CORE)
+    if len(core.data) + 4 < EARLY_CAPABILITY_FLAGS_OFFSET + 2:
+        return bytes(frame)
+    patched = bytearray(frame)
+    offset = core.offset + EARLY_CAPABILITY_FLAGS_OFFSET
+    value = struct.unpack_from("<H", patched, offset)[0]
+    struct.pack_into("<H", patched, offset, value & ~flags & 0xFFFF)
     return bytes(patched)
 
 

@@ -38,7 +38,7 @@ MAX_PASSWORD = 128
 
 
 @cache
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
@@ -56,7 +56,7 @@ def _card(title: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
     image = Image.new("RGB", (CARD_WIDTH, CARD_HEIGHT), CARD)
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, CARD_WIDTH - 1, TITLE_HEIGHT - 1), fill=TITLE_BAR)
-    draw.text((16, 10), title, fill=TITLE_TEXT, font=_font(18))
+    draw.text((16, 10), title, fill=TITLE_TEXT, font=font(18))
     return image, draw
 
 
@@ -69,7 +69,7 @@ def status_card(message: str) -> Image.Image:
     """A card with a message and no field: the session waits, or the connection ends."""
     image, draw = _card("pamcore")
     for row, line in enumerate(wrap(message, STATUS_LINES)):
-        draw.text((24, TITLE_HEIGHT + 24 + 26 * row), line, fill=TEXT, font=_font(16))
+        draw.text((24, TITLE_HEIGHT + 24 + 26 * row), line, fill=TEXT, font=font(16))
     return image
 
 
@@ -105,9 +105,9 @@ class PasswordPrompt:
         image, draw = _card("pamcore")
         y = TITLE_HEIGHT + 16
         where = f" to {self.target}" if self.target else ""
-        draw.text((24, y), f"Sign in{where}"[:56], fill=TEXT, font=_font(16))
-        draw.text((24, y + 30), f"User: {self.username}"[:56], fill=TEXT, font=_font(16))
-        draw.text((24, y + 66), "Password:", fill=TEXT, font=_font(16))
+        draw.text((24, y), f"Sign in{where}"[:56], fill=TEXT, font=font(16))
+        draw.text((24, y + 30), f"User: {self.username}"[:56], fill=TEXT, font=font(16))
+        draw.text((24, y + 66), "Password:", fill=TEXT, font=font(16))
         field = (120, y + 60, CARD_WIDTH - 24, y + 90)
         draw.rectangle(field, fill=FIELD, outline=FIELD_BORDER)
         # Drawn as dots, not a bullet glyph: Pillow's built-in font has none.
@@ -116,8 +116,8 @@ class PasswordPrompt:
             x = field[0] + 12 + DOT_PITCH * index
             draw.ellipse((x - 4, middle - 4, x + 4, middle + 4), fill=TEXT)
         for row, line in enumerate(wrap(self.error, ERROR_LINES)):
-            draw.text((24, y + 100 + 20 * row), line, fill=ERROR, font=_font(16))
+            draw.text((24, y + 100 + 20 * row), line, fill=ERROR, font=font(16))
         draw.text(
-            (24, CARD_HEIGHT - 30), "Press Enter to sign in.", fill=FIELD_BORDER, font=_font(14)
+            (24, CARD_HEIGHT - 30), "Press Enter to sign in.", fill=FIELD_BORDER, font=font(14)
         )
         return image

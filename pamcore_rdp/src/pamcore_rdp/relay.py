@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import ssl
 import struct
@@ -29,20 +30,38 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from pamcore.clock import format_utc
 from pamcore.core import Pamcore
-from pamcore.errors import ProtocolError
+from pamcore.errors import PamError, ProtocolError
 from pamcore.services.recordings import recorded_bytes
+from pamcore.services.sessions import extend_session, get_session
 from pamcore_rdp import credssp
+from pamcore_rdp.activation import ClientCapabilities, parse_confirm_active
 from pamcore_rdp.admission import Grant
+from pamcore_rdp.banner import (
+    REPAINT_SECONDS,
+    TOP,
+    CtrlX,
+    banner_image,
+    banner_left,
+    fastpath_bitmap_pdus,
+    fragment_open,
+)
 from pamcore_rdp.clientinfo import SEC_INFO_PKT, rewrite_client_info
+from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.front import FrontClosed, FrontConnection, confirm_tls, refuse
 from pamcore_rdp.mcs import (
+    IO_CHANNEL_ID,
+    RNS_UD_CS_SUPPORT_DYNVC_GFX_PROTOCOL,
     SEND_DATA_REQUEST,
+    clear_early_capability_flags,
     domain_pdu_choice,
     parse_send_data_request,
     patch_server_selected_protocol,
 )
-from pamcore_rdp.recording import ConnectionRecording, PduRecorder, RecordingInfo
+from pamcore_rdp.paint import SUPPORTED_BPP
+from pamcore_rdp.recording import ConnectionRecording, Frames, PduRecorder, RecordingInfo
+from pamcore_rdp.share import PDUTYPE_CONFIRMACTIVEPDU, parse_share
 from pamcore_rdp.wire import TPKT_VERSION, read_pdu
 from pamcore_rdp.x224 import (
     DYNVC_GFX_PROTOCOL_SUPPORTED,
@@ -192,6 +211,23 @@ class Relay:
         self.setup_seconds: float | None = None
         self.selected_protocol: int | None = None
         self.bytes = {"client": 0, "server": 0}
+        # The session-end banner (:mod:`pamcore_rdp.banner`), on when the profile warns.
+        self.banner_on = grant.warning > dt.timedelta(0)
+        self._server_frames = Frames()
+        self._client_frames = Frames()
+        self._fragment_open = False
+        self._capabilities: ClientCapabilities | None = None
+        self._ends_at = grant.ends_at
+        self._armed = False
+        #: What the banner shows under its headline: the hint, or an extension's outcome.
+        self._detail: tuple[str, bool] | None = None
+        self._painted: tuple[str, str, bool] | None = None
+        self._painted_at = 0.0
+        self._unpainted: list[bytes] = []
+        self._extending: asyncio.Task[None] | None = None
+        self.ctrl_x = CtrlX(lambda: self._armed, self._extend)
+        #: Bytes of banner updates sent to the client (tests, the log).
+        self.banner_bytes = 0
 
     def close(self, reason: str) -> None:
         """Close both legs now; ``reason`` is logged and audited (the first one wins)."""
@@ -384,6 +420,9 @@ class Relay:
         assert self._target is not None and self.selected_protocol is not None
         frame = await read_pdu(self._client_reader, self.timeouts.step)
         frame = patch_server_selected_protocol(frame, self.selected_protocol)
+        if self.banner_on:
+            # The banner is a plain bitmap update: no GFX pipeline (notes §3.4).
+            frame = clear_early_capability_flags(frame, RNS_UD_CS_SUPPORT_DYNVC_GFX_PROTOCOL)
         self._to_target(frame, record=frame)
 
     async def _until_client_info(self) -> None:
@@ -436,7 +475,20 @@ class Relay:
         self.bytes["server"] += len(data)
         if self.recorder is not None:
             self.recorder.server(data)
-        self._client_writer.write(data)
+        if not self.banner_on:
+            self._client_writer.write(data)
+            return
+        # Whole frames only, so the banner can go in between two of them.
+        for frame in self._server_frames.feed(data):
+            self._client_writer.write(frame)
+            if self._server_frames.broken:
+                continue
+            try:
+                self._fragment_open = fragment_open(frame, self._fragment_open)
+            except RdpProtocolError as exc:
+                self._stop_banner(str(exc))
+                continue
+            self._flush_banner()
 
     async def _client_to_server(self) -> None:
         assert self._target is not None
@@ -451,10 +503,94 @@ class Relay:
     def _to_server(self, data: bytes) -> None:
         assert self._target is not None
         self._last_activity = time.monotonic()
+        if self.banner_on:
+            data = b"".join(map(self._client_frame, self._client_frames.feed(data)))
         self.bytes["client"] += len(data)
         if self.recorder is not None:
             self.recorder.client_bytes(len(data))
         self._target.write(data)
+
+    def _client_frame(self, frame: bytes) -> bytes:
+        """One client frame as it goes on: the Confirm Active is read for the colour
+        depth and desktop size; fast-path input loses the X of Ctrl+X when armed."""
+        if self._client_frames.broken:
+            return frame
+        try:
+            if frame[0] == TPKT_VERSION:
+                self._read_confirm_active(frame)
+                return frame
+            return self.ctrl_x.filter(frame) or b""
+        except RdpProtocolError:
+            return frame  # not ours to judge: the target answers malformed input
+
+    def _read_confirm_active(self, frame: bytes) -> None:
+        if domain_pdu_choice(frame) != SEND_DATA_REQUEST:
+            return
+        request = parse_send_data_request(frame)
+        if request.channel_id != IO_CHANNEL_ID:
+            return
+        share = parse_share(request.data)
+        if share.pdu_type == PDUTYPE_CONFIRMACTIVEPDU:
+            self._capabilities = parse_confirm_active(share.body)
+            self._painted = None  # a reactivation may have cleared the screen
+
+    # -- the session-end banner ----------------------------------------------------------
+
+    def session_end(self, ends_at: dt.datetime, now: dt.datetime) -> None:
+        """The watch's end time each second: inside the warning window the banner shows
+        (repainted every REPAINT_SECONDS, or at once when its text changes)."""
+        if ends_at != self._ends_at:
+            self._detail = None
+        self._ends_at = ends_at
+        remaining = ends_at - now
+        self._armed = self.banner_on and dt.timedelta(0) < remaining <= self.grant.warning
+        if not self._armed:
+            return
+        minutes = max(1, -(-int(remaining.total_seconds()) // 60))
+        headline = f"pamcore: session ends at {format_utc(ends_at)} ({minutes} min left)"
+        detail, error = self._detail or ("Press Ctrl+X to extend the session.", False)
+        self._paint(headline, detail, error)
+
+    def _paint(self, headline: str, detail: str, error: bool, *, now: bool = False) -> None:
+        caps = self._capabilities
+        if caps is None or caps.bits_per_pixel not in SUPPORTED_BPP:
+            return  # before activation, or a depth the painter does not write
+        content = (headline, detail, error)
+        stale = time.monotonic() - self._painted_at >= REPAINT_SECONDS
+        if content == self._painted and not stale and not now:
+            return
+        self._painted, self._painted_at = content, time.monotonic()
+        image = banner_image(headline, detail, error)
+        self._unpainted = fastpath_bitmap_pdus(
+            image, banner_left(caps.width), TOP, caps.bits_per_pixel
+        )
+        self._flush_banner()
+
+    def _flush_banner(self) -> None:
+        """Send the banner now if the client's stream is between two whole updates."""
+        if not self._unpainted or not self._server_frames.at_boundary or self._fragment_open:
+            return
+        for pdu in self._unpainted:
+            self.banner_bytes += len(pdu)
+            self._client_writer.write(pdu)
+        self._unpainted = []
+
+    def _stop_banner(self, why: str) -> None:
+        if self.banner_on:
+            log.info("rdp connection #%s: no session banner: %s", self.grant.connection_id, why)
+        self.banner_on = self._armed = False
+        self._unpainted = []
+
+    def _extend(self) -> None:
+        """Ctrl+X: ask the core for an extension (one request at a time)."""
+        if self._extending is None or self._extending.done():
+            self._extending = asyncio.create_task(self._extension())
+
+    async def _extension(self) -> None:
+        text, refused = await asyncio.to_thread(extend_for_requester, self.core, self.grant)
+        self._detail = (text, refused)
+        headline = self._painted[0] if self._painted else "pamcore"
+        self._paint(headline, text, refused, now=True)
 
     async def _idle_watch(self) -> None:
         idle = self.timeouts.idle
@@ -485,10 +621,10 @@ class Relay:
 
     async def _shut(self) -> None:
         """Close both legs (TLS close_notify where it is up), without waiting long."""
-        task = self._server_task
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for task in (self._server_task, self._extending):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         writers = [self._client_writer]
         if self._target is not None:
             self._target.close()
@@ -523,6 +659,20 @@ async def _pump_one_way(
         except (OSError, ssl.SSLError):
             sink_gone()
             return
+
+
+def extend_for_requester(core: Pamcore, grant: Grant) -> tuple[str, bool]:
+    """Ctrl+X in the session: the core's extend service decides (window, count, profile),
+    as the session's requester; (the sentence for the banner, whether it was refused)."""
+    try:
+        with core.unit() as db:
+            session = get_session(db, grant.session_id)
+            extension = extend_session(core, db, session.requester, grant.session_id)
+    except PamError as exc:
+        return f"Not extended: {exc}", True
+    left = extension.extensions_left
+    plural = "s" if left != 1 else ""
+    return f"Extended to {format_utc(extension.new_end)} ({left} extension{plural} left).", False
 
 
 def _is_client_info(frame: bytes) -> bool:

@@ -1,0 +1,175 @@
+"""The session-end banner's pieces without peers: the Ctrl+X filter on fast-path input
+(the X events taken out exactly, everything else byte-identical, malformed input a clean
+protocol error), the fragmentation tracking that keeps the banner between whole updates,
+and the fast-path bitmap PDUs. End to end with xfreerdp and xrdp: test_redirection.py."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pamcore_rdp.banner import (
+    CTRL,
+    HEIGHT,
+    KEY_X,
+    WIDTH,
+    CtrlX,
+    banner_image,
+    fastpath_bitmap_pdus,
+    fragment_open,
+)
+from pamcore_rdp.errors import RdpProtocolError
+from pamcore_rdp.keys import fastpath_events
+from pamcore_rdp.wire import fastpath_length
+from rdp_frames import fastpath, scancode
+
+MOUSE = bytes([0x1 << 5]) + struct.pack("<HHH", 0x0800, 10, 20)
+KEY_A = 0x1E
+
+
+class Filter:
+    """A CtrlX with a switchable window and a count of the extensions asked for."""
+
+    def __init__(self, armed: bool = True) -> None:
+        self.armed = armed
+        self.asked = 0
+        self.ctrl_x = CtrlX(lambda: self.armed, self._pressed)
+
+    def _pressed(self) -> None:
+        self.asked += 1
+
+    def __call__(self, *events: bytes) -> bytes | None:
+        return self.ctrl_x.filter(fastpath(list(events)))
+
+
+def test_ctrl_x_is_taken_out_and_asks_once() -> None:
+    f = Filter()
+    assert f(scancode(CTRL)) == fastpath([scancode(CTRL)])
+    out = f(MOUSE, scancode(KEY_X), scancode(KEY_X), scancode(KEY_A))  # X and its repeat
+    assert out is not None and fastpath_events(out)[1] == [MOUSE, scancode(KEY_A)]
+    assert fastpath_length(out[:3]) == len(out)
+    assert f(scancode(KEY_X, release=True)) is None  # the release of the taken X
+    assert f(scancode(CTRL, release=True)) == fastpath([scancode(CTRL, release=True)])
+    assert f.asked == 1
+
+
+def test_right_ctrl_counts_and_both_in_one_pdu() -> None:
+    f = Filter()
+    out = f(scancode(CTRL, extended=True), scancode(KEY_X))
+    assert out is not None and fastpath_events(out)[1] == [scancode(CTRL, extended=True)]
+    assert f.asked == 1
+
+
+def test_outside_the_window_or_without_ctrl_everything_passes() -> None:
+    f = Filter(armed=False)
+    for events in (
+        [scancode(CTRL), scancode(KEY_X)],
+        [scancode(KEY_X, release=True), scancode(CTRL, release=True)],
+    ):
+        assert f(*events) == fastpath(events)
+    f.armed = True
+    assert f(scancode(KEY_X)) == fastpath([scancode(KEY_X)])  # no Ctrl held
+    assert f(scancode(KEY_X, extended=True)) == fastpath([scancode(KEY_X, extended=True)])
+    assert f.asked == 0
+
+
+def test_sixteen_events_keep_their_count_byte() -> None:
+    f = Filter()
+    f(scancode(CTRL))
+    events = [scancode(KEY_A), scancode(KEY_A, release=True)] * 8 + [scancode(KEY_X)]
+    out = f(*events)
+    assert out is not None
+    assert fastpath_events(out)[1] == events[:16]
+    assert out[:3] == bytes([0, 3 + 32, 16])  # numEvents in its own byte (2.2.8.1.2)
+
+
+def test_slow_path_and_encrypted_frames_pass_untouched() -> None:
+    f = Filter()
+    f(scancode(CTRL))
+    tpkt = b"\x03\x00\x00\x08\x02\xf0\x80\x00"
+    assert f.ctrl_x.filter(tpkt) == tpkt
+    encrypted = bytes([0x80 | (1 << 2), 3 + 2]) + scancode(KEY_X)
+    assert f.ctrl_x.filter(encrypted) == encrypted
+    assert f.asked == 0
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"\x04\x03",  # one event announced, none present
+        bytes([1 << 2]) + b"\x03" + bytes([0x7 << 5]),  # unknown event code 7
+        bytes([1 << 2, 5]) + scancode(KEY_X) + b"\x00",  # a byte after the last event
+    ],
+)
+def test_malformed_input_is_a_protocol_error(frame: bytes) -> None:
+    with pytest.raises(RdpProtocolError, match="fast-path input PDU"):
+        Filter().ctrl_x.filter(frame)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.binary(min_size=1, max_size=80))
+def test_fuzzed_input_passes_or_fails_cleanly(data: bytes) -> None:
+    f = Filter()
+    f(scancode(CTRL))
+    for frame in (data, bytes([4 << 2]) + bytes([0x80, len(data) + 3]) + data):
+        with contextlib.suppress(RdpProtocolError):
+            out = f.ctrl_x.filter(frame)
+            assert out is None or out == frame or fastpath_length(out[:3]) == len(out)
+
+
+def fastpath_output(*updates: tuple[int, bytes]) -> bytes:
+    """A fast-path output PDU of (updateHeader, data) updates (2.2.9.1.2)."""
+    body = b"".join(
+        bytes([header]) + struct.pack("<H", len(data)) + data for header, data in updates
+    )
+    return struct.pack(">BH", 0, 0x8000 | (3 + len(body))) + body
+
+
+def test_fragmentation_is_followed_across_frames() -> None:
+    first, middle, last, single = 0x2 << 4, 0x3 << 4, 0x1 << 4, 0x0
+    assert fragment_open(fastpath_output((single | 1, b"ab")), False) is False
+    assert fragment_open(fastpath_output((first | 1, b"ab")), False) is True
+    assert fragment_open(b"\x03\x00\x00\x07\x02\xf0\x80", True) is True  # TPKT: no change
+    assert fragment_open(fastpath_output((middle | 1, b"ab")), True) is True
+    assert fragment_open(fastpath_output((last | 1, b"ab"), (first, b"c")), True) is True
+    assert fragment_open(fastpath_output((last, b"c")), True) is False
+    compressed = bytes([(0x2 << 6) | 1, 0x20]) + struct.pack("<H", 1) + b"z"
+    assert fragment_open(struct.pack(">BH", 0, 0x8000 | 8) + compressed, False) is False
+    with pytest.raises(RdpProtocolError):
+        fragment_open(fastpath_output((single, b"ab"))[:-1], False)
+    with pytest.raises(RdpProtocolError, match="encrypted"):
+        fragment_open(b"\x80\x05abc", False)
+
+
+def test_banner_pdus_are_whole_fastpath_bitmap_updates() -> None:
+    image = banner_image("pamcore: session ends at 14:05 UTC (4 min left)", "Press Ctrl+X.")
+    assert image.size == (WIDTH, HEIGHT)
+    for bpp in (24, 32):
+        pdus = fastpath_bitmap_pdus(image, 272, 0, bpp)
+        pixels = 0
+        for pdu in pdus:
+            assert fastpath_length(pdu[:3]) == len(pdu)
+            assert fragment_open(pdu, False) is False
+            assert pdu[3] == 0x01  # FASTPATH_UPDATETYPE_BITMAP, single, uncompressed
+            assert struct.unpack_from("<H", pdu, 6)[0] == 0x0001  # updateType bitmap
+            pixels += sum(
+                width * height
+                for width, height in _rectangle_sizes(pdu[8:], struct.unpack_from("<H", pdu, 8)[0])
+            )
+        assert pixels == WIDTH * HEIGHT
+
+
+def _rectangle_sizes(data: bytes, count: int) -> list[tuple[int, int]]:
+    """(width, height) of each TS_BITMAP_DATA after numberRectangles, clipped by dest."""
+    sizes, offset = [], 2
+    for _ in range(count):
+        left, top, right, bottom, _w, _h, _bpp, _flags, length = struct.unpack_from(
+            "<9H", data, offset
+        )
+        sizes.append((right - left + 1, bottom - top + 1))
+        offset += 18 + length
+    assert offset == len(data)
+    return sizes
