@@ -17,6 +17,7 @@ from pamcore_rdp.banner import (
     KEY_X,
     WIDTH,
     CtrlX,
+    Overlay,
     banner_image,
     fastpath_bitmap_pdus,
     fragment_open,
@@ -142,6 +143,65 @@ def test_fragmentation_is_followed_across_frames() -> None:
         fragment_open(fastpath_output((single, b"ab"))[:-1], False)
     with pytest.raises(RdpProtocolError, match="encrypted"):
         fragment_open(b"\x80\x05abc", False)
+
+
+FIRST, NEXT, LAST, SINGLE = 0x2 << 4, 0x3 << 4, 0x1 << 4, 0x0
+BANNER = [b"\x00\x80\x07ban", b"\x00\x80\x07ner"]
+
+
+def stream() -> list[bytes]:
+    """Target frames: slow-path, a fragmented update in three PDUs, then a single one."""
+    return [
+        b"\x03\x00\x00\x09\x02\xf0\x80ab",
+        fastpath_output((FIRST | 1, b"f1" * 50)),
+        fastpath_output((NEXT | 1, b"f2" * 50)),
+        fastpath_output((LAST | 1, b"f3")),
+        fastpath_output((SINGLE | 1, b"s" * 300)),
+    ]
+
+
+def chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 10_000])
+def test_without_a_banner_the_stream_passes_byte_identical(size: int) -> None:
+    overlay = Overlay()
+    data = b"".join(stream())
+    out = b"".join(b"".join(overlay.feed(chunk)) for chunk in chunks(data, size))
+    assert out == data and overlay.sent == 0 and overlay.failed is None
+
+
+@pytest.mark.parametrize("after", range(5))
+def test_the_banner_goes_between_whole_frames_outside_fragments(after: int) -> None:
+    """Asked to paint after each frame in turn: inside the fragmented update it waits
+    for the LAST fragment; elsewhere it goes right away."""
+    frames = stream()
+    overlay = Overlay()
+    written = [w for frame in frames[: after + 1] for w in overlay.feed(frame)]
+    written += overlay.paint(list(BANNER))
+    written += [w for frame in frames[after + 1 :] for w in overlay.feed(frame)]
+    expected_after = 3 if after in (1, 2) else after
+    assert written == frames[: expected_after + 1] + BANNER + frames[expected_after + 1 :]
+    assert overlay.sent == sum(map(len, BANNER))
+
+
+def test_a_partial_frame_is_held_back_until_whole() -> None:
+    overlay = Overlay()
+    frame = stream()[4]
+    assert overlay.feed(frame[:10]) == []
+    assert overlay.paint(list(BANNER)) == BANNER  # the client has seen whole frames only
+    assert overlay.feed(frame[10:]) == [frame]
+
+
+def test_a_stream_that_is_not_rdp_is_passed_on_and_never_painted() -> None:
+    overlay = Overlay()
+    assert overlay.feed(b"\x80\x05abc") == [b"\x80\x05abc"]  # encrypted fast-path
+    assert overlay.failed is not None and "encrypted" in overlay.failed
+    assert overlay.paint(list(BANNER)) == []
+    garbage = Overlay()
+    assert b"".join(garbage.feed(b"\x03\x00\x00\x02xyz")) == b"\x03\x00\x00\x02xyz"
+    assert garbage.paint(list(BANNER)) == [] and garbage.failed is not None
 
 
 def test_banner_pdus_are_whole_fastpath_bitmap_updates() -> None:

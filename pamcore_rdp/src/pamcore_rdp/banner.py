@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw
 
+from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.keys import (
     FASTPATH_INPUT_EVENT_SCANCODE,
     FASTPATH_KBDFLAGS_EXTENDED,
@@ -25,6 +26,7 @@ from pamcore_rdp.keys import (
 )
 from pamcore_rdp.paint import SUPPORTED_BPP, bitmap_updates
 from pamcore_rdp.prompt import CARD, ERROR, TEXT, TITLE_BAR, TITLE_TEXT, font
+from pamcore_rdp.recording import Frames
 from pamcore_rdp.wire import FASTPATH_MAX_LENGTH, TPKT_VERSION, ByteReader
 
 WIDTH = 480
@@ -97,6 +99,55 @@ def fragment_open(frame: bytes, open_: bool) -> bool:
         reader.take(reader.u16le("size"), "updateData")
         open_ = (update >> 4) & 0x3 not in (FASTPATH_FRAGMENT_SINGLE, FASTPATH_FRAGMENT_LAST)
     return open_
+
+
+class Overlay:
+    """The target's stream to the client, passed on in whole frames so that banner
+    updates can go in between two of them (never inside a frame, nor inside a fragmented
+    fast-path update). A stream that stops parsing is passed on as it comes, unpainted."""
+
+    def __init__(self) -> None:
+        self._frames = Frames()
+        self._open = False
+        self._queued: list[bytes] = []
+        #: Why the banner cannot be painted into this stream, once it cannot.
+        self.failed: str | None = None
+        #: Bytes of banner updates sent.
+        self.sent = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """What to write to the client for ``data`` from the target: its whole frames
+        (a partial one waits for its rest), with a queued banner after the first frame
+        that ends at a clean boundary."""
+        out = []
+        for frame in self._frames.feed(data):
+            out.append(frame)
+            if self._frames.broken and self.failed is None:
+                self._fail("the target's stream is not RDP frames")
+            if self.failed is None:
+                try:
+                    self._open = fragment_open(frame, self._open)
+                except RdpProtocolError as exc:
+                    self._fail(str(exc))
+                out += self._take()
+        return out
+
+    def paint(self, pdus: list[bytes]) -> list[bytes]:
+        """Queue ``pdus`` (replacing a banner not sent yet); what may be written now."""
+        if self.failed is None:
+            self._queued = pdus
+        return self._take()
+
+    def _take(self) -> list[bytes]:
+        if self._open or self.failed is not None:
+            return []
+        taken, self._queued = self._queued, []
+        self.sent += sum(map(len, taken))
+        return taken
+
+    def _fail(self, why: str) -> None:
+        self.failed = why
+        self._queued = []
 
 
 @dataclass

@@ -78,11 +78,6 @@ class Frames:
         #: The stream stopped looking like RDP: later bytes are passed on as they come.
         self.broken = False
 
-    @property
-    def at_boundary(self) -> bool:
-        """Every byte fed so far came out in whole frames (none held back)."""
-        return not self.broken and not self._buffer
-
     def feed(self, data: bytes) -> list[bytes]:
         if self.broken:
             return [data]

@@ -42,10 +42,10 @@ from pamcore_rdp.banner import (
     REPAINT_SECONDS,
     TOP,
     CtrlX,
+    Overlay,
     banner_image,
     banner_left,
     fastpath_bitmap_pdus,
-    fragment_open,
 )
 from pamcore_rdp.clientinfo import SEC_INFO_PKT, rewrite_client_info
 from pamcore_rdp.errors import RdpProtocolError
@@ -213,9 +213,8 @@ class Relay:
         self.bytes = {"client": 0, "server": 0}
         # The session-end banner (:mod:`pamcore_rdp.banner`), on when the profile warns.
         self.banner_on = grant.warning > dt.timedelta(0)
-        self._server_frames = Frames()
+        self._overlay = Overlay()
         self._client_frames = Frames()
-        self._fragment_open = False
         self._capabilities: ClientCapabilities | None = None
         self._ends_at = grant.ends_at
         self._armed = False
@@ -223,11 +222,9 @@ class Relay:
         self._detail: tuple[str, bool] | None = None
         self._painted: tuple[str, str, bool] | None = None
         self._painted_at = 0.0
-        self._unpainted: list[bytes] = []
+        self._banner_unpainted = False
         self._extending: asyncio.Task[None] | None = None
         self.ctrl_x = CtrlX(lambda: self._armed, self._extend)
-        #: Bytes of banner updates sent to the client (tests, the log).
-        self.banner_bytes = 0
 
     def close(self, reason: str) -> None:
         """Close both legs now; ``reason`` is logged and audited (the first one wins)."""
@@ -478,17 +475,7 @@ class Relay:
         if not self.banner_on:
             self._client_writer.write(data)
             return
-        # Whole frames only, so the banner can go in between two of them.
-        for frame in self._server_frames.feed(data):
-            self._client_writer.write(frame)
-            if self._server_frames.broken:
-                continue
-            try:
-                self._fragment_open = fragment_open(frame, self._fragment_open)
-            except RdpProtocolError as exc:
-                self._stop_banner(str(exc))
-                continue
-            self._flush_banner()
+        self._client_writer.writelines(self._overlay.feed(data))
 
     async def _client_to_server(self) -> None:
         assert self._target is not None
@@ -553,33 +540,29 @@ class Relay:
 
     def _paint(self, headline: str, detail: str, error: bool, *, now: bool = False) -> None:
         caps = self._capabilities
-        if caps is None or caps.bits_per_pixel not in SUPPORTED_BPP:
-            return  # before activation, or a depth the painter does not write
+        if caps is None:
+            return  # not activated yet
+        why = self._overlay.failed
+        if caps.bits_per_pixel not in SUPPORTED_BPP:
+            why = f"the session's {caps.bits_per_pixel} bpp is not one of {SUPPORTED_BPP}"
+        if why is not None:
+            if not self._banner_unpainted:
+                self._banner_unpainted = True  # said once; Ctrl+X still works
+                log.info("rdp connection #%s: no banner: %s", self.grant.connection_id, why)
+            return
         content = (headline, detail, error)
         stale = time.monotonic() - self._painted_at >= REPAINT_SECONDS
         if content == self._painted and not stale and not now:
             return
         self._painted, self._painted_at = content, time.monotonic()
         image = banner_image(headline, detail, error)
-        self._unpainted = fastpath_bitmap_pdus(
-            image, banner_left(caps.width), TOP, caps.bits_per_pixel
-        )
-        self._flush_banner()
+        pdus = fastpath_bitmap_pdus(image, banner_left(caps.width), TOP, caps.bits_per_pixel)
+        self._client_writer.writelines(self._overlay.paint(pdus))
 
-    def _flush_banner(self) -> None:
-        """Send the banner now if the client's stream is between two whole updates."""
-        if not self._unpainted or not self._server_frames.at_boundary or self._fragment_open:
-            return
-        for pdu in self._unpainted:
-            self.banner_bytes += len(pdu)
-            self._client_writer.write(pdu)
-        self._unpainted = []
-
-    def _stop_banner(self, why: str) -> None:
-        if self.banner_on:
-            log.info("rdp connection #%s: no session banner: %s", self.grant.connection_id, why)
-        self.banner_on = self._armed = False
-        self._unpainted = []
+    @property
+    def banner_bytes(self) -> int:
+        """Bytes of banner updates sent to the client (tests, the log)."""
+        return self._overlay.sent
 
     def _extend(self) -> None:
         """Ctrl+X: ask the core for an extension (one request at a time)."""
@@ -589,7 +572,7 @@ class Relay:
     async def _extension(self) -> None:
         text, refused = await asyncio.to_thread(extend_for_requester, self.core, self.grant)
         self._detail = (text, refused)
-        headline = self._painted[0] if self._painted else "pamcore"
+        headline = self._painted[0] if refused and self._painted else "pamcore: session extended"
         self._paint(headline, text, refused, now=True)
 
     async def _idle_watch(self) -> None:
