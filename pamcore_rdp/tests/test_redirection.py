@@ -8,6 +8,7 @@ bytes are checked against the layout FreeRDP parses."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import struct
 import time
@@ -19,10 +20,12 @@ from pamcore_rdp.banner import HEIGHT, WIDTH, banner_left
 from pamcore_rdp.prompt import CARD, TITLE_BAR, card_origin
 from pamcore_rdp.rdpfile import issue_file_token, rdp_file
 from pamcore_rdp.redirection import LB_LOAD_BALANCE_INFO, server_redirection, ticket_cookie
+from pamcore_rdp.relay import Relay
 from pamcore_rdp.x224 import parse_connection_request
 from peers import (
     NAVY,
     TIMED_OUT,
+    XfreerdpRun,
     XrdpTarget,
     log_mark,
     screenshot_pixel,
@@ -34,7 +37,7 @@ from peers import (
 )
 from rdp_world import LOGIN, PASSWORD, RdpWorld, rdp_world
 
-from pamcore.model import User
+from pamcore.model import ActivitySession, User
 from pamcore.services.common import CONSOLE
 from pamcore.services.sessions import end_session, extend_session
 
@@ -212,42 +215,73 @@ def test_an_extended_session_is_not_closed_at_its_old_end_time(
     assert [e.details.get("reason", "") for e in closed] == ["session end time reached"]
 
 
+@contextlib.contextmanager
+def banner_shown(
+    world: RdpWorld, display: str, xrdp: XrdpTarget
+) -> Iterator[tuple[XfreerdpRun, Relay]]:
+    """A relayed xfreerdp session: no banner while the end is far, then the clock moves
+    into the warning window and the banner's pixels appear."""
+    bar = (banner_left(1024) + WIDTH - 8, 4)  # the banner's title bar, right of its text
+    mark = log_mark(xrdp.sesman_log)
+    run = start_xfreerdp(
+        [f"/v:127.0.0.1:{world.port}", "/size:1024x768", f"/u:{LOGIN}", f"/p:{PASSWORD}"],
+        display,
+    )
+    try:
+        wait_for_log(xrdp.sesman_log, xrdp_logged_in(xrdp.username), 15, mark)
+        wait_for_pixel(display, 100, 100, NAVY, timeout=15)
+        (relay,) = world.listener.relays
+        time.sleep(2.5)  # watch rounds outside the window: nothing is painted
+        assert relay.banner_bytes == 0
+        assert screenshot_pixel(display, *bar) != TITLE_BAR
+
+        world.clock.now = world.session_ends() - dt.timedelta(minutes=4)
+        wait_for_pixel(display, *bar, TITLE_BAR, timeout=5)
+        wait_for_pixel(display, bar[0], HEIGHT - 4, CARD, timeout=5)
+        yield run, relay
+    finally:
+        run.finish()
+
+
+def wait_until(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return check()
+
+
 def test_the_banner_shows_in_the_warning_window_and_ctrl_x_extends(
     world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
 ) -> None:
     old_end = world.session_ends()
-    bar = (banner_left(1024) + WIDTH - 8, 4)  # the banner's title bar, right of its text
-    body = (bar[0], HEIGHT - 4)
-    mark = log_mark(xrdp_target.sesman_log)
-    run = start_xfreerdp(
-        [f"/v:127.0.0.1:{world.port}", "/size:1024x768", f"/u:{LOGIN}", f"/p:{PASSWORD}"],
-        xvfb_display,
-    )
-    try:
-        wait_for_log(xrdp_target.sesman_log, xrdp_logged_in(xrdp_target.username), 15, mark)
-        wait_for_pixel(xvfb_display, 100, 100, NAVY, timeout=15)
-        (relay,) = world.listener.relays
-        time.sleep(2.5)  # watch rounds outside the window: nothing is painted
-        assert relay.banner_bytes == 0
-        assert screenshot_pixel(xvfb_display, *bar) != TITLE_BAR
-
-        world.clock.now = old_end - dt.timedelta(minutes=4)
-        wait_for_pixel(xvfb_display, *bar, TITLE_BAR, timeout=5)
-        wait_for_pixel(xvfb_display, *body, CARD, timeout=5)
+    with banner_shown(world, xvfb_display, xrdp_target) as (run, relay):
         painted = relay.banner_bytes
-
         xdotool_key(xvfb_display, "ctrl+x")
-        deadline = time.monotonic() + 8
-        while (new_end := world.session_ends()) == old_end and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert new_end == old_end + dt.timedelta(minutes=30)  # the profile's increment
-        deadline = time.monotonic() + 5
-        while relay.banner_bytes == painted and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert relay.banner_bytes > painted  # the outcome was painted into the banner
+        assert wait_until(lambda: world.session_ends() != old_end, 8)
+        assert world.session_ends() == old_end + dt.timedelta(minutes=30)  # the increment
+        assert wait_until(lambda: relay.banner_bytes > painted, 5)  # the outcome painted
 
         world.clock.now = old_end + dt.timedelta(seconds=1)
         assert world.audit("connection.closed", timeout=3) == []
         assert run.process.poll() is None  # the client is still connected
-    finally:
-        run.finish()
+
+
+def test_ctrl_x_without_extensions_left_is_refused_in_the_banner(
+    world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
+) -> None:
+    old_end = world.session_ends()
+    with world.core.unit() as db:
+        session = db.get(ActivitySession, world.session_id)
+        assert session is not None
+        session.extensions_used = session.profile.extension_max_count
+    with banner_shown(world, xvfb_display, xrdp_target) as (run, relay):
+        painted = relay.banner_bytes
+        xdotool_key(xvfb_display, "ctrl+x")
+        assert wait_until(lambda: relay.banner_bytes > painted, 8)  # the refusal painted
+        assert world.session_ends() == old_end
+
+        world.clock.now = old_end + dt.timedelta(seconds=1)
+        closed = world.audit("connection.closed")
+        rc, output = run.finish(10)
+    assert rc != TIMED_OUT, output
+    assert [e.details.get("reason", "") for e in closed] == ["session end time reached"]
