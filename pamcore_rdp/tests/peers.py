@@ -407,6 +407,13 @@ def xdotool_key(display: str, keys: str, timeout: float = 8.0) -> None:
     subprocess.run(["xdotool", "key", keys], env=env, timeout=5, check=True)
 
 
+def xdotool_pointer(display: str, x: int, y: int) -> None:
+    """Move the pointer to (x, y) on ``display``; xfreerdp passes it on, so the target's
+    keyboard focus (no window manager: the window under the pointer) follows."""
+    env = {**os.environ, "DISPLAY": display}
+    subprocess.run(["xdotool", "mousemove", str(x), str(y)], env=env, timeout=5, check=True)
+
+
 def focus_xfreerdp(display: str, timeout: float) -> str:
     """The xfreerdp window on ``display``, focused (no window manager there, so it is
     focused explicitly)."""

@@ -28,11 +28,13 @@ from peers import (
     XfreerdpRun,
     XrdpTarget,
     log_mark,
+    screenshot,
     screenshot_pixel,
     start_xfreerdp,
     wait_for_log,
     wait_for_pixel,
     xdotool_key,
+    xdotool_pointer,
     xrdp_logged_in,
 )
 from rdp_world import LOGIN, PASSWORD, RdpWorld, rdp_world
@@ -243,6 +245,10 @@ def banner_shown(
         run.finish()
 
 
+#: The target's navy xterm (peers.XSESSION) left of the banner, where its tty echoes keys.
+XTERM_BESIDE_BANNER = (10, 10, 260, 330)
+
+
 def wait_until(check: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not check() and time.monotonic() < deadline:
@@ -256,10 +262,19 @@ def test_the_banner_shows_in_the_warning_window_and_ctrl_x_extends(
     old_end = world.session_ends()
     with banner_shown(world, xvfb_display, xrdp_target) as (run, relay):
         painted = relay.banner_bytes
+        xdotool_pointer(xvfb_display, 200, 200)  # over the xterm, which then has the keys
+        time.sleep(1)
+        terminal = screenshot(xvfb_display).crop(XTERM_BESIDE_BANNER)
         xdotool_key(xvfb_display, "ctrl+x")
         assert wait_until(lambda: world.session_ends() != old_end, 8)
         assert world.session_ends() == old_end + dt.timedelta(minutes=30)  # the increment
         assert wait_until(lambda: relay.banner_bytes > painted, 5)  # the outcome painted
+        time.sleep(1)
+        # The X never reached the target: its terminal did not echo ^X ...
+        assert screenshot(xvfb_display).crop(XTERM_BESIDE_BANNER) == terminal
+        # ... which it does for a Ctrl+X outside the window (the new end is far).
+        xdotool_key(xvfb_display, "ctrl+x")
+        assert wait_until(lambda: screenshot(xvfb_display).crop(XTERM_BESIDE_BANNER) != terminal, 5)
 
         world.clock.now = old_end + dt.timedelta(seconds=1)
         assert world.audit("connection.closed", timeout=3) == []
