@@ -307,6 +307,19 @@ def extend_session(core: Pamcore, db: Session, actor: Actor, session_id: int) ->
     return Extension(session.id, session.ends_at, session.extensions_left)
 
 
+def extend_from_connection(core: Pamcore, session_id: int) -> Extension:
+    """Ctrl+X inside a proxied connection: the session's requester asks, in a unit of its
+    own (the proxies call this from a worker thread); raises PamError with the sentence."""
+    with core.unit() as db:
+        session = get_session(db, session_id)
+        return extend_session(core, db, session.requester, session_id)
+
+
+def extensions_left_phrase(extension: Extension) -> str:
+    left = extension.extensions_left
+    return f"{left} extension{'s' if left != 1 else ''} left"
+
+
 VIEWS = {
     "active": OPEN,
     "scheduled": frozenset({Status.SCHEDULED, Status.WAITING_FOR_APPROVAL}),

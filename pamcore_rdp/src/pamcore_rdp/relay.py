@@ -34,7 +34,7 @@ from pamcore.clock import format_utc
 from pamcore.core import Pamcore
 from pamcore.errors import PamError, ProtocolError
 from pamcore.services.recordings import recorded_bytes
-from pamcore.services.sessions import extend_session, get_session
+from pamcore.services.sessions import extend_from_connection, extensions_left_phrase
 from pamcore_rdp import credssp
 from pamcore_rdp.activation import ClientCapabilities, parse_confirm_active
 from pamcore_rdp.admission import Grant
@@ -648,14 +648,11 @@ def extend_for_requester(core: Pamcore, grant: Grant) -> tuple[str, bool]:
     """Ctrl+X in the session: the core's extend service decides (window, count, profile),
     as the session's requester; (the sentence for the banner, whether it was refused)."""
     try:
-        with core.unit() as db:
-            session = get_session(db, grant.session_id)
-            extension = extend_session(core, db, session.requester, grant.session_id)
+        extension = extend_from_connection(core, grant.session_id)
     except PamError as exc:
         return f"Not extended: {exc}", True
-    left = extension.extensions_left
-    plural = "s" if left != 1 else ""
-    return f"Extended to {format_utc(extension.new_end)} ({left} extension{plural} left).", False
+    until = format_utc(extension.new_end)
+    return f"Extended to {until} ({extensions_left_phrase(extension)}).", False
 
 
 def _is_client_info(frame: bytes) -> bool:

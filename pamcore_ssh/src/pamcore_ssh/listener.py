@@ -21,9 +21,8 @@ import asyncssh
 from pamcore.core import Pamcore
 from pamcore.errors import PamError, PolicyDenied
 from pamcore.proxywatch import start_watch
-from pamcore.services.common import get_session
 from pamcore.services.connections import close_connection
-from pamcore.services.sessions import extend_session
+from pamcore.services.sessions import extend_from_connection, extensions_left_phrase
 from pamcore.services.terminal_tokens import instance_secret
 from pamcore_ssh import admission
 from pamcore_ssh.admission import Ticket
@@ -256,15 +255,12 @@ class ProxyListener:
     def _extend(self, session_id: int) -> str:
         """Ctrl+X: the core's extend service decides (window, count, profile)."""
         try:
-            with self.core.unit() as db:
-                session = get_session(db, session_id)
-                extension = extend_session(self.core, db, session.requester, session_id)
+            extension = extend_from_connection(self.core, session_id)
         except PamError as exc:
             return f"not extended: {exc}"
-        left = extension.extensions_left
         return (
             f"session extended until {extension.new_end:%Y-%m-%d %H:%M} UTC "
-            f"({left} extension{'s' if left != 1 else ''} left)"
+            f"({extensions_left_phrase(extension)})"
         )
 
     def recordings_for(self, ticket: Ticket) -> SessionRecordings | None:
