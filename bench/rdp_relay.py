@@ -2,8 +2,8 @@
 
 Issue 6's "Done when": connection setup time and relayed throughput, side by side in one
 run. Needs root and the RDP test peers (``make`` installs them): it starts Xvfb :99 and
-xrdp + sesman on 127.0.0.1:13389 as the tests do (``pamcore_rdp/tests/peers.py``, under
-the same machine-wide lock), creates the login ``rdpbench`` and removes what it started.
+xrdp + sesman on 127.0.0.1:13389 as the tests do (``pamcore_rdp/tests/rdp_targets.py``,
+under the same machine-wide lock), creates the login ``rdpbench`` and removes what it started.
 
 The pamcore route is Phase B as the listener runs it after a redirection ticket (the
 stand-in in ``pamcore_rdp/tests/relay_standin.py``): TLS to the client with the proxy
@@ -41,21 +41,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pamcore_rdp" / "tests"))
 
 from pamcore_rdp.listener import RdpListener
-from peers import (
-    CLIENT_BINARIES,
-    CLIENT_DISPLAY,
-    XRDP_BINARIES,
-    XVFB_BINARIES,
-    XrdpTarget,
-    ensure_unix_user,
-    exclusive_peers,
-    log_mark,
-    missing_binaries,
-    start_xfreerdp,
-    start_xrdp,
-    start_xvfb,
-    xrdp_logged_in,
-)
+from peers import exclusive_peers, log_mark, missing_binaries
+from rdp_display import CLIENT_BINARIES, CLIENT_DISPLAY, XVFB_BINARIES, start_xfreerdp, start_xvfb
+from rdp_targets import XRDP_BINARIES, XrdpTarget, ensure_unix_user, start_xrdp, xrdp_logged_in
 from relay_standin import ALICE_PASSWORD, RESOURCE, Proxy, lab_session, make_instance
 
 from pamcore.core import Pamcore

@@ -2,7 +2,9 @@
 
 How to use them in an end-to-end test::
 
-    from peers import NAVY, run_xfreerdp, wait_for_log, log_mark, wait_for_pixel
+    from peers import log_mark, wait_for_log
+    from rdp_display import run_xfreerdp, wait_for_pixel
+    from rdp_targets import NAVY
 
     def test_something(xvfb_display, xrdp_target):
         mark = log_mark(xrdp_target.sesman_log)
@@ -15,7 +17,9 @@ The peers run once per test session and are shared by every test, so: take a
 ``log_mark`` before acting and wait only for lines after it; finish every client you start
 (``run_xfreerdp`` does); use ``xrdp_target.add_user`` for a login that must not reconnect
 to an earlier session. A second pytest run on the same machine waits for the first to
-release the fixed ports (``peers.exclusive_peers``).
+release the fixed ports (``peers.exclusive_peers``). ``peers`` holds processes, logs, ports
+and that lock; ``rdp_display`` Xvfb, pixels, xfreerdp and xdotool; ``rdp_targets`` the
+users, xrdp and freerdp-shadow.
 """
 
 from __future__ import annotations
@@ -24,21 +28,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from peers import (
-    CLIENT_BINARIES,
-    CLIENT_DISPLAY,
-    DEBIAN_HINT,
+from peers import DEBIAN_HINT, PeerError, exclusive_peers, missing_binaries
+from rdp_display import CLIENT_BINARIES, CLIENT_DISPLAY, XVFB_BINARIES, start_xvfb
+from rdp_targets import (
     SHADOW_BINARIES,
     XRDP_BINARIES,
-    XVFB_BINARIES,
-    PeerError,
     ShadowTarget,
     XrdpTarget,
-    exclusive_peers,
-    missing_binaries,
     start_shadow,
     start_xrdp,
-    start_xvfb,
 )
 
 
@@ -63,8 +61,9 @@ def _rdp_peers_lock() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def xvfb_display(_rdp_peers_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The client's X display (``":99"``, 1280x800): run xfreerdp on it (``run_xfreerdp``
-    does) and read pixels with ``screenshot_pixel(xvfb_display, x, y)``."""
+    """The client's X display (``":99"``, 1280x800): run xfreerdp on it
+    (``rdp_display.run_xfreerdp`` does) and read pixels with
+    ``rdp_display.screenshot_pixel(xvfb_display, x, y)``."""
     _require(XVFB_BINARIES + CLIENT_BINARIES)
     try:
         xvfb = start_xvfb(CLIENT_DISPLAY, "1280x800x24", tmp_path_factory.mktemp("xvfb"))
@@ -79,7 +78,8 @@ def xrdp_target(
     _rdp_peers_lock: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[XrdpTarget]:
     """xrdp 0.9 on 127.0.0.1:13389, no NLA (answers SSL), user ``rdptest``/``Secr3t-Pw1``
-    (``.username``/``.password``) whose session is a navy xterm (pixel ``NAVY`` at 100,100).
+    (``.username``/``.password``) whose session is a navy xterm (pixel
+    ``rdp_targets.NAVY`` at 100,100).
 
     Oracles: ``.sesman_log`` gets ``Session started successfully for user rdptest`` on a
     first login, ``++ reconnected session: username rdptest`` later, ``AUTHFAIL: user=...``
@@ -102,8 +102,8 @@ def shadow_target(
     so ``rdp.nla_mechanism=ntlm``), user ``shadowuser``/``Shad0w-Pw1`` from a SAM file.
 
     It shares its own Xvfb (``.display``, ``:98``) whose dark-green marker xterm shows as
-    pixel ``GREEN`` at (100, 100) in the client once connected. ``.log`` is the server's
-    output (binary noise: ``wait_for_log`` decodes leniently); a wrong password logs
+    pixel ``rdp_targets.GREEN`` at (100, 100) in the client once connected. ``.log`` is the
+    server's output (binary noise: ``peers.wait_for_log`` decodes leniently); a wrong password logs
     ``client authentication failure``.
     """
     _require(SHADOW_BINARIES)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pamcore_rdp.listener import RdpListener
-from peers import XRDP_PORT, XRDP_USER, XrdpTarget
+from rdp_targets import XRDP_PORT, XRDP_USER, XrdpTarget
 from sqlalchemy import create_engine, select
 
 from pamcore.clock import FrozenClock

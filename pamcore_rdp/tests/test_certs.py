@@ -23,7 +23,7 @@ from pamcore_rdp.certs import (
     proxy_tls_context,
 )
 from pamcore_rdp.x224 import PROTOCOL_SSL, encode_connection_confirm
-from peers import start_xfreerdp
+from rdp_display import start_xfreerdp
 
 from pamcore.cli.context import CliContext
 from pamcore.cli.main import build_cli

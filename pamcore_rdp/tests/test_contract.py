@@ -15,16 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from peers import (
-    NAVY,
-    XfreerdpRun,
-    XrdpTarget,
-    log_mark,
-    log_match,
-    screenshot_pixel,
-    start_xfreerdp,
-    xrdp_logged_in,
-)
+from peers import log_mark, log_match
+from rdp_display import XfreerdpRun, screenshot_pixel, start_xfreerdp
+from rdp_targets import NAVY, XrdpTarget, xrdp_logged_in
 from sqlalchemy import func, select
 
 from pamcore.core import Pamcore

@@ -23,7 +23,7 @@ from pamcore_rdp.x224 import (
     encode_connection_request,
     parse_connection_confirm,
 )
-from peers import ShadowTarget
+from rdp_targets import ShadowTarget
 
 
 async def _credssp(

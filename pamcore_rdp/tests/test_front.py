@@ -36,18 +36,10 @@ from pamcore_rdp.rdpfile import ROUTING_PREFIX, issue_file_token
 from pamcore_rdp.share import parse_share
 from pamcore_rdp.tickets import TicketBook
 from pamcore_rdp.x224 import ConnectionRequest
-from peers import (
-    NAVY,
-    XrdpTarget,
-    log_mark,
-    screenshot,
-    start_xfreerdp,
-    wait_for_log,
-    wait_for_pixel,
-    xdotool_type,
-    xrdp_logged_in,
-)
+from peers import log_mark, wait_for_log
 from PIL import Image
+from rdp_display import screenshot, start_xfreerdp, wait_for_pixel, xdotool_type
+from rdp_targets import NAVY, XrdpTarget, xrdp_logged_in
 from rdp_world import LOGIN, PASSWORD, RdpWorld, rdp_world
 
 from pamcore.core import Pamcore

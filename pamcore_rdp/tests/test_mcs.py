@@ -54,7 +54,7 @@ from pamcore_rdp.x224 import (
     encode_connection_confirm,
     parse_connection_request,
 )
-from peers import start_xfreerdp
+from rdp_display import start_xfreerdp
 from rdp_frames import (
     ATTACH_USER_REQUEST,
     CHANNEL_JOIN_IO,

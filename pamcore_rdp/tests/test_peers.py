@@ -4,19 +4,14 @@ proxy's end-to-end failures say nothing about the proxy."""
 
 from __future__ import annotations
 
-from peers import (
+from peers import log_mark, wait_for_log
+from rdp_display import TIMED_OUT, run_xfreerdp, start_xfreerdp, wait_for_pixel, xdotool_type
+from rdp_targets import (
     GREEN,
     NAVY,
-    TIMED_OUT,
     XRDP_DIALOG_BACKGROUND,
     ShadowTarget,
     XrdpTarget,
-    log_mark,
-    run_xfreerdp,
-    start_xfreerdp,
-    wait_for_log,
-    wait_for_pixel,
-    xdotool_type,
     xrdp_logged_in,
 )
 

@@ -22,21 +22,18 @@ from pamcore_rdp.rdpfile import issue_file_token, rdp_file
 from pamcore_rdp.redirection import LB_LOAD_BALANCE_INFO, server_redirection, ticket_cookie
 from pamcore_rdp.relay import Relay
 from pamcore_rdp.x224 import parse_connection_request
-from peers import (
-    NAVY,
+from peers import log_mark, wait_for_log
+from rdp_display import (
     TIMED_OUT,
     XfreerdpRun,
-    XrdpTarget,
-    log_mark,
     screenshot,
     screenshot_pixel,
     start_xfreerdp,
-    wait_for_log,
     wait_for_pixel,
     xdotool_key,
     xdotool_pointer,
-    xrdp_logged_in,
 )
+from rdp_targets import NAVY, XrdpTarget, xrdp_logged_in
 from rdp_world import LOGIN, PASSWORD, RdpWorld, rdp_world
 
 from pamcore.model import ActivitySession, User

@@ -23,19 +23,9 @@ import pytest
 from pamcore_rdp.prompt import BACKGROUND
 from pamcore_rdp.recording import FORMAT
 from pamcore_rdp.relay import Relay, Timeouts
-from peers import (
-    GREEN,
-    NAVY,
-    TIMED_OUT,
-    ShadowTarget,
-    XfreerdpRun,
-    XrdpTarget,
-    log_mark,
-    start_xfreerdp,
-    wait_for_log,
-    wait_for_pixel,
-    xrdp_logged_in,
-)
+from peers import log_mark, wait_for_log
+from rdp_display import TIMED_OUT, XfreerdpRun, start_xfreerdp, wait_for_pixel
+from rdp_targets import GREEN, NAVY, ShadowTarget, XrdpTarget, xrdp_logged_in
 from relay_standin import ALICE_PASSWORD, RESOURCE, STEPS, Proxy, lab_session, make_instance
 from sqlalchemy import select
 

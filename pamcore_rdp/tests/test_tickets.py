@@ -22,7 +22,7 @@ from pamcore_rdp.rdpfile import (
 )
 from pamcore_rdp.tickets import TICKET_SECONDS, Pass, TicketBook, TicketRefused
 from pamcore_rdp.x224 import encode_connection_request, parse_connection_request
-from peers import start_xfreerdp
+from rdp_display import start_xfreerdp
 
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
