@@ -12,7 +12,7 @@ throw-away test values.
 
 import struct
 
-from pamcore_rdp.mcs import CONNECT_INITIAL_TAG, T124_IDENTIFIER
+from pamcore_rdp.gcc import CONNECT_INITIAL_TAG, T124_IDENTIFIER
 from pamcore_rdp.wire import (
     BER_BOOLEAN,
     BER_OCTET_STRING,

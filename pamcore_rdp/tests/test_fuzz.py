@@ -30,7 +30,7 @@ from rdp_frames import (
     connect_initial,
 )
 
-from pamcore_rdp import clientinfo, mcs, wire, x224
+from pamcore_rdp import clientinfo, gcc, mcs, wire, x224
 
 FUZZ = settings(
     max_examples=300,
@@ -59,9 +59,9 @@ PARSERS: dict[str, Callable[[bytes], object]] = {
     "frame_length": wire.frame_length,
     "connection_request": x224.parse_connection_request,
     "connection_confirm": x224.parse_connection_confirm,
-    "connect_initial": mcs.parse_connect_initial,
-    "patch_server_selected_protocol": lambda data: mcs.patch_server_selected_protocol(data, 2),
-    "connect_response": mcs.parse_connect_response,
+    "connect_initial": gcc.parse_connect_initial,
+    "patch_server_selected_protocol": lambda data: gcc.patch_server_selected_protocol(data, 2),
+    "connect_response": gcc.parse_connect_response,
     "domain_pdu_choice": mcs.domain_pdu_choice,
     "erect_domain_request": mcs.parse_erect_domain_request,
     "attach_user_request": mcs.parse_attach_user_request,
@@ -159,13 +159,13 @@ def test_client_info_body_after_a_valid_header(body: bytes, flags: int) -> None:
 @given(blocks=st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=260)), max_size=5))
 def test_connect_initial_with_random_blocks(blocks: list[tuple[int, bytes]]) -> None:
     """A well-formed BER/PER envelope around random (often CS_CORE/CS_NET typed) data blocks."""
-    kinds = (mcs.CS_CORE, mcs.CS_SECURITY, mcs.CS_NET)
+    kinds = (gcc.CS_CORE, gcc.CS_SECURITY, gcc.CS_NET)
     data = b"".join(
         struct.pack("<HH", kinds[kind % 3] if kind % 2 else kind, 4 + len(raw)) + raw
         for kind, raw in blocks
     )
-    check(mcs.parse_connect_initial, connect_initial(data))
-    check(lambda frame: mcs.patch_server_selected_protocol(frame, 8), connect_initial(data))
+    check(gcc.parse_connect_initial, connect_initial(data))
+    check(lambda frame: gcc.patch_server_selected_protocol(frame, 8), connect_initial(data))
 
 
 # -- round trips ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ card at the top of the desktop, as fast-path bitmap updates slipped in between t
 target's own frames, and takes Ctrl+X from the client's fast-path input as "extend".
 
 Only plain bitmap updates reach the screen this way, so the relay switches the GFX
-pipeline off in the client's CS_CORE (:func:`~pamcore_rdp.mcs.clear_early_capability_flags`).
+pipeline off in the client's CS_CORE (:func:`~pamcore_rdp.gcc.clear_early_capability_flags`).
 The target may paint over the banner at any time; the relay repaints it every
 :data:`REPAINT_SECONDS` and whenever its text changes.
 """

@@ -21,7 +21,7 @@ from typing import Protocol
 from PIL import Image
 
 from pamcore.errors import PamError
-from pamcore_rdp import mcs
+from pamcore_rdp import gcc, mcs
 from pamcore_rdp.activation import (
     ClientCapabilities,
     demand_active,
@@ -130,8 +130,8 @@ class FrontConnection:
         self.reader = reader
         self.writer = writer
         self.peer = peer
-        self.user_channel = mcs.user_channel_id(0)
-        self.io_channel = mcs.IO_CHANNEL_ID
+        self.user_channel = gcc.user_channel_id(0)
+        self.io_channel = gcc.IO_CHANNEL_ID
         self.caps: ClientCapabilities | None = None
         self.desktop = (1024, 768)
 
@@ -182,11 +182,11 @@ class FrontConnection:
             await self.send(encode_connection_confirm(0, failure_code=SSL_REQUIRED_BY_SERVER))
             raise FrontClosed("the client does not offer TLS")
         await confirm_tls(self.writer, encode_connection_confirm(PROTOCOL_SSL), tls, STEP_TIMEOUT)
-        initial = mcs.parse_connect_initial(await self.read())
+        initial = gcc.parse_connect_initial(await self.read())
         self.desktop = (initial.core.desktop_width, initial.core.desktop_height)
         channels = len(initial.channels)
-        self.user_channel = mcs.user_channel_id(channels)
-        await self.send(mcs.encode_connect_response(request.requested_protocols, channels))
+        self.user_channel = gcc.user_channel_id(channels)
+        await self.send(gcc.encode_connect_response(request.requested_protocols, channels))
         await self._join(1 + 1 + channels)
         info = read_client_info_frame(await self.read())  # next after the joins (1.3.1.1)
         await self.send_io(valid_client_license())

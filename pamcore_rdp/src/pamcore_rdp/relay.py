@@ -50,15 +50,13 @@ from pamcore_rdp.banner import (
 from pamcore_rdp.clientinfo import SEC_INFO_PKT, rewrite_client_info
 from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.front import FrontClosed, FrontConnection, confirm_tls, refuse
-from pamcore_rdp.mcs import (
+from pamcore_rdp.gcc import (
     IO_CHANNEL_ID,
     RNS_UD_CS_SUPPORT_DYNVC_GFX_PROTOCOL,
-    SEND_DATA_REQUEST,
     clear_early_capability_flags,
-    domain_pdu_choice,
-    parse_send_data_request,
     patch_server_selected_protocol,
 )
+from pamcore_rdp.mcs import SEND_DATA_REQUEST, domain_pdu_choice, parse_send_data_request
 from pamcore_rdp.paint import SUPPORTED_BPP
 from pamcore_rdp.recording import ConnectionRecording, Frames, PduRecorder, RecordingInfo
 from pamcore_rdp.share import PDUTYPE_CONFIRMACTIVEPDU, parse_share
