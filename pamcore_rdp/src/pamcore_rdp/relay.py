@@ -5,7 +5,7 @@ with the vaulted credential.
 The relay never terminates MCS. It answers the client's X.224 Connection Request itself
 (TLS on the client leg, with the proxy certificate), sends its own to the target and takes
 the target's choice: TLS, or CredSSP (NLA) with the vaulted credential
-(:mod:`pamcore_rdp.credssp`). Then it patches GCC ``serverSelectedProtocol`` in the
+(:mod:`pamcore_rdp.target`). Then it patches GCC ``serverSelectedProtocol`` in the
 client's MCS Connect Initial to that choice, rewrites the Client Info PDU with the vaulted
 account, password and ``INFO_AUTOLOGON`` (as mstsc sends its credentials on both NLA and
 TLS connections), and from there pumps bytes both ways with backpressure (``drain``).
@@ -14,7 +14,7 @@ Every step of the setup has a timeout, and so has the whole setup; an idle conne
 closes. The listener (:mod:`pamcore_rdp.listener`) admits the connection, calls
 :meth:`Relay.close` at the session's end, on its ending or an administrator's termination
 request, and audits the close with the reason :meth:`Relay.run` returns. Recording:
-:mod:`pamcore_rdp.recording`.
+:mod:`pamcore_rdp.recording`; the session-end banner and Ctrl+X: :mod:`pamcore_rdp.session_end`.
 """
 
 from __future__ import annotations
@@ -28,25 +28,12 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-from pamcore.clock import format_utc
 from pamcore.core import Pamcore
-from pamcore.errors import PamError, ProtocolError
+from pamcore.errors import ProtocolError
 from pamcore.services.recordings import recorded_bytes
-from pamcore.services.sessions import extend_from_connection, extensions_left_phrase
-from pamcore_rdp import credssp
-from pamcore_rdp.activation import ClientCapabilities, parse_confirm_active
+from pamcore_rdp.activation import parse_confirm_active
 from pamcore_rdp.admission import Grant
-from pamcore_rdp.banner import (
-    REPAINT_SECONDS,
-    TOP,
-    CtrlX,
-    Overlay,
-    banner_image,
-    banner_left,
-    fastpath_bitmap_pdus,
-)
 from pamcore_rdp.clientinfo import SEC_INFO_PKT, rewrite_client_info
 from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.front import FrontClosed, FrontConnection, confirm_tls, refuse
@@ -57,37 +44,29 @@ from pamcore_rdp.gcc import (
     patch_server_selected_protocol,
 )
 from pamcore_rdp.mcs import SEND_DATA_REQUEST, domain_pdu_choice, parse_send_data_request
-from pamcore_rdp.paint import SUPPORTED_BPP
 from pamcore_rdp.recording import ConnectionRecording, Frames, PduRecorder, RecordingInfo
+from pamcore_rdp.session_end import SessionEnd
 from pamcore_rdp.share import PDUTYPE_CONFIRMACTIVEPDU, parse_share
+from pamcore_rdp.target import (
+    CHUNK,
+    TargetError,
+    TargetLeg,
+    negotiate_target,
+    open_target,
+    secure_target,
+)
 from pamcore_rdp.wire import TPKT_VERSION, read_pdu
 from pamcore_rdp.x224 import (
     DYNVC_GFX_PROTOCOL_SUPPORTED,
     EXTENDED_CLIENT_DATA_SUPPORTED,
-    HYBRID_REQUIRED_BY_SERVER,
-    PROTOCOL_HYBRID,
-    PROTOCOL_HYBRID_EX,
     PROTOCOL_SSL,
-    SSL_CERT_NOT_ON_SERVER,
-    SSL_NOT_ALLOWED_BY_SERVER,
     SSL_REQUIRED_BY_SERVER,
-    SSL_WITH_USER_AUTH_REQUIRED_BY_SERVER,
     ConnectionRequest,
     encode_connection_confirm,
-    encode_connection_request,
-    parse_connection_confirm,
 )
 
 log = logging.getLogger(__name__)
 
-#: Reads and writes of the byte pump.
-CHUNK = 65536
-#: What each ``rdp.security`` setting asks the target for (MS-RDPBCGR 2.2.1.1.1).
-REQUESTED = {
-    "auto": PROTOCOL_SSL | PROTOCOL_HYBRID | PROTOCOL_HYBRID_EX,
-    "nla": PROTOCOL_HYBRID | PROTOCOL_HYBRID_EX,
-    "tls": PROTOCOL_SSL,
-}
 #: RDP_NEG_RSP flags passed from the target's confirm to the client's (2.2.1.2.1); the
 #: restricted-admin and redirected-authentication ones describe CredSSP on *our* leg.
 _PASSED_FLAGS = EXTENDED_CLIENT_DATA_SUPPORTED | DYNVC_GFX_PROTOCOL_SUPPORTED
@@ -96,19 +75,6 @@ _PASSED_FLAGS = EXTENDED_CLIENT_DATA_SUPPORTED | DYNVC_GFX_PROTOCOL_SUPPORTED
 _MAX_SEQUENCE_FRAMES = 40
 #: How long the status card of a refusal may take (the front shows it for 6 s).
 REFUSAL_SECONDS = 15.0
-#: The target's RDP_NEG_FAILURE codes (2.2.1.2.2), as the operator can act on them.
-_FAILURES = {
-    SSL_REQUIRED_BY_SERVER: "requires TLS without NLA; set rdp.security to tls or auto",
-    SSL_NOT_ALLOWED_BY_SERVER: (
-        "allows only standard RDP security, which pamcore does not relay; enable TLS or "
-        "NLA on the target"
-    ),
-    SSL_CERT_NOT_ON_SERVER: "has no TLS certificate configured",
-    HYBRID_REQUIRED_BY_SERVER: "requires NLA; set rdp.security to nla or auto",
-    SSL_WITH_USER_AUTH_REQUIRED_BY_SERVER: (
-        "requires TLS client certificates, which pamcore does not support"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -119,53 +85,6 @@ class Timeouts:
     step: float = 15.0
     setup: float = 30.0
     idle: float = 3600.0
-
-
-class TargetError(ProtocolError):
-    """The target cannot be reached or refused us; the message is for the user and the
-    audit log, and names what to do."""
-
-
-class TargetLeg(Protocol):
-    """The target side after its security layer: TLS, or CredSSP's TLS."""
-
-    async def read(self, size: int = CHUNK) -> bytes: ...
-
-    def write(self, data: bytes) -> None: ...
-
-    async def drain(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class _StreamLeg:
-    """A TLS target leg on asyncio streams."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-
-    async def read(self, size: int = CHUNK) -> bytes:
-        return await self._reader.read(size)
-
-    def write(self, data: bytes) -> None:
-        self._writer.write(data)
-
-    async def drain(self) -> None:
-        await self._writer.drain()
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-def target_tls_context() -> ssl.SSLContext:
-    """TLS to targets: certificates are not checked yet (RDP servers mostly present
-    self-signed ones); pinning per resource, trust on first use, is future work."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 class Relay:
@@ -209,20 +128,9 @@ class Relay:
         self.setup_seconds: float | None = None
         self.selected_protocol: int | None = None
         self.bytes = {"client": 0, "server": 0}
-        # The session-end banner (:mod:`pamcore_rdp.banner`), on when the profile warns.
-        self.banner_on = grant.warning > dt.timedelta(0)
-        self._overlay = Overlay()
         self._client_frames = Frames()
-        self._capabilities: ClientCapabilities | None = None
-        self._ends_at = grant.ends_at
-        self._armed = False
-        #: What the banner shows under its headline: the hint, or an extension's outcome.
-        self._detail: tuple[str, bool] | None = None
-        self._painted: tuple[str, str, bool] | None = None
-        self._painted_at = 0.0
-        self._banner_unpainted = False
-        self._extending: asyncio.Task[None] | None = None
-        self.ctrl_x = CtrlX(lambda: self._armed, self._extend)
+        #: The session-end banner and Ctrl+X (:mod:`pamcore_rdp.session_end`).
+        self.end = SessionEnd(core, grant, writer)
 
     def close(self, reason: str) -> None:
         """Close both legs now; ``reason`` is logged and audited (the first one wins)."""
@@ -302,13 +210,16 @@ class Relay:
             )
         # The target first: while the client still waits for its Connection Confirm, a
         # refusal (unreachable, wrong vaulted password) can be painted in its window.
-        target_reader, target_writer, selected, flags = await self._negotiate_target()
-        self._target = await self._secure_target(target_reader, target_writer, selected)
+        reader, writer = await open_target(self.grant, self.timeouts.connect)
+        self._target_writer = writer
+        confirm = await negotiate_target(self.grant, reader, writer, self.timeouts.step)
+        selected = confirm.selected_protocol
+        self._target = await secure_target(self.grant, reader, writer, selected, self.timeouts.step)
         self.selected_protocol = selected
         self._confirmed = True
         await confirm_tls(
             self._client_writer,
-            encode_connection_confirm(PROTOCOL_SSL, flags & _PASSED_FLAGS),
+            encode_connection_confirm(PROTOCOL_SSL, confirm.flags & _PASSED_FLAGS),
             self._client_tls,
             self.timeouts.step,
         )
@@ -340,82 +251,13 @@ class Relay:
         except (TimeoutError, FrontClosed, OSError, ssl.SSLError, ProtocolError) as exc:
             log.info("rdp connection #%s: refusal not shown: %s", self.grant.connection_id, exc)
 
-    async def _negotiate_target(
-        self,
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, int]:
-        """TCP to the target, our Connection Request, its choice (MS-RDPBCGR 2.2.1.1-2)."""
-        grant = self.grant
-        where = f"{grant.resource_name} ({grant.address}:{grant.port})"
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(grant.address, grant.port), self.timeouts.connect
-            )
-        except TimeoutError:
-            raise TargetError(
-                f"target {where} did not answer within {self.timeouts.connect:g} s"
-            ) from None
-        except OSError as exc:
-            raise TargetError(
-                f"target {where} is unreachable: {exc.strerror or exc}; is RDP enabled there?"
-            ) from None
-        self._target_writer = writer
-        writer.write(
-            encode_connection_request(
-                cookie=_cookie(grant.login_account),
-                requested_protocols=REQUESTED.get(grant.security, REQUESTED["auto"]),
-            )
-        )
-        await writer.drain()
-        try:
-            confirm = parse_connection_confirm(await read_pdu(reader, self.timeouts.step))
-        except (TimeoutError, asyncio.IncompleteReadError):
-            raise TargetError(f"target {where} did not answer the RDP connection request") from None
-        if confirm.failure_code is not None:
-            why = _FAILURES.get(
-                confirm.failure_code, f"refused the negotiation (code {confirm.failure_code})"
-            )
-            raise TargetError(f"target {where} {why}")
-        selected = confirm.selected_protocol
-        if selected not in (PROTOCOL_SSL, PROTOCOL_HYBRID, PROTOCOL_HYBRID_EX):
-            raise TargetError(
-                f"target {where} chose security protocol 0x{selected:x}, which pamcore does not "
-                "relay (it needs TLS or NLA)"
-            )
-        return reader, writer, selected, confirm.flags
-
-    async def _secure_target(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, selected: int
-    ) -> TargetLeg:
-        grant = self.grant
-        if selected == PROTOCOL_SSL:
-            async with asyncio.timeout(self.timeouts.step):
-                await writer.start_tls(target_tls_context())
-            return _StreamLeg(reader, writer)
-        if grant.password is None:
-            raise TargetError(
-                f"{grant.resource_name} requires NLA, but the session has no vaulted password "
-                f"for {grant.login_account}"
-            )
-        return await credssp.authenticate(
-            reader,
-            writer,
-            username=grant.login_account,
-            password=grant.password,
-            domain=grant.domain,
-            mechanism=grant.nla_mechanism,
-            hostname=grant.address,
-            resource=grant.resource_name,
-            early_auth=selected == PROTOCOL_HYBRID_EX,
-            timeout=self.timeouts.step,
-        )
-
     async def _connect_initial(self) -> None:
         """The client's MCS Connect Initial, with ``serverSelectedProtocol`` set to what the
         target chose (2.2.1.3.2; FreeRDP refuses the connection otherwise, notes §3.1.5)."""
         assert self._target is not None and self.selected_protocol is not None
         frame = await read_pdu(self._client_reader, self.timeouts.step)
         frame = patch_server_selected_protocol(frame, self.selected_protocol)
-        if self.banner_on:
+        if self.end.on:
             # The banner is a plain bitmap update: no GFX pipeline (notes §3.4).
             frame = clear_early_capability_flags(frame, RNS_UD_CS_SUPPORT_DYNVC_GFX_PROTOCOL)
         self._to_target(frame, record=frame)
@@ -470,10 +312,10 @@ class Relay:
         self.bytes["server"] += len(data)
         if self.recorder is not None:
             self.recorder.server(data)
-        if not self.banner_on:
+        if not self.end.on:
             self._client_writer.write(data)
             return
-        self._client_writer.writelines(self._overlay.feed(data))
+        self._client_writer.writelines(self.end.overlay.feed(data))
 
     async def _client_to_server(self) -> None:
         assert self._target is not None
@@ -488,7 +330,7 @@ class Relay:
     def _to_server(self, data: bytes) -> None:
         assert self._target is not None
         self._last_activity = time.monotonic()
-        if self.banner_on:
+        if self.end.on:
             data = b"".join(map(self._client_frame, self._client_frames.feed(data)))
         self.bytes["client"] += len(data)
         if self.recorder is not None:
@@ -504,7 +346,7 @@ class Relay:
             if frame[0] == TPKT_VERSION:
                 self._read_confirm_active(frame)
                 return frame
-            return self.ctrl_x.filter(frame) or b""
+            return self.end.ctrl_x.filter(frame) or b""
         except RdpProtocolError:
             return frame  # not ours to judge: the target answers malformed input
 
@@ -516,62 +358,18 @@ class Relay:
             return
         share = parse_share(request.data)
         if share.pdu_type == PDUTYPE_CONFIRMACTIVEPDU:
-            self._capabilities = parse_confirm_active(share.body)
-            self._painted = None  # a reactivation may have cleared the screen
+            self.end.activated(parse_confirm_active(share.body))
 
     # -- the session-end banner ----------------------------------------------------------
 
     def session_end(self, ends_at: dt.datetime, now: dt.datetime) -> None:
-        """The watch's end time each second: inside the warning window the banner shows
-        (repainted every REPAINT_SECONDS, or at once when its text changes)."""
-        if ends_at != self._ends_at:
-            self._detail = None
-        self._ends_at = ends_at
-        remaining = ends_at - now
-        self._armed = self.banner_on and dt.timedelta(0) < remaining <= self.grant.warning
-        if not self._armed:
-            return
-        minutes = max(1, -(-int(remaining.total_seconds()) // 60))
-        headline = f"pamcore: session ends at {format_utc(ends_at)} ({minutes} min left)"
-        detail, error = self._detail or ("Press Ctrl+X to extend the session.", False)
-        self._paint(headline, detail, error)
-
-    def _paint(self, headline: str, detail: str, error: bool, *, now: bool = False) -> None:
-        caps = self._capabilities
-        if caps is None:
-            return  # not activated yet
-        why = self._overlay.failed
-        if caps.bits_per_pixel not in SUPPORTED_BPP:
-            why = f"the session's {caps.bits_per_pixel} bpp is not one of {SUPPORTED_BPP}"
-        if why is not None:
-            if not self._banner_unpainted:
-                self._banner_unpainted = True  # said once; Ctrl+X still works
-                log.info("rdp connection #%s: no banner: %s", self.grant.connection_id, why)
-            return
-        content = (headline, detail, error)
-        stale = time.monotonic() - self._painted_at >= REPAINT_SECONDS
-        if content == self._painted and not stale and not now:
-            return
-        self._painted, self._painted_at = content, time.monotonic()
-        image = banner_image(headline, detail, error)
-        pdus = fastpath_bitmap_pdus(image, banner_left(caps.width), TOP, caps.bits_per_pixel)
-        self._client_writer.writelines(self._overlay.paint(pdus))
+        """The watch's end time each second, for the banner (:class:`SessionEnd`)."""
+        self.end.update(ends_at, now)
 
     @property
     def banner_bytes(self) -> int:
         """Bytes of banner updates sent to the client (tests, the log)."""
-        return self._overlay.sent
-
-    def _extend(self) -> None:
-        """Ctrl+X: ask the core for an extension (one request at a time)."""
-        if self._extending is None or self._extending.done():
-            self._extending = asyncio.create_task(self._extension())
-
-    async def _extension(self) -> None:
-        text, refused = await asyncio.to_thread(extend_for_requester, self.core, self.grant)
-        self._detail = (text, refused)
-        headline = self._painted[0] if refused and self._painted else "pamcore: session extended"
-        self._paint(headline, text, refused, now=True)
+        return self.end.overlay.sent
 
     async def _idle_watch(self) -> None:
         idle = self.timeouts.idle
@@ -602,7 +400,7 @@ class Relay:
 
     async def _shut(self) -> None:
         """Close both legs (TLS close_notify where it is up), without waiting long."""
-        for task in (self._server_task, self._extending):
+        for task in (self._server_task, self.end.extending):
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -642,28 +440,12 @@ async def _pump_one_way(
             return
 
 
-def extend_for_requester(core: Pamcore, grant: Grant) -> tuple[str, bool]:
-    """Ctrl+X in the session: the core's extend service decides (window, count, profile),
-    as the session's requester; (the sentence for the banner, whether it was refused)."""
-    try:
-        extension = extend_from_connection(core, grant.session_id)
-    except PamError as exc:
-        return f"Not extended: {exc}", True
-    until = format_utc(extension.new_end)
-    return f"Extended to {until} ({extensions_left_phrase(extension)}).", False
-
-
 def _is_client_info(frame: bytes) -> bool:
     """An MCS Send Data Request whose security header has SEC_INFO_PKT (2.2.1.11.1)."""
     if frame[0] != TPKT_VERSION or domain_pdu_choice(frame) != SEND_DATA_REQUEST:
         return False
     data = parse_send_data_request(frame).data
     return len(data) >= 4 and bool(struct.unpack_from("<H", data)[0] & SEC_INFO_PKT)
-
-
-def _cookie(account: str) -> str | None:
-    """``mstshash`` for the target's logs and load balancers, as clients send it."""
-    return account if account.isascii() and account.isprintable() else None
 
 
 def _network_reason(exc: BaseException, established: bool) -> str:
