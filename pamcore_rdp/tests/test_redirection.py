@@ -242,7 +242,7 @@ def banner_shown(
         run.finish()
 
 
-#: The target's navy xterm (peers.XSESSION) left of the banner, where its tty echoes keys.
+#: The target's navy xterm (rdp_targets.XSESSION) left of the banner, where its tty echoes keys.
 XTERM_BESIDE_BANNER = (10, 10, 260, 330)
 
 
