@@ -10,13 +10,17 @@ Clock = Callable[[], dt.datetime]
 
 
 def utcnow() -> dt.datetime:
+    """The wall clock. The core's own time is ``Pamcore.now()``; reach for this only where
+    the wall clock must rule (certificate validity, file timestamps), and say so there."""
     return dt.datetime.now(dt.UTC)
 
 
-def format_utc(moment: dt.datetime) -> str:
-    """``14:00 UTC`` today, ``2026-11-29 14:00 UTC`` otherwise; used in refusal messages."""
+def format_utc(moment: dt.datetime, now: dt.datetime) -> str:
+    """``14:00 UTC`` when ``moment`` falls on ``now``'s day, ``2026-11-29 14:00 UTC``
+    otherwise; used in messages. ``now`` is the core's clock, never the wall clock, so a
+    message's "today" agrees with the times it states whatever clock the core runs on."""
     moment = moment.astimezone(dt.UTC)
-    if moment.date() == utcnow().date():
+    if moment.date() == now.astimezone(dt.UTC).date():
         return moment.strftime("%H:%M UTC")
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 

@@ -40,8 +40,10 @@ class Pamcore:
         self.plugins = plugins or build_plugin_host(plugins_dir=config.plugins_dir)
         self.hooks = self.plugins.hooks
         self.engine = engine or create_db_engine(config.database_url)
-        self._factory = make_session_factory(self.engine)
-        self._reader = make_session_factory(self.engine.execution_options(sqlite_begin="DEFERRED"))
+        self._factory = make_session_factory(self.engine, self.now)
+        self._reader = make_session_factory(
+            self.engine.execution_options(sqlite_begin="DEFERRED"), self.now
+        )
         self._vault: Vault | None = None
 
     def __repr__(self) -> str:

@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from pamcore.clock import Clock
+
 log = logging.getLogger(__name__)
 
 
@@ -48,8 +50,9 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, clock: Clock) -> sessionmaker[Session]:
+    """Sessions that stamp new rows' creation times from ``clock`` (the core's)."""
+    return sessionmaker(engine, expire_on_commit=False, info={"clock": clock})
 
 
 @contextmanager

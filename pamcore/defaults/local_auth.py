@@ -29,7 +29,8 @@ def pamcore_authenticate(
         return AuthResult(
             False,
             user=user,
-            reason=f"too many failed sign-ins; try again after {format_utc(user.locked_until)}",
+            reason="too many failed sign-ins; try again after "
+            f"{format_utc(user.locked_until, now)}",
         )
     if not verify_password(user.password_hash, password):
         user.failed_logins += 1

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator
+from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, MappedColumn, Session, mapped_column
+
+from pamcore.clock import utcnow
 
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
 NAMING = {
@@ -29,7 +31,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column; use pamcore.clock.utcnow()")
+            raise ValueError("naive datetime given to a UTC column; use Pamcore.now()")
         return value.astimezone(dt.UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
@@ -48,3 +50,22 @@ class Base(DeclarativeBase):
         return f"<{type(self).__name__} id={getattr(self, 'id', None)} {ident or ''}>".replace(
             " >", ">"
         )
+
+
+def stamped_column(**kwargs: Any) -> MappedColumn[Any]:
+    """A creation time (``created_at``, ``decided_at``, ...) left unset by the code that
+    adds the row: filled at flush from the clock of the unit that writes it, so it agrees
+    with every other time the core states (see :func:`_stamp_new_rows`)."""
+    return mapped_column(info={"stamp": True}, **kwargs)
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_new_rows(db: Session, flush_context: Any, instances: Any) -> None:
+    """Fill unset stamped columns of new rows from ``db.info["clock"]``, which
+    :meth:`pamcore.core.Pamcore.unit` and ``reader`` set to the core's clock."""
+    clock = db.info.get("clock")
+    for obj in db.new:
+        for column in obj.__mapper__.columns:
+            if column.info.get("stamp") and getattr(obj, column.key, None) is None:
+                # A Session made outside a Pamcore (a migration) has no core clock: wall clock.
+                setattr(obj, column.key, clock() if clock else utcnow())

@@ -8,8 +8,7 @@ import enum
 from sqlalchemy import Column, Enum, ForeignKey, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from pamcore.clock import utcnow
-from pamcore.model.base import Base
+from pamcore.model.base import Base, stamped_column
 
 
 class Role(enum.StrEnum):
@@ -59,7 +58,7 @@ class User(Base):
     totp_last_step: Mapped[int | None] = mapped_column(default=None)
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped_column()
 
     groups: Mapped[list[Group]] = relationship(
         secondary=user_groups, back_populates="members", order_by="Group.name"
@@ -97,7 +96,7 @@ class UserKey(Base):
     public_key: Mapped[str] = mapped_column(Text)
     #: ``SHA256:...`` as ``ssh-keygen -l`` prints it; unique, so a key names one user.
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped_column()
 
     user: Mapped[User] = relationship(back_populates="ssh_keys")
 
@@ -113,7 +112,7 @@ class ApiToken(Base):
     #: First characters of the token, shown in listings so people can tell tokens apart.
     prefix: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped_column()
     expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 

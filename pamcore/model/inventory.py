@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from pamcore.clock import utcnow
-from pamcore.model.base import Base
+from pamcore.model.base import Base, stamped_column
 from pamcore.model.directory import enum_column
 
 
@@ -37,7 +36,7 @@ class Resource(Base):
     trust_on_first_use: Mapped[bool] = mapped_column(default=False)
     #: Per-plugin settings, ``{plugin_name: {key: value}}``, validated by the plugin's spec.
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped_column()
 
     protocols: Mapped[list[ResourceProtocol]] = relationship(
         back_populates="resource", cascade="all, delete-orphan", order_by="ResourceProtocol.name"
@@ -75,7 +74,7 @@ class Secret(Base):
     key_id: Mapped[str] = mapped_column(String(32))
     nonce: Mapped[bytes] = mapped_column(LargeBinary(12))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped_column()
     rotated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
@@ -99,7 +98,7 @@ class Credential(Base):
     #: Managed credentials are rotated by pamcore (post-session actions); others are only stored.
     managed: Mapped[bool] = mapped_column(default=False)
     description: Mapped[str] = mapped_column(String(512), default="")
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped_column()
     rotated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     resource: Mapped[Resource | None] = relationship()

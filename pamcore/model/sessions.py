@@ -9,9 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, ForeignKey, Index, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from pamcore.clock import utcnow
 from pamcore.lifecycle import Status
-from pamcore.model.base import Base
+from pamcore.model.base import Base, stamped_column
 from pamcore.model.directory import User, enum_column
 from pamcore.model.inventory import Credential, Resource, Secret
 from pamcore.model.policy import AccessPolicy, Activity, ConnectionProfile
@@ -73,7 +72,7 @@ class ActivitySession(Base):
     #: Scheduler row claim: which worker runs this session's actions, and until when.
     claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
     claim_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = stamped_column()
     version: Mapped[int] = mapped_column(default=1)
 
     # Optimistic locking: two workers or two approvers racing on one session cannot both win.
@@ -122,7 +121,7 @@ class Approval(Base):
     decision: Mapped[Decision] = mapped_column(enum_column(Decision, "decision"))
     comment: Mapped[str] = mapped_column(Text, default="")
     via_escalation: Mapped[bool] = mapped_column(default=False)
-    decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[dt.datetime] = stamped_column()
 
     session: Mapped[ActivitySession] = relationship(back_populates="approvals")
     approver: Mapped[User] = relationship()
@@ -145,7 +144,7 @@ class Recording(Base):
     path: Mapped[str] = mapped_column(String(1024))
     sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     size_bytes: Mapped[int] = mapped_column(default=0)
-    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime] = stamped_column()
     ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -168,6 +167,6 @@ class LiveConnection(Base):
     #: The proxy process holding it (``host:pid``), and the client's address.
     node: Mapped[str] = mapped_column(String(128))
     peer: Mapped[str] = mapped_column(String(128), default="")
-    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime] = stamped_column()
     terminate_requested: Mapped[bool] = mapped_column(default=False)
     terminate_reason: Mapped[str] = mapped_column(String(256), default="")

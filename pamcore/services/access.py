@@ -102,15 +102,16 @@ def find_policy(
     )
 
 
-def waiting_reason(session: ActivitySession) -> str:
-    """Why an open session cannot be connected to yet, in the user's words."""
+def waiting_reason(session: ActivitySession, now: dt.datetime) -> str:
+    """Why an open session cannot be connected to yet, in the user's words; ``now`` is the
+    core's clock, which decides whether a time is shown with its date."""
     status = Status(session.status)
     if status == Status.WAITING_FOR_APPROVAL:
         tier = session.profile.tier(session.current_tier)
         who = tier.describe_approvers() if tier else "an administrator"
         return f"session #{session.id} is waiting for approval by {who}"
     if status == Status.SCHEDULED:
-        return f"session #{session.id} is scheduled for {format_utc(session.scheduled_start)}"
+        return f"session #{session.id} is scheduled for {format_utc(session.scheduled_start, now)}"
     if status in (Status.REQUESTED, Status.PROVISIONING):
         return f"session #{session.id} is being prepared; try again in a moment"
     if status == Status.ENDING:
@@ -118,10 +119,10 @@ def waiting_reason(session: ActivitySession) -> str:
     return f"session #{session.id} is {status.label.lower()}"
 
 
-def finished_reason(session: ActivitySession) -> str:
+def finished_reason(session: ActivitySession, now: dt.datetime) -> str:
     status = Status(session.status)
     when = session.finished_at or session.ends_at
-    at = f" at {format_utc(when)}" if when else ""
+    at = f" at {format_utc(when, now)}" if when else ""
     if status == Status.EXPIRED:
         return f"session #{session.id} expired{at}"
     if status == Status.DENIED:
@@ -129,7 +130,9 @@ def finished_reason(session: ActivitySession) -> str:
     return f"session #{session.id} {status.label.lower()}{at}"
 
 
-def own_connectable_session(db: Session, user: User, session_id: int) -> ActivitySession:
+def own_connectable_session(
+    core: Pamcore, db: Session, user: User, session_id: int
+) -> ActivitySession:
     """``user``'s own session, if it can be connected to now; to anyone else it does not
     exist, and a session that cannot be used yet (or any more) says why."""
     session = get_session(db, session_id)
@@ -137,7 +140,8 @@ def own_connectable_session(db: Session, user: User, session_id: int) -> Activit
         raise NotFound(f"no activity session #{session_id}")
     status = Status(session.status)
     if status not in CONNECTABLE:
-        why = waiting_reason(session) if status in OPEN else finished_reason(session)
+        now = core.now()
+        why = waiting_reason(session, now) if status in OPEN else finished_reason(session, now)
         raise PolicyDenied(f"you can connect once the session is Available; {why}")
     return session
 
@@ -254,7 +258,7 @@ def _authorize(
         if Status(session.status) in CONNECTABLE:
             if session.ends_at is not None and session.ends_at <= now:
                 raise PolicyDenied(
-                    f"session #{session.id} expired at {format_utc(session.ends_at)}"
+                    f"session #{session.id} expired at {format_utc(session.ends_at, now)}"
                 )
             password, key = login_credential_secrets(core, session)
             return ConnectionGrant(
@@ -268,9 +272,9 @@ def _authorize(
             )
     open_ = [s for s in candidates if Status(s.status) in OPEN]
     if open_:
-        raise PolicyDenied(waiting_reason(open_[0]))
+        raise PolicyDenied(waiting_reason(open_[0], now))
     if candidates:
-        raise PolicyDenied(finished_reason(candidates[0]))
+        raise PolicyDenied(finished_reason(candidates[0], now))
     what = f"'{activity.name}' on {resource.name}" if activity else resource.name
     if not covered_resources(db, user, activity, [resource.id]):
         raise PolicyDenied(f"no access policy grants {user.username} {what}")
@@ -318,9 +322,9 @@ def reveal_password(
     try:
         if Status(session.status) not in CONNECTABLE:
             why = (
-                waiting_reason(session)
+                waiting_reason(session, now)
                 if Status(session.status) in OPEN
-                else finished_reason(session)
+                else finished_reason(session, now)
             )
             raise PolicyDenied(
                 f"the password is only available while the session is Available or Active; {why}"

@@ -158,7 +158,7 @@ def _prepare(core: Pamcore, worker: str, ids: list[int], report: TickReport) -> 
                 transition(session, Status.CANCELED)
                 session.finished_at = now
                 session.outcome_reason = (
-                    f"its window ended at {format_utc(_window_end(session))} before the "
+                    f"its window ended at {format_utc(_window_end(session), now)} before the "
                     f"scheduler could start it"
                 )
                 session.claimed_by = session.claim_expires_at = None
@@ -258,7 +258,7 @@ def _expire(core: Pamcore, worker: str, report: TickReport, batch: int) -> None:
             if session is None or session.claimed_by != worker:
                 continue
             if session.status != Status.ENDING:  # end time reached: begin the ending here
-                reason = f"end time {format_utc(session.ends_at or now)} reached"
+                reason = f"end time {format_utc(session.ends_at or now, now)} reached"
                 begin_ending(core, db, session, Status.EXPIRED, reason, ACTOR, worker)
         outcome = complete_ending(core, session_id, worker, ACTOR)
         if outcome == Status.FAILED:

@@ -82,7 +82,7 @@ class Launch:
 def connection_launches(core: Pamcore, db: Session, viewer: User, session_id: int) -> list[Launch]:
     """The requester's ways in (native command, URI, file) for each resource and protocol
     of a connectable session, from the protocol plugins."""
-    session = own_connectable_session(db, viewer, session_id)
+    session = own_connectable_session(core, db, viewer, session_id)
     handlers = core.hooks.protocols()
     launches = []
     for resource in session.resources:

@@ -184,7 +184,7 @@ def check_start(start: dt.datetime | None, now: dt.datetime) -> dt.datetime:
     if start.tzinfo is None:
         raise ValidationError("start", "give a time zone (or use UTC), e.g. 2026-12-01T14:00Z")
     if start < now - START_TOLERANCE:
-        raise ValidationError("start", f"{format_utc(start)} is in the past")
+        raise ValidationError("start", f"{format_utc(start, now)} is in the past")
     if start > now + MAX_LEAD:
         raise ValidationError("start", "at most one year ahead")
     return start.astimezone(dt.UTC)
@@ -291,7 +291,7 @@ def extend_session(core: Pamcore, db: Session, actor: Actor, session_id: int) ->
         minutes = int(remaining.total_seconds() // 60)
         raise PolicyDenied(
             f"you can extend when {profile.warning_minutes} minutes or less remain "
-            f"({minutes} minutes left, until {format_utc(session.ends_at)})"
+            f"({minutes} minutes left, until {format_utc(session.ends_at, now)})"
         )
     session.ends_at += dt.timedelta(minutes=profile.extension_minutes)
     session.extensions_used += 1

@@ -67,7 +67,7 @@ def terminal_resource(
 ) -> Resource:
     """The resource of ``user``'s own Available session a terminal may open over
     ``protocol``; raises NotFound or PolicyDenied (one sentence)."""
-    session = own_connectable_session(db, user, session_id)
+    session = own_connectable_session(core, db, user, session_id)
     if session.ends_at is not None and session.ends_at <= core.now():
         raise PolicyDenied(f"session #{session_id} has reached its end time")
     for resource in session.resources:

@@ -70,7 +70,7 @@ def create_token(
         if expires_at.tzinfo is None:
             raise ValidationError("expires_at", "give a time zone (or use UTC)")
         if expires_at <= now:
-            raise ValidationError("expires_at", f"{format_utc(expires_at)} is in the past")
+            raise ValidationError("expires_at", f"{format_utc(expires_at, now)} is in the past")
         if expires_at > now + MAX_LIFETIME:
             raise ValidationError("expires_at", "at most ten years ahead")
     owned = list_tokens(db, actor, user.username)
@@ -142,7 +142,7 @@ def authenticate_token(core: Pamcore, db: Session, token: str) -> User:
     if record.expires_at is not None and record.expires_at <= now:
         raise AuthenticationFailed(
             f"API token '{record.name}' ({record.prefix}...) expired at "
-            f"{format_utc(record.expires_at)}; create a new one"
+            f"{format_utc(record.expires_at, now)}; create a new one"
         )
     if not record.user.is_active:
         raise AuthenticationFailed("invalid API token")

@@ -103,7 +103,7 @@ def verify_second_factor(core: Pamcore, db: Session, user_id: int, code: str) ->
     now = core.now()
     reason = ""
     if user.locked_until is not None and user.locked_until > now:
-        reason = f"too many failed sign-ins; try again after {format_utc(user.locked_until)}"
+        reason = f"too many failed sign-ins; try again after {format_utc(user.locked_until, now)}"
     elif not user.is_active:
         reason = "this account is disabled"
     elif user.totp_secret_id is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -89,9 +88,14 @@ def role_required(*roles: str) -> Callable[[F], F]:
     return decorate
 
 
+def _now() -> float:
+    """Seconds on the core's clock, the one every other time in pamcore is read from."""
+    return current_core().now().timestamp()
+
+
 def signed_in_recently() -> bool:
     at = session.get("auth_at", 0)
-    return time.time() - float(at) < current_app.config["PAMCORE_FRESH_SECONDS"]
+    return _now() - float(at) < current_app.config["PAMCORE_FRESH_SECONDS"]
 
 
 def fresh_login_required(view: F) -> F:
@@ -131,7 +135,7 @@ def _client() -> str:
 def _finish_sign_in(user: User, target: str | None) -> ResponseReturnValue:
     session.clear()  # nothing of a previous sign-in (or a fixation attempt) survives
     login_user(WebUser.of(user), fresh=True)
-    session["auth_at"] = time.time()
+    session["auth_at"] = _now()
     return redirect(_next_or_home(target), code=303)
 
 
@@ -152,7 +156,7 @@ def login() -> ResponseReturnValue:
         with core.unit() as db:
             user = authenticate(core, db, username, request.form.get("password", ""))
             if twofactor.totp_enabled(user):
-                session["pending_2fa"] = {"user": user.id, "at": time.time(), "next": target}
+                session["pending_2fa"] = {"user": user.id, "at": _now(), "next": target}
                 return redirect(url_for("auth.second_factor"), code=303)
             return _finish_sign_in(user, target)
     except AuthenticationFailed as exc:
@@ -163,7 +167,7 @@ def login() -> ResponseReturnValue:
 @bp.route("/login/code", methods=["GET", "POST"])
 def second_factor() -> ResponseReturnValue:
     pending = session.get("pending_2fa")
-    if not pending or time.time() - pending["at"] > PENDING_SECONDS:
+    if not pending or _now() - pending["at"] > PENDING_SECONDS:
         session.pop("pending_2fa", None)
         flash("Sign in with your password first.", "info")
         return redirect(url_for("auth.login"), code=303)
@@ -200,7 +204,7 @@ def reauthenticate() -> ResponseReturnValue:
     except AuthenticationFailed as exc:
         flash(f"Not confirmed: {exc}.", "error")
         return render_template("auth/reauth.html", next=target), 401
-    session["auth_at"] = time.time()
+    session["auth_at"] = _now()
     return redirect(_next_or_home(target), code=303)
 
 

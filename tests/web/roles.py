@@ -43,7 +43,7 @@ def signed_in(app: Flask, core: Pamcore, username: str | None) -> FlaskClient:
     with client.session_transaction() as session:
         session["_user_id"] = str(user_id)
         session["_fresh"] = True
-        session["auth_at"] = time.time()
+        session["auth_at"] = core.now().timestamp()
     return client
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pyotp
 import pytest
 from flask import Flask
@@ -127,10 +125,12 @@ def test_removing_the_second_factor(app: Flask, core: Pamcore, login: Login) -> 
         assert db.query(User).filter_by(username="alice").one().totp_secret_id is None
 
 
-def test_stale_sign_in_must_confirm_before_sensitive_actions(app: Flask, login: Login) -> None:
+def test_stale_sign_in_must_confirm_before_sensitive_actions(
+    app: Flask, core: Pamcore, login: Login
+) -> None:
     client = login("alice")
     with client.session_transaction() as session:
-        session["auth_at"] = time.time() - 3600
+        session["auth_at"] = core.now().timestamp() - 3600
     response = client.post("/account/second-factor/start")
     assert response.status_code == 303 and response.headers["Location"].startswith("/reauth")
     assert client.post("/reauth", data={"password": "wrong"}).status_code == 401

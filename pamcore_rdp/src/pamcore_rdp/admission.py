@@ -121,10 +121,10 @@ def resolve_login(core: Pamcore, user_id: int, activity: str | None, resource: s
             session = find_or_request(core, db, user, activity, target.name)
         else:
             session = _open_session(core, db, user, target)
-        status = Status(session.status)
-        return Route(
-            session.id, target.name, None if status in CONNECTABLE else waiting_reason(session)
-        )
+        waiting = None
+        if Status(session.status) not in CONNECTABLE:
+            waiting = waiting_reason(session, core.now())
+        return Route(session.id, target.name, waiting)
 
 
 def _open_session(core: Pamcore, db: Session, user: User, target: Resource) -> ActivitySession:

@@ -146,7 +146,7 @@ def _generate(cert_path: Path, key_path: Path, host: str) -> None:
         alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         alt = x509.DNSName(host)
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.UTC)  # wall clock: clients check validity against theirs
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -71,7 +71,7 @@ class SessionEnd:
         if not self._armed:
             return
         minutes = max(1, -(-int(remaining.total_seconds()) // 60))
-        headline = f"pamcore: session ends at {format_utc(ends_at)} ({minutes} min left)"
+        headline = f"pamcore: session ends at {format_utc(ends_at, now)} ({minutes} min left)"
         detail, error = self._detail or ("Press Ctrl+X to extend the session.", False)
         self._paint(headline, detail, error)
 
@@ -115,5 +115,5 @@ def extend_for_requester(core: Pamcore, grant: Grant) -> tuple[str, bool]:
         extension = extend_from_connection(core, grant.session_id)
     except PamError as exc:
         return f"Not extended: {exc}", True
-    until = format_utc(extension.new_end)
+    until = format_utc(extension.new_end, core.now())
     return f"Extended to {until} ({extensions_left_phrase(extension)}).", False

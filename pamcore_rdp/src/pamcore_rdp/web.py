@@ -31,7 +31,7 @@ def download(session_id: int, resource: str) -> ResponseReturnValue:
         token = issue_file_token(
             core, db, user, session_id, resource, current_app.config["SECRET_KEY"]
         )
-        session = own_connectable_session(db, user, session_id)
+        session = own_connectable_session(core, db, user, session_id)
         name = next(r.name for r in session.resources if r.name.lower() == resource.lower())
         login = login_name(user.username, session.activity.name, name)
     content = rdp_file(core.config.public_host, login, proxy_port(core.config), token)

@@ -110,7 +110,7 @@ def request(core: Pamcore, user_id: int, activity: str, resource: str) -> Pendin
         session = find_or_request(core, db, user, activity, resource)
         if Status(session.status) in CONNECTABLE:
             return None
-        return Pending(session.id, waiting_reason(session))
+        return Pending(session.id, waiting_reason(session, core.now()))
 
 
 def still_waiting(core: Pamcore, session_id: int) -> str | None:
@@ -122,8 +122,8 @@ def still_waiting(core: Pamcore, session_id: int) -> str | None:
         if status in CONNECTABLE:
             return None
         if status in OPEN:
-            return waiting_reason(session)
-        raise PolicyDenied(finished_reason(session))
+            return waiting_reason(session, core.now())
+        raise PolicyDenied(finished_reason(session, core.now()))
 
 
 def admit(

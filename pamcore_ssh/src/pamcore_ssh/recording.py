@@ -102,7 +102,7 @@ class Recorder:
             "version": 2,
             "width": width,
             "height": height,
-            "timestamp": int(time.time()),
+            "timestamp": int(time.time()),  # wall clock: when the bytes really flowed
             "env": {"TERM": term},
         }
         self._lines += _line(header)

@@ -54,7 +54,7 @@ class EndWatch:
             if not self.armed:
                 self.armed = True
                 self._notify(
-                    f"session ends in {describe(remaining)} (at {format_utc(ends_at)}); "
+                    f"session ends in {describe(remaining)} (at {format_utc(ends_at, now)}); "
                     f"press Ctrl+X to extend"
                 )
         else:
