@@ -47,12 +47,16 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends $$missing; \
 	fi
 
-# Ruff and pytest both run; the exit status is pytest's when it fails, else ruff's.
+# Ruff and pytest both run, then the date-sensitive tests again with the wall clock moved
+# (scripts/test-moved-clock); the exit status is pytest's when it fails, else ruff's.
 test: setup
 	@url=$$(scripts/test-postgres); \
 	lint=0; $(BIN)/ruff check . || lint=$$?; \
 	status=0; PAMCORE_TEST_PG_URL="$$url" PAMCORE_REQUIRE_PG=1 PAMCORE_STRICT_PLUGINS=1 \
 		$(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -ne 0 ]; then exit $$status; fi; \
+	PAMCORE_TEST_PG_URL="$$url" PAMCORE_REQUIRE_PG=1 PAMCORE_STRICT_PLUGINS=1 \
+		scripts/test-moved-clock || status=$$?; \
 	if [ $$status -ne 0 ]; then exit $$status; fi; \
 	if [ $$lint -ne 0 ]; then echo "ruff check failed" >&2; fi; \
 	exit $$lint
