@@ -151,8 +151,9 @@ def pamcore_approvers(session: ActivitySession, tier: ApprovalTier | None) -> li
 
     Called by the approvals service when someone approves or denies, and to build approval
     queues. The union of every answer is the set of eligible approvers; the core's default
-    plugin answers the tier's users and group members, plus the profile's escalation
-    approver once the tier has waited longer than the escalation delay.
+    plugin answers the tier's users and those of its groups' members who hold the approver
+    or admin role, plus the profile's escalation approver once the tier has waited longer
+    than the escalation delay.
 
     :param session: the session waiting for approval.
     :param tier: the current tier, or ``None`` when a plugin required approval on a profile

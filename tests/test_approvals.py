@@ -13,7 +13,7 @@ from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.errors import PolicyDenied
 from pamcore.lifecycle import Status
-from pamcore.model import ActivitySession, ApprovalTier, AuditEvent, User
+from pamcore.model import ActivitySession, ApprovalTier, AuditEvent, Role, User
 from pamcore.services import scheduler
 from pamcore.services.approvals import approval_queue, approve_session, deny_session
 from pamcore.services.sessions import SessionRequest, create_session
@@ -59,10 +59,12 @@ def state(core: Pamcore, sid: int) -> Snapshot:
 
 @pytest.fixture
 def two_tiers(core: Pamcore, world: World) -> World:
-    """Tier 1: 2 of Linux Admins (carol, dave, bob); tier 2: erin alone."""
+    """Tier 1: 2 of Linux Admins (carol, dave, bob made an approver); tier 2: erin alone."""
     with core.unit() as db:
         admins = fresh(db, world.admins)
-        admins.members.append(fresh(db, world.bob))
+        bob = fresh(db, world.bob)
+        bob.role = Role.APPROVER
+        admins.members.append(bob)
         profile = fresh(db, world.approval)
         profile.tiers[0].approvals_required = 2
         profile.tiers.append(
@@ -120,10 +122,60 @@ def test_deny_ends_the_request(core: Pamcore, two_tiers: World) -> None:
         approve(core, w.bob, sid)
 
 
+def test_group_members_approve_only_with_an_approving_role(core: Pamcore, world: World) -> None:
+    """A tier's group also grants access: bob (a requester) and ivy (an auditor) in it are
+    refused and see nothing in their queue; a user the tier names approves whatever the role."""
+    with core.unit() as db:
+        ivy = b.make_user(db, "ivy", Role.AUDITOR)
+        admins = fresh(db, world.admins)
+        admins.members.extend([fresh(db, world.bob), ivy])
+    sid = request_linux(core, world.alice)
+    for name in ("bob", "ivy"):
+        with core.unit() as db:
+            person = db.scalar(select(User).where(User.username == name))
+            assert approval_queue(core, db, person) == []
+            with pytest.raises(PolicyDenied, match="not an approver for tier 1"):
+                approve_session(core, db, person, sid)
+    with core.unit() as db:
+        profile = fresh(db, world.approval)
+        profile.tiers[0].users.append(fresh(db, world.bob))
+    with core.reader() as db:
+        assert [s.id for s in approval_queue(core, db, fresh(db, world.bob))] == [sid]
+    assert approve(core, world.bob, sid) == Status.SCHEDULED
+
+
+def test_one_person_decides_one_tier_unless_the_profile_allows(core: Pamcore, world: World) -> None:
+    """carol is in tier 1's group and named in tier 2: she may decide only one of them."""
+    with core.unit() as db:
+        profile = fresh(db, world.approval)
+        profile.tiers.append(
+            ApprovalTier(position=2, approvals_required=1, users=[fresh(db, world.carol)])
+        )
+    sid = request_linux(core, world.alice)
+    assert approve(core, world.carol, sid) == Status.WAITING_FOR_APPROVAL
+    with core.reader() as db:
+        assert approval_queue(core, db, fresh(db, world.carol)) == []
+    with pytest.raises(PolicyDenied, match="wants a different person for each tier"):
+        approve(core, world.carol, sid)
+    with core.reader() as db:
+        refused = db.scalars(
+            select(AuditEvent).where(AuditEvent.action == "approval.refused_approve")
+        ).all()
+        assert [e.actor for e in refused] == ["carol"]
+    with core.unit() as db:
+        profile = fresh(db, world.approval)
+        profile.approver_may_decide_several_tiers = True
+    with core.reader() as db:
+        assert [s.id for s in approval_queue(core, db, fresh(db, world.carol))] == [sid]
+    assert approve(core, world.carol, sid) == Status.SCHEDULED
+
+
 def test_self_approval_switch(core: Pamcore, world: World) -> None:
     with core.unit() as db:
         obj = fresh(db, world.admins)
-        obj.members.append(fresh(db, world.alice))
+        alice = fresh(db, world.alice)
+        alice.role = Role.APPROVER
+        obj.members.append(alice)
     sid = request_linux(core, world.alice)
     with pytest.raises(PolicyDenied, match="cannot approve your own session"):
         approve(core, world.alice, sid)
@@ -192,14 +244,18 @@ def test_escalation_opens_tier_to_fallback(core: Pamcore, world: World, clock: F
 
 
 def test_escalation_without_scheduler_tick(core: Pamcore, world: World, clock: FrozenClock) -> None:
-    """The approve path checks escalation itself, so a slow scheduler never blocks it."""
+    """The approve path checks escalation itself, so a slow scheduler never blocks it; an
+    escalation group's members approve when they hold an approving role, like a tier's."""
     with core.unit() as db:
         profile = fresh(db, world.approval)
         profile.escalation_minutes = 10
-        profile.escalation_group = b.make_group(db, "Duty", [fresh(db, world.bob)])
+        frank = b.make_user(db, "frank", Role.APPROVER)
+        profile.escalation_group = b.make_group(db, "Duty", [frank, fresh(db, world.bob)])
     sid = request_linux(core, world.alice)
     clock.advance(minutes=11)
-    assert approve(core, world.bob, sid) == Status.SCHEDULED
+    with pytest.raises(PolicyDenied, match="not an approver"):
+        approve(core, world.bob, sid)
+    assert approve(core, frank, sid) == Status.SCHEDULED
 
 
 def test_queue_lists_what_waits_for_me(core: Pamcore, two_tiers: World) -> None:

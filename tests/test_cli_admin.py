@@ -160,6 +160,10 @@ def test_activities_profiles_policies(run) -> None:  # type: ignore[no-untyped-d
     profile = json.loads(run("profiles", "show", "Approval", "--json").output)
     assert profile["approval_tiers"] == ["1: 1 of the Linux Admins group"]
     assert profile["allow_view_password"] is True
+    assert profile["approver_may_decide_several_tiers"] is False
+    run("profiles", "update", "Approval", "--approver-may-decide-several-tiers")
+    profile = json.loads(run("profiles", "show", "Approval", "--json").output)
+    assert profile["approver_may_decide_several_tiers"] is True
 
     run(
         "policies",

@@ -181,6 +181,10 @@ profile_options = _options(
     click.option("--max-extensions", "extension_max_count", type=int, help="0-20."),
     click.option("--warning-minutes", type=int, help="Extension window before the end (1-60)."),
     _flag("requester-may-approve", "Let requesters approve their own sessions."),
+    _flag(
+        "approver-may-decide-several-tiers",
+        "Let one person decide more than one tier of a session (default: one tier each).",
+    ),
     click.option("--escalation-minutes", type=int, help="Escalate after (1-10080; 0: never)."),
     click.option("--escalation-user", help="Fallback approver ('' removes)."),
     click.option("--escalation-group", help="Fallback approver group ('' removes)."),

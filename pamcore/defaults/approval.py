@@ -7,13 +7,7 @@ from sqlalchemy.orm import object_session
 
 from pamcore import hookimpl
 from pamcore.model import ActivitySession, ApprovalTier, Role, User
-
-
-def _members(tier: ApprovalTier) -> list[User]:
-    users = {u.id: u for u in tier.users}
-    for group in tier.groups:
-        users.update({u.id: u for u in group.members})
-    return list(users.values())
+from pamcore.services.approvals import group_approvers, tier_approvers
 
 
 @hookimpl
@@ -22,13 +16,13 @@ def pamcore_approvers(session: ActivitySession, tier: ApprovalTier | None) -> li
         # A plugin demanded approval on a profile without tiers: administrators decide.
         db = object_session(session)
         return list(db.scalars(select(User).where(User.role == Role.ADMIN))) if db else []
-    approvers = _members(tier)
+    approvers = tier_approvers(tier)
     profile = session.profile
     if session.escalated_tier >= tier.position:
         if profile.escalation_user is not None:
             approvers.append(profile.escalation_user)
         if profile.escalation_group is not None:
-            approvers.extend(profile.escalation_group.members)
+            approvers.extend(group_approvers(profile.escalation_group))
     return approvers
 
 

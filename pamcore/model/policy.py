@@ -104,6 +104,8 @@ class ConnectionProfile(Base):
     extension_max_count: Mapped[int] = mapped_column(default=2)
     warning_minutes: Mapped[int] = mapped_column(default=5)
     requester_may_approve: Mapped[bool] = mapped_column(default=False)
+    #: Tiers exist so that different people decide: off, a person decides one tier only.
+    approver_may_decide_several_tiers: Mapped[bool] = mapped_column(default=False)
     escalation_minutes: Mapped[int | None] = mapped_column(default=None)
     escalation_user_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None

@@ -1,5 +1,6 @@
 """Approving and denying sessions: tiers in order, N approvals per tier, eligible approvers
-only (from the ``pamcore_approvers`` hook), vetoes (deny wins), and escalation."""
+only (from the ``pamcore_approvers`` hook), vetoes (deny wins), one tier per person, and
+escalation. :func:`decision_refusal` is the one rule every edge and the queue apply."""
 
 from __future__ import annotations
 
@@ -11,10 +12,26 @@ from sqlalchemy.orm import Session
 from pamcore.core import Pamcore
 from pamcore.errors import PolicyDenied
 from pamcore.lifecycle import Status, transition
-from pamcore.model import ActivitySession, Approval, ApprovalTier, Decision, User
+from pamcore.model import ActivitySession, Approval, ApprovalTier, Decision, Group, Role, User
 from pamcore.services.common import check_text, get_session
 
 MAX_COMMENT = 2000
+#: Roles whose holders approve through a group. Groups also grant access, so a requester or
+#: an auditor in a tier's group is a member, not an approver; a user named in a tier is both.
+APPROVING_ROLES = frozenset({Role.APPROVER, Role.ADMIN})
+
+
+def group_approvers(group: Group) -> list[User]:
+    """The members of ``group`` who may approve through it."""
+    return [u for u in group.members if u.role in APPROVING_ROLES]
+
+
+def tier_approvers(tier: ApprovalTier) -> list[User]:
+    """Who approves at ``tier``: its users, and its groups' members holding an approving role."""
+    users = {u.id: u for u in tier.users}
+    for group in tier.groups:
+        users.update({u.id: u for u in group_approvers(group)})
+    return list(users.values())
 
 
 def current_tier(session: ActivitySession) -> ApprovalTier | None:
@@ -95,28 +112,11 @@ def _decide(
     escalate_if_due(core, db, session)
     tier = current_tier(session)
     verb = "approve" if decision == Decision.APPROVED else "deny"
-    try:
-        eligible = core.hooks.approvers(session, tier)
-        if approver.id not in {u.id for u in eligible}:
-            who = tier.describe_approvers() if tier else "an administrator"
-            raise PolicyDenied(
-                f"you are not an approver for tier {session.current_tier} of session "
-                f"#{session.id}; it waits for {who}"
-            )
-        veto = core.hooks.approval_veto(session, approver)
-        if veto:
-            raise PolicyDenied(veto)
-        if any(
-            a.approver_id == approver.id and a.tier == session.current_tier
-            for a in session.approvals
-        ):
-            raise PolicyDenied(
-                f"you already decided tier {session.current_tier} of session #{session.id}"
-            )
-    except PolicyDenied as refusal:
-        raise refusal.audited(
+    refusal = decision_refusal(core, approver, session)
+    if refusal:
+        raise PolicyDenied(refusal).audited(
             approver.username, f"approval.refused_{verb}", session_id=session.id
-        ) from None
+        )
 
     via_escalation = session.escalated_tier >= session.current_tier and (
         tier is not None and not _in_tier(approver, tier)
@@ -153,8 +153,34 @@ def _decide(
     return session
 
 
+def decision_refusal(core: Pamcore, approver: User, session: ActivitySession) -> str | None:
+    """Why ``approver`` may not decide ``session`` at its current tier, or ``None``: the
+    dashboard, the REST API, the CLI and the approvals queue all ask this one question."""
+    tier = current_tier(session)
+    if approver.id not in {u.id for u in core.hooks.approvers(session, tier)}:
+        who = tier.describe_approvers() if tier else "an administrator"
+        return (
+            f"you are not an approver for tier {session.current_tier} of session "
+            f"#{session.id}; it waits for {who}"
+        )
+    veto = core.hooks.approval_veto(session, approver)
+    if veto:
+        return veto
+    for earlier in session.approvals:
+        if earlier.approver_id != approver.id:
+            continue
+        if earlier.tier == session.current_tier:
+            return f"you already decided tier {session.current_tier} of session #{session.id}"
+        if not session.profile.approver_may_decide_several_tiers:
+            return (
+                f"you decided tier {earlier.tier} of session #{session.id}; connection "
+                f"profile '{session.profile.name}' wants a different person for each tier"
+            )
+    return None
+
+
 def _in_tier(user: User, tier: ApprovalTier) -> bool:
-    return user in tier.users or bool(user.group_ids & {g.id for g in tier.groups})
+    return user.id in {u.id for u in tier_approvers(tier)}
 
 
 def _advance(core: Pamcore, session: ActivitySession, tier: ApprovalTier | None) -> None:
@@ -184,14 +210,4 @@ def approval_queue(core: Pamcore, db: Session, approver: User) -> list[ActivityS
         .where(ActivitySession.status == Status.WAITING_FOR_APPROVAL.value)
         .order_by(ActivitySession.created_at)
     ).all()
-    queue = []
-    for session in waiting:
-        tier = current_tier(session)
-        if any(
-            a.approver_id == approver.id and a.tier == session.current_tier
-            for a in session.approvals
-        ):
-            continue
-        if approver.id in {u.id for u in core.hooks.approvers(session, tier)}:
-            queue.append(session)
-    return queue
+    return [s for s in waiting if decision_refusal(core, approver, s) is None]

@@ -60,6 +60,7 @@ class ProfileChanges:
     extension_max_count: int | None = None
     warning_minutes: int | None = None
     requester_may_approve: bool | None = None
+    approver_may_decide_several_tiers: bool | None = None
     escalation_minutes: int | None = None
     escalation_user: str | None = None
     escalation_group: str | None = None
@@ -74,6 +75,7 @@ class ProfileChanges:
 PROFILE_FLAGS = (
     "extension_enabled",
     "requester_may_approve",
+    "approver_may_decide_several_tiers",
     "notes_required",
     "ticket_required",
     "allow_view_password",

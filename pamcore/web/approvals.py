@@ -1,21 +1,21 @@
-"""Approvals: the approver's queue, and approve or deny with a comment the requester sees."""
+"""Approvals: the approver's queue, and approve or deny with a comment the requester sees.
+Who may decide is the approvals service's answer alone; this page only shows it."""
 
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_login import login_required
 
 from pamcore.lifecycle import Status
 from pamcore.services import approvals as svc
-from pamcore.web.auth import role_required
 from pamcore.web.context import acting_user, current_core
 
 bp = Blueprint("approvals", __name__, url_prefix="/approvals")
-APPROVER_ROLES = ("approver", "admin")
 
 
 @bp.route("/")
-@role_required(*APPROVER_ROLES)
+@login_required
 def queue() -> ResponseReturnValue:
     core = current_core()
     with core.reader() as db:
@@ -26,7 +26,7 @@ def queue() -> ResponseReturnValue:
 
 
 @bp.route("/<int:session_id>/<any(approve, deny):decision>", methods=["POST"])
-@role_required(*APPROVER_ROLES)
+@login_required
 def decide(session_id: int, decision: str) -> ResponseReturnValue:
     core = current_core()
     decide_session = svc.approve_session if decision == "approve" else svc.deny_session

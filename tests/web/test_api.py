@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from pamcore.core import Pamcore
+from pamcore.model import Group, User
 from pamcore.services import scheduler
 from tests.conftest import ROOT_PASSWORD, World
 from tests.web.roles import PEOPLE, api_token, bearer, build_app, csrf_token, signed_in
@@ -117,6 +119,21 @@ def test_approve_and_deny_by_role(as_) -> None:  # type: ignore[no-untyped-def]
     denied = as_("dave").call("POST", f"/sessions/{other}/deny", 200, {"comment": "no"})
     assert denied["status"] == "denied" and "no" in denied["outcome"]
     as_("carol").call("POST", "/sessions/999/approve", 404, {})
+
+
+def test_group_members_without_the_approver_role_cannot_approve(
+    core: Pamcore, world: World, as_
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 11 item 2: the Linux Admins group also grants access; bob (a requester) and ivy
+    (an auditor) in it are members, not approvers, through the API as in the dashboard."""
+    with core.unit() as db:
+        admins = db.get(Group, world.admins.id)
+        admins.members.extend(db.scalars(select(User).where(User.username.in_(("bob", "ivy")))))
+    sid = as_("alice").call("POST", "/sessions", 201, WEB01)["id"]
+    for name in ("bob", "ivy"):
+        problem = as_(name).call("POST", f"/sessions/{sid}/approve", 403, {"comment": "ok"})
+        assert "not an approver" in problem["detail"]
+    assert as_("carol").call("POST", f"/sessions/{sid}/approve", 200, {})["status"] == "scheduled"
 
 
 def test_password_extend_cancel_end_by_role(core: Pamcore, as_, caplog) -> None:  # type: ignore[no-untyped-def]
