@@ -93,7 +93,9 @@ def rdp_world(tmp: Path, xrdp: XrdpTarget | None = None) -> Iterator[RdpWorld]:
         alice = b.make_user(db, "alice", password=PASSWORD)
         carol = b.make_user(db, "carol", Role.APPROVER)
         erin = b.make_user(db, "erin", Role.ADMIN)
-        win01 = b.make_resource(db, "win01", protocols={"rdp": port}, platform=Platform.WINDOWS)
+        win01 = b.make_resource(
+            db, "win01", protocols={"rdp": port}, platform=Platform.WINDOWS, trust_on_first_use=True
+        )
         cred = b.make_credential(core, db, "win01 rdptest", *account, resource=win01)
         admin = b.make_activity(db, "Windows Admin", login_mode=LoginMode.MANAGED, credential=cred)
         standard = b.make_profile(db, "standard", max_duration_minutes=60)

@@ -64,7 +64,13 @@ def lab_session(
     with core.unit() as db:
         alice = b.make_user(db, "alice", password=ALICE_PASSWORD)
         erin = b.make_user(db, "erin", Role.ADMIN)
-        lab = b.make_resource(db, RESOURCE, protocols={"rdp": port}, platform=Platform.WINDOWS)
+        lab = b.make_resource(
+            db,
+            RESOURCE,
+            protocols={"rdp": port},
+            platform=Platform.WINDOWS,
+            trust_on_first_use=True,
+        )
         cred = b.make_credential(core, db, "lab01 account", account, password, resource=lab)
         activity = b.make_activity(db, "Desktop", login_mode=LoginMode.MANAGED, credential=cred)
         profile = b.make_profile(db, "desktop", max_duration_minutes=60, recording=recording)

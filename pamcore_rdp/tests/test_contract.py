@@ -22,14 +22,24 @@ from sqlalchemy import func, select
 
 from pamcore.core import Pamcore
 from pamcore.directconnect import login_name
-from pamcore.model import AuditEvent
-from pamcore.testing.contract import TARGET_ACCOUNT_PASSWORD, ProtocolContract, Refused
+from pamcore.model import AuditEvent, Resource
+from pamcore.testing.contract import (
+    TARGET_ACCOUNT_PASSWORD,
+    ContractWorld,
+    ProtocolContract,
+    Refused,
+)
 
 #: The contract's vaulted account (``pamcore.testing.contract``), a Unix user for xrdp.
 ACCOUNT = "svc"
 #: Seconds for xfreerdp to reach the target through both phases (redirection included).
 LOGIN_SECONDS = 25.0
-REFUSALS = ("auth.failed", "connection.refused")
+REFUSALS = (
+    "auth.failed",
+    "connection.refused",
+    "connection.protocol_refused",
+    "connection.certificate_refused",
+)
 
 
 @dataclass
@@ -49,11 +59,17 @@ class TestRdpContract(ProtocolContract):
     @pytest.fixture(autouse=True)
     def peers(self, request: pytest.FixtureRequest, xvfb_display: str) -> None:
         """What ``connect_through`` needs besides its arguments: the client display, the
-        target's log and the core whose audit log holds the refusals."""
+        target's log and the core whose audit log holds the refusals; xrdp's certificate
+        is pinned on first use (pamcore_rdp.trust)."""
         self.display = xvfb_display
         if "world" in request.fixturenames:
             self.core: Pamcore = request.getfixturevalue("core")
             self.xrdp: XrdpTarget = request.getfixturevalue("xrdp_target")
+            world: ContractWorld = request.getfixturevalue("world")
+            with self.core.unit() as db:
+                resource = db.get(Resource, world.resource_id)
+                assert resource is not None
+                resource.trust_on_first_use = True
 
     def expected_reply(self, payload: bytes) -> bytes:
         return repr(NAVY).encode()

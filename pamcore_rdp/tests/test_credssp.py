@@ -5,6 +5,7 @@ close_notify loop), the wrong inner mechanism gets a hint naming the setting."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
 import pytest
@@ -12,9 +13,11 @@ from pamcore_rdp.credssp import (
     CredentialRefused,
     CredSSPError,
     CredSSPLeg,
+    TargetTLSContext,
     _early_user_authorization,
     authenticate,
 )
+from pamcore_rdp.trust import CertificateTrust, configure_tls
 from pamcore_rdp.wire import read_pdu
 from pamcore_rdp.x224 import (
     PROTOCOL_HYBRID,
@@ -26,10 +29,27 @@ from pamcore_rdp.x224 import (
 from rdp_targets import ShadowTarget
 
 
+class Refuse(Exception):
+    """What a certificate check raises to refuse the target."""
+
+
 async def _credssp(
-    target: ShadowTarget, password: str, mechanism: str = "ntlm"
+    target: ShadowTarget,
+    password: str,
+    mechanism: str = "ntlm",
+    seen: list[bytes | None] | None = None,
+    refuse: bool = False,
 ) -> tuple[CredSSPLeg, asyncio.StreamWriter]:
-    """X.224 to the target asking for NLA, then CredSSP as the relay runs it."""
+    """X.224 to the target asking for NLA, then CredSSP as the relay runs it; ``seen``
+    gets the certificate the check was given, ``refuse`` makes the check refuse it."""
+
+    async def check(der: bytes | None) -> None:
+        (seen if seen is not None else []).append(der)
+        if refuse:
+            raise Refuse
+
+    tls = TargetTLSContext(ssl.PROTOCOL_TLS_CLIENT)
+    configure_tls(tls, CertificateTrust(pinned="", ca_bundle="", trust_on_first_use=True))
     reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
     requested = PROTOCOL_SSL | PROTOCOL_HYBRID | PROTOCOL_HYBRID_EX
     writer.write(encode_connection_request(requested_protocols=requested))
@@ -39,6 +59,8 @@ async def _credssp(
         leg = await authenticate(
             reader,
             writer,
+            tls=tls,
+            check_certificate=check,
             username=target.username,
             password=password,
             domain="",
@@ -55,8 +77,10 @@ async def _credssp(
 
 
 def test_vaulted_password_opens_the_target_leg(shadow_target: ShadowTarget) -> None:
+    seen: list[bytes | None] = []
+
     async def scenario() -> bytes:
-        leg, writer = await _credssp(shadow_target, shadow_target.password)
+        leg, writer = await _credssp(shadow_target, shadow_target.password, seen=seen)
         try:
             # The target now waits for the MCS Connect Initial inside CredSSP's TLS: a
             # garbage frame written through the leg makes it close, which the leg reads as
@@ -68,6 +92,18 @@ def test_vaulted_password_opens_the_target_leg(shadow_target: ShadowTarget) -> N
             writer.close()
 
     assert asyncio.run(scenario()) == b""
+    assert len(seen) == 1 and seen[0], "the certificate is checked once, before CredSSP"
+
+
+def test_refused_certificate_ends_credssp_before_any_message(
+    shadow_target: ShadowTarget,
+) -> None:
+    """The check runs once TLS is up and before the first TSRequest: refusing there means
+    no NTLM message and no TSCredentials ever reach the target."""
+    seen: list[bytes | None] = []
+    with pytest.raises(Refuse):
+        asyncio.run(_credssp(shadow_target, shadow_target.password, seen=seen, refuse=True))
+    assert len(seen) == 1 and seen[0]
 
 
 def test_wrong_vaulted_password_is_refused_in_plain_words(shadow_target: ShadowTarget) -> None:

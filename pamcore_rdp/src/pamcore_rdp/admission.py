@@ -35,6 +35,7 @@ from pamcore.services.sessions import find_or_request
 from pamcore.services.twofactor import totp_enabled, verify_second_factor
 from pamcore.vault import Revealed
 from pamcore_rdp.settings import target_settings
+from pamcore_rdp.trust import CertificateTrust, certificate_trust
 
 PROTOCOL = "rdp"
 #: RFC 6238 codes as authenticator apps show them.
@@ -78,6 +79,8 @@ class Grant:
     #: ``auto`` | ``nla`` | ``tls`` and ``negotiate`` | ``ntlm`` (:mod:`pamcore_rdp.settings`).
     security: str
     nla_mechanism: str
+    #: What the target's TLS certificate must match (:mod:`pamcore_rdp.trust`).
+    trust: CertificateTrust
 
 
 def sign_in_password(core: Pamcore, username: str, password: str) -> int:
@@ -177,6 +180,7 @@ def admit(
             domain=domain,
             security=settings.security,
             nla_mechanism=settings.nla_mechanism,
+            trust=certificate_trust(target),
         )
 
 

@@ -17,6 +17,11 @@ keeps the BIOs, and ``SSLContext.sslobject_class``:
   :meth:`_TargetTLS.read`. A target that refuses the password (freerdp-shadow) closes TLS
   this way, so without the fix a wrong vaulted password hangs the proxy.
 * **Token dumps** at DEBUG level (NTLM messages can be cracked offline): filtered out.
+
+The TLS context is the caller's (:class:`TargetTLSContext`, set up by
+:mod:`pamcore_rdp.trust`), and so is the certificate check: it runs once the handshake is
+done and before any CredSSP message goes out, so the NTLM messages (crackable offline) and
+the TSCredentials only ever go to a trusted target.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import asyncio
 import logging
 import ssl
 import struct
+from collections.abc import Awaitable, Callable
 
 import spnego
 from spnego.exceptions import BadBindingsError, SpnegoError
@@ -87,17 +93,15 @@ class _TargetTLS(ssl.SSLObject):
         return data  # type: ignore[return-value]
 
 
-class _TLSContext(ssl.SSLContext):
-    """Client TLS context for CredSSP that keeps the BIOs pyspnego wraps.
-
-    Certificates are not verified (MS-CSSP 3.1.5 step 1: CredSSP binds the credential to
-    the server's public key instead); pinning per target (TOFU) is future work.
-    """
+class TargetTLSContext(ssl.SSLContext):
+    """Client TLS context for CredSSP that keeps the BIOs pyspnego wraps, and names the
+    target for OpenSSL's host name check (pyspnego's ``wrap_bio`` passes no name)."""
 
     sslobject_class = _TargetTLS
     incoming: ssl.MemoryBIO
     outgoing: ssl.MemoryBIO
     tls: _TargetTLS
+    server_name: str | None = None
 
     def wrap_bio(  # type: ignore[override]
         self,
@@ -108,16 +112,9 @@ class _TLSContext(ssl.SSLContext):
         session: ssl.SSLSession | None = None,
     ) -> _TargetTLS:
         self.incoming, self.outgoing = incoming, outgoing
-        self.tls = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)  # type: ignore[assignment]
+        name = server_hostname or self.server_name
+        self.tls = super().wrap_bio(incoming, outgoing, server_side, name, session)  # type: ignore[assignment]
         return self.tls
-
-
-def _new_tls_context() -> _TLSContext:
-    context = _TLSContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 class _NoTokenDumps(logging.Filter):
@@ -186,7 +183,7 @@ class CredSSPLeg:
 class _Exchange:
     """Feeds pyspnego's context whole flights read from the target (see the module doc)."""
 
-    def __init__(self, reader: asyncio.StreamReader, tls: _TLSContext) -> None:
+    def __init__(self, reader: asyncio.StreamReader, tls: TargetTLSContext) -> None:
         self.reader = reader
         self.tls = tls
         self.plain = bytearray()
@@ -246,10 +243,15 @@ def _der_size(data: bytes | bytearray) -> int | None:
     return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
 
 
+CertificateCheck = Callable[[bytes | None], Awaitable[None]]
+
+
 async def authenticate(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     *,
+    tls: TargetTLSContext,
+    check_certificate: CertificateCheck,
     username: str,
     password: str,
     domain: str,
@@ -264,8 +266,11 @@ async def authenticate(
     ``mechanism``: the inner one (``rdp.nla_mechanism``: Windows rejects bare NTLM inside
     CredSSP, FreeRDP 2 rejects SPNEGO, notes/rdp.md §2); ``resource`` names the target in
     messages; ``early_auth``: the target selected
-    HYBRID_EX, so it sends an Early User Authorization Result after CredSSP. Raises
-    :class:`CredentialRefused` or :class:`CredSSPError`.
+    HYBRID_EX, so it sends an Early User Authorization Result after CredSSP;
+    ``check_certificate`` gets the target's certificate (DER) once TLS is up, before any
+    CredSSP message, and raises to refuse it. Raises :class:`CredentialRefused` or
+    :class:`CredSSPError`, ``ssl.SSLCertVerificationError`` when ``tls`` verifies
+    certificates and this one fails, or what ``check_certificate`` raises.
     """
     who = f"{username}@{resource}"
     if mechanism not in NLA_MECHANISMS:
@@ -274,7 +279,7 @@ async def authenticate(
         )
     _quiet_spnego()
     principal = f"{domain}\\{username}" if domain else username
-    tls = _new_tls_context()
+    tls.server_name = hostname
     inner = spnego.client(
         principal, password, hostname=hostname, service="TERMSRV", protocol=mechanism
     )
@@ -290,7 +295,7 @@ async def authenticate(
     exchange = _Exchange(reader, tls)
     try:
         async with asyncio.timeout(timeout):
-            await _run(context, exchange, writer)
+            await _run(context, exchange, writer, check_certificate)
             if early_auth:
                 await _early_user_authorization(exchange, who)
     except TimeoutError:
@@ -306,7 +311,11 @@ async def authenticate(
             "TLS certificate (a machine in the middle?); not sending the credential"
         ) from None
     except SpnegoError as exc:
+        if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+            raise exc.__cause__ from None  # pyspnego wraps the handshake's errors
         raise _refusal(context, exc, who, resource, mechanism) from None
+    except ssl.SSLCertVerificationError:
+        raise
     except ssl.SSLError as exc:
         raise CredSSPError(
             f"TLS with the target failed during CredSSP for {who}: {exc.reason or exc}"
@@ -315,10 +324,18 @@ async def authenticate(
 
 
 async def _run(
-    context: spnego.ContextProxy, exchange: _Exchange, writer: asyncio.StreamWriter
+    context: spnego.ContextProxy,
+    exchange: _Exchange,
+    writer: asyncio.StreamWriter,
+    check_certificate: CertificateCheck,
 ) -> None:
     token = context.step()
+    checked = False
     while True:
+        if not checked and _handshake_done(exchange.tls.tls):
+            # Before the client's last handshake flight (TLS 1.3) or the first TSRequest.
+            await check_certificate(exchange.tls.tls.getpeercert(binary_form=True))
+            checked = True
         if token:
             writer.write(token)
             await writer.drain()

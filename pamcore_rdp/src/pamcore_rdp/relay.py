@@ -4,11 +4,13 @@ with the vaulted credential.
 
 The relay never terminates MCS. It answers the client's X.224 Connection Request itself
 (TLS on the client leg, with the proxy certificate), sends its own to the target and takes
-the target's choice: TLS, or CredSSP (NLA) with the vaulted credential
-(:mod:`pamcore_rdp.target`). Then it patches GCC ``serverSelectedProtocol`` in the
-client's MCS Connect Initial to that choice, rewrites the Client Info PDU with the vaulted
-account, password and ``INFO_AUTOLOGON`` (as mstsc sends its credentials on both NLA and
-TLS connections), and from there pumps bytes both ways with backpressure (``drain``).
+the target's choice if it is one we requested, and its certificate if it is pinned or
+issued by the operator's CA (:mod:`pamcore_rdp.trust`): TLS, or CredSSP (NLA) with the
+vaulted credential (:mod:`pamcore_rdp.target`). Then it patches GCC
+``serverSelectedProtocol`` in the client's MCS Connect Initial to that choice, rewrites the
+Client Info PDU with the vaulted account, password and ``INFO_AUTOLOGON`` (as mstsc sends
+its credentials on both NLA and TLS connections), and from there pumps bytes both ways
+with backpressure (``drain``).
 
 Every step of the setup has a timeout, and so has the whole setup; an idle connection
 closes. The listener (:mod:`pamcore_rdp.listener`) admits the connection, calls
@@ -212,9 +214,11 @@ class Relay:
         # refusal (unreachable, wrong vaulted password) can be painted in its window.
         reader, writer = await open_target(self.grant, self.timeouts.connect)
         self._target_writer = writer
-        confirm = await negotiate_target(self.grant, reader, writer, self.timeouts.step)
+        confirm = await negotiate_target(self.core, self.grant, reader, writer, self.timeouts.step)
         selected = confirm.selected_protocol
-        self._target = await secure_target(self.grant, reader, writer, selected, self.timeouts.step)
+        self._target = await secure_target(
+            self.core, self.grant, reader, writer, selected, self.timeouts.step
+        )
         self.selected_protocol = selected
         self._confirmed = True
         await confirm_tls(

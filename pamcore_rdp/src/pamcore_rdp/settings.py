@@ -7,12 +7,19 @@ relay secures and authenticates the target leg.
   which rejects bare NTLM, or ``ntlm`` for FreeRDP-based servers, which reject SPNEGO
   (notes §2).
 * ``rdp.domain``: the domain of the vaulted account, when it is not in the account name.
+* ``rdp.certificate_sha256``: the pinned SHA-256 of the target's TLS certificate, set by an
+  administrator or on first use (the resource's trust-on-first-use, as for SSH host keys);
+  cleared, the next connection pins again (:mod:`pamcore_rdp.trust`).
+* ``rdp.ca_bundle``: a PEM file of CAs the target's certificate must chain to, for its
+  address; the alternative to pinning for targets with CA-issued certificates.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from pamcore.registry import ResourceSetting
@@ -25,6 +32,8 @@ SECURITY_MODES = ("auto", "nla", "tls")
 NLA_MECHANISMS = ("negotiate", "ntlm")
 #: TS_INFO_PACKET caps Domain at 512 bytes of UTF-16 with its NUL (MS-RDPBCGR 2.2.1.11.1.1).
 MAX_DOMAIN = 255
+#: A SHA-256 as FreeRDP, ``openssl x509 -fingerprint -sha256`` or the dashboard print it.
+_SHA256 = re.compile(r"(?:sha256:)?((?:[0-9a-f]{2}:?){31}[0-9a-f]{2})")
 
 
 def _choice(key: str, allowed: tuple[str, ...]) -> Callable[[str], str]:
@@ -50,6 +59,33 @@ def parse_domain(text: str) -> str:
     return value
 
 
+def parse_sha256(text: str) -> str:
+    """A certificate's SHA-256 in hex, with or without colons or a ``sha256:`` prefix, as
+    ``AB:CD:...``; empty means not pinned."""
+    value = text.strip().lower().replace(" ", "")
+    if not value:
+        return ""
+    found = _SHA256.fullmatch(value)
+    if found is None:
+        raise ValueError(
+            "certificate_sha256 must be the certificate's SHA-256 fingerprint, 64 hex digits "
+            "with or without colons (openssl x509 -noout -fingerprint -sha256 -in CERT)"
+        )
+    digits = found.group(1).replace(":", "")
+    return ":".join(digits[i : i + 2] for i in range(0, 64, 2)).upper()
+
+
+def parse_ca_bundle(text: str) -> str:
+    """An absolute path; whether it holds CA certificates is checked at each connection, so
+    a bundle that went missing refuses the connection instead of dropping the check."""
+    value = text.strip()
+    if value and not PurePosixPath(value).is_absolute():
+        raise ValueError(f"ca_bundle must be an absolute path to a PEM file, not {value!r}")
+    if any(not c.isprintable() for c in value):
+        raise ValueError("ca_bundle must not contain control characters")
+    return value
+
+
 SETTINGS = (
     ResourceSetting(
         plugin=PLUGIN,
@@ -72,6 +108,26 @@ SETTINGS = (
         parse=parse_domain,
         default="",
     ),
+    ResourceSetting(
+        plugin=PLUGIN,
+        key="certificate_sha256",
+        help=(
+            "Pinned SHA-256 of the target's TLS certificate; set on first use when the "
+            "resource trusts on first use. Clear it to re-pin after a legitimate change."
+        ),
+        parse=parse_sha256,
+        default="",
+    ),
+    ResourceSetting(
+        plugin=PLUGIN,
+        key="ca_bundle",
+        help=(
+            "PEM file of CAs that issue the target's certificate (checked with its address), "
+            "instead of pinning."
+        ),
+        parse=parse_ca_bundle,
+        default="",
+    ),
 )
 
 
@@ -80,6 +136,8 @@ class TargetSettings:
     security: str
     nla_mechanism: str
     domain: str
+    certificate_sha256: str
+    ca_bundle: str
 
 
 def target_settings(resource: Resource) -> TargetSettings:

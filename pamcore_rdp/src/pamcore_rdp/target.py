@@ -1,7 +1,9 @@
 """The relay's target leg: TCP to the RDP server, our X.224 negotiation (MS-RDPBCGR
 2.2.1.1-2.2.1.2) and its security layer, TLS or CredSSP (NLA) with the vaulted credential
 (:mod:`pamcore_rdp.credssp`). Every step takes its timeout; a failure is a
-:class:`TargetError` that names what to do (notes/rdp.md §3.1)."""
+:class:`TargetError` that names what to do (notes/rdp.md §3.1). The target's selected
+protocol and its certificate are checked (:mod:`pamcore_rdp.trust`) before any credential
+leaves: CredSSP starts, and the Client Info PDU is relayed, only after both."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import asyncio
 import ssl
 from typing import Protocol
 
+from pamcore.core import Pamcore
 from pamcore.errors import ProtocolError
-from pamcore_rdp import credssp
+from pamcore_rdp import credssp, trust
 from pamcore_rdp.admission import Grant
 from pamcore_rdp.wire import read_pdu
 from pamcore_rdp.x224 import (
@@ -87,16 +90,6 @@ class _StreamLeg:
         self._writer.close()
 
 
-def target_tls_context() -> ssl.SSLContext:
-    """TLS to targets: certificates are not checked yet (RDP servers mostly present
-    self-signed ones); pinning per resource, trust on first use, is future work."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
 async def open_target(
     grant: Grant, timeout: float
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -112,15 +105,19 @@ async def open_target(
 
 
 async def negotiate_target(
-    grant: Grant, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
+    core: Pamcore,
+    grant: Grant,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    timeout: float,
 ) -> ConnectionConfirm:
     """Our Connection Request and the target's choice (MS-RDPBCGR 2.2.1.1-2), which must
-    be TLS or NLA."""
+    be TLS or NLA, and one we requested (2.2.1.2.1; a refusal is audited)."""
     where = _where(grant)
+    requested = REQUESTED.get(grant.security, REQUESTED["auto"])
     writer.write(
         encode_connection_request(
-            cookie=_cookie(grant.login_account),
-            requested_protocols=REQUESTED.get(grant.security, REQUESTED["auto"]),
+            cookie=_cookie(grant.login_account), requested_protocols=requested
         )
     )
     await writer.drain()
@@ -139,38 +136,59 @@ async def negotiate_target(
             f"target {where} chose security protocol 0x{selected:x}, which pamcore does not "
             "relay (it needs TLS or NLA)"
         )
+    await asyncio.to_thread(trust.refuse_protocol, core, grant, requested, selected)
     return confirm
 
 
 async def secure_target(
+    core: Pamcore,
     grant: Grant,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     selected: int,
     timeout: float,
 ) -> TargetLeg:
-    """TLS on the target leg, or CredSSP with the vaulted credential when it chose NLA."""
+    """TLS on the target leg, or CredSSP with the vaulted credential when it chose NLA;
+    either way the target's certificate is checked (and pinned on first use) first."""
     if selected == PROTOCOL_SSL:
-        async with asyncio.timeout(timeout):
-            await writer.start_tls(target_tls_context())
+        context = await asyncio.to_thread(trust.tls_context, core, grant, ssl.SSLContext)
+        try:
+            async with asyncio.timeout(timeout):
+                await writer.start_tls(context, server_hostname=grant.address)
+        except ssl.SSLCertVerificationError as exc:
+            raise await asyncio.to_thread(trust.untrusted, core, grant, exc) from None
+        tls = writer.get_extra_info("ssl_object")
+        der = tls.getpeercert(binary_form=True) if tls is not None else None
+        await asyncio.to_thread(trust.check_certificate, core, grant, der)
         return _StreamLeg(reader, writer)
     if grant.password is None:
         raise TargetError(
             f"{grant.resource_name} requires NLA, but the session has no vaulted password "
             f"for {grant.login_account}"
         )
-    return await credssp.authenticate(
-        reader,
-        writer,
-        username=grant.login_account,
-        password=grant.password,
-        domain=grant.domain,
-        mechanism=grant.nla_mechanism,
-        hostname=grant.address,
-        resource=grant.resource_name,
-        early_auth=selected == PROTOCOL_HYBRID_EX,
-        timeout=timeout,
-    )
+
+    context = await asyncio.to_thread(trust.tls_context, core, grant, credssp.TargetTLSContext)
+
+    async def check(der: bytes | None) -> None:
+        await asyncio.to_thread(trust.check_certificate, core, grant, der)
+
+    try:
+        return await credssp.authenticate(
+            reader,
+            writer,
+            tls=context,
+            check_certificate=check,
+            username=grant.login_account,
+            password=grant.password,
+            domain=grant.domain,
+            mechanism=grant.nla_mechanism,
+            hostname=grant.address,
+            resource=grant.resource_name,
+            early_auth=selected == PROTOCOL_HYBRID_EX,
+            timeout=timeout,
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise await asyncio.to_thread(trust.untrusted, core, grant, exc) from None
 
 
 def _where(grant: Grant) -> str:
