@@ -72,18 +72,26 @@ class Pamcore:
             with unit_of_work(self._factory) as db:
                 yield db
         except PamError as exc:
-            if exc.audit_entry is not None:
-                entry = dict(exc.audit_entry)
-                with unit_of_work(self._factory) as db:
-                    self.audit(db, entry.pop("actor"), entry.pop("action"), **entry)
+            self._audit_refusal(exc)
             raise
 
     @contextmanager
     def reader(self) -> Iterator[Session]:
-        """A read-only unit (no write lock on SQLite), for listings."""
-        with self._reader() as db:
-            yield db
-            db.rollback()
+        """A read-only unit (no write lock on SQLite), for listings. A refusal that carries
+        an audit entry (an undecryptable secret met while reading) is still recorded."""
+        try:
+            with self._reader() as db:
+                yield db
+                db.rollback()
+        except PamError as exc:
+            self._audit_refusal(exc)
+            raise
+
+    def _audit_refusal(self, exc: PamError) -> None:
+        if exc.audit_entry is not None:
+            entry, exc.audit_entry = dict(exc.audit_entry), None  # once, however many units
+            with unit_of_work(self._factory) as db:
+                self.audit(db, entry.pop("actor"), entry.pop("action"), **entry)
 
     def audit(
         self,

@@ -1,20 +1,26 @@
-"""The vault: AES-256-GCM encryption of every secret under a master key kept outside the DB.
+"""The vault: AES-256-GCM encryption of every secret under master keys kept outside the DB.
 
 Each ciphertext records the id of the key that made it, and binds the secret's random
 ``ref`` as associated data (NIST SP 800-38D §5.2.1.1), so a ciphertext copied onto another
-row fails to decrypt. The master key is a 0600 file in the instance folder, or
-``PAMCORE_MASTER_KEY``; ``rotate_key`` re-encrypts every secret in one transaction.
+row fails to decrypt. The master keys are a keyring, a 0600 file in the instance folder
+(or one key in ``PAMCORE_MASTER_KEY``): several keys by id, one of them active. Every
+vault operation first checks whether the file changed and reloads it, so a key rotation by
+another process is seen before the next secret is written: no secret is ever encrypted
+under a key that is not in the keyring on disk. Rotation itself is a service
+(:mod:`pamcore.services.vault_keys`); the design is in ``docs/design/vault-keyring.md``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import os
 import secrets
 import stat
+import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -22,8 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pamcore.clock import utcnow
-from pamcore.errors import ConfigurationError, NotFound, VaultError
+from pamcore.errors import NotFound, VaultError
 from pamcore.model import Secret
 
 MASTER_KEY_ENV = "PAMCORE_MASTER_KEY"
@@ -68,72 +73,251 @@ class MasterKey:
         return cls(key_id=key_id, key=key)
 
 
-def write_key_file(path: Path, key: MasterKey) -> None:
-    """Write atomically with mode 0600 from the start (never world-readable, even briefly)."""
+class UndecryptableSecret(VaultError):
+    """A secret that the loaded keyring cannot decrypt: its key is missing, or the data or
+    key is wrong. Carries an audit entry (``vault.undecryptable``) with the key id."""
+
+    def __init__(self, secret: Secret, reason: str) -> None:
+        super().__init__(f"secret {secret.id} {reason}")
+        self.secret_id = secret.id
+        self.key_id = secret.key_id
+        self.audited(
+            "system:vault",
+            "vault.undecryptable",
+            target=f"secret {secret.id}",
+            key_id=secret.key_id,
+        )
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Master keys by id; ``active_id`` encrypts, every key decrypts. ``superseded`` says
+    when each former active key stopped being active (retirement waits a grace period)."""
+
+    active_id: str
+    keys: dict[str, MasterKey]
+    superseded: dict[str, dt.datetime] = field(default_factory=dict)
+
+    HEADER = (
+        "# pamcore master keyring: keep it secret, back it up with the database.\n"
+        "# One key per line; '*' marks the active key. Manage it with 'pamcore vault'.\n"
+    )
+
+    def __post_init__(self) -> None:
+        if self.active_id not in self.keys:
+            raise VaultError(f"the keyring has no key '{self.active_id}' to make active")
+
+    def __repr__(self) -> str:
+        return f"Keyring(active={self.active_id!r}, keys={sorted(self.keys)!r})"
+
+    @classmethod
+    def of(cls, key: MasterKey) -> Keyring:
+        return cls(key.key_id, {key.key_id: key})
+
+    @property
+    def active(self) -> MasterKey:
+        return self.keys[self.active_id]
+
+    def with_active(self, key: MasterKey, now: dt.datetime) -> Keyring:
+        """``key`` added and made active; the former active key stays for decryption."""
+        if key.key_id in self.keys:
+            raise VaultError(f"key id '{key.key_id}' is already in the keyring")
+        superseded = {**self.superseded, self.active_id: now}
+        return replace(
+            self, active_id=key.key_id, keys={**self.keys, key.key_id: key}, superseded=superseded
+        )
+
+    def with_key(self, key: MasterKey) -> Keyring:
+        """``key`` added for decryption only (not active)."""
+        return replace(self, keys={**self.keys, key.key_id: key})
+
+    def without(self, key_id: str) -> Keyring:
+        keys = {k: v for k, v in self.keys.items() if k != key_id}
+        superseded = {k: v for k, v in self.superseded.items() if k != key_id}
+        return replace(self, keys=keys, superseded=superseded)
+
+    def serialize(self) -> str:
+        lines = [self.HEADER]
+        for key_id, key in self.keys.items():
+            mark = "*" if key_id == self.active_id else ""
+            when = self.superseded.get(key_id)
+            note = f" superseded={when.astimezone(dt.UTC).isoformat()}" if when else ""
+            lines.append(f"{mark}{key.serialize()}{note}\n")
+        return "".join(lines)
+
+    @classmethod
+    def parse(cls, text: str, origin: str) -> Keyring:
+        """The keyring format above; a file with one unmarked key (pamcore before keyrings)
+        is a keyring of that one active key."""
+        keys: dict[str, MasterKey] = {}
+        superseded: dict[str, dt.datetime] = {}
+        active: list[str] = []
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            entry, _, note = line.partition(" ")
+            key = MasterKey.parse(entry.removeprefix("*"), f"{origin} line {number}")
+            if key.key_id in keys:
+                raise VaultError(f"{origin} line {number}: key id '{key.key_id}' appears twice")
+            keys[key.key_id] = key
+            if entry.startswith("*"):
+                active.append(key.key_id)
+            if note.startswith("superseded="):
+                try:
+                    when = dt.datetime.fromisoformat(note.removeprefix("superseded="))
+                except ValueError:
+                    raise VaultError(
+                        f"{origin} line {number}: unreadable superseded time"
+                    ) from None
+                superseded[key.key_id] = when
+        if not active and len(keys) == 1:
+            active = list(keys)
+        if len(active) != 1:
+            raise VaultError(
+                f"{origin} must mark exactly one key active with '*' (found {len(active)})"
+            )
+        return cls(active[0], keys, superseded)
+
+
+def write_keyring(path: Path, keyring: Keyring) -> None:
+    """Write atomically and durably with mode 0600 from the start (never world-readable,
+    even briefly): a temporary file, fsync, rename, fsync of the folder. Only after this
+    returns may a secret be encrypted under a key it added."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.serialize() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(keyring.serialize())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
-def read_key_file(path: Path) -> MasterKey:
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+def write_key_file(path: Path, key: MasterKey) -> None:
+    """A new keyring holding ``key`` as its active key (``pamcore init``)."""
+    write_keyring(path, Keyring.of(key))
+
+
+#: What identifies one version of the keyring file: device, inode, mtime, size.
+FileStamp = tuple[int, int, int, int]
+
+
+def read_keyring(path: Path) -> tuple[Keyring, FileStamp]:
+    """The keyring in ``path`` and the stamp of the version read (fstat of the open file,
+    so the two always agree even when the file is replaced meanwhile)."""
+    try:
+        with open(path) as fh:
+            info = os.fstat(fh.fileno())
+            text = fh.read()
+    except FileNotFoundError:
         raise VaultError(
-            f"{path} is readable by group or others (mode {stat.S_IMODE(mode):o}); "
+            f"no master keyring at {path}; run 'pamcore init' or set {MASTER_KEY_ENV}"
+        ) from None
+    except OSError as exc:
+        raise VaultError(f"cannot read the master keyring {path}: {exc.strerror}") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise VaultError(
+            f"{path} is readable by group or others (mode {stat.S_IMODE(info.st_mode):o}); "
             f"run 'chmod 600 {path}'"
         )
-    return MasterKey.parse(path.read_text(), str(path))
+    keyring = Keyring.parse(text, str(path))
+    # A rotation by pamcore before keyrings left its new key beside the file when it was
+    # interrupted after its commit: keep it loaded until a rotation folds it in.
+    legacy = path.with_suffix(path.suffix + ".new")
+    if legacy.exists():
+        extra, _ = read_keyring(legacy)
+        for key in extra.keys.values():
+            if key.key_id not in keyring.keys:
+                keyring = keyring.with_key(key)
+    return keyring, (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def _file_stamp(path: Path) -> FileStamp | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
 
 
 class Vault:
-    """Encrypts and decrypts :class:`~pamcore.model.Secret` rows with a keyring."""
+    """Encrypts and decrypts :class:`~pamcore.model.Secret` rows with a keyring.
 
-    def __init__(self, active: MasterKey, others: tuple[MasterKey, ...] = ()) -> None:
-        self.active = active
-        self._keys = {k.key_id: k for k in (*others, active)}
+    With a ``source`` file, every operation checks the file's stamp first and reloads a
+    changed keyring, so this process follows rotations made by others without a restart.
+    """
+
+    def __init__(self, keyring: Keyring, source: Path | None = None) -> None:
+        self._keyring = keyring
+        self._source = source
+        self._stamp = _file_stamp(source) if source else None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Vault(active={self.active.key_id!r})"
+        return f"Vault(active={self.keyring.active_id!r})"
 
     @classmethod
     def from_key_file(cls, path: Path) -> Vault:
-        """Load the key from ``PAMCORE_MASTER_KEY`` or the file; a pending rotation's new
-        key (``.new``) joins the keyring so an interrupted rotation never locks data out."""
+        """The keyring from ``PAMCORE_MASTER_KEY`` (one fixed key) or the file (followed)."""
         env = os.environ.get(MASTER_KEY_ENV)
         if env:
-            return cls(MasterKey.parse(env, MASTER_KEY_ENV))
-        if not path.exists():
-            raise VaultError(f"no master key at {path}; run 'pamcore init' or set {MASTER_KEY_ENV}")
-        active = read_key_file(path)
-        pending = path.with_suffix(path.suffix + ".new")
-        others = (read_key_file(pending),) if pending.exists() else ()
-        return cls(active, others)
+            return cls(Keyring.of(MasterKey.parse(env, MASTER_KEY_ENV)))
+        keyring, stamp = read_keyring(path)
+        vault = cls(keyring, path)
+        vault._stamp = stamp
+        return vault
+
+    @property
+    def source(self) -> Path | None:
+        """The keyring file this vault follows; ``None`` for a key from the environment."""
+        return self._source
+
+    @property
+    def keyring(self) -> Keyring:
+        """The current keyring, reloaded first if the file changed."""
+        if self._source is not None and _file_stamp(self._source) != self._stamp:
+            with self._lock:
+                if _file_stamp(self._source) != self._stamp:
+                    self._keyring, self._stamp = read_keyring(self._source)
+        return self._keyring
+
+    @property
+    def active(self) -> MasterKey:
+        return self.keyring.active
 
     # -- primitives -------------------------------------------------------------------------
 
-    def _encrypt(self, key: MasterKey, plaintext: str, ref: str) -> tuple[bytes, bytes]:
+    def _encrypt(self, plaintext: str, ref: str) -> tuple[str, bytes, bytes]:
+        """(key id, nonce, ciphertext) under the active key of the keyring on disk now."""
+        key = self.active
         nonce = os.urandom(NONCE_BYTES)
-        return nonce, AESGCM(key.key).encrypt(nonce, plaintext.encode(), _aad(ref))
+        return key.key_id, nonce, AESGCM(key.key).encrypt(nonce, plaintext.encode(), _aad(ref))
 
     def _decrypt(self, secret: Secret) -> str:
-        key = self._keys.get(secret.key_id)
+        key = self.keyring.keys.get(secret.key_id)
         if key is None:
-            raise VaultError(
-                f"secret {secret.id} was encrypted with key '{secret.key_id}', which is not "
-                f"loaded; restore that master key"
+            raise UndecryptableSecret(
+                secret,
+                f"was encrypted with key '{secret.key_id}', which is not in the keyring; "
+                f"restore that key into the keyring file",
             )
         try:
             return (
                 AESGCM(key.key).decrypt(secret.nonce, secret.ciphertext, _aad(secret.ref)).decode()
             )
         except InvalidTag:
-            raise VaultError(
-                f"secret {secret.id} does not decrypt: wrong master key or tampered data"
+            raise UndecryptableSecret(
+                secret, f"does not decrypt with key '{key.key_id}': wrong key or tampered data"
             ) from None
 
     # -- API --------------------------------------------------------------------------------
@@ -142,21 +326,29 @@ class Vault:
         if not plaintext:
             raise VaultError("refusing to store an empty secret")
         ref = str(uuid.uuid4())
-        nonce, ct = self._encrypt(self.active, plaintext, ref)
-        secret = Secret(ref=ref, name=name, key_id=self.active.key_id, nonce=nonce, ciphertext=ct)
+        key_id, nonce, ct = self._encrypt(plaintext, ref)
+        secret = Secret(ref=ref, name=name, key_id=key_id, nonce=nonce, ciphertext=ct)
         db.add(secret)
         db.flush()
         return secret
 
-    def replace(self, secret: Secret, plaintext: str) -> None:
+    def replace(self, secret: Secret, plaintext: str, now: dt.datetime) -> None:
+        """A new value for ``secret`` (``now``: the core's time, kept as ``rotated_at``)."""
         if not plaintext:
             raise VaultError("refusing to store an empty secret")
-        secret.nonce, secret.ciphertext = self._encrypt(self.active, plaintext, secret.ref)
-        secret.key_id = self.active.key_id
-        secret.rotated_at = utcnow()
+        secret.key_id, secret.nonce, secret.ciphertext = self._encrypt(plaintext, secret.ref)
+        secret.rotated_at = now
 
     def reveal(self, secret: Secret) -> Revealed:
         return Revealed(self._decrypt(secret))
+
+    def reencrypt(self, secret: Secret) -> bool:
+        """Move ``secret`` under the active key, value unchanged; ``False`` if it was there."""
+        if secret.key_id == self.active.key_id:
+            return False
+        plaintext = self._decrypt(secret)
+        secret.key_id, secret.nonce, secret.ciphertext = self._encrypt(plaintext, secret.ref)
+        return True
 
     def named(self, db: Session, name: str) -> Secret:
         secret = db.scalar(select(Secret).where(Secret.name == name))
@@ -164,50 +356,6 @@ class Vault:
             raise NotFound(f"no vault secret named '{name}'")
         return secret
 
-    def reencrypt_all(self, db: Session, new: MasterKey) -> int:
-        """Decrypt each secret with its key and encrypt it with ``new``; caller commits."""
-        count = 0
-        for secret in db.scalars(select(Secret).order_by(Secret.id)):
-            plaintext = self._decrypt(secret)
-            secret.nonce, secret.ciphertext = self._encrypt(new, plaintext, secret.ref)
-            secret.key_id = new.key_id
-            count += 1
-        db.flush()
-        return count
-
 
 def _aad(ref: str) -> bytes:
     return f"pamcore-secret:{ref}".encode()
-
-
-def rotate_master_key(vault: Vault, key_path: Path, db: Session) -> tuple[Vault, int]:
-    """Re-encrypt every secret under a new master key and replace the key file.
-
-    Order matters for crash safety: the new key is written (``.new``) before the database
-    commits, and becomes the key file only after; :meth:`Vault.from_key_file` loads both.
-    """
-    if os.environ.get(MASTER_KEY_ENV):
-        raise ConfigurationError(
-            f"the master key comes from {MASTER_KEY_ENV}; rotate it by unsetting the variable "
-            f"and using the key file, or re-encrypt under a key file first"
-        )
-    pending = key_path.with_suffix(key_path.suffix + ".new")
-    if pending.exists():
-        # A rotation was interrupted after its commit: finish it before starting another,
-        # or the pending key would be overwritten while secrets still need it.
-        finishing = read_key_file(pending)
-        vault.reencrypt_all(db, finishing)
-        db.commit()
-        os.replace(pending, key_path)
-        vault = Vault(finishing)
-    new = MasterKey.generate()
-    write_key_file(pending, new)
-    try:
-        count = vault.reencrypt_all(db, new)
-        db.commit()
-    except BaseException:
-        db.rollback()
-        pending.unlink(missing_ok=True)
-        raise
-    os.replace(pending, key_path)
-    return Vault(new), count

@@ -13,7 +13,7 @@ from pamcore.cli.main import build_cli
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.model import AuditEvent
-from tests.conftest import ROOT_PASSWORD, World
+from tests.world import ROOT_PASSWORD, World
 
 
 @pytest.fixture
@@ -151,10 +151,16 @@ def test_audit_verify_reports_tampering(run, world: World, core: Pamcore) -> Non
     assert "the log was tampered with" in out
 
 
-def test_vault_rotate(run, world: World, core: Pamcore) -> None:
+def test_vault_rotate_and_retire(run, world: World, core: Pamcore, clock) -> None:
     old = core.vault.active.key_id
     out = run("vault", "rotate-key", "--yes")
-    assert f"master key rotated ({old} -> " in out and "secrets re-encrypted" in out
+    assert "master key rotated to " in out and f"retire the old key ({old})" in out
     status = json.loads(run("--json", "vault", "status"))
-    assert status["active_key"] != old
-    assert set(status["secrets_by_key"]) == {status["active_key"]}
+    keys = {k["key"]: k for k in status["keys"]}
+    new = next(k for k, v in keys.items() if v["active"] == "yes")
+    assert new != old and keys[old]["secrets"] == 0 and keys[new]["secrets"] > 0
+    assert status["undecryptable"] == []
+    assert "may still write with it" in run("vault", "retire-key", old, code=4)
+    clock.advance(minutes=6)
+    assert f"key {old} retired" in run("vault", "retire-key", old)
+    assert [k["key"] for k in json.loads(run("--json", "vault", "status"))["keys"]] == [new]

@@ -36,7 +36,7 @@ COMMANDS = {
     "profiles": "pamcore.cli.policies:profiles",
     "policies": "pamcore.cli.policies:policies",
     "demo": "pamcore.cli.demo:demo",
-    "vault": "pamcore.cli.audit:vault",
+    "vault": "pamcore.cli.vault:vault",
     "plugins": "pamcore.cli.plugins:plugins",
 }
 

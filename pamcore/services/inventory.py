@@ -375,7 +375,7 @@ def set_credential_password(
     if credential.password_secret is None:
         credential.password_secret = core.vault.store(db, password)
     else:
-        core.vault.replace(credential.password_secret, password)
+        core.vault.replace(credential.password_secret, password, core.now())
     credential.rotated_at = core.now()
     core.audit(db, actor.username, "credential.password_set", target=credential.name)
     return credential
@@ -390,7 +390,7 @@ def set_credential_key(
     if credential.private_key_secret is None:
         credential.private_key_secret = core.vault.store(db, key)
     else:
-        core.vault.replace(credential.private_key_secret, key)
+        core.vault.replace(credential.private_key_secret, key, core.now())
     core.audit(db, actor.username, "credential.key_set", target=credential.name)
     return credential
 

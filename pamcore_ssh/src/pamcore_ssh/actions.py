@@ -293,7 +293,7 @@ def rotate_credential(
             if row.password_secret is None:
                 row.password_secret = ctx.core.vault.store(db, new)
             else:
-                ctx.core.vault.replace(row.password_secret, new)
+                ctx.core.vault.replace(row.password_secret, new, ctx.core.now())
             row.rotated_at = ctx.now
             ctx.core.audit(
                 db,
