@@ -6,15 +6,22 @@ Precedence: explicit arguments > environment (``PAMCORE_*``) > ``pamcore.toml`` 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pamcore.errors import ConfigurationError
 
 CONFIG_FILE = "pamcore.toml"
 DEFAULT_INSTANCE = Path("instance")
+#: Listen addresses that name no host a browser could type.
+_WILDCARDS = frozenset({"", "0.0.0.0", "::", "*"})  # noqa: S104 (recognised, not bound)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: A DNS name (browsers send IDNs punycoded), an IPv4 or an IPv6 literal.
+_HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+")
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,9 @@ class Config:
     #: PEM certificate and key: the dashboard serves HTTPS (and Secure cookies) when set.
     web_tls_cert: Path | None = None
     web_tls_key: Path | None = None
+    #: Origins (``scheme://host[:port]``) people open the dashboard under; pages from these
+    #: may open the browser terminal. Empty: :attr:`allowed_origins` derives them.
+    web_origins: tuple[str, ...] = ()
     #: Seconds between scheduler ticks in ``pamcore run`` / ``pamcore worker``.
     scheduler_interval: float = 5.0
     plugins_dir: Path | None = None
@@ -44,6 +54,18 @@ class Config:
     @property
     def recordings_path(self) -> Path:
         return self.instance_path / "recordings"
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """The dashboard's origins, normalised: ``web_origins`` when set, else ``public_host``
+        and ``web_bind`` (unless a wildcard) on ``web_port``, over https when TLS is set."""
+        if self.web_origins:
+            return frozenset(self.web_origins)
+        scheme = "https" if self.web_tls_cert and self.web_tls_key else "http"
+        hosts = {self.public_host} | ({self.web_bind} - _WILDCARDS)
+        return frozenset(
+            normalize_origin(f"{scheme}://{_bracketed(host)}:{self.web_port}") for host in hosts
+        )
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **changes)
@@ -80,6 +102,7 @@ def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Co
             web_port=int(core.get("web_port", 8080)),
             web_tls_cert=_path(instance, core.get("web_tls_cert")),
             web_tls_key=_path(instance, core.get("web_tls_key")),
+            web_origins=_origins(core.get("web_origins", [])),
             scheduler_interval=float(core.get("scheduler_interval", 5.0)),
             plugins_dir=Path(plugins_dir) if plugins_dir else None,
             plugin_settings=data.get("plugins", {}),
@@ -93,6 +116,32 @@ def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Co
 def _path(instance: Path, value: str | None) -> Path | None:
     """A configured file, relative to the instance folder unless absolute."""
     return instance / value if value else None
+
+
+def normalize_origin(origin: str) -> str:
+    """``scheme://host:port`` in lower case with the scheme's port made explicit, so that
+    ``http://LOCALHOST`` and ``http://localhost:80`` compare equal; raises ValueError for
+    anything that is not an http(s) origin (a path, a query, no host)."""
+    parts = urlsplit(origin.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not _HOST.fullmatch(host):
+        raise ValueError(f"{origin!r} is not an origin like 'https://pam.example.com:8080'")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{origin!r} has more than scheme, host and port")
+    port = parts.port or _DEFAULT_PORTS[scheme]
+    return f"{scheme}://{_bracketed(host)}:{port}"
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 literal in brackets, as URLs write it."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    """``web_origins``: a list of origins, each normalised."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("web_origins must be a list of origins like 'https://pam.example.com'")
+    return tuple(normalize_origin(v) for v in value)
 
 
 def default_config_text(database_url: str | None) -> str:
@@ -111,6 +160,9 @@ web_bind = "127.0.0.1"
 web_port = 8080
 # web_tls_cert = "web.crt"   # PEM; with web_tls_key the dashboard serves HTTPS
 # web_tls_key = "web.key"
+# Addresses people open the dashboard under, when not public_host or web_bind on web_port
+# (a reverse proxy, another name): pages from these may open the browser terminal.
+# web_origins = ["https://pam.example.com", "http://127.0.0.1:8080"]
 scheduler_interval = 5.0
 # plugins_dir = "plugins.d"
 

@@ -4,6 +4,7 @@ the real proxy and OpenSSH ``sshd``; the dashboard's token view through Flask's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -11,6 +12,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from itsdangerous import URLSafeSerializer
@@ -18,7 +20,7 @@ from pamcore_ssh.listener import ProxyListener
 from sqlalchemy import create_engine
 from ssh_peers import Sshd, run_listener
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
@@ -28,7 +30,7 @@ from pamcore.services import scheduler
 from pamcore.services.common import CONSOLE
 from pamcore.services.sessions import SessionRequest, create_session, end_session
 from pamcore.services.terminal_tokens import SALT, issue_terminal_token
-from pamcore.testing import T0, LoopThread, make_core
+from pamcore.testing import T0, LoopThread, audited, make_core
 from pamcore.testing import builders as b
 from pamcore.web.app import create_app
 
@@ -97,9 +99,14 @@ def world(tmp_path: Path, sshd: Sshd) -> Iterator[World]:
     core.dispose()
 
 
-async def _open(world: World, token: str, cols: int = 100, rows: int = 30) -> ClientConnection:
-    ws = await connect(world.url, origin=ORIGIN)  # type: ignore[arg-type]
-    await ws.send(json.dumps({"type": "auth", "token": token, "cols": cols, "rows": rows}))
+async def _open(
+    world: World, token: str, cols: int = 100, rows: int = 30, origin: str | None = ORIGIN
+) -> ClientConnection:
+    """A page's socket after its first message; a page refused for its origin may already
+    be closed when the message goes out (what it was told stays readable)."""
+    ws = await connect(world.url, origin=origin)  # type: ignore[arg-type]
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(json.dumps({"type": "auth", "token": token, "cols": cols, "rows": rows}))
     return ws
 
 
@@ -117,9 +124,9 @@ async def _until(ws: ClientConnection, wanted: bytes, timeout: float = 10) -> by
     return seen
 
 
-async def _refusal(world: World, token: str) -> str:
+async def _refusal(world: World, token: str, origin: str | None = ORIGIN) -> str:
     """The one line a refused page shows, and the socket closed as a policy violation."""
-    ws = await _open(world, token)
+    ws = await _open(world, token, origin=origin)
     seen = b""
     with pytest.raises(ConnectionClosed) as closed:
         while True:
@@ -206,13 +213,55 @@ def _end(world: World) -> None:
         end_session(world.core, db, CONSOLE, world.session_id)
 
 
-def test_a_page_from_another_origin_is_refused(world: World) -> None:
-    async def go() -> None:
-        with pytest.raises(InvalidStatus) as refused:
-            await connect(world.url, origin="http://evil.example")  # type: ignore[arg-type]
-        assert refused.value.response.status_code == 403
+def test_pages_of_the_dashboards_addresses_open_and_others_are_told_why_not(
+    world: World,
+) -> None:
+    """By default public_host and web_bind on web_port (localhost, 127.0.0.1, 8080) are the
+    dashboard's; a page elsewhere is refused in its terminal, naming the setting, and
+    audited, before its token is read (so the token stays unspent)."""
+    token = world.token()
 
-    asyncio.run(go())
+    async def shell_from(origin: str) -> None:
+        ws = await _open(world, world.token(), origin=origin)
+        await ws.send(b"echo from-$((40+2))\r")
+        await _until(ws, b"from-42")
+        await ws.close()
+
+    asyncio.run(shell_from("http://127.0.0.1:8080"))
+    asyncio.run(shell_from("http://LOCALHOST:8080"))
+    refusal = asyncio.run(_refusal(world, token, origin="http://evil.example"))
+    assert refusal == (
+        "pamcore: pages from http://evil.example:80 may not open a terminal: add "
+        '"http://evil.example:80" to web_origins under [pamcore] in pamcore.toml and restart '
+        "pamcore"
+    )
+    assert "add" in asyncio.run(_refusal(world, token, origin="http://localhost:9999"))
+    assert asyncio.run(_refusal(world, token, origin=None)) == (
+        "pamcore: only the dashboard's terminal page may open a terminal (no Origin was sent)"
+    )
+    assert asyncio.run(_refusal(world, token, origin="null")) == (
+        "pamcore: only the dashboard's terminal page may open a terminal, not a request from 'null'"
+    )
+    events = audited(world.core, "terminal.origin_refused")
+    assert [e.details["origin"] for e in events] == [
+        "http://evil.example",
+        "http://localhost:9999",
+        "",
+        "null",
+    ]
+    assert all(e.details["protocol"] == "ssh" and e.actor == "-" for e in events)
+    assert token not in str([e.details for e in events])
+    # None of the refusals spent the token: it still opens the shell.
+    world.core.config = world.core.config.with_overrides(web_origins=("http://evil.example:80",))
+
+    async def refused_page_now_allowed() -> None:
+        ws = await _open(world, token, origin="http://evil.example")
+        await ws.send(b"echo listed-$((40+2))\r")
+        await _until(ws, b"listed-42")
+        await ws.close()
+
+    asyncio.run(refused_page_now_allowed())
+    assert "may not open" in asyncio.run(_refusal(world, world.token()))  # localhost: not listed
 
 
 def test_the_dashboard_gives_a_token_only_to_the_requester_of_an_available_session(
@@ -250,23 +299,13 @@ def test_the_dashboard_gives_a_token_only_to_the_requester_of_an_available_sessi
     assert "once the session is Available" in refused.json["error"]
 
 
-def test_the_terminal_page_in_headless_chromium_shows_a_prompt(
-    world: World, tmp_path: Path
-) -> None:
-    """The real page: xterm.js fitted to the window, a prompt, a command's output."""
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless Chromium from Debian's chromium and chromium-driver."""
     webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    from pamcore.web.server import WebServer
-
     chromium, chromedriver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
     if not (chromium.exists() and chromedriver.exists()):
         pytest.skip("needs the Debian packages chromium and chromium-driver")
-    port = int(world.url.rsplit(":", 1)[1].strip("/"))
-    world.core.config.plugin_settings.setdefault("ssh", {})["terminal_port"] = port
-    web = WebServer(world.core, "127.0.0.1", 0, threads=4)
-    base = web.start().replace("127.0.0.1", "localhost")  # public_host: the page's origin
     options = webdriver.ChromeOptions()
     options.binary_location = str(chromium)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,700"):
@@ -275,6 +314,37 @@ def test_the_terminal_page_in_headless_chromium_shows_a_prompt(
     driver = webdriver.Chrome(
         options=options, service=webdriver.ChromeService(executable_path=str(chromedriver))
     )
+    yield driver
+    driver.quit()
+
+
+@pytest.mark.parametrize(
+    ("host", "listed", "shown"),
+    [
+        ("localhost", None, "browser-42"),  # public_host
+        ("127.0.0.1", None, "browser-42"),  # web_bind, the README's address
+        ("127.0.0.1", "localhost", "may not open a terminal"),  # web_origins lists another
+    ],
+)
+def test_the_terminal_page_in_headless_chromium(
+    world: World, browser: Any, tmp_path: Path, host: str, listed: str | None, shown: str
+) -> None:
+    """The real page from each address the dashboard is served under: xterm.js fitted to
+    the window, a prompt, a command's output; or, from an address not listed, the reason
+    and the setting to change, in the terminal."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from pamcore.web.server import WebServer
+
+    port = int(world.url.rsplit(":", 1)[1].strip("/"))
+    world.core.config.plugin_settings.setdefault("ssh", {})["terminal_port"] = port
+    web = WebServer(world.core, "127.0.0.1", 0, threads=4)
+    web_port = int(web.start().rsplit(":", 1)[1])
+    base = f"http://{host}:{web_port}"
+    origins = (f"http://{listed}:{web_port}",) if listed else ()
+    world.core.config = world.core.config.with_overrides(web_port=web_port, web_origins=origins)
+    driver = browser
     try:
         driver.get(f"{base}/login")
         driver.find_element(By.ID, "username").send_keys("alice")
@@ -284,16 +354,24 @@ def test_the_terminal_page_in_headless_chromium_shows_a_prompt(
         WebDriverWait(driver, 15).until(lambda d: "/login" not in d.current_url)
         driver.get(f"{base}/ssh/terminal/{world.session_id}/web01")
 
-        def shows(text: str) -> bool:  # the page's scripts are deferred: look each time
-            return text in driver.find_element(By.ID, "terminal").text
+        def shows(text: str) -> bool:
+            """``text`` on the screen; the page's scripts are deferred, so look each time,
+            and xterm wraps long lines anywhere, so whitespace does not count."""
+            screen = driver.find_element(By.ID, "terminal").text
+            return "".join(text.split()) in "".join(screen.split())
 
-        WebDriverWait(driver, 15).until(lambda d: shows("#"))
-        typing = driver.find_element(By.CSS_SELECTOR, "#terminal .xterm-helper-textarea")
-        typing.send_keys("echo browser-$((6*7))\n")
-        WebDriverWait(driver, 10).until(lambda d: shows("browser-42"))
+        if listed is None:
+            WebDriverWait(driver, 15).until(lambda d: shows("#"))
+            typing = driver.find_element(By.CSS_SELECTOR, "#terminal .xterm-helper-textarea")
+            typing.send_keys("echo browser-$((6*7))\n")
+        WebDriverWait(driver, 15).until(lambda d: shows(shown))
+        if listed is not None:
+            state = driver.find_element(By.ID, "term-state")
+            WebDriverWait(driver, 10).until(lambda d: state.text == "refused")
+            assert shows(f'pages from {base} may not open a terminal: add "{base}" to web_origins')
         folder = Path(os.environ.get("PAMCORE_SCREENSHOTS") or tmp_path)
         folder.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(folder / "ssh-browser-terminal.png"))
+        name = "ssh-browser-terminal" + ("-refused" if listed else f"-{host}")
+        driver.save_screenshot(str(folder / f"{name}.png"))
     finally:
-        driver.quit()
         web.stop()

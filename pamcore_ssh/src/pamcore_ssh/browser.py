@@ -16,17 +16,15 @@ import json
 import logging
 import ssl
 from collections.abc import Mapping
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import asyncssh
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from pamcore.config import Config
 from pamcore.errors import AuthenticationFailed, ConfigurationError, PamError
+from pamcore.services.origins import check_terminal_origin
 from pamcore.services.terminal_tokens import SpentTokens
 from pamcore_ssh import admission, lobby
 
@@ -189,7 +187,6 @@ class TerminalListener:
         self._secret = secret
         self._spent = SpentTokens()
         self._server: Server | None = None
-        self._origin_host = self.core.config.public_host.lower()
 
     @property
     def port(self) -> int:
@@ -202,7 +199,6 @@ class TerminalListener:
             self._serve,
             host,
             port,
-            process_request=self._check_origin,
             ssl=_tls(self.core.config),
             logger=_wire_log,
             server_header=None,
@@ -214,14 +210,6 @@ class TerminalListener:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-
-    def _check_origin(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Only pages of the dashboard's host (CSWSH; the token is what authorises)."""
-        origin = request.headers.get("Origin", "")
-        if (urlsplit(origin).hostname or "") == self._origin_host:
-            return None
-        log.info("browser terminal: refused a page from %r", origin)
-        return connection.respond(HTTPStatus.FORBIDDEN, "This origin may not open a terminal.\n")
 
     async def _serve(self, ws: ServerConnection) -> None:
         terminal = BrowserTerminal(ws)
@@ -243,6 +231,12 @@ class TerminalListener:
         gone.cancel()
 
     async def _admit(self, terminal: BrowserTerminal, peer: str) -> Link:
+        """A page of another site is refused before its first message is read. The
+        handshake itself is accepted so the refusal reaches the page: a browser shows a
+        refused handshake (HTTP 403) only as a closed socket, without the reason."""
+        assert terminal.ws.request is not None
+        origin = terminal.ws.request.headers.get("Origin")
+        await asyncio.to_thread(check_terminal_origin, self.core, origin, peer, PLUGIN)
         try:
             message = await asyncio.wait_for(terminal.ws.recv(), HELLO_SECONDS)
         except (TimeoutError, ConnectionClosed):

@@ -32,10 +32,21 @@
     ws.onmessage = (event) => {
       term.write(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
     };
-    ws.onclose = () => {
-      show("closed");
-      notice("the connection is closed; close this tab or reload to connect again");
+    let opened = false;
+    ws.addEventListener("open", () => (opened = true));
+    ws.onclose = (event) => {
       term.options.disableStdin = true;
+      if (!opened) {
+        show("unreachable");
+        notice("the terminal service at " + url + " could not be reached; is pamcore's " +
+          "proxy running, and does public_host name it for this browser?");
+      } else if (event.code === 1008) {
+        show("refused");
+        notice("the terminal was refused, for the reason above");
+      } else {
+        show("closed");
+        notice("the connection is closed; close this tab or reload to connect again");
+      }
     };
     const send = (bytes) => {
       if (ws.readyState === WebSocket.OPEN) ws.send(bytes);
