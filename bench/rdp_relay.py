@@ -1,8 +1,8 @@
 """RDP relay benchmark: xfreerdp -> pamcore's relay -> xrdp vs xfreerdp -> xrdp directly.
 
 Issue 6's "Done when": connection setup time and relayed throughput, side by side in one
-run. Needs root and the RDP test peers (``make`` installs them): it starts Xvfb :99 and
-xrdp + sesman on 127.0.0.1:13389 as the tests do (``pamcore_rdp/tests/rdp_targets.py``,
+run. Needs root and the RDP test peers (``make`` installs them): it starts Xvfb and
+xrdp + sesman on free display and port as the tests do (``pamcore_rdp/tests/rdp_targets.py``,
 under the same machine-wide lock), creates the login ``rdpbench`` and removes what it started.
 
 The pamcore route is Phase B as the listener runs it after a redirection ticket (the
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pamcore_rdp" / "te
 
 from pamcore_rdp.listener import RdpListener
 from peers import exclusive_peers, log_mark, missing_binaries
-from rdp_display import CLIENT_BINARIES, CLIENT_DISPLAY, XVFB_BINARIES, start_xfreerdp, start_xvfb
+from rdp_display import CLIENT_BINARIES, XVFB_BINARIES, start_xfreerdp, start_xvfb
 from rdp_targets import XRDP_BINARIES, XrdpTarget, ensure_unix_user, start_xrdp, xrdp_logged_in
 from relay_standin import ALICE_PASSWORD, RESOURCE, Proxy, lab_session, make_instance
 
@@ -134,11 +134,12 @@ class Route:
     proxy: Proxy | None = None
 
 
-def setup_once(xrdp: XrdpTarget, route: Route) -> tuple[float, float | None]:
-    """(seconds until sesman logs the login, seconds until the relay is established)."""
+def setup_once(xrdp: XrdpTarget, route: Route, display: str) -> tuple[float, float | None]:
+    """(seconds until sesman logs the login, seconds until the relay is established), with
+    the client on ``display``."""
     mark = log_mark(xrdp.sesman_log)
     started = time.monotonic()
-    client = start_xfreerdp(route.args, CLIENT_DISPLAY)
+    client = start_xfreerdp(route.args, display)
     try:
         logged = logged_in(xrdp.sesman_log, mark) - started
         relayed = None
@@ -157,7 +158,7 @@ def setup_once(xrdp: XrdpTarget, route: Route) -> tuple[float, float | None]:
 def throughput(xrdp: XrdpTarget, route: Route, a: argparse.Namespace) -> tuple[float, float | None]:
     """(KiB/s the client received while the session is busy, relay CPU ms per MiB)."""
     mark = log_mark(xrdp.sesman_log)
-    client = start_xfreerdp(route.args, CLIENT_DISPLAY)
+    client = start_xfreerdp(route.args, a.display)
     try:
         logged_in(xrdp.sesman_log, mark)
         time.sleep(2.0)  # the first full-screen paint is not part of the figure
@@ -180,7 +181,7 @@ def throughput(xrdp: XrdpTarget, route: Route, a: argparse.Namespace) -> tuple[f
 def measure(
     xrdp: XrdpTarget, route: Route, a: argparse.Namespace, say: Callable[[str], None]
 ) -> Row:
-    runs = [setup_once(xrdp, route) for _ in range(a.runs)]
+    runs = [setup_once(xrdp, route, a.display) for _ in range(a.runs)]
     say(f"{route.name}: setup runs {', '.join(f'{log:.3f}' for log, _ in runs)} s")
     relayed = [r for _, r in runs if r is not None]
     rate, cpu = throughput(xrdp, route, a)
@@ -253,7 +254,9 @@ def main() -> None:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rdpbench-")))
         a.busy = bench_user()
         stack.callback(a.busy.unlink, missing_ok=True)
-        stack.callback(start_xvfb(CLIENT_DISPLAY, "1280x800x24", work).stop)
+        xvfb = start_xvfb("1280x800x24", work)
+        stack.callback(xvfb.stop)
+        a.display = xvfb.display
         xrdp = start_xrdp(work)
         stack.callback(xrdp.stop)
         direct = Route("direct xfreerdp -> xrdp", direct_args(xrdp), xrdp.port)
@@ -273,7 +276,7 @@ def main() -> None:
         full_args = [f"/v:127.0.0.1:{listener.port}", f"/u:{login}", f"/p:{ALICE_PASSWORD}", SIZE]
         routes.append(Route("pamcore sign-in+redirect", full_args, listener.port))
         say("warm-up: first login starts the xrdp session")
-        setup_once(xrdp, direct)
+        setup_once(xrdp, direct, a.display)
         rows = [measure(xrdp, route, a, say) for route in routes]
     report(rows, a)
 

@@ -16,10 +16,11 @@ How to use them in an end-to-end test::
 The peers run once per test session and are shared by every test, so: take a
 ``log_mark`` before acting and wait only for lines after it; finish every client you start
 (``run_xfreerdp`` does); use ``xrdp_target.add_user`` for a login that must not reconnect
-to an earlier session. A second pytest run on the same machine waits for the first to
-release the fixed ports (``peers.exclusive_peers``). ``peers`` holds processes, logs, ports
-and that lock; ``rdp_display`` Xvfb, pixels, xfreerdp and xdotool; ``rdp_targets`` the
-users, xrdp and freerdp-shadow.
+to an earlier session. Ports and X displays are free ones picked at start; xrdp-sesman's
+port is fixed, so a second pytest run on the same machine waits for the first to release
+the lock (``peers.exclusive_peers``), which also ends the peers of a run that was killed.
+``peers`` holds processes, logs, ports and that lock; ``rdp_display`` Xvfb, pixels, xfreerdp
+and xdotool; ``rdp_targets`` the users, xrdp and freerdp-shadow.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Iterator
 
 import pytest
 from peers import DEBIAN_HINT, PeerError, exclusive_peers, missing_binaries
-from rdp_display import CLIENT_BINARIES, CLIENT_DISPLAY, XVFB_BINARIES, start_xvfb
+from rdp_display import CLIENT_BINARIES, XVFB_BINARIES, start_xvfb
 from rdp_targets import (
     SHADOW_BINARIES,
     XRDP_BINARIES,
@@ -51,7 +52,7 @@ def _require(binaries: tuple[str, ...], root: bool = False) -> None:
 
 @pytest.fixture(scope="session")
 def _rdp_peers_lock() -> Iterator[None]:
-    """The machine-wide lock on ports 3350/13389/13390 and displays :98/:99."""
+    """The machine-wide lock on the peers (xrdp-sesman's port 3350 is fixed)."""
     try:
         with exclusive_peers():
             yield
@@ -61,12 +62,12 @@ def _rdp_peers_lock() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def xvfb_display(_rdp_peers_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The client's X display (``":99"``, 1280x800): run xfreerdp on it
+    """The client's X display (a free one, 1280x800): run xfreerdp on it
     (``rdp_display.run_xfreerdp`` does) and read pixels with
     ``rdp_display.screenshot_pixel(xvfb_display, x, y)``."""
     _require(XVFB_BINARIES + CLIENT_BINARIES)
     try:
-        xvfb = start_xvfb(CLIENT_DISPLAY, "1280x800x24", tmp_path_factory.mktemp("xvfb"))
+        xvfb = start_xvfb("1280x800x24", tmp_path_factory.mktemp("xvfb"))
     except PeerError as error:
         pytest.fail(str(error))
     yield xvfb.display
@@ -77,9 +78,9 @@ def xvfb_display(_rdp_peers_lock: None, tmp_path_factory: pytest.TempPathFactory
 def xrdp_target(
     _rdp_peers_lock: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[XrdpTarget]:
-    """xrdp 0.9 on 127.0.0.1:13389, no NLA (answers SSL), user ``rdptest``/``Secr3t-Pw1``
-    (``.username``/``.password``) whose session is a navy xterm (pixel
-    ``rdp_targets.NAVY`` at 100,100).
+    """xrdp 0.9 on 127.0.0.1:``.port`` (a free port), no NLA (answers SSL), user
+    ``rdptest``/``Secr3t-Pw1`` (``.username``/``.password``) whose session is a navy xterm
+    (pixel ``rdp_targets.NAVY`` at 100,100).
 
     Oracles: ``.sesman_log`` gets ``Session started successfully for user rdptest`` on a
     first login, ``++ reconnected session: username rdptest`` later, ``AUTHFAIL: user=...``
@@ -98,10 +99,11 @@ def xrdp_target(
 def shadow_target(
     _rdp_peers_lock: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ShadowTarget]:
-    """freerdp-shadow-cli on 127.0.0.1:13390 requiring NLA (CredSSP with raw NTLM inside,
-    so ``rdp.nla_mechanism=ntlm``), user ``shadowuser``/``Shad0w-Pw1`` from a SAM file.
+    """freerdp-shadow-cli on 127.0.0.1:``.port`` (a free port) requiring NLA (CredSSP with
+    raw NTLM inside, so ``rdp.nla_mechanism=ntlm``), user ``shadowuser``/``Shad0w-Pw1`` from a
+    SAM file.
 
-    It shares its own Xvfb (``.display``, ``:98``) whose dark-green marker xterm shows as
+    It shares its own Xvfb (``.display``, a free one) whose dark-green marker xterm shows as
     pixel ``rdp_targets.GREEN`` at (100, 100) in the client once connected. ``.log`` is the
     server's output (binary noise: ``peers.wait_for_log`` decodes leniently); a wrong password logs
     ``client authentication failure``.

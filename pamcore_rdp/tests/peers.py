@@ -1,10 +1,11 @@
 """Generic pieces of the real RDP test peers (notes §4): processes in their own groups,
-their logs, the fixed ports and the machine-wide lock on them.
+their logs, free ports and the machine-wide lock.
 
 Every process runs in its own process group and is killed by group at teardown; every wait
-has a deadline and fails with the log tail, so a broken peer never hangs the suite. The X
-side is in ``rdp_display.py``, the targets in ``rdp_targets.py``; the pytest fixtures that
-start them live in ``conftest.py``.
+has a deadline and fails with the log tail, so a broken peer never hangs the suite. A run
+that is killed (``kill -9``) cannot tear down: the next run to take the lock ends what it
+left. The X side is in ``rdp_display.py``, the targets in ``rdp_targets.py``; the pytest
+fixtures that start them live in ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ DEBIAN_HINT = (
     "(make test does this)"
 )
 
-#: Held by a test run while it uses the fixed ports and displays; a second run waits.
+#: Held by a test run while its peers run; a second run waits.
 LOCK_PATH = Path("/tmp/pamcore-rdp-peers.lock")
+#: In the environment of every peer this module starts: while the lock is held, a process
+#: carrying it that the holder did not start is a leftover of a killed run.
+PEER_ENV = {"PAMCORE_RDP_TEST_PEER": "1"}
 
 
 class PeerError(RuntimeError):
@@ -45,7 +49,7 @@ def missing_binaries(names: Sequence[str]) -> list[str]:
 
 @contextlib.contextmanager
 def exclusive_peers(wait: float = 600.0) -> Iterator[None]:
-    """Hold the machine-wide lock on the fixed RDP ports and displays.
+    """Hold the machine-wide lock on the peers, after ending what a killed run left.
 
     Several engineers (and CI jobs) share one machine; xrdp-sesman can only run once per
     machine (port 3350), so a second test run waits here instead of failing on a bind.
@@ -69,12 +73,40 @@ def exclusive_peers(wait: float = 600.0) -> Iterator[None]:
         handle.write(str(os.getpid()))
         handle.flush()
         try:
+            stop_leftover_peers()
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def stop_leftover_peers() -> None:
+    """Stop the process group of every process carrying :data:`PEER_ENV` (call it holding
+    the lock, before starting a peer: then every such process is a killed run's)."""
+    marks = {f"{key}={value}".encode() for key, value in PEER_ENV.items()}
+    groups = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            if marks <= set((entry / "environ").read_bytes().split(b"\0")):
+                groups.add(os.getpgid(int(entry.name)))
+    groups.discard(os.getpgrp())
+    for group in groups:
+        stop_group(group)
+
+
 # -- processes ---------------------------------------------------------------------------
+
+
+def stop_group(group: int, grace: float = 5.0) -> None:
+    """SIGTERM process group ``group``, then SIGKILL what is left after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            os.killpg(group, 0)
+            time.sleep(0.1)
+        os.killpg(group, signal.SIGKILL)
 
 
 @dataclass
@@ -104,16 +136,22 @@ class Process:
 
 
 def start_process(
-    name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None = None
+    name: str,
+    argv: Sequence[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Process:
+    """``argv`` in a new process group, marked with :data:`PEER_ENV`, output to ``log``."""
     with log.open("ab") as out:
         popen = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **PEER_ENV, **(env or {})},
             start_new_session=True,
+            pass_fds=pass_fds,
         )
     return Process(name, popen, log)
 

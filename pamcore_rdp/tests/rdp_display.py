@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import select
 import signal
 import subprocess
 import tempfile
@@ -15,13 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from peers import PeerError, Process, start_process
+from peers import PEER_ENV, PeerError, Process, start_process
 from PIL import Image
 
-#: Display of the xfreerdp client (notes §4.4).
-CLIENT_DISPLAY = ":99"
 #: Binaries per peer, so a fixture skips naming exactly what is missing.
-XVFB_BINARIES = ("Xvfb", "xdpyinfo", "import")
+XVFB_BINARIES = ("Xvfb", "import")
 CLIENT_BINARIES = ("xfreerdp",)
 #: Per-channel slack in pixel checks: freerdp-shadow's lossy codecs round a colour by a
 #: step or two now and then (seen: 0,100,0 for 0,99,0); the colours the tests tell apart
@@ -41,36 +40,52 @@ class Xvfb:
         self.process.stop()
 
 
-def start_xvfb(display: str, geometry: str, workdir: Path) -> Xvfb:
-    """An Xvfb on ``display``; fails clearly when the display is taken (its lock or socket)."""
-    number = display.lstrip(":")
-    lock, sock = Path(f"/tmp/.X{number}-lock"), Path(f"/tmp/.X11-unix/X{number}")
-    if lock.exists() or sock.exists():
-        owner = lock.read_text().strip() if lock.exists() else "?"
-        raise PeerError(
-            f"X display {display} is taken ({lock} names pid {owner}); stop that X server "
-            f"or remove the stale {lock} and {sock}"
+def start_xvfb(geometry: str, workdir: Path, timeout: float = 10.0) -> Xvfb:
+    """An Xvfb on a display it finds free itself (``-displayfd``: it writes the number it
+    took once it accepts clients), so a display that anything else holds is skipped."""
+    read, write = os.pipe()
+    try:
+        process = start_process(
+            "Xvfb",
+            [
+                "Xvfb",
+                "-displayfd",
+                str(write),
+                "-screen",
+                "0",
+                geometry,
+                "-nolisten",
+                "tcp",
+                "-noreset",
+            ],
+            workdir / "xvfb.log",
+            pass_fds=(write,),
         )
-    process = start_process(
-        f"Xvfb {display}",
-        ["Xvfb", display, "-screen", "0", geometry, "-nolisten", "tcp", "-noreset"],
-        workdir / f"xvfb{number}.log",
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if not process.alive():
-            raise PeerError(f"Xvfb {display} exited:\n{process.tail()}")
-        probe = subprocess.run(
-            ["xdpyinfo", "-display", display],
-            capture_output=True,
-            timeout=5,
-            check=False,
-        )
-        if probe.returncode == 0:
-            return Xvfb(display, process)
-        time.sleep(0.1)
-    process.stop()
-    raise PeerError(f"Xvfb {display} did not answer in 10 s:\n{process.tail()}")
+    finally:
+        os.close(write)
+    try:
+        number = read_line(read, timeout)
+    finally:
+        os.close(read)
+    if not number.strip().isdigit():
+        process.stop()
+        raise PeerError(f"Xvfb named no display within {timeout} s:\n{process.tail()}")
+    return Xvfb(f":{int(number)}", process)
+
+
+def read_line(fd: int, timeout: float) -> bytes:
+    """Bytes from ``fd`` up to a newline, end of file or ``timeout`` seconds."""
+    line = b""
+    deadline = time.monotonic() + timeout
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 16)
+        if not chunk:
+            break
+        line += chunk
+    return line
 
 
 def screenshot(display: str) -> Image.Image:
@@ -142,7 +157,7 @@ class XfreerdpRun:
         return self._done
 
 
-def start_xfreerdp(args: Sequence[str], display: str = CLIENT_DISPLAY) -> XfreerdpRun:
+def start_xfreerdp(args: Sequence[str], display: str) -> XfreerdpRun:
     """xfreerdp on ``display`` in its own process group; stdout and stderr merged (FreeRDP's
     WLog writes to stdout). ``/cert:ignore`` is added unless ``args`` choose a /cert mode."""
     argv = ["xfreerdp", *args]
@@ -154,15 +169,13 @@ def start_xfreerdp(args: Sequence[str], display: str = CLIENT_DISPLAY) -> Xfreer
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "DISPLAY": display},
+        env={**os.environ, **PEER_ENV, "DISPLAY": display},
         start_new_session=True,
     )
     return XfreerdpRun(process, output)
 
 
-def run_xfreerdp(
-    args: Sequence[str], seconds: float, display: str = CLIENT_DISPLAY
-) -> tuple[int, str]:
+def run_xfreerdp(args: Sequence[str], seconds: float, display: str) -> tuple[int, str]:
     """Run xfreerdp for at most ``seconds`` and return (rc, output).
 
     rc is xfreerdp's own exit status, or 124 (:data:`TIMED_OUT`) when the hard timeout

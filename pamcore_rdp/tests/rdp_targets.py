@@ -13,11 +13,10 @@ from pathlib import Path
 from peers import PeerError, Process, require_free_port, start_process, wait_for_port
 from rdp_display import Xvfb, start_xvfb
 
-#: Display of the shadow target's desktop (notes §4.3).
-SHADOW_DISPLAY = ":98"
-XRDP_PORT = 13389
-SHADOW_PORT = 13390
-#: xrdp reads sesman's port from /etc/xrdp/sesman.ini whatever ini it is given, so it is fixed.
+from pamcore.testing.sshd import free_port
+
+#: xrdp reads sesman's port from /etc/xrdp/sesman.ini whatever ini it is given, so it is
+#: fixed: the machine-wide lock (``peers.exclusive_peers``) keeps it to one run at a time.
 SESMAN_PORT = 3350
 
 XRDP_USER = ("rdptest", "Secr3t-Pw1")
@@ -114,11 +113,12 @@ def _ini(source: Path, target: Path, changes: dict[tuple[str, str], str]) -> Non
     target.write_text("\n".join(out) + "\n")
 
 
-def start_xrdp(workdir: Path, port: int = XRDP_PORT) -> XrdpTarget:
-    """Start xrdp-sesman and xrdp with ini files in ``workdir`` (the system ones copied,
-    port and logs changed), each in its own process group; creates the test user."""
+def start_xrdp(workdir: Path) -> XrdpTarget:
+    """Start xrdp-sesman and xrdp (on a free port) with ini files in ``workdir`` (the
+    system ones copied, port and logs changed), each in its own process group; creates the
+    test user."""
     require_free_port(SESMAN_PORT, "xrdp-sesman")
-    require_free_port(port, "xrdp")
+    port = free_port()
     ensure_unix_user(*XRDP_USER)
     logging = {("Logging", "EnableSyslog"): "false", ("Logging", "LogLevel"): "DEBUG"}
     _ini(
@@ -188,10 +188,9 @@ class ShadowTarget:
         self.xvfb.stop()
 
 
-def start_shadow(
-    workdir: Path, port: int = SHADOW_PORT, display: str = SHADOW_DISPLAY
-) -> ShadowTarget:
-    require_free_port(port, "freerdp-shadow-cli")
+def start_shadow(workdir: Path) -> ShadowTarget:
+    """freerdp-shadow-cli on a free port, sharing a new Xvfb with the marker xterm."""
+    port = free_port()
     sam = workdir / "shadow.sam"
     hashed = subprocess.run(
         ["winpr-hash", "-u", SHADOW_USER[0], "-p", SHADOW_USER[1], "-f", "sam"],
@@ -201,7 +200,8 @@ def start_shadow(
         check=True,
     ).stdout
     sam.write_text(hashed)
-    xvfb = start_xvfb(display, "800x600x24", workdir)
+    xvfb = start_xvfb("800x600x24", workdir)
+    display = xvfb.display
     started: list[Process] = []
     try:
         started.append(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pamcore_rdp.listener import RdpListener
-from rdp_targets import XRDP_PORT, XRDP_USER, XrdpTarget
+from rdp_targets import XRDP_USER, XrdpTarget
 from sqlalchemy import create_engine, select
 
 from pamcore.clock import FrozenClock
@@ -79,9 +79,9 @@ class _Lines(logging.Handler):
 
 def rdp_world(tmp: Path, xrdp: XrdpTarget | None = None) -> Iterator[RdpWorld]:
     """Build the instance, start the listener on a free port, and tear both down.
-    Without ``xrdp`` the resource points at xrdp's port and account all the same (tests
+    Without ``xrdp`` the resource points at RDP's own port 3389 with xrdp's account (tests
     that never reach a target)."""
-    port, account = (xrdp.port, (xrdp.username, xrdp.password)) if xrdp else (XRDP_PORT, XRDP_USER)
+    port, account = (xrdp.port, (xrdp.username, xrdp.password)) if xrdp else (3389, XRDP_USER)
     url = f"sqlite:///{tmp / 'rdp.db'}"
     engine = create_engine(url)
     Base.metadata.create_all(engine)

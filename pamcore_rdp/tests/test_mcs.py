@@ -112,8 +112,11 @@ def test_wrong_domain_pdu_is_named() -> None:
         )
 
 
-async def serve_until_client_info(tls: ssl.SSLContext) -> tuple[list[int], ClientInfo]:
-    """Act as the RDP server with this module's encoders alone, up to the Client Info."""
+async def serve_until_client_info(
+    tls: ssl.SSLContext, display: str
+) -> tuple[list[int], ClientInfo]:
+    """Act as the RDP server with this module's encoders alone, up to the Client Info of an
+    xfreerdp on ``display``."""
     done: asyncio.Future[tuple[list[int], ClientInfo]] = asyncio.get_running_loop().create_future()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -144,7 +147,7 @@ async def serve_until_client_info(tls: ssl.SSLContext) -> tuple[list[int], Clien
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     client = start_xfreerdp(
-        [f"/v:127.0.0.1:{port}", "/u:alice", "/p:S3cret-Pw", "/d:CORP", "/sec:tls"]
+        [f"/v:127.0.0.1:{port}", "/u:alice", "/p:S3cret-Pw", "/d:CORP", "/sec:tls"], display
     )
     try:
         async with server:
@@ -159,7 +162,7 @@ def test_xfreerdp_completes_the_mcs_sequence_with_our_encoders(
 ) -> None:
     """Real xfreerdp accepts our Connect Response, Attach User and Channel Join Confirms:
     it joins every channel we assigned and goes on to send its Client Info."""
-    joined, info = asyncio.run(serve_until_client_info(proxy_tls_context(core)))
+    joined, info = asyncio.run(serve_until_client_info(proxy_tls_context(core), xvfb_display))
     assert joined[:2] == [user_channel_id(len(joined) - 2), IO_CHANNEL_ID]
     assert joined[2:] == list(static_channel_ids(len(joined) - 2))
     assert (info.domain, info.username, info.password) == ("CORP", "alice", "S3cret-Pw")
