@@ -1,13 +1,15 @@
 """Linux actions against a REAL OpenSSH sshd on a loopback port, whose "target" is this
-machine: the tests run as root (here and in CI), create accounts named ``pamt-...`` and
-check them with ``getent``; every account and sudoers file they may leave is removed in
-``finally``. sshd allows password logins too, so an ephemeral or rotated password is proven
-by logging in with it."""
+machine: the tests run as root (here and in CI), create accounts named ``pamt-...`` (unique
+per test, so runs side by side or after a killed run never meet) and check them with
+``getent``; a test removes the accounts it made, and their sudoers files, in ``finally``.
+sshd allows password logins too, so an ephemeral or rotated password is proven by logging
+in with it."""
 
 from __future__ import annotations
 
 import asyncio
-import pwd
+import contextlib
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -28,6 +30,9 @@ from pamcore.services import scheduler
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
 from pamcore.testing.sshd import keygen, public_line, sshd_missing, start_sshd, stop
+
+#: Every test here runs against the module's real sshd (the ``target`` fixture).
+pytestmark = pytest.mark.e2e
 
 PREFIX = "pamt-"
 SUDOERS = Path("/etc/sudoers.d")
@@ -82,21 +87,37 @@ def groups_of(name: str) -> set[str]:
     return set(subprocess.run(["id", "-nG", name], capture_output=True, text=True).stdout.split())
 
 
-def ours() -> list[str]:
-    return [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(PREFIX)]
+def unique(name: str) -> str:
+    """``name`` with a random suffix: an account name no other test or run uses."""
+    return f"{name}{secrets.token_hex(3)}"
+
+
+def sudoers_rules_for(account: str) -> list[Path]:
+    """The files in sudoers.d that hold ``account``'s rule: its own file, or the temp file
+    it is checked in before it is moved there."""
+    found = []
+    for path in SUDOERS.iterdir():
+        with contextlib.suppress(OSError):  # another's temp file, gone meanwhile
+            if account in path.read_text(errors="replace").split():
+                found.append(path)
+    return found
 
 
 @pytest.fixture(autouse=True)
-def cleanup() -> Iterator[None]:
-    """Whatever a test (or a failed one) left on this machine goes."""
+def made(core: Pamcore) -> Iterator[list[str]]:
+    """The accounts a test makes: its sessions' accounts, and those it appends here before
+    creating them. What is left of them goes at the end, after a failure too."""
+    names: list[str] = []
     try:
-        yield
+        yield names
     finally:
-        for name in ours():
-            subprocess.run(["pkill", "--signal", "KILL", "-u", name], check=False)
-            subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
-        for path in SUDOERS.glob(f"*{PREFIX}*"):
-            path.unlink()
+        with core.reader() as db:
+            names += [n for n in db.scalars(select(ActivitySession.login_account)) if n]
+        for name in names:
+            if getent(name) is not None:
+                subprocess.run(["pkill", "--signal", "KILL", "-u", name], check=False)
+                subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
+            (SUDOERS / f"pamcore-{name}").unlink(missing_ok=True)
 
 
 def can_login(port: int, user: str, password: str) -> bool:
@@ -269,7 +290,7 @@ def test_a_bad_sudoers_rule_fails_the_session_and_leaves_nothing(
         "failed on web01: visudo rejected the rule"
     )
     assert getent(account) is None  # created, then removed by the cleanup
-    assert not [p for p in SUDOERS.iterdir() if "pamcore" in p.name]  # no temp file either
+    assert sudoers_rules_for(account) == []  # no rule file, no temp file either
 
 
 def test_a_missing_group_fails_before_anything_is_created(core: Pamcore, target: Target) -> None:
@@ -289,8 +310,12 @@ def test_a_missing_group_fails_before_anything_is_created(core: Pamcore, target:
     assert getent(account) is None
 
 
-def test_a_foreign_account_is_never_taken_over_or_removed(core: Pamcore, target: Target) -> None:
-    subprocess.run(["useradd", "--comment", "a real person", PREFIX + "zed"], check=True)
+def test_a_foreign_account_is_never_taken_over_or_removed(
+    core: Pamcore, target: Target, made: list[str]
+) -> None:
+    zed = unique("zed")
+    made.append(PREFIX + zed)
+    subprocess.run(["useradd", "--comment", "a real person", PREFIX + zed], check=True)
     s = setup(core, target)
     sid = ephemeral_session(
         core,
@@ -298,11 +323,11 @@ def test_a_foreign_account_is_never_taken_over_or_removed(core: Pamcore, target:
         pre=[("linux-create-account", s.service)],
         post=[("linux-remove-account", s.service)],
         template=PREFIX + "{user}",
-        username="zed",
+        username=zed,
     )
     assert scheduler.tick(core).failed == [sid]
     assert "already exists on web01 and is not this session's" in state(core, sid)[1]
-    entry = getent(PREFIX + "zed")
+    entry = getent(PREFIX + zed)
     assert entry is not None and entry[4] == "a real person"  # cleanup refused to delete it
 
 
@@ -339,9 +364,10 @@ def test_trust_on_first_use_pins_the_key(core: Pamcore, target: Target) -> None:
 
 
 def test_rotate_password_after_the_session(
-    core: Pamcore, target: Target, clock: FrozenClock
+    core: Pamcore, target: Target, clock: FrozenClock, made: list[str]
 ) -> None:
-    account = PREFIX + "app"
+    account = unique(PREFIX + "app")
+    made.append(account)
     old = "Old-Passw0rd-for-app"
     subprocess.run(["useradd", "--create-home", account], check=True)
     subprocess.run(["chpasswd"], input=f"{account}:{old}\n", text=True, check=True)
