@@ -16,6 +16,7 @@ from pamcore.errors import ConfigurationError, NotFound, PolicyDenied, VaultErro
 from pamcore.instance_lock import LockBusy, instance_lock
 from pamcore.model import AuditEvent, Credential, Secret
 from pamcore.services import vault_keys
+from pamcore.services.common import SystemActor
 from pamcore.testing import T0
 from pamcore.testing import builders as b
 from pamcore.vault import (
@@ -29,6 +30,7 @@ from pamcore.vault import (
 )
 
 PASSWORD = "Zq7-unique-vault-secret-91"
+TEST = SystemActor("test")
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEunique\n-----END"
 
 
@@ -101,7 +103,9 @@ def test_wrong_master_key_is_a_clear_error_and_an_audited_alert(core: Pamcore) -
         assert [(e.target, e.details["key_id"]) for e in alert] == [
             (f"secret {secret_ids(core)[0]}", key_id)
         ]
-    assert [u.secret_id for u in vault_keys.undecryptable_secrets(core)] == [secret_ids(core)[0]]
+    assert [u.secret_id for u in vault_keys.undecryptable_secrets(core, TEST)] == [
+        secret_ids(core)[0]
+    ]
 
 
 def secret_ids(core: Pamcore) -> list[int]:
@@ -117,7 +121,7 @@ def key_ids(core: Pamcore) -> set[str]:
 def test_rotation_adds_a_key_then_moves_every_secret(core: Pamcore) -> None:
     cid = store_credential(core)
     old = core.vault.active.key_id
-    rotation = vault_keys.rotate_key(core, "system:test")
+    rotation = vault_keys.rotate_key(core, TEST)
     assert rotation.added and rotation.reencrypted == 2 and rotation.retirable == (old,)
     keyring, _ = read_keyring(core.config.master_key_path)
     assert keyring.active_id == rotation.key_id != old
@@ -126,7 +130,7 @@ def test_rotation_adds_a_key_then_moves_every_secret(core: Pamcore) -> None:
     assert oct(core.config.master_key_path.stat().st_mode & 0o777) == "0o600"
     assert reveal(core, cid) == (PASSWORD, PRIVATE_KEY)
     assert key_ids(core) == {rotation.key_id}
-    uses = {u.key_id: (u.secrets, u.active) for u in vault_keys.key_uses(core)}
+    uses = {u.key_id: (u.secrets, u.active) for u in vault_keys.key_uses(core, TEST)}
     assert uses == {rotation.key_id: (2, True), old: (0, False)}
 
 
@@ -137,7 +141,7 @@ def test_another_process_sees_the_rotation_before_its_next_write(core: Pamcore) 
     server = Vault.from_key_file(core.config.master_key_path)
     with core.unit() as db:
         before = server.store(db, "written before")
-    rotation = vault_keys.rotate_key(core, "system:test")
+    rotation = vault_keys.rotate_key(core, TEST)
     with core.unit() as db:
         after = server.store(db, "written after")
         assert after.key_id == rotation.key_id
@@ -161,14 +165,14 @@ def test_an_interrupted_rotation_is_finished_by_the_next_run(core: Pamcore) -> N
             raise KeyboardInterrupt  # stands in for kill -9 (the real one: test_vault_online)
 
     with pytest.raises(KeyboardInterrupt):
-        vault_keys.rotate_key(core, "system:test", progress=die_after_first_batch, batch=2)
+        vault_keys.rotate_key(core, TEST, progress=die_after_first_batch, batch=2)
     keyring, _ = read_keyring(core.config.master_key_path)
     assert len(keyring.keys) == 2 and len(key_ids(core)) == 2
     with core.reader() as db:
         assert sorted(core.vault.reveal(s) for s in db.scalars(select(Secret))) == [
             f"secret number {n}" for n in range(5)
         ]
-    finished = vault_keys.rotate_key(core, "system:test")
+    finished = vault_keys.rotate_key(core, TEST)
     assert not finished.added and finished.key_id == keyring.active_id
     assert finished.reencrypted == 3
     assert key_ids(core) == {keyring.active_id}
@@ -179,11 +183,11 @@ def test_an_undecryptable_secret_is_skipped_reported_and_audited(core: Pamcore) 
     cid = store_credential(core)
     with core.unit() as db:  # a secret under a key the keyring lacks
         db.get(Credential, cid).password_secret.key_id = "lost"
-    rotation = vault_keys.rotate_key(core, "system:test")
+    rotation = vault_keys.rotate_key(core, TEST)
     assert len(rotation.undecryptable) == 0 and rotation.reencrypted == 1
-    lost = vault_keys.undecryptable_secrets(core)
+    lost = vault_keys.undecryptable_secrets(core, TEST)
     assert [(u.key_id, u.reason) for u in lost] == [("lost", "key 'lost' is not loaded")]
-    uses = {u.key_id: u.in_keyring for u in vault_keys.key_uses(core)}
+    uses = {u.key_id: u.in_keyring for u in vault_keys.key_uses(core, TEST)}
     assert uses["lost"] is False
 
 
@@ -191,20 +195,20 @@ def test_retirement_rules(core: Pamcore, clock: FrozenClock) -> None:
     store_credential(core)
     old = core.vault.active.key_id
     with pytest.raises(PolicyDenied, match="is the active key"):
-        vault_keys.retire_key(core, old, "system:test")
+        vault_keys.retire_key(core, old, TEST)
     with pytest.raises(NotFound, match="no key 'nope'"):
-        vault_keys.retire_key(core, "nope", "system:test")
+        vault_keys.retire_key(core, "nope", TEST)
     stale = Vault(read_keyring(core.config.master_key_path)[0])  # a process yet to reload
-    vault_keys.rotate_key(core, "system:test")
+    vault_keys.rotate_key(core, TEST)
     with core.unit() as db:
         stale.store(db, "written by a process that read the keyring before the rotation")
     with pytest.raises(PolicyDenied, match="1 secrets still use key"):
-        vault_keys.retire_key(core, old, "system:test")
-    vault_keys.rotate_key(core, "system:test")  # finishes: moves that row
+        vault_keys.retire_key(core, old, TEST)
+    vault_keys.rotate_key(core, TEST)  # finishes: moves that row
     with pytest.raises(PolicyDenied, match="may still write with it"):
-        vault_keys.retire_key(core, old, "system:test")
+        vault_keys.retire_key(core, old, TEST)
     clock.advance(minutes=6)
-    vault_keys.retire_key(core, old, "system:test")
+    vault_keys.retire_key(core, old, TEST)
     assert old not in read_keyring(core.config.master_key_path)[0].keys
     with core.reader() as db:
         actions = [e.action for e in db.scalars(select(AuditEvent).order_by(AuditEvent.id))]
@@ -214,7 +218,7 @@ def test_retirement_rules(core: Pamcore, clock: FrozenClock) -> None:
 def test_two_rotations_never_overlap(core: Pamcore) -> None:
     with instance_lock(core, vault_keys.LOCK, "a test"):
         with pytest.raises(LockBusy, match=rf"already running \(process {os.getpid()}\)"):
-            vault_keys.rotate_key(core, "system:test")
+            vault_keys.rotate_key(core, TEST)
 
 
 def test_keyring_file_format(tmp_path: Path, monkeypatch) -> None:
@@ -250,7 +254,7 @@ def test_key_from_environment_cannot_rotate(core: Pamcore, monkeypatch) -> None:
     core.replace_vault(Vault.from_key_file(Path("/nonexistent")))
     assert core.vault.active.key_id == key.key_id
     with pytest.raises(ConfigurationError, match="PAMCORE_MASTER_KEY"):
-        vault_keys.rotate_key(core, "system:test")
+        vault_keys.rotate_key(core, TEST)
 
 
 def test_empty_secret_refused(core: Pamcore) -> None:

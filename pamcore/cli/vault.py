@@ -29,9 +29,9 @@ def status(cli: CliContext) -> None:
             "active": "yes" if use.active else "",
             "state": _state(use),
         }
-        for use in vault_keys.key_uses(core)
+        for use in vault_keys.key_uses(core, CONSOLE)
     ]
-    lost = vault_keys.undecryptable_secrets(core)
+    lost = vault_keys.undecryptable_secrets(core, CONSOLE)
     if cli.as_json:
         emit_message(
             "vault status",
@@ -70,7 +70,7 @@ def rotate_key(cli: CliContext, yes: bool) -> None:
     if not yes:
         click.confirm("Re-encrypt every secret under a new master key?", abort=True)
     rotation = vault_keys.rotate_key(
-        core, CONSOLE.username, progress=lambda line: click.echo(line, err=True)
+        core, CONSOLE, progress=lambda line: click.echo(line, err=True)
     )
     done = "rotated to" if rotation.added else "finished the rotation to"
     message = f"master key {done} {rotation.key_id}; {rotation.reencrypted} secrets re-encrypted"
@@ -99,5 +99,5 @@ def rotate_key(cli: CliContext, yes: bool) -> None:
 @pass_cli
 def retire_key(cli: CliContext, key_id: str) -> None:
     """Remove a former key from the keyring once no secret uses it."""
-    vault_keys.retire_key(cli.core, key_id, CONSOLE.username)
+    vault_keys.retire_key(cli.core, key_id, CONSOLE)
     emit_message(f"key {key_id} retired from {cli.core.vault.source}", cli.as_json, key=key_id)

@@ -26,6 +26,7 @@ from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError, NotFound, PolicyDenied
 from pamcore.instance_lock import instance_lock
 from pamcore.model import AuditEvent, Secret
+from pamcore.services.common import Actor, actor_name, require_admin
 from pamcore.vault import MASTER_KEY_ENV, MasterKey, UndecryptableSecret, Vault, write_keyring
 
 #: Secrets re-encrypted per committed transaction: short write locks for the running server.
@@ -49,8 +50,9 @@ class KeyUse:
     superseded_at: dt.datetime | None
 
 
-def key_uses(core: Pamcore) -> list[KeyUse]:
+def key_uses(core: Pamcore, actor: Actor) -> list[KeyUse]:
     """Every key in the keyring and every key a secret names, active first."""
+    require_admin(actor, "see the vault's keys")
     keyring = core.vault.keyring
     with core.reader() as db:
         rows = db.execute(select(Secret.key_id, func.count()).group_by(Secret.key_id))
@@ -76,9 +78,10 @@ class Undecryptable:
     reason: str
 
 
-def undecryptable_secrets(core: Pamcore) -> list[Undecryptable]:
+def undecryptable_secrets(core: Pamcore, actor: Actor) -> list[Undecryptable]:
     """Secrets the keyring cannot open now: those naming a key it lacks, and those once
     audited as ``vault.undecryptable`` that still fail (wrong key, tampered data)."""
+    require_admin(actor, "see the vault's keys")
     vault = core.vault
     keyring = vault.keyring
     found: dict[int, Undecryptable] = {}
@@ -125,12 +128,13 @@ def _followed_vault(core: Pamcore) -> Vault:
 
 def rotate_key(
     core: Pamcore,
-    actor: str,
+    actor: Actor,
     progress: Callable[[str], None] = lambda _line: None,
     batch: int = ROTATION_BATCH,
 ) -> Rotation:
     """Add a new active key and move every secret under it; or, when secrets are still
     under older keys (an interrupted rotation), finish moving them without a new key."""
+    require_admin(actor, "rotate the master key")
     vault = _followed_vault(core)
     source = vault.source
     assert source is not None
@@ -151,7 +155,11 @@ def rotate_key(
             write_keyring(source, keyring.with_active(new, core.now()))
             with core.unit() as db:
                 core.audit(
-                    db, actor, "vault.key_added", new_key=new.key_id, old_key=keyring.active_id
+                    db,
+                    actor_name(actor),
+                    "vault.key_added",
+                    new_key=new.key_id,
+                    old_key=keyring.active_id,
                 )
             progress(f"key {new.key_id} added to {source} and active: new secrets use it")
         else:
@@ -160,13 +168,13 @@ def rotate_key(
         active = vault.keyring.active_id
         retirable = tuple(
             use.key_id
-            for use in key_uses(core)
+            for use in key_uses(core, actor)
             if use.in_keyring and not use.active and use.secrets == 0
         )
         with core.unit() as db:
             core.audit(
                 db,
-                actor,
+                actor_name(actor),
                 "vault.key_rotated",
                 new_key=active,
                 secrets=moved,
@@ -176,7 +184,7 @@ def rotate_key(
 
 
 def _reencrypt(
-    core: Pamcore, vault: Vault, actor: str, batch: int, progress: Callable[[str], None]
+    core: Pamcore, vault: Vault, actor: Actor, batch: int, progress: Callable[[str], None]
 ) -> tuple[int, list[int]]:
     """Move secrets under older keys to the active key, ``batch`` rows per transaction.
     Rows are locked (SQLite: the unit's write lock), so a secret the server changes
@@ -200,13 +208,14 @@ def _reencrypt(
                     skipped.append(secret.id)
                     entry, exc.audit_entry = dict(exc.audit_entry or {}), None
                     entry.pop("actor", None)
-                    core.audit(db, actor, entry.pop("action"), **entry)
+                    core.audit(db, actor_name(actor), entry.pop("action"), **entry)
         progress(f"re-encrypted {moved} secrets")
 
 
-def retire_key(core: Pamcore, key_id: str, actor: str) -> None:
+def retire_key(core: Pamcore, key_id: str, actor: Actor) -> None:
     """Remove ``key_id`` from the keyring: refused while it is active, while any secret
     uses it, and during the grace period after it stopped being active."""
+    require_admin(actor, "retire a master key")
     vault = _followed_vault(core)
     source = vault.source
     assert source is not None
@@ -237,4 +246,4 @@ def retire_key(core: Pamcore, key_id: str, actor: str) -> None:
             )
         write_keyring(source, keyring.without(key_id))
         with core.unit() as db:
-            core.audit(db, actor, "vault.key_retired", key=key_id)
+            core.audit(db, actor_name(actor), "vault.key_retired", key=key_id)

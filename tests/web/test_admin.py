@@ -28,6 +28,7 @@ PAGES = [
     "/admin/profiles",
     "/admin/policies",
     "/admin/connections",
+    "/admin/vault",
     "/admin/plugins",
 ]
 
@@ -213,3 +214,15 @@ def test_changes_need_a_recent_sign_in(core: Pamcore, app: Flask) -> None:
 def test_plugins_page_lists_the_builtins(core: Pamcore, app: Flask) -> None:
     page = signed_in(app, core, "erin").get("/admin/plugins").get_data(as_text=True)
     assert "pamcore.defaults.approval" in page and "built-in" in page
+
+
+def test_vault_page_lists_keys_and_what_cannot_be_decrypted(core: Pamcore, app: Flask) -> None:
+    active = core.vault.active.key_id
+    with core.unit() as db:
+        lost = core.vault.store(db, "a secret whose key went missing", name="orphan")
+        lost.key_id = "gone1234"
+    page = signed_in(app, core, "erin").get("/admin/vault").get_data(as_text=True)
+    assert f"<code>{active}</code>" in page and "active: encrypts new secrets" in page
+    assert "Secrets that cannot be decrypted" in page
+    assert "orphan" in page and "key &#39;gone1234&#39; is not loaded" in page
+    assert "a secret whose key went missing" not in page

@@ -9,7 +9,15 @@ from flask.typing import ResponseReturnValue
 
 from pamcore.cli.plugins import collect_report
 from pamcore.model import ActionPhase, ActivityKind, LoginMode, Platform, Role
-from pamcore.services import activities, connections, directory, inventory, policies, profiles
+from pamcore.services import (
+    activities,
+    connections,
+    directory,
+    inventory,
+    policies,
+    profiles,
+    vault_keys,
+)
 from pamcore.web.admin import bp
 from pamcore.web.auth import role_required
 from pamcore.web.context import acting_user, current_core
@@ -119,3 +127,16 @@ def connections_view() -> ResponseReturnValue:
 @role_required("admin")
 def plugins() -> ResponseReturnValue:
     return _render("plugins.html", report=collect_report(current_core().plugins))
+
+
+@bp.get("/vault")
+@role_required("admin")
+def vault() -> ResponseReturnValue:
+    core = current_core()
+    with core.reader() as db:
+        actor = acting_user(db)
+        keys = vault_keys.key_uses(core, actor)
+        lost = vault_keys.undecryptable_secrets(core, actor)
+    return _render(
+        "vault.html", keys=keys, lost=lost, source=core.vault.source or "PAMCORE_MASTER_KEY"
+    )
