@@ -1,5 +1,5 @@
 """Fixtures with real legacy peers: OpenSSH ``sshd`` offering only group1 / aes128-cbc,3des-cbc
-/ hmac-sha1 / ssh-rsa,ssh-dss (engineering notes §2), and IOS-like devices started here
+/ hmac-sha1 / ssh-rsa,ssh-dss (docs/design/ssh.md §2), and IOS-like devices started here
 (:mod:`cisco_peers`); the core sees the installed plugins.
 """
 

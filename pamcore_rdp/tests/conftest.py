@@ -1,4 +1,4 @@
-"""RDP test peers as session-scoped fixtures (notes §4.5).
+"""RDP test peers as session-scoped fixtures (docs/design/rdp.md §4.5).
 
 How to use them in an end-to-end test::
 

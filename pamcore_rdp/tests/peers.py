@@ -1,4 +1,4 @@
-"""Generic pieces of the real RDP test peers (notes §4): processes in their own groups,
+"""Generic pieces of the real RDP test peers (docs/design/rdp.md §4): processes in their own groups,
 their logs, free ports and the machine-wide lock.
 
 Every process runs in its own process group and is killed by group at teardown; every wait

@@ -1,4 +1,4 @@
-"""The X display side of the RDP test peers (notes §4.4): Xvfb, screenshots and pixel
+"""The X display side of the RDP test peers (docs/design/rdp.md §4.4): Xvfb, screenshots and pixel
 checks, the xfreerdp client and xdotool driving its window."""
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def wait_for_pixel(
 # -- xfreerdp client ---------------------------------------------------------------------
 
 #: What ``run_xfreerdp`` reports when the hard timeout ended a client that was still
-#: connected, as timeout(1) does (notes §4.4: a working session stays up).
+#: connected, as timeout(1) does (docs/design/rdp.md §4.4: a working session stays up).
 TIMED_OUT = 124
 
 
@@ -180,7 +180,7 @@ def run_xfreerdp(args: Sequence[str], seconds: float, display: str) -> tuple[int
 
     rc is xfreerdp's own exit status, or 124 (:data:`TIMED_OUT`) when the hard timeout
     ended it still connected — the normal outcome of a session that came up. xfreerdp
-    rejected by the server exits with 131/147 etc. on its own (notes §4.4).
+    rejected by the server exits with 131/147 etc. on its own (docs/design/rdp.md §4.4).
     """
     return start_xfreerdp(args, display).finish(seconds)
 

@@ -1,5 +1,5 @@
-"""The RDP targets of the tests (notes §4.2, §4.3): their Unix users, xrdp + xrdp-sesman
-without NLA and freerdp-shadow-cli with NLA on its own Xvfb."""
+"""The RDP targets of the tests (docs/design/rdp.md §4.2, §4.3): their Unix users,
+xrdp + xrdp-sesman without NLA and freerdp-shadow-cli with NLA on its own Xvfb."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def ensure_unix_user(name: str, password: str) -> Path:
     return home
 
 
-# -- xrdp + xrdp-sesman (non-NLA target, notes §4.2) -------------------------------------
+# -- xrdp + xrdp-sesman (non-NLA target, docs/design/rdp.md §4.2) ----------------------------------
 
 
 @dataclass
@@ -156,7 +156,7 @@ def start_xrdp(workdir: Path) -> XrdpTarget:
     return XrdpTarget(port, workdir, sesman, xrdp)
 
 
-# -- freerdp-shadow-cli (NLA target, notes §4.3) -----------------------------------------
+# -- freerdp-shadow-cli (NLA target, docs/design/rdp.md §4.3) --------------------------------------
 
 SHADOW_MARKER = (
     "xterm -geometry 60x10+20+20 -bg darkgreen -fg white "

@@ -1,4 +1,4 @@
-"""CredSSP to a real NLA target (freerdp-shadow-cli, notes §4.3): the right vaulted
+"""CredSSP to a real NLA target (freerdp-shadow-cli, docs/design/rdp.md §4.3): the right vaulted
 password opens the target leg, a wrong one is a clear refusal (not a hang: pyspnego's
 close_notify loop), the wrong inner mechanism gets a hint naming the setting."""
 
@@ -118,7 +118,7 @@ def test_wrong_vaulted_password_is_refused_in_plain_words(shadow_target: ShadowT
 
 
 def test_wrong_mechanism_names_the_setting_to_change(shadow_target: ShadowTarget) -> None:
-    """FreeRDP 2 rejects SPNEGO inside CredSSP (notes §2)."""
+    """FreeRDP 2 rejects SPNEGO inside CredSSP (docs/design/rdp.md §2)."""
     with pytest.raises(CredSSPError) as failed:
         asyncio.run(_credssp(shadow_target, shadow_target.password, mechanism="negotiate"))
     assert not isinstance(failed.value, CredentialRefused)

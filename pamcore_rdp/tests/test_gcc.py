@@ -93,7 +93,7 @@ def test_patch_server_selected_protocol_changes_only_that_field() -> None:
     assert cs_core is not None
     assert changed == [cs_core.offset + SERVER_SELECTED_PROTOCOL_OFFSET]
     assert parse_connect_initial(patched).core.server_selected_protocol == PROTOCOL_HYBRID
-    # The GCC header holds the bytes 01 c0 too (notes §7): it is untouched.
+    # The GCC header holds the bytes 01 c0 too (docs/design/rdp.md §7): it is untouched.
     assert patched[: cs_core.offset] == CONNECT_INITIAL[: cs_core.offset]
 
 

@@ -1,5 +1,5 @@
 """Smoke tests of the RDP test peers themselves (no proxy): xfreerdp straight to xrdp and
-to freerdp-shadow, with the oracles the proxy tests use (notes §4). If these fail, the
+to freerdp-shadow, with the oracles the proxy tests use (docs/design/rdp.md §4). If these fail, the
 proxy's end-to-end failures say nothing about the proxy."""
 
 from __future__ import annotations

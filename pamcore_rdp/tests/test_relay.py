@@ -3,9 +3,10 @@ relays every connection with one lab_session Grant -> xrdp (TLS, Client Info inj
 freerdp-shadow-cli (CredSSP). The stand-in does what the listener does around a relay
 (admit, run, audit the close); the ticket redemption in front of it is the listener's.
 
-Oracles: the target's log and a screenshot pixel of the user's desktop (notes §4.5); for
-a failure, the front's status card in the client's window and the audit log; no vaulted
-or user password in the logs, the recording or the target logs we can read.
+Oracles: the target's log and a screenshot pixel of the user's desktop
+(docs/design/rdp.md §4.5); for a failure, the front's status card in the client's window
+and the audit log; no vaulted or user password in the logs, the recording or the target
+logs we can read.
 """
 
 from __future__ import annotations

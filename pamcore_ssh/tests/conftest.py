@@ -66,7 +66,7 @@ def echo_target_factory() -> Iterator[Callable[[str, str], EchoTarget]]:
     loop.close()
 
 
-# -- OpenSSH sshd as the target (notes §8) ----------------------------------------------------
+# -- OpenSSH sshd as the target (docs/design/ssh.md §8) --------------------------------------------
 
 
 @pytest.fixture(scope="session")

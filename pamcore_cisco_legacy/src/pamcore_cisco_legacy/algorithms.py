@@ -48,7 +48,7 @@ KINDS: dict[str, tuple[str, str, Callable[[], list[bytes]], Callable[[], list[by
 }
 
 #: Profiles an operator can name. Each holds only what asyncssh leaves off by default
-#: (engineering notes §1): group14-sha1, hmac-sha1 and ssh-rsa are already on.
+#: (docs/design/ssh.md §1): group14-sha1, hmac-sha1 and ssh-rsa are already on.
 PROFILES: dict[str, dict[str, list[str]]] = {
     # IOS 12.x / early 15.x: Oakley group 2 (RFC 4253 §8) and SHA-1 group exchange
     # (RFC 4419), CBC ciphers (RFC 4253 §6.3), truncated SHA-1 and MD5 MACs, DSA host keys.

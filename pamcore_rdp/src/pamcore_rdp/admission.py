@@ -3,7 +3,7 @@ session, the connection admitted with its target and credential, and closed. Syn
 calls into the core's services (as in ``pamcore_ssh.admission``), run by the listener in
 worker threads (``asyncio.to_thread``).
 
-An RDP connection is two TCP connections (notes §3.4): Phase A signs the user in and
+An RDP connection is two TCP connections (docs/design/rdp.md §3.4): Phase A signs the user in and
 resolves the session (:func:`sign_in_password`, :func:`resolve_login`) without counting a
 connection; Phase B, after the redirection ticket, admits it (:func:`admit`, audited as
 ``connection.authorized``); the listener closes it

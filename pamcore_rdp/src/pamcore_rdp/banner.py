@@ -1,4 +1,4 @@
-"""The session-end banner inside a relayed session (notes/rdp.md §3.4 "Later:
+"""The session-end banner inside a relayed session (docs/design/rdp.md §3.4 "Later:
 session-extension pop-up"): within the profile's warning window the relay paints a small
 card at the top of the desktop, as fast-path bitmap updates slipped in between the
 target's own frames, and takes Ctrl+X from the client's fast-path input as "extend".

@@ -76,7 +76,7 @@ def parse_client_info(data: bytes) -> ClientInfo:
     texts = []
     for name, size in zip(_FIELDS, sizes, strict=True):
         raw = reader.take(size, name)
-        # The cb fields leave out the mandatory terminator (notes §7, 2.2.1.11.1.1).
+        # The cb fields leave out the mandatory terminator (docs/design/rdp.md §7, 2.2.1.11.1.1).
         if reader.take(len(terminator), f"{name} terminator") != terminator:
             raise reader.error(f"{name} is not followed by its NUL terminator")
         text = _decode(raw, unicode)
@@ -105,9 +105,10 @@ def read_client_info_frame(frame: bytes) -> ClientInfo:
 def rewrite_client_info(frame: bytes, domain: str, username: str, password: str) -> bytes:
     """The same Client Info frame with another credential and INFO_AUTOLOGON set.
 
-    Used for targets without NLA (notes §3.1.6): the target logs the user on with the vaulted
-    credential. Every other field and the extended info stay as the client sent them; the PER
-    and TPKT lengths are recomputed. A smart-card PIN flag is cleared: this is a password.
+    Used for targets without NLA (docs/design/rdp.md §3.1.6): the target logs the user on
+    with the vaulted credential. Every other field and the extended info stay as the client
+    sent them; the PER and TPKT lengths are recomputed. A smart-card PIN flag is cleared:
+    this is a password.
     """
     request, security, info = _split(frame)
     flags = (info.flags | INFO_AUTOLOGON) & ~INFO_PASSWORD_IS_SC_PIN

@@ -1,7 +1,7 @@
 """CredSSP (MS-CSSP) to an NLA target with the vaulted credential, run on the raw target
 stream right after the X.224 Connection Confirm (MS-RDPBCGR 5.4.5.2).
 
-pyspnego's CredSSP context does its own TLS over memory BIOs (notes/rdp.md §2): its tokens
+pyspnego's CredSSP context does its own TLS over memory BIOs (docs/design/rdp.md §2): its tokens
 are raw TLS records and, once it is complete, every byte to and from the target goes
 through its ``wrap``/``unwrap`` (:class:`CredSSPLeg`). Three things it leaves to its caller
 are done here through public ``ssl`` hooks — an ``SSLContext`` subclass whose ``wrap_bio``
@@ -264,7 +264,7 @@ async def authenticate(
     """Run CredSSP as the client on the target stream, within ``timeout`` seconds.
 
     ``mechanism``: the inner one (``rdp.nla_mechanism``: Windows rejects bare NTLM inside
-    CredSSP, FreeRDP 2 rejects SPNEGO, notes/rdp.md §2); ``resource`` names the target in
+    CredSSP, FreeRDP 2 rejects SPNEGO, docs/design/rdp.md §2); ``resource`` names the target in
     messages; ``early_auth``: the target selected
     HYBRID_EX, so it sends an Early User Authorization Result after CredSSP;
     ``check_certificate`` gets the target's certificate (DER) once TLS is up, before any

@@ -1,6 +1,6 @@
 """Phase A: the proxy as an RDP server, far enough to learn who connects and to get a
 password from them, then a Server Redirection PDU that sends the client back to the
-listener with a one-time ticket (design: the RDP engineering notes §3.4).
+listener with a one-time ticket (design: docs/design/rdp.md §3.4).
 
 Sequence (MS-RDPBCGR 1.3.1.1): X.224 Connection Confirm selecting TLS, TLS with the
 proxy certificate, MCS Connect Response, Attach User and Channel Join confirms, the Client

@@ -197,9 +197,10 @@ def parse_connect_initial(frame: bytes) -> ConnectInitial:
 def patch_server_selected_protocol(frame: bytes, protocol: int) -> bytes:
     """The Connect Initial with CS_CORE ``serverSelectedProtocol`` set to ``protocol``.
 
-    The field has a fixed size, so no BER/PER length changes (notes §3.1.5); a target such as
-    FreeRDP refuses a value other than the protocol it selected. A client whose CS_CORE
-    stops before the field (pre-RDP 6 clients) has nothing to patch: the frame is returned.
+    The field has a fixed size, so no BER/PER length changes (docs/design/rdp.md §3.1.5); a
+    target such as FreeRDP refuses a value other than the protocol it selected. A client
+    whose CS_CORE stops before the field (pre-RDP 6 clients) has nothing to patch: the frame
+    is returned.
     """
     core = next(block for block in parse_connect_initial(frame).blocks if block.type == CS_CORE)
     if len(core.data) + 4 < SERVER_SELECTED_PROTOCOL_OFFSET + 4:

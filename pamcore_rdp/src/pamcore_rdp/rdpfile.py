@@ -4,7 +4,7 @@ The dashboard signs a token naming the user, the session and the resource (the c
 connection-token service, :mod:`pamcore.services.terminal_tokens`, with the ``.rdp`` file's
 own :data:`RDP_FILE` use: ten minutes, its own salt) and writes it as ``loadbalanceinfo``.
 mstsc and FreeRDP send that value verbatim as the routing token line of their X.224
-Connection Request (MS-RDPBCGR 2.2.1.1, notes §4.4, §7), which is all the listener sees
+Connection Request (MS-RDPBCGR 2.2.1.1, docs/design/rdp.md §4.4, §7), which is all the listener sees
 before TLS; Phase A redeems it once.
 """
 

@@ -1,4 +1,4 @@
-"""Phase B (notes/rdp.md §3.1, §3.4): one client connection, whose redirection ticket the
+"""Phase B (docs/design/rdp.md §3.1, §3.4): one client connection, whose redirection ticket the
 listener redeemed into a :class:`~pamcore_rdp.admission.Grant`, relayed to its target
 with the vaulted credential.
 
@@ -257,12 +257,13 @@ class Relay:
 
     async def _connect_initial(self) -> None:
         """The client's MCS Connect Initial, with ``serverSelectedProtocol`` set to what the
-        target chose (2.2.1.3.2; FreeRDP refuses the connection otherwise, notes §3.1.5)."""
+        target chose (2.2.1.3.2; FreeRDP refuses the connection otherwise,
+        docs/design/rdp.md §3.1.5)."""
         assert self._target is not None and self.selected_protocol is not None
         frame = await read_pdu(self._client_reader, self.timeouts.step)
         frame = patch_server_selected_protocol(frame, self.selected_protocol)
         if self.end.on:
-            # The banner is a plain bitmap update: no GFX pipeline (notes §3.4).
+            # The banner is a plain bitmap update: no GFX pipeline (docs/design/rdp.md §3.4).
             frame = clear_early_capability_flags(frame, RNS_UD_CS_SUPPORT_DYNVC_GFX_PROTOCOL)
         self._to_target(frame, record=frame)
 

@@ -1,4 +1,4 @@
-"""The session-end banner of one relayed connection and Ctrl+X to extend (notes/rdp.md §3.4).
+"""The session-end banner of one relayed connection and Ctrl+X to extend (docs/design/rdp.md §3.4).
 
 Inside the profile's warning window the banner (:mod:`pamcore_rdp.banner`) is painted over
 the target's updates, repainted every REPAINT_SECONDS or at once when its text changes;

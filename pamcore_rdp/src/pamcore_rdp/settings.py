@@ -5,7 +5,7 @@ relay secures and authenticates the target leg.
   or ``tls`` (TLS with the credential in the Client Info PDU, for targets without NLA).
 * ``rdp.nla_mechanism``: the mechanism inside CredSSP; ``negotiate`` (SPNEGO) for Windows,
   which rejects bare NTLM, or ``ntlm`` for FreeRDP-based servers, which reject SPNEGO
-  (notes §2).
+  (docs/design/rdp.md §2).
 * ``rdp.domain``: the domain of the vaulted account, when it is not in the account name.
 * ``rdp.certificate_sha256``: the pinned SHA-256 of the target's TLS certificate, set by an
   administrator or on first use (the resource's trust-on-first-use, as for SSH host keys);

@@ -1,7 +1,7 @@
 """The relay's target leg: TCP to the RDP server, our X.224 negotiation (MS-RDPBCGR
 2.2.1.1-2.2.1.2) and its security layer, TLS or CredSSP (NLA) with the vaulted credential
 (:mod:`pamcore_rdp.credssp`). Every step takes its timeout; a failure is a
-:class:`TargetError` that names what to do (notes/rdp.md §3.1). The target's selected
+:class:`TargetError` that names what to do (docs/design/rdp.md §3.1). The target's selected
 protocol and its certificate are checked (:mod:`pamcore_rdp.trust`) before any credential
 leaves: CredSSP starts, and the Client Info PDU is relayed, only after both."""
 

@@ -1,4 +1,4 @@
-"""One-time redirection tickets between Phase A and Phase B (notes §3.4).
+"""One-time redirection tickets between Phase A and Phase B (docs/design/rdp.md §3.4).
 
 Phase A (the front) signs the user in and sends a Server Redirection PDU whose load
 balance info is a ticket; the client reconnects to the same listener with

@@ -56,7 +56,7 @@ def modern(names: list[bytes]) -> list[str]:
 
 def user_facing_algorithms() -> dict[str, list[str]]:
     """What the proxy offers clients, whatever the outgoing side needs; AES-GCM first
-    (cheapest per byte in asyncssh, see the engineering notes)."""
+    (cheapest per byte in asyncssh, docs/design/ssh.md §4)."""
     from asyncssh.encryption import get_default_encryption_algs
     from asyncssh.kex import get_default_kex_algs
     from asyncssh.mac import get_default_mac_algs

@@ -9,7 +9,7 @@ What the *target* prints (an echo it should not have sent) is output and is reco
 Use from one thread, the relay's event loop. Output is coalesced into one ``"o"`` event per
 :data:`FLUSH_INTERVAL` or :data:`FLUSH_BYTES`, so a bulk transfer costs few JSON lines and
 few writes; when the recorder runs inside an event loop a timer emits the last chunk on
-time, so a prompt is not stamped late (notes/ssh.md §5).
+time, so a prompt is not stamped late (docs/design/ssh.md §5).
 
 A full disk (any ``OSError`` on write) never stops the relay: the recorder logs once, stops
 recording, and :meth:`Recorder.close` raises :class:`RecordingFailed` carrying the digest

@@ -7,7 +7,7 @@ when the channel ends.
 
 Not recorded: sftp (which also carries scp) and exec channels without a terminal (pipes,
 ``scp -O``, rsync). They carry binary data, which the asciicast text format inflates sixfold
-(notes/ssh.md §5) and no player can show.
+(docs/design/ssh.md §5) and no player can show.
 
 All recordings of one session share one byte budget, ``recording_cap_mib`` in
 ``[plugins.ssh]``, counting what the session's earlier connections registered. A failure to

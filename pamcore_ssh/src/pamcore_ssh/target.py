@@ -73,7 +73,7 @@ class _VerifyingClient(asyncssh.SSHClient):
 
     def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
         """Note the key exchange method as it is chosen: asyncssh has no public API for it
-        (engineering notes §1) and forgets it once keys are in use. Relies on asyncssh's
+        (docs/design/ssh.md §1) and forgets it once keys are in use. Relies on asyncssh's
         ``_choose_alg`` (pinned); without it only ``kex`` stays empty."""
         choose = getattr(conn, "_choose_alg", None)
         if choose is None:
