@@ -34,6 +34,7 @@ from pamcore.services.common import (
 )
 from pamcore.services.directory import unique_name
 from pamcore.services.inventory import get_credential
+from pamcore.services.paging import Page, fetch_page, page_request
 
 MAX_ACTIONS_PER_PHASE = 20
 
@@ -59,6 +60,11 @@ class ActivityChanges:
 
 def list_activities(db: Session) -> list[Activity]:
     return list(db.scalars(select(Activity).order_by(Activity.name)))
+
+
+def page_activities(db: Session, limit: str | None, cursor: str | None) -> Page[Activity]:
+    """One page of the activities, newest first, for a client's ``limit`` and ``cursor``."""
+    return fetch_page(db, select(Activity), Activity.id, page_request("activities", limit, cursor))
 
 
 def get_activity(db: Session, name: str) -> Activity:

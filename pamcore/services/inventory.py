@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from pamcore.core import Pamcore
 from pamcore.errors import ValidationError
@@ -25,6 +25,7 @@ from pamcore.model.sessions import session_resources
 from pamcore.registry import ResourceSetting
 from pamcore.services.common import Actor, by_name, check_text, require_admin
 from pamcore.services.directory import unique_name
+from pamcore.services.paging import Page, fetch_page, page_request
 
 #: IANA service-name registry ports of the protocols resources usually speak.
 WELL_KNOWN_PORTS = {"ssh": 22, "telnet": 23, "rdp": 3389, "vnc": 5900}
@@ -75,6 +76,13 @@ def parse_protocols(specs: Iterable[str]) -> dict[str, int]:
 
 def list_resources(db: Session) -> list[Resource]:
     return list(db.scalars(select(Resource).order_by(Resource.name)))
+
+
+def page_resources(db: Session, limit: str | None, cursor: str | None) -> Page[Resource]:
+    """One page of the resources with their protocols, newest first, for a client's
+    ``limit`` and ``cursor``."""
+    query = select(Resource).options(selectinload(Resource.protocols))
+    return fetch_page(db, query, Resource.id, page_request("resources", limit, cursor))
 
 
 def get_resource(db: Session, name: str) -> Resource:

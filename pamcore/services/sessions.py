@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from pamcore.clock import format_utc
@@ -34,6 +34,7 @@ from pamcore.services.common import (
     worker_name,
 )
 from pamcore.services.ending import begin_ending
+from pamcore.services.paging import Page, fetch_page, page_request
 
 MAX_NOTES = 4000
 MAX_TICKET = 64
@@ -328,10 +329,9 @@ VIEWS = {
 }
 
 
-def list_sessions(
-    db: Session, actor: Actor, view: str = "active", limit: int = 200
-) -> list[ActivitySession]:
-    """Sessions the actor may see: their own; everything for admins and auditors."""
+def _visible_sessions(actor: Actor, view: str) -> Select[tuple[ActivitySession]]:
+    """The sessions of ``view`` the actor may see: their own; everything for admins and
+    auditors. Rows come with what a listing shows (resources, activity, requester)."""
     if view not in VIEWS:
         raise ValidationError("view", f"one of {', '.join(VIEWS)}")
     query = (
@@ -342,12 +342,32 @@ def list_sessions(
             selectinload(ActivitySession.activity),
             selectinload(ActivitySession.requester),
         )
-        .order_by(ActivitySession.scheduled_start.desc(), ActivitySession.id.desc())
-        .limit(limit)
     )
     if not isinstance(actor, SystemActor) and actor.role not in (Role.ADMIN, Role.AUDITOR):
         query = query.where(ActivitySession.requester_id == actor.id)
-    return list(db.scalars(query))
+    return query
+
+
+def list_sessions(
+    db: Session, actor: Actor, view: str = "active", limit: int = 200
+) -> list[ActivitySession]:
+    """The first ``limit`` sessions the actor may see, latest start first (the dashboard's
+    and the CLI's order)."""
+    query = _visible_sessions(actor, view).order_by(
+        ActivitySession.scheduled_start.desc(), ActivitySession.id.desc()
+    )
+    return list(db.scalars(query.limit(limit)))
+
+
+def page_sessions(
+    db: Session, actor: Actor, view: str, limit: str | None, cursor: str | None
+) -> Page[ActivitySession]:
+    """One page of the sessions the actor may see, newest request first, for a client's
+    ``limit`` and ``cursor`` as typed; following the cursors gives each session exactly
+    once, however many are requested meanwhile. A cursor is good for its view only."""
+    query = _visible_sessions(actor, view)
+    wanted = page_request(f"sessions/{view}", limit, cursor)
+    return fetch_page(db, query, ActivitySession.id, wanted)
 
 
 def show_session(db: Session, actor: Actor, session_id: int) -> ActivitySession:
@@ -418,6 +438,7 @@ __all__ = [
     "extend_session",
     "find_or_request",
     "list_sessions",
+    "page_sessions",
     "parse_start",
     "show_session",
 ]

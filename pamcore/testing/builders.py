@@ -5,18 +5,22 @@ They write ORM rows directly (fast, and independent of the admin services under 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
+from pamcore.lifecycle import Status
 from pamcore.model import (
     AccessPolicy,
     ActionPhase,
     Activity,
     ActivityAction,
     ActivityKind,
+    ActivitySession,
     ApprovalTier,
     ConnectionProfile,
     Credential,
@@ -28,6 +32,7 @@ from pamcore.model import (
     Role,
     User,
 )
+from pamcore.model.sessions import session_resources
 from pamcore.passwords import hash_password
 
 
@@ -165,3 +170,36 @@ def make_policy(
     db.add(policy)
     db.flush()
     return policy
+
+
+def make_sessions(
+    db: Session,
+    count: int,
+    requester: User,
+    activity: Activity,
+    profile: ConnectionProfile,
+    resources: Sequence[Resource],
+    start: dt.datetime,
+    status: Status = Status.SCHEDULED,
+) -> list[int]:
+    """``count`` sessions in two bulk INSERTs (rows, then their resources), for listings
+    at scale; no lifecycle runs. Their ids, in insertion order."""
+    row = {
+        "requester_id": requester.id,
+        "activity_id": activity.id,
+        "profile_id": profile.id,
+        "status": status,
+        "scheduled_start": start,
+        "created_at": start,
+        "version": 1,
+    }
+    ids = list(
+        db.scalars(
+            insert(ActivitySession).returning(ActivitySession.id, sort_by_parameter_order=True),
+            [row] * count,
+        )
+    )
+    links = [{"session_id": i, "resource_id": r.id} for i in ids for r in resources]
+    if links:
+        db.execute(insert(session_resources), links)
+    return ids

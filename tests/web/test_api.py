@@ -228,16 +228,16 @@ def test_unexpected_errors_are_plain_problems(
 
     from pamcore.web.api import catalog
 
-    def boom(db):  # type: ignore[no-untyped-def]
+    def boom(*args):  # type: ignore[no-untyped-def]
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(catalog, "list_activities", boom)
+    monkeypatch.setattr(catalog, "page_activities", boom)
     problem = as_("alice").call("GET", "/activities", 500)
     assert "database on fire" not in problem["detail"]
     assert "database on fire" in caplog.text  # for the operator
 
-    def raced(db):  # type: ignore[no-untyped-def]
+    def raced(*args):  # type: ignore[no-untyped-def]
         raise StaleDataError("version mismatch")
 
-    monkeypatch.setattr(catalog, "list_activities", raced)
+    monkeypatch.setattr(catalog, "page_activities", raced)
     assert as_("alice").call("GET", "/activities", 409)["type"] == "urn:pamcore:problem:conflict"

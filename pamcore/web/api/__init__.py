@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.orm import Session
@@ -19,8 +19,9 @@ from werkzeug.exceptions import HTTPException
 
 from pamcore.errors import AuthenticationFailed, PamError, ValidationError
 from pamcore.model import User
+from pamcore.services.paging import Page
 from pamcore.services.tokens import authenticate_token
-from pamcore.web.api.problems import from_error, problem
+from pamcore.web.api.problems import from_error, json_response, problem
 from pamcore.web.context import acting_user, current_core
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,16 @@ def json_body() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadBody("the body must be a JSON object (Content-Type: application/json)")
     return body
+
+
+def paged(page: Page[Any], rows: list[Any]) -> Response:
+    """A page's rows as the JSON array, and the next page's address in a ``Link`` header
+    (RFC 8288, ``rel="next"``): the same query with the next cursor; none on the last."""
+    response = json_response(rows)
+    if page.next_cursor is not None:
+        args = {**request.args.to_dict(), "cursor": page.next_cursor}
+        response.headers["Link"] = f'<{url_for(str(request.endpoint), **args)}>; rel="next"'
+    return response
 
 
 def text_field(body: dict[str, Any], name: str, default: str = "") -> str:

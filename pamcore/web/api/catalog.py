@@ -3,13 +3,12 @@ named as the ``activity`` and ``resources`` of ``POST /sessions`` take them."""
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, request
 
 from pamcore.model import Activity, Resource
-from pamcore.services.activities import list_activities
-from pamcore.services.inventory import list_resources
-from pamcore.web.api import api_user, bp
-from pamcore.web.api.problems import json_response
+from pamcore.services.activities import page_activities
+from pamcore.services.inventory import page_resources
+from pamcore.web.api import api_user, bp, paged
 from pamcore.web.context import current_core
 
 
@@ -31,11 +30,13 @@ def _resource(resource: Resource) -> dict[str, object]:
 def activities() -> Response:
     with current_core().reader() as db:
         api_user(db)
-        return json_response([_activity(a) for a in list_activities(db)])
+        page = page_activities(db, request.args.get("limit"), request.args.get("cursor"))
+        return paged(page, [_activity(a) for a in page.items])
 
 
 @bp.get("/resources")
 def resources() -> Response:
     with current_core().reader() as db:
         api_user(db)
-        return json_response([_resource(r) for r in list_resources(db)])
+        page = page_resources(db, request.args.get("limit"), request.args.get("cursor"))
+        return paged(page, [_resource(r) for r in page.items])

@@ -9,6 +9,7 @@ from flask import Response
 
 from pamcore.lifecycle import Status
 from pamcore.services.access import PURPOSES
+from pamcore.services.paging import DEFAULT_LIMIT, MAX_LIMIT
 from pamcore.services.sessions import VIEWS
 from pamcore.web.api import bp
 from pamcore.web.api.problems import MEDIA_TYPE, json_response
@@ -53,6 +54,40 @@ def _ok(schema: dict[str, Any], description: str = "OK", status: int = 200) -> d
 def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
+
+def _page(item: dict[str, Any]) -> dict[str, Any]:
+    """A list operation's answer: one page as an array, the next page's address in Link."""
+    return {
+        "200": {
+            "description": "One page, newest first",
+            "headers": {
+                "Link": {
+                    "description": "The next page's address, '<...>; rel=\"next\"' (RFC "
+                    "8288): this query with the next cursor. Absent on the last page.",
+                    "schema": {"type": "string"},
+                }
+            },
+            "content": {"application/json": {"schema": {"type": "array", "items": item}}},
+        }
+    }
+
+
+#: Query parameters of every list operation (cursor paging, :mod:`pamcore.services.paging`).
+PAGING = [
+    {
+        "name": "limit",
+        "in": "query",
+        "description": f"Rows per page (default {DEFAULT_LIMIT})",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "Opaque: where the previous page's Link 'next' continues. Omit for "
+        "the first page; a cursor is good for the list (and view) that gave it.",
+        "schema": {"type": "string"},
+    },
+]
 
 SESSION_ID = {
     "name": "session_id",
@@ -188,19 +223,13 @@ DOCUMENT: dict[str, Any] = {
     "paths": {
         "/sessions": {
             "get": {
-                "summary": "Sessions you may see (all of them for admins and auditors)",
+                "summary": "Sessions you may see (all of them for admins and auditors), "
+                "newest request first, a page at a time",
                 "parameters": [
                     {"name": "view", "in": "query", "schema": {"enum": list(VIEWS)}},
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    },
+                    *PAGING,
                 ],
-                "responses": {
-                    **_ok({"type": "array", "items": _ref("SessionRow")}),
-                    **_problems(*COMMON, 422),
-                },
+                "responses": {**_page(_ref("SessionRow")), **_problems(*COMMON, 422)},
             },
             "post": {
                 "summary": "Request a session (it may wait for approval)",
@@ -252,20 +281,16 @@ DOCUMENT: dict[str, Any] = {
         },
         "/activities": {
             "get": {
-                "summary": "Activities, by the names POST /sessions takes",
-                "responses": {
-                    **_ok({"type": "array", "items": _ref("Activity")}),
-                    **_problems(*COMMON),
-                },
+                "summary": "Activities, by the names POST /sessions takes, a page at a time",
+                "parameters": PAGING,
+                "responses": {**_page(_ref("Activity")), **_problems(*COMMON, 422)},
             }
         },
         "/resources": {
             "get": {
-                "summary": "Resources, by the names POST /sessions takes",
-                "responses": {
-                    **_ok({"type": "array", "items": _ref("Resource")}),
-                    **_problems(*COMMON),
-                },
+                "summary": "Resources, by the names POST /sessions takes, a page at a time",
+                "parameters": PAGING,
+                "responses": {**_page(_ref("Resource")), **_problems(*COMMON, 422)},
             }
         },
     },

@@ -14,12 +14,10 @@ from pamcore.services import access, approvals
 from pamcore.services import sessions as svc
 from pamcore.services.common import worker_name
 from pamcore.services.ending import complete_ending
-from pamcore.web.api import api_user, bp, json_body, text_field
+from pamcore.web.api import api_user, bp, json_body, paged, text_field
 from pamcore.web.api.problems import json_response
 from pamcore.web.auth import signed_in_recently
 from pamcore.web.context import current_core
-
-MAX_LIMIT = 1000
 
 
 def _request(body: dict[str, Any]) -> svc.SessionRequest:
@@ -35,13 +33,6 @@ def _request(body: dict[str, Any]) -> svc.SessionRequest:
     )
 
 
-def _limit() -> int:
-    text = request.args.get("limit", "200")
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
-        raise ValidationError("limit", f"a whole number 1-{MAX_LIMIT}")
-    return int(text)
-
-
 def _detail(session_id: int) -> Response:
     core = current_core()
     with core.reader() as db:
@@ -53,10 +44,12 @@ def _detail(session_id: int) -> Response:
 @bp.get("/sessions")
 def list_sessions() -> Response:
     core = current_core()
-    view, limit = request.args.get("view", "active"), _limit()
+    args = request.args
     with core.reader() as db:
-        found = svc.list_sessions(db, api_user(db), view, limit)
-        return json_response([session_row(s, core.now()) for s in found])
+        page = svc.page_sessions(
+            db, api_user(db), args.get("view", "active"), args.get("limit"), args.get("cursor")
+        )
+        return paged(page, [session_row(s, core.now()) for s in page.items])
 
 
 @bp.post("/sessions")
