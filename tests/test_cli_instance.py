@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import stat
@@ -78,6 +79,46 @@ def test_second_init_keeps_everything(instance: Path) -> None:
     assert report["database"] == f"already at {head_revision()}"
     assert (instance / "master.key").read_text() == key
     assert (instance / "web-secret.key").read_text() == secret
+
+
+def test_init_in_an_existing_folder_leaves_everything_in_it_private(tmp_path: Path) -> None:
+    """What init creates (config, SQLite database) and what it finds (an operator's
+    file, a subfolder) ends 0600 / 0700, whatever the umask made of them; init says so."""
+    path = tmp_path / "instance"
+    (path / "extra").mkdir(parents=True)
+    path.chmod(0o755)
+    (path / "extra").chmod(0o755)
+    (path / "notes.txt").write_text("the operator's")
+    (path / "notes.txt").chmod(0o644)
+    old_umask = os.umask(0o022)
+    try:
+        result = invoke(path, "--json", "init")
+    finally:
+        os.umask(old_umask)
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["permissions"]
+    for name in ("the instance folder 755 -> 700", "extra 755 -> 700", "notes.txt 644 -> 600"):
+        assert name in report
+    assert "pamcore.toml 644 -> 600" in report
+    assert "pamcore.db 644 -> 600" in report
+    assert mode(path) == 0o700
+    for found in path.rglob("*"):
+        assert mode(found) == (0o700 if found.is_dir() else 0o600), found
+
+
+def test_init_tightens_a_file_loosened_since(instance: Path) -> None:
+    (instance / "pamcore.toml").chmod(0o644)
+    (instance / "master.key").chmod(0o640)
+
+    again = invoke(instance, "init")
+    third = invoke(instance, "init")
+
+    assert again.exit_code == 0, again.output
+    assert "permissions: tightened " in again.output
+    assert "pamcore.toml 644 -> 600" in again.output and "master.key 640 -> 600" in again.output
+    assert mode(instance / "pamcore.toml") == mode(instance / "master.key") == 0o600
+    assert "permissions: private (folders 0700, files 0600)" in third.output
 
 
 def test_init_refuses_to_silently_change_the_database(instance: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import stat
 from pathlib import Path
 
 import click
@@ -99,9 +100,15 @@ def init(cli: CliContext, database_url: str | None) -> None:
         if before != after
         else f"already at {after}"
     )
+    # Before the plugins (the vault refuses a key others can read) and after (their files).
+    tightened = _make_private(instance)
     # Plugins last, on a complete instance: a plugin that fails leaves the core's part done.
     prepared = cli.core.hooks.init_instance(cli.core)
     failed = [p.plugin for p in prepared if p.error]
+    tightened += _make_private(instance)
+    steps["permissions"] = (
+        "tightened " + ", ".join(tightened) if tightened else "private (folders 0700, files 0600)"
+    )
     if cli.as_json:
         plugins = {p.plugin: {"lines": p.lines, "error": p.error} for p in prepared}
         emit_record({"instance": str(instance), **steps, "plugins": plugins}, as_json=True)
@@ -118,6 +125,32 @@ def init(cli: CliContext, database_url: str | None) -> None:
         )
     if not cli.as_json:
         click.echo(f"pamcore instance ready in {instance}; start it with 'pamcore run'")
+
+
+def _make_private(instance: Path) -> list[str]:
+    """Tighten the instance folder, its subfolders (0700) and every file in them (0600),
+    whoever created them (the config, SQLite, a plugin, an operator's copy): the folder
+    holds the database and the keys, so nobody else on the machine may read any of it.
+    Returns what it changed, as ``name old -> new``."""
+    tightened: list[str] = []
+    inside = (Path(top, name) for top, dirs, files in os.walk(instance) for name in dirs + files)
+    for path in [instance, *inside]:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            continue  # a link's target is not ours to change
+        wanted = 0o700 if stat.S_ISDIR(info.st_mode) else 0o600
+        if stat.S_IMODE(info.st_mode) == wanted:
+            continue
+        try:
+            path.chmod(wanted)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot make {path} private ({exc.strerror}); run 'chmod {wanted:o} "
+                f"{path}' as its owner, then 'pamcore init' again"
+            ) from exc
+        name = "the instance folder" if path == instance else path.relative_to(instance)
+        tightened.append(f"{name} {stat.S_IMODE(info.st_mode):o} -> {wanted:o}")
+    return tightened
 
 
 def _ensure_web_secret(config: Config) -> str:
