@@ -1,7 +1,8 @@
 """The legacy peers' parts the tests name: the OpenSSH configuration that offers only legacy
 algorithms, and an IOS-like device (an asyncssh server with only those algorithms, banner
 ``SSH-2.0-Cisco-1.25``, keyboard-interactive login, ``Router>`` / ``enable`` / ``Router#``,
-configuration mode and ``write memory``). The fixtures that start them are in conftest.py.
+configuration mode, ``write memory``, and ``ssh``/``telnet``/``connect`` to an onward host that
+imitates the device's own prompt). The fixtures that start them are in conftest.py.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class IosDevice:
     host_key_line: str = ""
     #: Every ``enable`` answer: True when it was right.
     enable_attempts: list[bool] = field(default_factory=list)
+    #: What the onward host (reached with ``ssh``/``telnet``/``connect``) got as its
+    #: ``enable`` password: a requester's host would keep it.
+    onward_answers: list[str] = field(default_factory=list)
 
     def startup(self) -> dict[str, str]:
         if not self.startup_file.exists():
@@ -81,9 +85,29 @@ class IosServer(asyncssh.SSHServer):
         return len(responses) == 1 and self._device.running.get(username) == responses[0]
 
 
+async def onward_host(device: IosDevice, process: asyncssh.SSHServerProcess[str], to: str) -> None:
+    """A host the requester controls, reached from the device: it shows the device's own
+    ``Router>`` and asks ``Password:`` after ``enable``, keeping the answer; ``exit`` returns."""
+    out = process.stdout
+    out.write(f"\r\nTrying {to} ... Open\r\n")
+    while True:
+        out.write("\r\nRouter>")
+        line = (await process.stdin.readline()).strip()
+        if line in ("exit", "logout") or process.stdin.at_eof():
+            out.write(f"\r\n[Connection to {to} closed by foreign host]\r\n")
+            return
+        if line == "enable":
+            out.write("Password: ")
+            process.channel.set_echo(False)
+            device.onward_answers.append((await process.stdin.readline()).strip())
+            process.channel.set_echo(True)
+            out.write("\r\n% Access denied\r\n")
+
+
 async def ios_cli(device: IosDevice, process: asyncssh.SSHServerProcess[str]) -> None:
     """``Router>``; ``enable`` asks ``Password:`` (no echo) for ``Router#``; ``configure
-    terminal`` / ``username NAME secret X`` / ``end``; ``write memory`` saves."""
+    terminal`` / ``username NAME secret X`` / ``end``; ``write memory`` saves; ``ssh``,
+    ``telnet`` and ``connect`` open a session to :func:`onward_host`."""
     out = process.stdout
     if process.command is not None:  # IOS runs one exec command and closes
         known = process.command == "show version"
@@ -111,6 +135,8 @@ async def ios_cli(device: IosDevice, process: asyncssh.SSHServerProcess[str]) ->
             device.enable_attempts.append(ok)
             out.write("\r\n" if ok else "\r\n% Access denied\r\n")
             mode = "#" if ok else ">"
+        elif words[0] in ("ssh", "telnet", "connect") and mode != "config":
+            await onward_host(device, process, words[-1])
         elif words[0] in ("exit", "logout") and mode != "config":
             break
         elif line == "show version":

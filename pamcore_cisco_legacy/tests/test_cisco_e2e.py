@@ -278,6 +278,32 @@ def test_opted_in_shell_with_enable_secret_badge_and_audit(
     assert "Legacy SSH" not in other
 
 
+@pytest.mark.parametrize("onward", ["ssh -l mallory 192.0.2.7", "telnet 192.0.2.7"])
+def test_the_enable_secret_never_reaches_a_host_reached_onward(world: World, onward: str) -> None:
+    """The device's own ``enable`` is answered; a host reached from it that shows the same
+    ``Router>`` and asks ``Password:`` after ``enable`` gets only what the user types."""
+    device = world.devices["sw01"]
+    world.opt_in("sw01")
+    child = world.shell("alice+sw01")
+    child.expect("Router>")
+    child.sendline("enable")
+    child.expect("Router#")  # answered: the device pamcore connected to
+    child.sendline(onward)
+    child.expect("Open")
+    child.expect("Router>")
+    child.sendline("enable")
+    child.expect("Password:")
+    child.sendline("my-guess")
+    child.expect("Access denied")
+    child.sendline("exit")
+    child.expect("closed by foreign host")
+    child.expect("Router#")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    assert device.enable_attempts == [True]
+    assert device.onward_answers == ["my-guess"]
+
+
 def test_the_user_facing_side_stays_modern(world: World) -> None:
     """Opting a resource in never adds legacy algorithms to the proxy's own listener."""
     world.opt_in("sw01")

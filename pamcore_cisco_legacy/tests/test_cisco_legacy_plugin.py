@@ -13,9 +13,10 @@ from asyncssh.crypto.dh import DH
 from asyncssh.kex_dh import _group1_g, _group1_p  # the Oakley group 2 of RFC 2409 §6.2
 from cryptography.utils import CryptographyDeprecationWarning
 from pamcore_cisco_legacy.enable import EnableAssistant
+from pamcore_cisco_legacy.ios import checked_username
 
 from pamcore.config import Config
-from pamcore.errors import ConfigurationError
+from pamcore.errors import ActionFailed, ConfigurationError
 from pamcore.model import Resource
 from pamcore.plugins import build_plugin_host
 from pamcore_cisco_legacy import algorithms as algs
@@ -188,13 +189,34 @@ def test_ffdh_warning_is_filtered_for_asyncssh_dh_only() -> None:
 SECRET = b"En-secret-1"
 
 
+def at_prompt(prompt: bytes = b"\r\nRouter>") -> EnableAssistant:
+    """An assistant that saw the device's first prompt."""
+    assistant = EnableAssistant(SECRET)
+    assert assistant.shown(b"\r\n\r\n" + prompt) == b""
+    return assistant
+
+
 @pytest.mark.parametrize("typed", [b"enable\r", b"en\r\n", b"ENABLE 15\r", b"enablx\x7fe\r"])
 def test_enable_then_password_prompt_is_answered_once(typed: bytes) -> None:
-    assistant = EnableAssistant(SECRET)
+    assistant = at_prompt()
     assistant.typed(typed)
     assert assistant.shown(b"enable\r\nPass") == b""  # the question arrives in pieces
     assert assistant.shown(b"word: ") == SECRET + b"\r"
     assert assistant.shown(b"\r\nPassword: ") == b""  # once: a wrong secret is not retried
+
+
+def test_each_enable_at_the_prompt_is_answered_once() -> None:
+    assistant = at_prompt(b"sw01#")  # logged in privileged: its user-EXEC prompt is sw01>
+    assert assistant.prompt == b"sw01>"
+    assistant.typed(b"disable\r")
+    assistant.shown(b"\r\nsw01>")
+    for _ in range(2):
+        assistant.typed(b"show version\r")
+        assistant.shown(b"show version\r\nCisco IOS Software\r\nsw01>")
+        assistant.typed(b"en\r")
+        assert assistant.shown(b"en\r\nPassword: ") == SECRET + b"\r"
+        assistant.typed(b"disable\r")
+        assistant.shown(b"\r\nsw01#disable\r\nsw01>")
 
 
 @pytest.mark.parametrize(
@@ -207,7 +229,7 @@ def test_enable_then_password_prompt_is_answered_once(typed: bytes) -> None:
     ],
 )
 def test_no_answer_unless_the_last_line_was_enable(typed: bytes, then: bytes) -> None:
-    assistant = EnableAssistant(SECRET)
+    assistant = at_prompt()
     assistant.typed(typed)
     assistant.typed(then)
     assert assistant.shown(b"Password: ") == b""
@@ -218,8 +240,68 @@ def test_no_answer_after_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
 
     now = [1000.0]
     monkeypatch.setattr(enable.time, "monotonic", lambda: now[0])
-    assistant = EnableAssistant(SECRET)
+    assistant = at_prompt()
     assistant.typed(b"enable\r")
     now[0] += enable.ANSWER_WINDOW + 1
     assert assistant.shown(b"Password: ") == b""
     assert "En-secret" not in repr(assistant)
+
+
+@pytest.mark.parametrize(
+    "onward",
+    [
+        b"ssh -l me 192.0.2.7\r",
+        b"telnet 192.0.2.7\r",
+        b"connect evil\r",
+        b"rlogin evil\r",
+        b"te 192.0.2.7\r",  # an abbreviation of telnet (or terminal: not sure, so onward)
+        b"s -l me evil\r",  # s: show or ssh
+        b"evil-host\r",  # a bare host name: IOS telnets to it
+        b"192.0.2.7\r",
+        b"1\r",  # resume connection 1
+        b"res\r",
+        b"sh\tevil\r",  # Tab completion: the line is not what was typed
+        b"show x\x01telnet\r",  # Ctrl+A moved the cursor: the line is not what was typed
+        b"\x1b[A\r",  # history
+    ],
+)
+def test_never_an_answer_after_a_line_that_may_leave_the_device(onward: bytes) -> None:
+    assistant = at_prompt()
+    assistant.typed(onward)
+    assistant.shown(b"\r\nTrying 192.0.2.7 ... Open\r\n\r\nRouter>")  # it imitates the device
+    assistant.typed(b"enable\r")
+    assert assistant.shown(b"enable\r\nPassword: ") == b""
+    assistant.typed(b"exit\r")
+    assistant.shown(b"\r\n[Connection to 192.0.2.7 closed by foreign host]\r\nRouter>")
+    assistant.typed(b"enable\r")  # back on the device, or a host saying so: no way to know
+    assert assistant.shown(b"enable\r\nPassword: ") == b""
+    assert assistant.onward
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        b"\r\nOther>",  # another host's prompt
+        b"\r\nRouter(config)#",  # not user EXEC
+        b"\r\nRouter>show version\r\nCisco IOS Software\r\n",  # still printing
+    ],
+)
+def test_no_answer_away_from_the_devices_own_prompt(shown: bytes) -> None:
+    assistant = at_prompt()
+    assistant.shown(shown)
+    assistant.typed(b"enable\r")
+    assert assistant.shown(b"Password: ") == b""
+
+
+def test_no_answer_when_the_user_typed_before_the_first_prompt() -> None:
+    assistant = EnableAssistant(SECRET)
+    assistant.typed(b"\r")
+    assistant.shown(b"\r\nRouter>")
+    assistant.typed(b"enable\r")
+    assert not assistant.prompt and assistant.shown(b"enable\r\nPassword: ") == b""
+
+
+@pytest.mark.parametrize("name", ["admin\n", "ad min", ""])
+def test_an_ios_user_name_is_one_word_without_a_line_end(name: str) -> None:
+    with pytest.raises(ActionFailed, match="is not a valid IOS user name"):
+        checked_username(name)
