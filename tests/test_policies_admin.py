@@ -12,6 +12,7 @@ from pamcore.services import activities as act
 from pamcore.services import policies as pol
 from pamcore.services import profiles as prof
 from pamcore.services.access import find_policy
+from pamcore.services.actions import check_login_template
 from pamcore.services.activities import ActivityChanges
 from pamcore.services.common import CONSOLE
 from pamcore.services.policies import PolicyChanges
@@ -57,6 +58,11 @@ def test_activity_defaults_and_rules(core: Pamcore, basics: None) -> None:
         with core.unit() as db, pytest.raises(ValidationError) as info:
             act.create_activity(core, db, CONSOLE, "Other", changes)
         assert info.value.field == field, changes
+
+
+def test_a_login_template_ending_in_a_newline_makes_no_account_name() -> None:
+    with pytest.raises(ValidationError, match="not a valid account name"):
+        check_login_template("{user}\n")
 
 
 def test_actions_are_ordered_and_checked(core: Pamcore, basics: None) -> None:

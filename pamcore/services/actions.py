@@ -23,7 +23,7 @@ ACTOR = "system:actions"
 TEMPLATE_FIELDS = {"user", "random", "activity"}
 _FIELD = re.compile(r"\{([^{}]*)\}")
 #: What a POSIX / Windows / IOS local account name may contain; templates must produce it.
-_ACCOUNT = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+_ACCOUNT = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 
 
 def check_login_template(template: str) -> None:
@@ -36,7 +36,7 @@ def check_login_template(template: str) -> None:
             f"use {{user}}, {{random}}, {{activity}}",
         )
     sample = render_login_template(template, "user", "activity")
-    if not _ACCOUNT.match(sample):
+    if not _ACCOUNT.fullmatch(sample):
         raise ValidationError(
             "login_template", f"produces '{sample}', which is not a valid account name"
         )

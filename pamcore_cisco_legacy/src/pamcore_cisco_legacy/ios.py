@@ -23,12 +23,12 @@ PASSWORD = re.compile(rb"Password: ?$")
 ERROR = re.compile(rb"^% ?(.+?)\r?$", re.MULTILINE)
 #: Seconds one step (a prompt after a command) may take.
 STEP_TIMEOUT = 20.0
-_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
 def checked_username(name: str) -> str:
     """An IOS local user name: no spaces or characters the CLI would parse."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ActionFailed(f"'{name}' is not a valid IOS user name")
     return name
 
