@@ -122,7 +122,14 @@ def by_name(db: Session, model: type[M], name: str) -> M:
     raise NotFound(f"no {kind} named '{name}'")
 
 
+#: Ids are 64-bit signed integers in SQLite and PostgreSQL; a larger one names no row (and
+#: would not even reach the database: SQLite's driver raises OverflowError on it).
+MAX_ID = 2**63 - 1
+
+
 def get_session(db: Session, session_id: int) -> ActivitySession:
+    if not 0 < session_id <= MAX_ID:
+        raise NotFound(f"no activity session #{session_id}")
     session = db.get(ActivitySession, session_id)
     if session is None:
         raise NotFound(f"no activity session #{session_id}")

@@ -241,3 +241,26 @@ def test_unexpected_errors_are_plain_problems(
 
     monkeypatch.setattr(catalog, "page_activities", raced)
     assert as_("alice").call("GET", "/activities", 409)["type"] == "urn:pamcore:problem:conflict"
+
+
+def test_ids_beyond_64_bits_are_problems_not_500s(as_) -> None:  # type: ignore[no-untyped-def]
+    """Issue 11 item 8: a session id past 2^63-1 reached SQLite (OverflowError, a 500)."""
+    huge = 2**64
+    as_("alice").call("GET", f"/sessions/{huge}", 404)
+    for action in ("approve", "deny", "cancel", "end", "extend", "password"):
+        as_("alice").call("POST", f"/sessions/{huge}/{action}", 404, {})
+
+
+def test_undeclared_methods_are_405_problems(as_) -> None:  # type: ignore[no-untyped-def]
+    """Issue 11 item 8: TRACE (or PUT...) on an operation's address was the dashboard's HTML
+    405; it is a problem with the ``Allow`` header RFC 9110 §15.5.6 asks for."""
+    for method, path, allowed in (
+        ("TRACE", "/sessions", "GET, HEAD, OPTIONS, POST"),
+        ("PUT", "/sessions/1", "GET, HEAD, OPTIONS"),
+        ("DELETE", "/sessions/1/approve", "OPTIONS, POST"),
+    ):
+        api = as_("alice")
+        api.call(method, path, 405)
+        response = api.client.open(f"/api/v1{path}", method=method, headers=api.headers)
+        assert response.headers["Allow"] == allowed
+    as_("alice").call("TRACE", "/nothing/here", 404)

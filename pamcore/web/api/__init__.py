@@ -149,7 +149,34 @@ def unexpected(error: Exception) -> Response:
     return problem(500, "pamcore could not finish this request; the server log has why", "internal")
 
 
-@bp.route("/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+#: Methods the catch-all answers, so that any of them on a known address is a 405 problem.
+ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "TRACE"]
+
+
+def _allowed_methods() -> list[str]:
+    """The methods some operation takes at this request's address (none: no such address)."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed: set[str] = set()
+    for method in ANY_METHOD:
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except HTTPException:
+            continue
+        if endpoint != request.endpoint:
+            allowed.add(method)
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return sorted(allowed | {"OPTIONS"}) if allowed else []
+
+
+@bp.route("/<path:anything>", methods=ANY_METHOD)
 def unknown(anything: str) -> Response:
-    """Any other address under ``/api/v1`` is a JSON 404, not the dashboard's HTML page."""
+    """Any other address or method under ``/api/v1`` is a JSON 404 or 405 (with ``Allow``,
+    RFC 9110 §15.5.6), not the dashboard's HTML page."""
+    if allowed := _allowed_methods():
+        response = problem(
+            405, f"{request.method} is not an operation of /api/v1/{anything}", "http"
+        )
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
     return problem(404, f"no API operation at /api/v1/{anything}; see /api/v1/openapi.json", "http")

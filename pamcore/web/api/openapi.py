@@ -9,6 +9,7 @@ from flask import Response
 
 from pamcore.lifecycle import Status
 from pamcore.services.access import PURPOSES
+from pamcore.services.common import MAX_ID
 from pamcore.services.paging import DEFAULT_LIMIT, MAX_LIMIT
 from pamcore.services.sessions import VIEWS
 from pamcore.web.api import bp
@@ -93,7 +94,7 @@ SESSION_ID = {
     "name": "session_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
 }
 
 #: Errors any authenticated operation may answer with.
