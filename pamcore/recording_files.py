@@ -6,7 +6,6 @@ in :mod:`pamcore.services.recordings`."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import os
@@ -23,8 +22,6 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 #: Smallest per-session cap: a header, some content and a closing marker must fit.
 MIN_CAP_BYTES = 4096
-#: Names :func:`open_free_name` tries before it gives up.
-NAME_TRIES = 100
 
 T = TypeVar("T")
 
@@ -68,20 +65,6 @@ def on_private(path: Path, make: Callable[[BinaryIO], T], root: Path | None = No
     except BaseException:
         out.close()
         raise
-
-
-def open_free_name(folder: Path, stem: str, suffix: str, open_: Callable[[Path], T]) -> T:
-    """``open_(path)`` on the first of ``<stem><suffix>``, ``<stem>-2<suffix>``, ... in
-    ``folder`` that is not taken: SQLite reuses a closed connection's id, so a later
-    connection of the session can find its file name already used (and recordings are
-    never overwritten)."""
-    path = folder / f"{stem}{suffix}"
-    for attempt in range(2, 2 + NAME_TRIES):
-        try:
-            return open_(path)
-        except FileExistsError:
-            path = folder / f"{stem}-{attempt}{suffix}"
-    raise FileExistsError(errno.EEXIST, f"{NAME_TRIES} names taken", str(path))
 
 
 class DigestWriter:

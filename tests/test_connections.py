@@ -1,5 +1,6 @@
-"""Live connections move a session between available and active; admins can list them and
-ask for one to be terminated."""
+"""Connections move a session between available and active, each with its own id and one
+opened/closed pair in the audit log; admins can list the open ones and ask for one to be
+terminated."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import select
 
 from pamcore.core import Pamcore
-from pamcore.errors import PolicyDenied
+from pamcore.errors import NotFound, PolicyDenied
 from pamcore.lifecycle import Status
-from pamcore.model import ActivitySession
+from pamcore.model import ActivitySession, AuditEvent, LiveConnection
 from pamcore.proxywatch import watch_connections
 from pamcore.services import scheduler
 from pamcore.services.common import worker_name
@@ -21,6 +23,7 @@ from pamcore.services.connections import (
     connection_opened,
     legacy_algorithms,
     list_connections,
+    open_count,
     request_termination,
     to_terminate,
 )
@@ -32,7 +35,7 @@ from tests.conftest import World, fresh
 def status(core: Pamcore, sid: int) -> tuple[Status, int]:
     with core.reader() as db:
         s = db.get(ActivitySession, sid)
-        return Status(s.status), len(s.connections)
+        return Status(s.status), open_count(db, sid)
 
 
 @pytest.fixture
@@ -50,9 +53,21 @@ def opened(core: Pamcore, world: World, sid: int) -> int:
         return connection_opened(core, db, alice, sid, db01, "ssh", "127.0.0.1:50000").id
 
 
-def closed(core: Pamcore, connection_id: int) -> None:
+def closed(core: Pamcore, connection_id: int, reason: str = "closed") -> None:
     with core.unit() as db:
-        connection_closed(core, db, connection_id)
+        connection_closed(core, db, connection_id, reason)
+
+
+def lifecycle_events(core: Pamcore, sid: int) -> list[tuple[str, int, str | None]]:
+    """(action, connection, reason) of the session's connection.opened/closed events."""
+    with core.reader() as db:
+        events = db.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.session_id == sid)
+            .where(AuditEvent.action.in_(["connection.opened", "connection.closed"]))
+            .order_by(AuditEvent.id)
+        )
+        return [(e.action, e.details["connection"], e.details.get("reason")) for e in events]
 
 
 def test_first_opens_active_last_closes_available(core: Pamcore, world: World, sid: int) -> None:
@@ -67,15 +82,44 @@ def test_first_opens_active_last_closes_available(core: Pamcore, world: World, s
     assert status(core, sid) == (Status.AVAILABLE, 0)
 
 
-def test_ending_drops_connections_and_refuses_new_ones(
+def test_ids_are_never_reused_and_each_has_one_opened_closed_pair(
     core: Pamcore, world: World, sid: int
 ) -> None:
-    live = opened(core, world, sid)
+    """Closing the newest connection no longer frees its id for the next one (SQLite
+    reused a deleted row's id), and a late duplicate close is not audited again."""
+    first = opened(core, world, sid)
+    closed(core, first, "closed by the client")
+    closed(core, first, "a late duplicate")
+    second = opened(core, world, sid)
+    closed(core, second, "terminated by an administrator")
+    assert second != first
+    assert lifecycle_events(core, sid) == [
+        ("connection.opened", first, None),
+        ("connection.closed", first, "closed by the client"),
+        ("connection.opened", second, None),
+        ("connection.closed", second, "terminated by an administrator"),
+    ]
+    with core.reader() as db:
+        row = db.get(LiveConnection, first)
+        assert (row.closed_at, row.close_reason) == (core.now(), "closed by the client")
+
+
+def test_ending_closes_what_the_proxy_has_not_and_refuses_new_ones(
+    core: Pamcore, world: World, sid: int
+) -> None:
+    """Whoever closes first writes the one connection.closed: the proxy before the ending
+    completes, or the ending before the proxy noticed (then the proxy's close adds none)."""
+    by_proxy, by_ending = opened(core, world, sid), opened(core, world, sid)
     with core.unit() as db:
         end_session(core, db, fresh(db, world.alice), sid)
+    closed(core, by_proxy, "the session was ended")
     complete_ending(core, sid, worker_name(), "alice")
     assert status(core, sid) == (Status.ENDED, 0)
-    closed(core, live)  # the proxy closing what the end cut off
+    closed(core, by_ending, "the session was ended")  # the proxy, late
+    assert lifecycle_events(core, sid)[2:] == [
+        ("connection.closed", by_proxy, "the session was ended"),
+        ("connection.closed", by_ending, "session ended"),
+    ]
     with pytest.raises(PolicyDenied, match="is Ended"):
         opened(core, world, sid)
 
@@ -92,6 +136,12 @@ def test_admin_lists_and_terminates(core: Pamcore, world: World, sid: int) -> No
     with core.reader() as db:
         assert to_terminate(db, worker_name()) == [(live, "suspicious commands")]
         assert to_terminate(db, "another-node:1") == []
+    closed(core, live, "terminated by an administrator")
+    with core.reader() as db:
+        assert list_connections(db, fresh(db, world.erin)) == []
+        assert to_terminate(db, worker_name()) == []
+    with core.unit() as db, pytest.raises(NotFound, match=f"no live connection #{live}"):
+        request_termination(core, db, fresh(db, world.erin), live)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,8 @@ from pamcore.config import Config
 from pamcore.errors import ConfigurationError
 from pamcore.recording_files import (
     MIB,
-    NAME_TRIES,
     DigestWriter,
     create_private,
-    open_free_name,
     recording_cap,
 )
 from pamcore.testing import FullDisk
@@ -61,19 +59,3 @@ def test_digest_covers_what_reached_the_disk_and_later_writes_are_dropped() -> N
     assert writer.error == "write failed: No space left on device"
     assert writer.write(b"more") == 0
     assert (writer.sha256, writer.size) == (hashlib.sha256(bytes(disk.kept)).hexdigest(), 20)
-
-
-def test_free_name_skips_taken_ones_and_gives_up_after_the_tries(tmp_path: Path) -> None:
-    """A reused connection id finds its name taken: the next free one is used, nothing is
-    overwritten; once every name is taken, FileExistsError says so."""
-
-    def open_(path: Path) -> Path:
-        create_private(path).close()
-        return path
-
-    names = [open_free_name(tmp_path, "3-rdp", ".jsonl", open_).name for _ in range(3)]
-    assert names == ["3-rdp.jsonl", "3-rdp-2.jsonl", "3-rdp-3.jsonl"]
-    for _ in range(NAME_TRIES - 3):
-        open_free_name(tmp_path, "3-rdp", ".jsonl", open_)
-    with pytest.raises(FileExistsError, match=f"{NAME_TRIES} names taken"):
-        open_free_name(tmp_path, "3-rdp", ".jsonl", open_)

@@ -90,6 +90,7 @@ class ActivitySession(Base):
     approvals: Mapped[list[Approval]] = relationship(
         back_populates="session", cascade="all, delete-orphan", order_by="Approval.id"
     )
+    #: Every connection the session had, open and closed.
     connections: Mapped[list[LiveConnection]] = relationship(
         cascade="all, delete-orphan", order_by="LiveConnection.id"
     )
@@ -150,10 +151,13 @@ class Recording(Base):
 
 
 class LiveConnection(Base):
-    """A connection open through a proxy now, on any node: listed in the dashboard, and an
-    admin may ask for it to be terminated (the owning proxy polls ``terminate_requested``)."""
+    """A connection through a proxy, on any node. Open ones (``closed_at`` unset) are listed
+    in the dashboard and an admin may ask for one to be terminated (the owning proxy polls
+    ``terminate_requested``). Rows are kept once closed and ids are never reused
+    (AUTOINCREMENT on SQLite), so audit events and recordings name one connection for good."""
 
     __tablename__ = "live_connections"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(
@@ -167,6 +171,10 @@ class LiveConnection(Base):
     #: The proxy process holding it (``host:pid``), and the client's address.
     node: Mapped[str] = mapped_column(String(128))
     peer: Mapped[str] = mapped_column(String(128), default="")
-    started_at: Mapped[dt.datetime] = stamped_column()
+    opened_at: Mapped[dt.datetime] = stamped_column()
+    #: When and why it closed; set once, by whoever closed it first (its proxy, or the
+    #: session's ending).
+    closed_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
+    close_reason: Mapped[str] = mapped_column(String(256), default="")
     terminate_requested: Mapped[bool] = mapped_column(default=False)
     terminate_reason: Mapped[str] = mapped_column(String(256), default="")

@@ -1,13 +1,17 @@
-"""Live connections through the proxies, on any node: the first one makes a session
-``active``, the last one to close makes it ``available`` again. Admins can list them and
-ask for one to be terminated; the proxy holding it polls for that."""
+"""Connections through the proxies, on any node: the first open one makes a session
+``active``, the last one to close makes it ``available`` again. Admins can list the open
+ones and ask for one to be terminated; the proxy holding it polls for that.
+
+Each connection is one row, kept once closed, with an id never reused: it has exactly one
+``connection.opened`` and one ``connection.closed`` event, whoever closes it first (its
+proxy, or the session's ending when the proxy has not yet noticed) writing the second."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
@@ -68,7 +72,6 @@ def connection_opened(
         protocol=protocol,
         node=worker_name(),
         peer=peer,
-        started_at=core.now(),
     )
     db.add(connection)
     if Status(session.status) == Status.AVAILABLE:
@@ -122,26 +125,61 @@ def admit_connection(
 def connection_closed(
     core: Pamcore, db: Session, connection_id: int, reason: str = "closed"
 ) -> None:
-    """Forget a connection; the session returns to ``available`` when none is left. Safe
-    to call twice, or after the session ended (which already dropped its connections)."""
+    """Record a connection closed; the session returns to ``available`` when no open one
+    is left. Safe to call twice, or after the session's ending closed it."""
     connection = db.get(LiveConnection, connection_id)
     if connection is None:
         return
     session = _locked(db, connection.session_id)
-    db.delete(connection)
-    db.flush()
-    left = [c for c in session.connections if c.id != connection_id]
-    if Status(session.status) == Status.ACTIVE and not left:
+    if not _mark_closed(core, db, connection, reason):
+        return
+    if Status(session.status) == Status.ACTIVE and not open_count(db, session.id):
         transition(session, Status.AVAILABLE)
+
+
+def close_session_connections(
+    core: Pamcore, db: Session, session: ActivitySession, reason: str
+) -> None:
+    """Record closed the connections of an ending session that their proxies have not
+    closed yet (they were told to, and a proxy that died never will)."""
+    for connection in session.connections:
+        if connection.closed_at is None:
+            _mark_closed(core, db, connection, reason)
+
+
+def _mark_closed(core: Pamcore, db: Session, connection: LiveConnection, reason: str) -> bool:
+    """Close ``connection`` and audit it, unless someone else already did: the conditional
+    update lets exactly one of two racing closers through."""
+    closed = db.execute(
+        update(LiveConnection)
+        .where(LiveConnection.id == connection.id, LiveConnection.closed_at.is_(None))
+        .values(closed_at=core.now(), close_reason=reason[:256])
+        .execution_options(synchronize_session="fetch")
+    )
+    if closed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
     user = db.get(User, connection.user_id)
     core.audit(
         db,
         user.username if user else "-",
         "connection.closed",
-        session_id=session.id,
+        session_id=connection.session_id,
         protocol=connection.protocol,
-        connection=connection_id,
+        connection=connection.id,
         reason=reason,
+    )
+    return True
+
+
+def open_count(db: Session, session_id: int) -> int:
+    """How many connections of the session are open now."""
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(LiveConnection)
+            .where(LiveConnection.session_id == session_id, LiveConnection.closed_at.is_(None))
+        )
+        or 0
     )
 
 
@@ -153,8 +191,15 @@ def close_connection(core: Pamcore, connection_id: int, reason: str) -> None:
 
 
 def list_connections(db: Session, actor: Actor) -> list[LiveConnection]:
+    """The open connections, oldest first."""
     require_admin(actor, "list live connections")
-    return list(db.scalars(select(LiveConnection).order_by(LiveConnection.started_at)))
+    return list(
+        db.scalars(
+            select(LiveConnection)
+            .where(LiveConnection.closed_at.is_(None))
+            .order_by(LiveConnection.opened_at, LiveConnection.id)
+        )
+    )
 
 
 def request_termination(
@@ -163,7 +208,7 @@ def request_termination(
     """Ask the proxy holding a connection to close it (it polls :func:`to_terminate`)."""
     require_admin(actor, "terminate connections")
     connection = db.get(LiveConnection, connection_id)
-    if connection is None:
+    if connection is None or connection.closed_at is not None:
         raise NotFound(f"no live connection #{connection_id}")
     connection.terminate_requested = True
     connection.terminate_reason = reason or f"terminated by {actor.username}"
@@ -182,7 +227,9 @@ def to_terminate(db: Session, node: str) -> list[tuple[int, str]]:
     """(connection id, reason) a proxy on ``node`` must close now."""
     rows = db.execute(
         select(LiveConnection.id, LiveConnection.terminate_reason).where(
-            LiveConnection.node == node, LiveConnection.terminate_requested.is_(True)
+            LiveConnection.node == node,
+            LiveConnection.terminate_requested.is_(True),
+            LiveConnection.closed_at.is_(None),
         )
     )
     return [(row.id, row.terminate_reason) for row in rows]

@@ -15,6 +15,7 @@ from pamcore.lifecycle import Status, transition
 from pamcore.model import ActionPhase, ActivitySession
 from pamcore.services.actions import run_actions
 from pamcore.services.common import CLAIM_TTL
+from pamcore.services.connections import close_session_connections
 
 
 def begin_ending(
@@ -59,7 +60,8 @@ def complete_ending(core: Pamcore, session_id: int, worker: str, actor: str) -> 
         if failures:
             outcome, reason = Status.FAILED, "; ".join(failures)
         transition(session, outcome)
-        session.connections.clear()  # the proxies were told to close them (on_session_ending)
+        # The proxies were told to close them (on_session_ending); one may not have yet.
+        close_session_connections(core, db, session, f"session {outcome.value}")
         session.finished_at = core.now()
         session.outcome_reason = reason
         session.pending_outcome = None

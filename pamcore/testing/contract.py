@@ -44,16 +44,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.directconnect import login_name
 from pamcore.lifecycle import Status
-from pamcore.model import ActivitySession, Base, LoginMode, Resource, User
+from pamcore.model import ActivitySession, AuditEvent, Base, LoginMode, Resource, User
 from pamcore.plugins import build_plugin_host
 from pamcore.registry import ProtocolHandler
 from pamcore.services import scheduler
+from pamcore.services.connections import open_count
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import T0, make_core
 from pamcore.testing import builders as b
@@ -305,32 +306,49 @@ class ProtocolContract:
         self, core: Pamcore, handler: ProtocolHandler, world: ContractWorld
     ) -> None:
         """The plugin counts its connections (``pamcore.services.connections``), so the
-        dashboard shows Active while someone is connected and Available after."""
+        dashboard shows Active while someone is connected and Available after; each
+        connection has its own id, audited once opened and once closed."""
 
         def state() -> tuple[Status, int]:
             with core.reader() as db:
                 session = db.get(ActivitySession, world.session_id)
                 assert session is not None
-                return Status(session.status), len(session.connections)
+                return Status(session.status), open_count(db, session.id)
 
-        async def scenario() -> tuple[tuple[Status, int], tuple[Status, int]]:
+        async def one_connection(port: int) -> tuple[tuple[Status, int], tuple[Status, int]]:
+            conn = await self.connect_through("127.0.0.1", port, "alice", ALICE_PASSWORD, RESOURCE)
+            await asyncio.wait_for(self.exchange(conn, self.payload), 10)
+            during = await asyncio.to_thread(state)
+            await self.disconnect(conn)
+            for _ in range(100):  # the proxy notices the close asynchronously
+                after = await asyncio.to_thread(state)
+                if after[1] == 0:
+                    break
+                await asyncio.sleep(0.05)
+            return during, after
+
+        async def scenario() -> list[tuple[tuple[Status, int], tuple[Status, int]]]:
             async with self.running_listener(core, handler) as listener:
-                conn = await self.connect_through(
-                    "127.0.0.1", listener.port, "alice", ALICE_PASSWORD, RESOURCE
-                )
-                await asyncio.wait_for(self.exchange(conn, self.payload), 10)
-                during = await asyncio.to_thread(state)
-                await self.disconnect(conn)
-                for _ in range(100):  # the proxy notices the close asynchronously
-                    after = await asyncio.to_thread(state)
-                    if after[1] == 0:
-                        break
-                    await asyncio.sleep(0.05)
-                return during, after
+                return [await one_connection(listener.port) for _ in range(2)]
 
-        during, after = asyncio.run(scenario())
-        assert during == (Status.ACTIVE, 1)
-        assert after == (Status.AVAILABLE, 0)
+        seen = asyncio.run(scenario())
+        assert seen == [((Status.ACTIVE, 1), (Status.AVAILABLE, 0))] * 2
+        with core.reader() as db:
+            events = db.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.session_id == world.session_id)
+                .where(AuditEvent.action.in_(["connection.opened", "connection.closed"]))
+                .order_by(AuditEvent.id)
+            )
+            pairs = [(e.action, e.details["connection"]) for e in events]
+        first, second = (c for a, c in pairs if a == "connection.opened")
+        assert first != second
+        assert pairs == [
+            ("connection.opened", first),
+            ("connection.closed", first),
+            ("connection.opened", second),
+            ("connection.closed", second),
+        ]
 
     def _refusal(self, core: Pamcore, handler: ProtocolHandler, username: str, pw: str) -> str:
         async def scenario() -> str:

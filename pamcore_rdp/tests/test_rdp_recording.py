@@ -169,21 +169,26 @@ def test_connection_recording_is_registered_with_its_sha256(core: Pamcore) -> No
         assert saved.target == "lab01"
 
 
-def test_a_reused_connection_id_gets_the_next_free_name(core: Pamcore) -> None:
-    """SQLite hands a closed connection's id to the next one: both must be kept."""
+def test_an_existing_file_is_never_overwritten(core: Pamcore) -> None:
+    """Connection ids are never reused, so a taken name means files from elsewhere (a
+    restored database): the recording is refused and audited, the file kept."""
     session_id, resource_id = _session(core)
     info = RecordingInfo(session_id, 3, resource_id, "alice", "lab01", "10.0.0.7:3389", "admin")
 
-    async def record() -> Path:
+    async def record() -> ConnectionRecording | None:
         recording = await ConnectionRecording.start(core, info)
-        assert recording is not None
-        await recording.finish("closed")
-        return recording.recorder.path
+        if recording is not None:
+            await recording.finish("closed")
+        return recording
 
-    first, second = asyncio.run(record()), asyncio.run(record())
-    assert (first.name, second.name) == ("3-rdp.jsonl", "3-rdp-2.jsonl")
+    first = asyncio.run(record())
+    assert first is not None
+    kept = first.recorder.path.read_bytes()
+    assert asyncio.run(record()) is None
+    assert first.recorder.path.read_bytes() == kept
     with core.reader() as db:
-        assert len(db.scalars(select(Recording)).all()) == 2
+        failed = db.scalars(select(AuditEvent).where(AuditEvent.action == "recording.failed")).one()
+        assert "cannot record 3-rdp.jsonl" in failed.details["reason"]
 
 
 def test_a_recording_that_cannot_start_is_audited_and_the_relay_goes_on(core: Pamcore) -> None:

@@ -37,7 +37,8 @@ from rdp_targets import NAVY, XrdpTarget, xrdp_logged_in
 from rdp_world import LOGIN, PASSWORD, RdpWorld, rdp_world
 
 from pamcore.model import ActivitySession, User
-from pamcore.services.common import CONSOLE
+from pamcore.services.common import CONSOLE, worker_name
+from pamcore.services.ending import complete_ending
 from pamcore.services.sessions import end_session, extend_session
 
 
@@ -157,16 +158,23 @@ def connected_then(
     finally:
         run.finish()
     assert rc != TIMED_OUT, output  # the client was disconnected
+    closed = world.audit("connection.closed")  # again, now that the relay is gone too
     assert len(closed) == 1, [e.details for e in closed]
+    opened = world.audit("connection.opened")
+    assert [e.details["connection"] for e in opened] == [closed[0].details["connection"]]
     return closed[0].details.get("reason", ""), took
 
 
 def test_ending_the_session_closes_the_relay(
     world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
 ) -> None:
+    """As ``pamcore sessions end`` does: the ending is completed at once, maybe before the
+    proxy closed the relay; the connection is audited closed once either way."""
+
     def end() -> None:
         with world.core.unit() as db:
             end_session(world.core, db, CONSOLE, world.session_id)
+        complete_ending(world.core, world.session_id, worker_name(), CONSOLE.username)
 
     reason, took = connected_then(world, xvfb_display, xrdp_target, end)
     assert "ended" in reason and took < 3

@@ -242,26 +242,24 @@ def test_input_is_never_recorded(cast: Path) -> None:
     assert {e[1] for e in parse(cast)[1]} <= {"o", "r", "m"}
 
 
-def test_a_reused_connection_id_gets_the_next_free_cast_name(tmp_path: Path) -> None:
-    """SQLite hands a closed connection's id to the next one: its channel's recording
-    takes the next free name instead of going unrecorded. Stand-ins (named so) for the
-    core, ticket and terminal: opening a recorder reads only these attributes."""
+def test_each_channel_of_a_connection_has_its_own_cast(tmp_path: Path) -> None:
+    """``<connection>-<channel>.cast`` in the session's private folder. Stand-ins (named so)
+    for the core, ticket and terminal: opening a recorder reads only these attributes."""
     core_standin = SimpleNamespace(
         config=SimpleNamespace(recordings_path=tmp_path / "recordings"),
         now=lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     )
     ticket_standin = SimpleNamespace(connection_id=7, session_id=3)
     terminal_standin = SimpleNamespace(term_size=(80, 24, 0, 0), term_type="xterm")
+    recordings = SessionRecordings(core_standin, ticket_standin, Budget(1 << 20), print)  # type: ignore[arg-type]
 
-    def first_channel() -> Path:
-        budget = Budget(1 << 20)
-        recordings = SessionRecordings(core_standin, ticket_standin, budget, print)  # type: ignore[arg-type]
+    def channel() -> Path:
         recorder = recordings.start(terminal_standin)  # type: ignore[arg-type]
         assert recorder is not None
         recorder.close()
         return recorder.path
 
-    first, second = first_channel(), first_channel()
-    assert (first.name, second.name) == ("7-1.cast", "7-1-2.cast")
+    first, second = channel(), channel()
+    assert (first.name, second.name) == ("7-1.cast", "7-2.cast")
     assert first.parent == second.parent == tmp_path / "recordings" / "session-3"
     assert stat.S_IMODE((tmp_path / "recordings").stat().st_mode) == 0o700

@@ -413,7 +413,11 @@ def test_recording_has_output_resizes_and_notices_but_no_typed_password(world: W
         db.expunge(recording)
     cast = Path(recording.path)
     folder = world.tmp / "instance" / "recordings" / f"session-{world.session_id}"
-    assert cast.parent == folder and cast.name.endswith("-1.cast")
+    exec_connection, shell_connection = (
+        e.details["connection"] for e in world.audited("connection.opened")
+    )
+    assert exec_connection != shell_connection  # the exec's id was not reused
+    assert cast.parent == folder and cast.name == f"{shell_connection}-1.cast"
     assert (folder.stat().st_mode & 0o777, cast.stat().st_mode & 0o777) == (0o700, 0o600)
     raw = cast.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()

@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 from pamcore.config import Config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError, ProtocolError
-from pamcore.recording_files import DigestWriter, on_private, open_free_name
+from pamcore.recording_files import DigestWriter, on_private
 from pamcore.recording_files import recording_cap as plugin_recording_cap
 from pamcore.services.recordings import recording_failed, register_recording
 from pamcore_rdp.errors import RdpProtocolError
@@ -241,9 +241,7 @@ class ConnectionRecording:
         }
         try:
             budget = recording_cap(core.config) - info.recorded_bytes
-            recorder = open_free_name(
-                folder, stem, ".jsonl", lambda path: PduRecorder.open(path, header, budget, root)
-            )
+            recorder = PduRecorder.open(folder / f"{stem}.jsonl", header, budget, root)
         except (OSError, ConfigurationError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             reason = f"cannot record {stem}.jsonl: {why}"

@@ -1,9 +1,8 @@
 """Recording of a connection's terminal channels (a PTY shell, or exec with a PTY): what the
 target prints, the proxy's own notices and window changes — never keystrokes, so a password
 typed at a target's prompt is not in the file. One asciicast v2 file per channel,
-``recordings/session-<id>/<connection>-<channel>.cast`` (``-2``, ... when a reused
-connection id finds it taken), registered with its SHA-256 (audited)
-when the channel ends.
+``recordings/session-<id>/<connection>-<channel>.cast`` (connection ids are never reused),
+registered with its SHA-256 (audited) when the channel ends.
 
 Not recorded: sftp (which also carries scp) and exec channels without a terminal (pipes,
 ``scp -O``, rsync). They carry binary data, which the asciicast text format inflates sixfold
@@ -27,7 +26,6 @@ from pamcore.config import Config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError
 from pamcore.recording_files import MIB as MIB  # the unit of recording_cap_mib
-from pamcore.recording_files import open_free_name
 from pamcore.recording_files import recording_cap as plugin_recording_cap
 from pamcore.services.recordings import recording_failed, register_recording
 from pamcore_ssh.admission import PROTOCOL, Ticket
@@ -84,11 +82,8 @@ class SessionRecordings:
         term = process.term_type or "xterm"
         root = self.core.config.recordings_path
         try:
-            recorder = open_free_name(
-                self._folder,
-                stem,
-                ".cast",
-                lambda path: Recorder.open(path, width, height, self.budget, term=term, root=root),
+            recorder = Recorder.open(
+                self._folder / f"{stem}.cast", width, height, self.budget, term=term, root=root
             )
         except (OSError, ConfigurationError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
