@@ -82,7 +82,8 @@ class ActionContext:
     session: ActivitySession
     resource: Resource
     login_account: str
-    login_password: str | None
+    #: The ephemeral account's password: kept out of the repr (tracebacks, logs).
+    login_password: str | None = field(repr=False)
     params: dict[str, Any]
     now: dt.datetime
     audit: Callable[..., None]

@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
+from pamcore_ssh.actions import _checked_name
 from sqlalchemy import select
 
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
+from pamcore.errors import ActionFailed
 from pamcore.lifecycle import Status
 from pamcore.model import ActivityKind, ActivitySession, AuditEvent, Credential, LoginMode, Resource
 from pamcore.plugins import PluginHost
@@ -235,6 +239,107 @@ def test_full_ephemeral_session(core: Pamcore, target: Target, clock: FrozenCloc
         "linux.sudoers_removed",
         "linux.account_removed",
     ]
+
+
+def test_an_account_that_changed_its_gecos_is_still_removed(
+    core: Pamcore, target: Target, clock: FrozenClock
+) -> None:
+    """``chfn -r 1`` (which Debian lets a user run on their own account with CHFN_RESTRICT
+    rwh) no longer keeps the account from being removed: it is known by its UID."""
+    s = setup(core, target)
+    sid = ephemeral_session(
+        core,
+        s,
+        pre=[("linux-create-account", s.service)],
+        post=[("linux-remove-account", s.service)],
+    )
+    assert scheduler.tick(core).activated == [sid]
+    account = state(core, sid)[2]
+    subprocess.run(["chfn", "-r", "1", account], check=True, capture_output=True)
+    entry = getent(account)
+    assert entry is not None and entry[4] == f"pamcore session {sid},1,,"
+    with core.reader() as db:
+        created = db.scalars(
+            select(AuditEvent).where(
+                AuditEvent.session_id == sid, AuditEvent.action == "linux.account_created"
+            )
+        ).one()
+        assert created.details["uid"] == int(entry[2]) and created.details["created_at"]
+    clock.advance(minutes=61)
+    assert scheduler.tick(core).expired == [sid]
+    assert getent(account) is None
+
+
+def free_uid(after: int) -> int:
+    uid = after + 1
+    while subprocess.run(["getent", "passwd", str(uid)], capture_output=True).returncode == 0:
+        uid += 1
+    return uid
+
+
+def test_an_account_that_cannot_be_removed_is_locked_and_audited(
+    core: Pamcore, target: Target, clock: FrozenClock
+) -> None:
+    """The account was given another UID (as a requester with sudo could, to outlive the
+    session): it is not removed, but locked, expired and its processes ended, with an alert
+    in the audit log and the session FAILED."""
+    s = setup(core, target)
+    sid = ephemeral_session(
+        core,
+        s,
+        pre=[("linux-create-account", s.service)],
+        post=[("linux-remove-account", s.service)],
+    )
+    assert scheduler.tick(core).activated == [sid]
+    account = state(core, sid)[2]
+    password = session_password(core, sid)
+    entry = getent(account)
+    assert entry is not None
+    uid = free_uid(int(entry[2]))
+    subprocess.run(["usermod", "--uid", str(uid), account], check=True, capture_output=True)
+    assert can_login(target.port, account, password)
+    busy = subprocess.Popen(["runuser", "-u", account, "--", "sleep", "600"])
+
+    clock.advance(minutes=61)
+    assert scheduler.tick(core).failed == [sid]
+    status, reason, _ = state(core, sid)
+    assert status == Status.FAILED
+    assert f"account {account} on web01 could not be removed" in reason and "locked" in reason
+    assert busy.wait(10) != 0
+    assert not can_login(target.port, account, password)
+    shadow = subprocess.run(["getent", "shadow", account], capture_output=True, text=True)
+    fields = shadow.stdout.strip().split(":")
+    assert fields[1].startswith("!") and fields[7] == "0"  # locked, expired on 1 January 1970
+    with core.reader() as db:
+        (alert,) = db.scalars(
+            select(AuditEvent).where(
+                AuditEvent.session_id == sid, AuditEvent.action == "linux.account_locked"
+            )
+        ).all()
+        assert alert.target == "web01" and alert.details["account"] == account
+        assert alert.details["reason"] == f"its UID is {uid}, not {entry[2]} as created"
+        assert password not in reason and password not in str(alert.details)
+
+
+@pytest.mark.parametrize("name", ["pamt-x\n", "pamt x", "Pamt-x"])
+def test_a_name_with_a_line_end_or_space_never_reaches_a_command(name: str) -> None:
+    with pytest.raises(ActionFailed, match="is not a valid Linux name"):
+        _checked_name(name, "account")
+
+
+def test_the_context_an_action_gets_never_shows_the_ephemeral_password() -> None:
+    nothing: Any = None
+    ctx = ActionContext(
+        core=nothing,
+        session=nothing,
+        resource=nothing,
+        login_account="pamt-x",
+        login_password="Ephemeral-pw-9q",
+        params={},
+        now=dt.datetime(2025, 1, 1),
+        audit=print,
+    )
+    assert "pamt-x" in repr(ctx) and "Ephemeral-pw-9q" not in repr(ctx)
 
 
 def test_remove_is_idempotent_and_create_reuses_its_own_account(

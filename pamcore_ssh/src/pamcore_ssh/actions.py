@@ -6,24 +6,31 @@ proxy does (pinned, or trust-on-first-use when the resource says so). A service 
 other than ``root`` runs every command through ``sudo -n`` (it needs a NOPASSWD rule).
 
 Secrets never appear on a command line (``ps`` shows those): passwords reach ``chpasswd``
-and sudoers rules reach their file through the command's stdin. Accounts created here carry
-``pamcore session N`` in their GECOS field, so a removal never deletes an account pamcore
-did not create for that session. Action runners are synchronous and run in a scheduler
-thread outside any write transaction; each opens its own event loop with ``asyncio.run``.
+and sudoers rules reach their file through the command's stdin. An account created here is
+recorded with its UID and creation time in the session's ``linux.account_created`` audit event
+(its GECOS field says ``pamcore session N`` for people only: its owner may change it with
+``chfn``); a removal deletes only an account with that name and UID. One that cannot be
+removed is locked, expired and its processes ended, with a ``linux.account_locked`` alert,
+so a failed cleanup never leaves a usable account. Action runners are synchronous and run in
+a scheduler thread outside any write transaction; each opens its own event loop with
+``asyncio.run``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import NoReturn
 
 import asyncssh
+from sqlalchemy import select
 
 from pamcore import hookimpl
 from pamcore.errors import ActionFailed, NotFound
-from pamcore.model import Credential, Resource
+from pamcore.model import AuditEvent, Credential, Resource
 from pamcore.passwords import generate_password
 from pamcore.registry import ActionContext, ActionType
 from pamcore.services.connections import LEGACY_ALGORITHMS
@@ -38,13 +45,17 @@ from pamcore_ssh.target import (
     negotiated,
 )
 
+log = logging.getLogger(__name__)
+
 ACTOR = "system:actions"
+#: The audit event that records an account this module created, with its UID.
+ACCOUNT_CREATED = "linux.account_created"
 SERVICE_PARAM = "service_credential"
 #: Seconds one remote command may take before the action fails.
 COMMAND_TIMEOUT = 60.0
 #: POSIX portable user and group names (what useradd accepts by default): checked before a
 #: name goes into a command, a chpasswd line or a sudoers file.
-_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 SUDOERS_DIR = "/etc/sudoers.d"
 DEFAULT_SUDO_RULE = "ALL=(ALL:ALL) ALL"
 #: useradd/userdel exit status: the user is logged in (processes still ending).
@@ -89,7 +100,7 @@ def _first_line(text: object) -> str:
 
 
 def _checked_name(name: str, what: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ActionFailed(f"{what} '{name}' is not a valid Linux name")
     return name
 
@@ -182,12 +193,32 @@ def _over_ssh(ctx: ActionContext, work: Work) -> None:
 # -- ephemeral accounts ------------------------------------------------------------------
 
 
-async def _account_comment(remote: Remote, name: str) -> str | None:
-    """The GECOS field of ``name``, or ``None`` when there is no such account."""
+async def _account_uid(remote: Remote, name: str) -> int | None:
+    """The UID of ``name``, or ``None`` when there is no such account."""
     result = await remote.run(f"getent passwd {name}", "looking up the account", ok=(0, 2))
     if result.exit_status == 2:
         return None
-    return str(result.stdout).split(":")[4]
+    return int(str(result.stdout).split(":")[2])
+
+
+def _created_uid(ctx: ActionContext, name: str) -> int | None:
+    """The UID ``name`` had when this session's action created it on this resource (its
+    ``linux.account_created`` event), or ``None`` when it created no such account."""
+    with ctx.core.reader() as db:
+        recorded = db.scalars(
+            select(AuditEvent.details)
+            .where(
+                AuditEvent.session_id == ctx.session.id,
+                AuditEvent.action == ACCOUNT_CREATED,
+                AuditEvent.actor == ACTOR,
+                AuditEvent.target == ctx.resource.name,
+            )
+            .order_by(AuditEvent.id.desc())
+        ).all()
+    for details in recorded:
+        if details.get("account") == name and isinstance(details.get("uid"), int):
+            return int(details["uid"])
+    return None
 
 
 def _create_account(ctx: ActionContext) -> None:
@@ -200,58 +231,110 @@ def _create_account(ctx: ActionContext) -> None:
     marker = _marker(ctx)
 
     async def work(remote: Remote) -> None:
-        comment = await _account_comment(remote, name)
-        if comment is not None and comment != marker:
+        uid = await _account_uid(remote, name)
+        created = uid is None
+        if not created and uid != _created_uid(ctx, name):
             raise ActionFailed(
                 f"account {name} already exists on {remote.where} and is not this session's; "
                 f"refusing to take it over"
             )
-        if comment is None:
+        if created:
             await remote.run(
                 f"useradd --create-home --shell /bin/bash --comment {shlex.quote(marker)}"
                 f"{groups} {name}",
                 "creating the account",
             )
+            uid = await _account_uid(remote, name)
+            if uid is None:
+                raise ActionFailed(f"account {name} on {remote.where} is gone after useradd")
+            # Recorded before it gets a password, so a removal can always recognise it.
+            ctx.audit(
+                ACCOUNT_CREATED,
+                sudo_group=str(group or ""),
+                uid=uid,
+                created_at=ctx.now.isoformat(),
+            )
         try:
             await remote.run("chpasswd", "setting the password", stdin=f"{name}:{password}\n")
         except ActionFailed:
-            if comment is None:  # leave nothing half-created behind
+            if created:  # leave nothing half-created behind
                 await remote.run(f"userdel --remove {name}", "removing the account", ok=(0, 6))
             raise
-        ctx.audit(
-            "linux.account_created" if comment is None else "linux.account_reused",
-            sudo_group=str(group or ""),
-        )
+        if not created:
+            ctx.audit("linux.account_reused", sudo_group=str(group or ""), uid=uid)
 
     _over_ssh(ctx, work)
 
 
+async def _delete_account(remote: Remote, name: str) -> None:
+    """End the account's processes and delete it with its home."""
+    for _attempt in range(10):
+        # pkill: 0 = signalled, 1 = no process left; userdel waits for none running.
+        await remote.run(f"pkill --signal KILL -u {name}", "ending its processes", ok=(0, 1))
+        result = await remote.run(
+            f"userdel --remove {name}", "removing the account", ok=(0, 6, _USER_BUSY)
+        )
+        if result.exit_status != _USER_BUSY:
+            return
+        await asyncio.sleep(0.2)
+    raise ActionFailed(f"account {name} on {remote.where} keeps running processes")
+
+
+async def _lock_instead(
+    ctx: ActionContext, remote: Remote, name: str, uids: Iterable[int], reason: str
+) -> NoReturn:
+    """Make an account that cannot be removed unusable (password locked, expired on
+    1 January 1970, which also refuses key logins, and its processes ended), audit the
+    alert, and fail the action so the session says so."""
+    where = remote.where
+    try:
+        await remote.run(
+            f"usermod --lock {name} && chage --expiredate 0 {name}", "locking the account"
+        )
+        for uid in sorted(set(uids)):
+            await remote.run(f"pkill --signal KILL -u {uid}", "ending its processes", ok=(0, 1))
+    except ActionFailed as exc:
+        ctx.audit("linux.account_lock_failed", reason=reason, error=str(exc))
+        log.error(
+            "session %s: account %s on %s: %s; locking failed too: %s",
+            *(ctx.session.id, name, where, reason, exc),
+        )
+        raise ActionFailed(
+            f"account {name} on {where} could not be removed ({reason}) nor locked ({exc}); "
+            f"an administrator must remove it"
+        ) from None
+    ctx.audit("linux.account_locked", reason=reason)
+    log.error(
+        "session %s: account %s on %s locked, not removed: %s", ctx.session.id, name, where, reason
+    )
+    raise ActionFailed(
+        f"account {name} on {where} could not be removed ({reason}); it is locked and "
+        f"expired and its processes were ended: an administrator must remove it"
+    )
+
+
 def _remove_account(ctx: ActionContext) -> None:
     name = _checked_name(ctx.login_account, "account")
-    marker = _marker(ctx)
 
     async def work(remote: Remote) -> None:
-        comment = await _account_comment(remote, name)
-        if comment is None:
+        uid = await _account_uid(remote, name)
+        if uid is None:
             ctx.audit("linux.account_absent")
             return
-        if comment != marker:
+        created = _created_uid(ctx, name)
+        if created is None:
             raise ActionFailed(
                 f"account {name} on {remote.where} was not created for this session; "
                 f"not removing it"
             )
-        for _attempt in range(10):
-            # pkill: 0 = signalled, 1 = no process left; userdel waits for none running.
-            await remote.run(f"pkill --signal KILL -u {name}", "ending its processes", ok=(0, 1))
-            result = await remote.run(
-                f"userdel --remove {name}", "removing the account", ok=(0, 6, _USER_BUSY)
-            )
-            if result.exit_status != _USER_BUSY:
-                break
-            await asyncio.sleep(0.2)
-        else:
-            raise ActionFailed(f"account {name} on {remote.where} keeps running processes")
-        ctx.audit("linux.account_removed")
+        if uid != created:
+            reason = f"its UID is {uid}, not {created} as created"
+            await _lock_instead(ctx, remote, name, (uid, created), reason)
+        try:
+            await _delete_account(remote, name)
+        except ActionFailed as exc:
+            await _lock_instead(ctx, remote, name, (uid,), str(exc))
+        ctx.audit("linux.account_removed", uid=uid)
 
     _over_ssh(ctx, work)
 
