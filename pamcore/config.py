@@ -41,6 +41,9 @@ class Config:
     #: PEM certificate and key: the dashboard serves HTTPS (and Secure cookies) when set.
     web_tls_cert: Path | None = None
     web_tls_key: Path | None = None
+    #: A reverse proxy in front of the dashboard terminates TLS: people reach it only over
+    #: HTTPS, though cheroot itself speaks HTTP.
+    web_behind_tls_proxy: bool = False
     #: Origins (``scheme://host[:port]``) people open the dashboard under; pages from these
     #: may open the browser terminal. Empty: :attr:`allowed_origins` derives them.
     web_origins: tuple[str, ...] = ()
@@ -54,6 +57,12 @@ class Config:
     @property
     def recordings_path(self) -> Path:
         return self.instance_path / "recordings"
+
+    @property
+    def web_https(self) -> bool:
+        """Whether browsers reach the dashboard over HTTPS only (cheroot's own TLS or a
+        TLS-terminating proxy): its cookies are then Secure and it sends HSTS."""
+        return bool(self.web_tls_cert and self.web_tls_key) or self.web_behind_tls_proxy
 
     @property
     def allowed_origins(self) -> frozenset[str]:
@@ -103,6 +112,9 @@ def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Co
             web_tls_cert=_path(instance, core.get("web_tls_cert")),
             web_tls_key=_path(instance, core.get("web_tls_key")),
             web_origins=_origins(core.get("web_origins", [])),
+            web_behind_tls_proxy=_flag(
+                "web_behind_tls_proxy", core.get("web_behind_tls_proxy", False)
+            ),
             scheduler_interval=float(core.get("scheduler_interval", 5.0)),
             plugins_dir=Path(plugins_dir) if plugins_dir else None,
             plugin_settings=data.get("plugins", {}),
@@ -111,6 +123,13 @@ def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Co
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"{file}: {exc}") from exc
     return config.with_overrides(**overrides) if overrides else config
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A true/false setting: a TOML boolean, never a string that only looks like one."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false (got {value!r})")
+    return value
 
 
 def _path(instance: Path, value: str | None) -> Path | None:
@@ -160,6 +179,9 @@ web_bind = "127.0.0.1"
 web_port = 8080
 # web_tls_cert = "web.crt"   # PEM; with web_tls_key the dashboard serves HTTPS
 # web_tls_key = "web.key"
+# A reverse proxy (nginx, HAProxy...) terminates TLS in front of the dashboard: cookies are
+# then Secure and the dashboard sends Strict-Transport-Security.
+# web_behind_tls_proxy = true
 # Addresses people open the dashboard under, when not public_host or web_bind on web_port
 # (a reverse proxy, another name): pages from these may open the browser terminal.
 # web_origins = ["https://pam.example.com", "http://127.0.0.1:8080"]

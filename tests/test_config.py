@@ -59,3 +59,13 @@ def test_a_web_origin_that_is_not_an_origin_is_a_configuration_error(
     with pytest.raises(ConfigurationError, match=why) as refused:
         load_config(_instance(tmp_path, f"web_origins = {value}"))
     assert "pamcore.toml" in str(refused.value)
+
+
+def test_a_tls_proxy_in_front_makes_the_dashboard_https(tmp_path: Path) -> None:
+    assert not load_config(tmp_path).web_https
+    assert load_config(_instance(tmp_path, "web_behind_tls_proxy = true")).web_https
+
+
+def test_the_tls_proxy_setting_is_a_boolean(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="web_behind_tls_proxy must be true or false"):
+        load_config(_instance(tmp_path, 'web_behind_tls_proxy = "yes"'))

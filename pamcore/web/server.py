@@ -34,8 +34,7 @@ class WebServer:
         if bool(cert) != bool(key):
             raise ConfigurationError("give both web_tls_cert and web_tls_key, or neither")
         self.tls = cert is not None and key is not None
-        overrides = {"SESSION_COOKIE_SECURE": self.tls, **(config_overrides or {})}
-        self.app = create_app(core, overrides)
+        self.app = create_app(core, config_overrides)
         self._server = wsgi.Server((host, port), self.app, numthreads=threads, server_name=host)
         if cert is not None and key is not None:
             self._server.ssl_adapter = BuiltinSSLAdapter(str(cert), str(key))
