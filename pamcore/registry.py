@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 class LaunchInfo:
     """How a person starts a connection for a session: shown next to the Connection icon."""
 
-    #: The command a native client uses, e.g. ``ssh -p 4422 alice+Linux-Admin+web01@pam``.
+    #: The command a native client uses, e.g. ``ssh -p 4422 alice+Linux-Admin+web01@pam``:
+    #: a shell line with every word quoted (``shlex.join``), since administrators choose
+    #: the activity and resource names in it.
     command: str = ""
     #: A URI a browser can hand to a client (``ssh://...``), or a dashboard path.
     uri: str = ""

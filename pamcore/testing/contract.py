@@ -34,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shlex
 import socket
 import socketserver
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -50,7 +52,7 @@ from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.directconnect import login_name
 from pamcore.lifecycle import Status
-from pamcore.model import ActivitySession, AuditEvent, Base, LoginMode, Resource, User
+from pamcore.model import Activity, ActivitySession, AuditEvent, Base, LoginMode, Resource, User
 from pamcore.plugins import build_plugin_host
 from pamcore.registry import ProtocolHandler
 from pamcore.services import scheduler
@@ -250,6 +252,36 @@ class ProtocolContract:
         )
         assert PROXY_HOST in text
         assert login_name("alice", ACTIVITY, RESOURCE) in text
+
+    def test_client_launch_command_gives_admin_chosen_names_to_the_shell_as_data(
+        self, handler: ProtocolHandler, tmp_path: Path
+    ) -> None:
+        """Administrators name activities and resources; the command a user pastes into a
+        shell must hand those names to the client as they are, and run none of them."""
+        assert handler.client_launch is not None
+        ran = tmp_path / "ran"
+        activity = f"Night 'ops' \"now\";touch${{IFS}}{ran}"
+        resource = f"db$(touch${{IFS}}{ran})`touch${{IFS}}{ran}`&x|y>z"
+        session = ActivitySession(id=1, activity=Activity(name=activity))
+        info = handler.client_launch(
+            session, Resource(name=resource), User(username="alice"), PROXY_HOST
+        )
+        if not info.command:
+            pytest.skip(f"{self.protocol} shows no command line")
+        program, _, arguments = info.command.partition(" ")
+        shell = subprocess.run(  # noqa: S603 (sh from PATH, our own test input)
+            ["sh", "-c", f"printf '%s\\0' {arguments}"],  # noqa: S607
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        words = shell.stdout.split("\0")[:-1]
+        assert not ran.exists(), f"the shell ran part of a name: {info.command}"
+        assert words == shlex.split(info.command)[1:], shell.stderr
+        assert program == shlex.split(info.command)[0]
+        assert any(login_name("alice", activity, resource) in word for word in words), words
 
     def test_connection_test_ok_against_target(
         self, handler: ProtocolHandler, target: tuple[str, int]

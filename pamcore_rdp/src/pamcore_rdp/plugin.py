@@ -8,6 +8,7 @@ Plugin modules do no I/O at import time; everything happens inside the hooks.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -48,7 +49,9 @@ def client_launch(
     DirectConnect login for people who type into their client."""
     login = login_name(user.username, session.activity.name, resource.name)
     return LaunchInfo(
-        command=f"xfreerdp /v:{proxy_host}:{DEFAULT_PORT} /u:{login} /sec:tls",
+        command=shlex.join(
+            ["xfreerdp", f"/v:{proxy_host}:{DEFAULT_PORT}", f"/u:{login}", "/sec:tls"]
+        ),
         file=(file_name(resource.name), MEDIA_TYPE, rdp_file(proxy_host, login, DEFAULT_PORT)),
         file_url=f"/rdp/file/{session.id}/{quote(resource.name, safe='')}",
         links=(("Check the proxy's certificate fingerprint", CERTIFICATE_PAGE),),

@@ -9,6 +9,7 @@ Plugin modules do no I/O at import time; everything happens inside the hooks.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -37,7 +38,7 @@ def client_launch(
     the Connection icon."""
     login = login_name(user.username, session.activity.name, resource.name)
     return LaunchInfo(
-        command=f"ssh -p {DEFAULT_PORT} {login}@{proxy_host}",
+        command=shlex.join(["ssh", "-p", str(DEFAULT_PORT), f"{login}@{proxy_host}"]),
         uri=f"ssh://{login}@{proxy_host}:{DEFAULT_PORT}",
         terminal=f"/ssh/terminal/{session.id}/{quote(resource.name, safe='')}",
     )

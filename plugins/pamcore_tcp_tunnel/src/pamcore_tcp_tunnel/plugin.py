@@ -7,6 +7,7 @@ through ``listener_factory`` and the session hooks reach the running listeners.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,9 @@ def client_launch(
 ) -> LaunchInfo:
     """The helper command that gives a database client a local port to connect to."""
     login = login_name(user.username, session.activity.name, resource.name)
-    return LaunchInfo(command=f"pamcore-tcp-connect {proxy_host}:{DEFAULT_PORT} {login}")
+    return LaunchInfo(
+        command=shlex.join(["pamcore-tcp-connect", f"{proxy_host}:{DEFAULT_PORT}", login])
+    )
 
 
 async def connection_test(address: str, port: int, timeout: float) -> ConnectionTest:
