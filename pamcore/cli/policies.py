@@ -194,6 +194,10 @@ profile_options = _options(
     _flag("copy-password", "Users may copy the session password."),
     click.option("--view-seconds", "password_view_seconds", type=int, help="5-300."),
     _flag("recording", "Record sessions."),
+    _flag(
+        "clipboard-redirection",
+        "Remote desktop clients share their clipboard with the target (default: off).",
+    ),
 )
 
 

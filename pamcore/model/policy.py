@@ -119,6 +119,9 @@ class ConnectionProfile(Base):
     allow_copy_password: Mapped[bool] = mapped_column(default=False)
     password_view_seconds: Mapped[int] = mapped_column(default=20)
     recording: Mapped[bool] = mapped_column(default=True)
+    #: Remote desktop clients share their clipboard with the target (the ``.rdp`` file's
+    #: ``redirectclipboard``); off, nothing is pasted in or copied out by default.
+    clipboard_redirection: Mapped[bool] = mapped_column(default=False)
 
     tiers: Mapped[list[ApprovalTier]] = relationship(
         back_populates="profile", cascade="all, delete-orphan", order_by="ApprovalTier.position"

@@ -70,6 +70,7 @@ class ProfileChanges:
     allow_copy_password: bool | None = None
     password_view_seconds: int | None = None
     recording: bool | None = None
+    clipboard_redirection: bool | None = None
 
 
 PROFILE_FLAGS = (
@@ -81,6 +82,7 @@ PROFILE_FLAGS = (
     "allow_view_password",
     "allow_copy_password",
     "recording",
+    "clipboard_redirection",
 )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from flask.testing import FlaskClient
 from pamcore_rdp.certs import proxy_certificate
 from pamcore_rdp.gate import FileTokens
 from pamcore_rdp.plugin import DEFAULT_PORT, client_launch
@@ -30,6 +31,8 @@ from pamcore.errors import AuthenticationFailed
 from pamcore.model import Activity, ActivitySession, LoginMode, Platform, Resource, User
 from pamcore.plugins import PluginHost
 from pamcore.services import scheduler
+from pamcore.services.common import CONSOLE
+from pamcore.services.profiles import ProfileChanges, update_profile
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
 from pamcore.web.app import create_app
@@ -161,15 +164,14 @@ def test_the_routing_line_fits_a_connection_request(world: World) -> None:
     assert file_token(secrets.token_urlsafe(24)) is None  # a redirection ticket, not a file
 
 
+def signed_in(core: Pamcore, username: str) -> FlaskClient:
+    client = create_app(core, {"TESTING": True, "WTF_CSRF_ENABLED": False}).test_client()
+    assert client.post("/login", data={"username": username, "password": PASSWORD}).status_code
+    return client
+
+
 def test_the_dashboard_download_carries_a_fresh_token(world: World) -> None:
-    app = create_app(world.core, {"TESTING": True, "WTF_CSRF_ENABLED": False})
-
-    def client(username: str):  # type: ignore[no-untyped-def]
-        c = app.test_client()
-        assert c.post("/login", data={"username": username, "password": PASSWORD}).status_code
-        return c
-
-    alice = client("alice")
+    alice = signed_in(world.core, "alice")
     url = f"/rdp/file/{world.session_id}/win%2001"
     assert url.encode() in alice.get(f"/sessions/{world.session_id}/connect").data
     first, second = alice.get(url), alice.get(url)
@@ -187,7 +189,26 @@ def test_the_dashboard_download_carries_a_fresh_token(world: World) -> None:
     token = file_token(routing[0].removeprefix("loadbalanceinfo:s:"))
     assert token is not None
     assert world.redeem(token, FileTokens(world.core)) == (1, world.session_id, "win 01")
-    assert client("bob").get(url).status_code == 404
+    assert signed_in(world.core, "bob").get(url).status_code == 404
+
+
+def test_the_rdp_file_shares_the_clipboard_only_when_the_profile_says_so(world: World) -> None:
+    alice = signed_in(world.core, "alice")
+    url = f"/rdp/file/{world.session_id}/win%2001"
+
+    def clipboard_lines() -> list[str]:
+        answer = alice.get(url)
+        assert answer.status_code == 200
+        return [x for x in answer.data.decode().split("\r\n") if "clipboard" in x]
+
+    assert clipboard_lines() == ["redirectclipboard:i:0"]  # off unless chosen
+    with world.core.unit() as db:
+        changes = ProfileChanges(clipboard_redirection=True)
+        update_profile(world.core, db, CONSOLE, "standard", changes)
+    assert clipboard_lines() == ["redirectclipboard:i:1"]
+    session = ActivitySession(activity=Activity(name="Windows Admin"))
+    launch = client_launch(session, Resource(name="win 01"), User(username="bob"), "pam.example")
+    assert b"redirectclipboard:i:0\r\n" in launch.file[2]  # type: ignore[index]
 
 
 def test_client_launch_points_the_download_at_the_dashboard_route() -> None:

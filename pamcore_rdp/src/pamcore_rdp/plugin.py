@@ -19,7 +19,7 @@ from pamcore.registry import LaunchInfo, ProtocolHandler, ResourceSetting
 from pamcore_rdp.certs import certificate_info
 from pamcore_rdp.listener import LISTENERS, RdpListener
 from pamcore_rdp.probe import probe_rdp
-from pamcore_rdp.rdpfile import MEDIA_TYPE, rdp_file
+from pamcore_rdp.rdpfile import MEDIA_TYPE, clipboard_allowed, rdp_file
 from pamcore_rdp.settings import SETTINGS
 
 if TYPE_CHECKING:
@@ -52,7 +52,11 @@ def client_launch(
         command=shlex.join(
             ["xfreerdp", f"/v:{proxy_host}:{DEFAULT_PORT}", f"/u:{login}", "/sec:tls"]
         ),
-        file=(file_name(resource.name), MEDIA_TYPE, rdp_file(proxy_host, login, DEFAULT_PORT)),
+        file=(
+            file_name(resource.name),
+            MEDIA_TYPE,
+            rdp_file(proxy_host, login, DEFAULT_PORT, clipboard=clipboard_allowed(session)),
+        ),
         file_url=f"/rdp/file/{session.id}/{quote(resource.name, safe='')}",
         links=(("Check the proxy's certificate fingerprint", CERTIFICATE_PAGE),),
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
-from pamcore.model import User
+from pamcore.model import ActivitySession, User
 from pamcore.services.terminal_tokens import TokenUse, issue_terminal_token
 
 PROTOCOL = "rdp"
@@ -30,13 +30,16 @@ RDP_FILE = TokenUse(
 ROUTING_PREFIX = "tsv://MS Terminal Services Plugin.1."
 
 
-def rdp_file(proxy_host: str, login: str, port: int, token: str | None = None) -> bytes:
+def rdp_file(
+    proxy_host: str, login: str, port: int, token: str | None = None, *, clipboard: bool = False
+) -> bytes:
     """The ``.rdp`` file mstsc / RDCMan / FreeRDP open.
 
     CredSSP is switched off so the client does not ask for a password up front: the proxy
     shows its inline prompt and injects the session's credential on the target side. The
     user name is the DirectConnect login (``alice+Windows-Admin+win01``), so the file also
-    works once the token is spent: the proxy then routes on the name.
+    works once the token is spent: the proxy then routes on the name. The clipboard is
+    shared only when ``clipboard`` says so (:func:`clipboard_allowed`).
     """
     settings = [
         f"full address:s:{proxy_host}:{port}",
@@ -47,13 +50,19 @@ def rdp_file(proxy_host: str, login: str, port: int, token: str | None = None) -
         "negotiate security layer:i:1",
         "screen mode id:i:2",
         "use multimon:i:0",
-        "redirectclipboard:i:1",
+        f"redirectclipboard:i:{int(clipboard)}",
         "audiomode:i:0",
         "autoreconnection enabled:i:1",
     ]
     if token is not None:
         settings.append(f"loadbalanceinfo:s:{ROUTING_PREFIX}{token}")
     return ("\r\n".join(settings) + "\r\n").encode("utf-8")
+
+
+def clipboard_allowed(session: ActivitySession) -> bool:
+    """Whether the session's connection profile lets the client share its clipboard; off
+    unless it says so (a session or profile not stored yet has not said so)."""
+    return bool(session.profile and session.profile.clipboard_redirection)
 
 
 def issue_file_token(
