@@ -26,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
+from pamcore.audit import AuditKeyring
 from pamcore.clock import utcnow
 from pamcore.config import load_config
 from pamcore.core import Pamcore
@@ -36,7 +37,7 @@ from pamcore.services import scheduler
 from pamcore.services.approvals import approve_session
 from pamcore.services.sessions import SessionRequest, create_session, list_sessions
 from pamcore.testing import builders as b
-from pamcore.vault import MasterKey, write_key_file
+from pamcore.vault import MasterKey, write_key_file, write_keyring
 
 USERS = 100
 
@@ -51,6 +52,7 @@ def make_core(url: str, workdir: Path) -> Pamcore:
     key = workdir / "master.key"
     write_key_file(key, MasterKey.generate())
     config = load_config(workdir, database_url=url, master_key_path=key)
+    write_keyring(config.audit_key_path, AuditKeyring.of(MasterKey.generate()))
     core = Pamcore(config, plugins=build_plugin_host(strict=True, entry_points=False))
     Base.metadata.drop_all(core.engine)
     Base.metadata.create_all(core.engine)

@@ -1,24 +1,35 @@
-"""Append-only, hash-chained audit log.
+"""Append-only audit log, chained with HMAC-SHA256 under keys kept outside the database.
 
-Each event's hash is SHA-256 over its canonical JSON (id, time, actor, action, target,
-session, details) and the previous event's hash. ``audit_head`` holds the tip; appends lock
-it (``SELECT ... FOR UPDATE`` on PostgreSQL, the write lock on SQLite), so the chain never
-forks. :func:`verify_chain` finds an edited row (its hash no longer matches), a deleted or
-inserted row (the next row's ``prev_hash`` breaks), and a deleted tail (the head disagrees).
+Each event's hash is HMAC-SHA256, under the audit key the event names (``key_id``), of its
+canonical JSON (id, time, actor, action, target, session, details, key id) and the previous
+event's hash. Without the key file nobody can recompute a link, so an edit made in the
+database alone always breaks the chain. ``audit_head`` holds the tip; appends lock it
+(``SELECT ... FOR UPDATE`` on PostgreSQL, the write lock on SQLite), so the chain never
+forks. :func:`verify_chain` finds an edited row (its MAC no longer matches), a deleted or
+inserted row (the next row's ``prev_hash`` breaks), a deleted tail (the head disagrees),
+and, given an :class:`Anchor` kept outside, a chain cut or rebuilt after the anchor.
+
+Events written before the instance had an audit key are plain SHA-256 (``key_id`` NULL).
+The key file records the last of them (``@legacy_until``), and only those may be unkeyed.
+The design is in ``docs/design/audit-chain.md``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pamcore.errors import AuditChainBroken, NotFound, ValidationError
 from pamcore.model import AuditEvent, AuditHead
+from pamcore.vault import Keyring, MasterKey
 
 if TYPE_CHECKING:
     from pamcore.plugins import Hooks
@@ -26,6 +37,35 @@ if TYPE_CHECKING:
 GENESIS = "0" * 64
 #: Keys never accepted in audit details, whatever a caller passes (defence in depth).
 FORBIDDEN_DETAIL_KEYS = frozenset({"password", "secret", "private_key", "passphrase", "token"})
+#: The key file's attribute naming the last event written before the file existed.
+LEGACY_UNTIL = "legacy_until"
+
+
+class AuditKeyring(Keyring):
+    """The audit chain's HMAC keys: the active one MACs new events, every one verifies the
+    events that name it. Keys are never removed (old events need them)."""
+
+    HEADER: ClassVar[str] = (
+        "# pamcore audit keyring: the HMAC keys of the audit chain. Keep it secret and back it\n"
+        "# up apart from the database. '*' marks the key that MACs new events; never remove a\n"
+        "# key, old events need it. Manage it with 'pamcore audit rotate-key'.\n"
+    )
+    NAME: ClassVar[str] = "audit keyring"
+    MISSING_HINT: ClassVar[str] = (
+        "run 'pamcore init' to create it, or restore it from your backup if this instance "
+        "had one (the audit log can be neither written nor verified without it)"
+    )
+
+    @classmethod
+    def created(cls, key: MasterKey, legacy_until: int) -> AuditKeyring:
+        """A new keyring for an instance whose events up to ``legacy_until`` are unkeyed."""
+        attributes = {LEGACY_UNTIL: str(legacy_until)} if legacy_until else {}
+        return cls(key.key_id, {key.key_id: key}, attributes=attributes)
+
+    @property
+    def legacy_until(self) -> int:
+        """Events with this id or lower were written before the key existed (0: none)."""
+        return int(self.attributes.get(LEGACY_UNTIL, "0"))
 
 
 def _canonical(event: AuditEvent) -> bytes:
@@ -39,16 +79,44 @@ def _canonical(event: AuditEvent) -> bytes:
         "details": event.details,
         "prev": event.prev_hash,
     }
+    if event.key_id is not None:  # unkeyed (legacy) events keep the body they were hashed as
+        body["key_id"] = event.key_id
     return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def compute_hash(event: AuditEvent) -> str:
-    return hashlib.sha256(_canonical(event)).hexdigest()
+def _mac(key: MasterKey, event: AuditEvent) -> str:
+    return hmac.new(key.key, _canonical(event), hashlib.sha256).hexdigest()
+
+
+def _seal_problem(event: AuditEvent, keyring: AuditKeyring) -> str | None:
+    """Why ``event``'s own hash is wrong, or ``None``: its MAC under the key it names, or
+    plain SHA-256 for an event from before the audit key (and only for those)."""
+    if event.key_id is None:
+        if event.id > keyring.legacy_until:
+            older = (
+                f"only events up to {keyring.legacy_until} predate the audit key"
+                if keyring.legacy_until
+                else "this instance MACs every event"
+            )
+            return f"not MACed, but {older} (rewritten without the key)"
+        expected = hashlib.sha256(_canonical(event)).hexdigest()
+    else:
+        key = keyring.keys.get(event.key_id)
+        if key is None:
+            return (
+                f"MACed with audit key '{event.key_id}', which is not in the audit keyring; "
+                f"restore that key from a backup of the key file"
+            )
+        expected = _mac(key, event)
+    if not hmac.compare_digest(expected, event.hash):
+        return f"content edited (action '{event.action}')"
+    return None
 
 
 def append(
     db: Session,
     *,
+    keyring: AuditKeyring,
     actor: str,
     action: str,
     at: dt.datetime,
@@ -57,11 +125,13 @@ def append(
     details: dict[str, Any] | None = None,
     hooks: Hooks | None = None,
 ) -> AuditEvent:
-    """Append one event in the caller's unit of work (it commits with the change it records)."""
+    """Append one event in the caller's unit of work (it commits with the change it records),
+    MACed with the keyring's active key."""
     details = dict(details or {})
     leaked = FORBIDDEN_DETAIL_KEYS & {k.lower() for k in details}
     if leaked:
         raise ValueError(f"audit details may not carry {sorted(leaked)}")
+    key = keyring.active
     head = db.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
     if head is None:
         head = AuditHead(id=1, last_id=0, last_hash=GENESIS, count=0)
@@ -75,8 +145,9 @@ def append(
         session_id=session_id,
         details=details,
         prev_hash=head.last_hash,
+        key_id=key.key_id,
     )
-    event.hash = compute_hash(event)
+    event.hash = _mac(key, event)
     db.add(event)
     head.last_id, head.last_hash, head.count = event.id, event.hash, head.count + 1
     db.flush()
@@ -95,7 +166,53 @@ class ChainProblem:
         return f"{where}: {self.problem}"
 
 
-def verify_chain(db: Session, batch: int = 5000) -> tuple[int, list[ChainProblem]]:
+@dataclass(frozen=True)
+class Anchor:
+    """An event id and its hash, kept outside pamcore: whoever later rebuilds or cuts the
+    chain (even with the key) cannot make that event hash the same again."""
+
+    event_id: int
+    hash: str
+
+    PREFIX: ClassVar[str] = "pamcore-audit-anchor"
+    _LINE: ClassVar[re.Pattern[str]] = re.compile(
+        r"pamcore-audit-anchor event=([1-9][0-9]{0,18}) hash=([0-9a-f]{64})"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.PREFIX} event={self.event_id} hash={self.hash}"
+
+    @classmethod
+    def parse(cls, line: str) -> Anchor:
+        """The line :meth:`__str__` prints (surrounding spaces, as pasted, are ignored)."""
+        found = cls._LINE.fullmatch(line.strip())
+        if found is None:
+            raise ValidationError(
+                "anchor",
+                f"expected the line 'pamcore audit anchor' printed: '{cls.PREFIX} "
+                f"event=N hash=<64 hex digits>'",
+            )
+        return cls(int(found[1]), found[2])
+
+
+def current_anchor(db: Session, keyring: AuditKeyring) -> Anchor:
+    """The chain head as an anchor, once its last event's own MAC checks (one HMAC: an
+    anchor is cheap to take often; ``verify`` checks the rest)."""
+    head = db.get(AuditHead, 1)
+    if head is None or head.last_id == 0:
+        raise NotFound("the audit log has no events yet: nothing to anchor")
+    event = db.get(AuditEvent, head.last_id)
+    if event is None or event.hash != head.last_hash or _seal_problem(event, keyring):
+        raise AuditChainBroken(
+            f"the chain head (event {head.last_id}) does not match its event; "
+            f"run 'pamcore audit verify' before taking an anchor"
+        )
+    return Anchor(event.id, event.hash)
+
+
+def verify_chain(
+    db: Session, keyring: AuditKeyring, anchor: Anchor | None = None, batch: int = 5000
+) -> tuple[int, list[ChainProblem]]:
     """Walk the whole chain; returns (events checked, problems). Empty problems = intact."""
     problems: list[ChainProblem] = []
     prev_hash, prev_id, checked = GENESIS, 0, 0
@@ -119,8 +236,9 @@ def verify_chain(db: Session, batch: int = 5000) -> tuple[int, list[ChainProblem
                 problems.append(
                     ChainProblem(event.id, "previous-hash link broken (row inserted or replaced)")
                 )
-            if compute_hash(event) != event.hash:
-                problems.append(ChainProblem(event.id, f"content edited (action '{event.action}')"))
+            seal = _seal_problem(event, keyring)
+            if seal:
+                problems.append(ChainProblem(event.id, seal))
             prev_hash, prev_id = event.hash, event.id
         last_seen = rows[-1].id
     head = db.get(AuditHead, 1)
@@ -135,7 +253,18 @@ def verify_chain(db: Session, batch: int = 5000) -> tuple[int, list[ChainProblem
             problems.append(ChainProblem(head.last_id + 1, "events appended outside pamcore"))
     elif checked:
         problems.append(ChainProblem(None, "chain head missing"))
+    if anchor is not None:
+        problems += _anchor_problems(db, anchor)
     return checked, problems
+
+
+def _anchor_problems(db: Session, anchor: Anchor) -> list[ChainProblem]:
+    event = db.get(AuditEvent, anchor.event_id)
+    if event is None:
+        return [ChainProblem(anchor.event_id, "the anchored event is gone (chain cut after it)")]
+    if not hmac.compare_digest(event.hash, anchor.hash):
+        return [ChainProblem(anchor.event_id, "differs from the anchor (chain rebuilt since)")]
+    return []
 
 
 def count_events(db: Session) -> int:

@@ -53,6 +53,13 @@ class Config:
     #: Per-plugin configuration tables: ``[plugins.NAME]`` in pamcore.toml.
     plugin_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     secret_key_path: Path | None = None
+    #: The audit chain's HMAC keyring (0600, like the master key); a relative path is in the
+    #: instance folder.
+    audit_key_path: Path = Path("audit.key")
+
+    def __post_init__(self) -> None:
+        if not self.audit_key_path.is_absolute():
+            object.__setattr__(self, "audit_key_path", self.instance_path / self.audit_key_path)
 
     @property
     def recordings_path(self) -> Path:
@@ -104,6 +111,7 @@ def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Co
             instance_path=instance,
             database_url=database_url,
             master_key_path=Path(core.get("master_key_path", instance / "master.key")),
+            audit_key_path=Path(core.get("audit_key_path", "audit.key")),
             public_host=core.get("public_host", "localhost"),
             proxy_bind=core.get("proxy_bind", "127.0.0.1"),
             proxy_ports={k: int(v) for k, v in core.get("proxy_ports", {}).items()},

@@ -23,7 +23,7 @@ from pamcore.model import AuditEvent
 from pamcore.plugins import PluginHost, build_plugin_host
 from pamcore.schema import require_current
 from pamcore.storage import create_db_engine, make_session_factory, unit_of_work
-from pamcore.vault import Vault
+from pamcore.vault import KeyringFile, Vault
 
 
 class Pamcore:
@@ -45,6 +45,7 @@ class Pamcore:
             self.engine.execution_options(sqlite_begin="DEFERRED"), self.now
         )
         self._vault: Vault | None = None
+        self._audit_keys: KeyringFile[audit.AuditKeyring] | None = None
 
     def __repr__(self) -> str:
         return f"Pamcore(instance={str(self.config.instance_path)!r})"
@@ -60,6 +61,14 @@ class Pamcore:
 
     def replace_vault(self, vault: Vault) -> None:
         self._vault = vault
+
+    @property
+    def audit_keys(self) -> KeyringFile[audit.AuditKeyring]:
+        """The audit chain's keyring file, followed like the vault's (a rotation by another
+        process is used from the next append on)."""
+        if self._audit_keys is None:
+            self._audit_keys = KeyringFile(self.config.audit_key_path, audit.AuditKeyring)
+        return self._audit_keys
 
     @contextmanager
     def unit(self) -> Iterator[Session]:
@@ -105,6 +114,7 @@ class Pamcore:
     ) -> AuditEvent:
         return audit.append(
             db,
+            keyring=self.audit_keys.keyring,
             actor=actor,
             action=action,
             at=self.now(),

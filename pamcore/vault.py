@@ -22,6 +22,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar, Generic, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -92,16 +93,22 @@ class UndecryptableSecret(VaultError):
 @dataclass(frozen=True)
 class Keyring:
     """Master keys by id; ``active_id`` encrypts, every key decrypts. ``superseded`` says
-    when each former active key stopped being active (retirement waits a grace period)."""
+    when each former active key stopped being active (retirement waits a grace period).
+    ``attributes`` are ``@name=value`` lines a subclass gives meaning to (the vault has none).
+    """
 
     active_id: str
     keys: dict[str, MasterKey]
     superseded: dict[str, dt.datetime] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
 
-    HEADER = (
+    HEADER: ClassVar[str] = (
         "# pamcore master keyring: keep it secret, back it up with the database.\n"
         "# One key per line; '*' marks the active key. Manage it with 'pamcore vault'.\n"
     )
+    #: What the file is and how to get one, for the error when it is missing.
+    NAME: ClassVar[str] = "master keyring"
+    MISSING_HINT: ClassVar[str] = f"run 'pamcore init' or set {MASTER_KEY_ENV}"
 
     def __post_init__(self) -> None:
         if self.active_id not in self.keys:
@@ -138,6 +145,7 @@ class Keyring:
 
     def serialize(self) -> str:
         lines = [self.HEADER]
+        lines += [f"@{name}={value}\n" for name, value in self.attributes.items()]
         for key_id, key in self.keys.items():
             mark = "*" if key_id == self.active_id else ""
             when = self.superseded.get(key_id)
@@ -151,10 +159,17 @@ class Keyring:
         is a keyring of that one active key."""
         keys: dict[str, MasterKey] = {}
         superseded: dict[str, dt.datetime] = {}
+        attributes: dict[str, str] = {}
         active: list[str] = []
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if not line or line.startswith("#"):
+                continue
+            if line.startswith("@"):
+                name, sep, value = line.removeprefix("@").partition("=")
+                if not name or not sep:
+                    raise VaultError(f"{origin} line {number}: expected '@name=value'")
+                attributes[name] = value
                 continue
             entry, _, note = line.partition(" ")
             key = MasterKey.parse(entry.removeprefix("*"), f"{origin} line {number}")
@@ -177,7 +192,7 @@ class Keyring:
             raise VaultError(
                 f"{origin} must mark exactly one key active with '*' (found {len(active)})"
             )
-        return cls(active[0], keys, superseded)
+        return cls(active[0], keys, superseded, attributes)
 
 
 def write_keyring(path: Path, keyring: Keyring) -> None:
@@ -210,9 +225,10 @@ def write_key_file(path: Path, key: MasterKey) -> None:
 
 #: What identifies one version of the keyring file: device, inode, mtime, size.
 FileStamp = tuple[int, int, int, int]
+K = TypeVar("K", bound=Keyring)
 
 
-def read_keyring(path: Path) -> tuple[Keyring, FileStamp]:
+def read_keyring(path: Path, kind: type[K] = Keyring) -> tuple[K, FileStamp]:  # type: ignore[assignment]
     """The keyring in ``path`` and the stamp of the version read (fstat of the open file,
     so the two always agree even when the file is replaced meanwhile)."""
     try:
@@ -220,22 +236,20 @@ def read_keyring(path: Path) -> tuple[Keyring, FileStamp]:
             info = os.fstat(fh.fileno())
             text = fh.read()
     except FileNotFoundError:
-        raise VaultError(
-            f"no master keyring at {path}; run 'pamcore init' or set {MASTER_KEY_ENV}"
-        ) from None
+        raise VaultError(f"no {kind.NAME} at {path}; {kind.MISSING_HINT}") from None
     except OSError as exc:
-        raise VaultError(f"cannot read the master keyring {path}: {exc.strerror}") from None
+        raise VaultError(f"cannot read the {kind.NAME} {path}: {exc.strerror}") from None
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise VaultError(
             f"{path} is readable by group or others (mode {stat.S_IMODE(info.st_mode):o}); "
             f"run 'chmod 600 {path}'"
         )
-    keyring = Keyring.parse(text, str(path))
+    keyring = kind.parse(text, str(path))
     # A rotation by pamcore before keyrings left its new key beside the file when it was
     # interrupted after its commit: keep it loaded until a rotation folds it in.
     legacy = path.with_suffix(path.suffix + ".new")
     if legacy.exists():
-        extra, _ = read_keyring(legacy)
+        extra, _ = read_keyring(legacy, kind)
         for key in extra.keys.values():
             if key.key_id not in keyring.keys:
                 keyring = keyring.with_key(key)
@@ -250,6 +264,29 @@ def _file_stamp(path: Path) -> FileStamp | None:
     return (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
 
 
+class KeyringFile(Generic[K]):
+    """A keyring file as this process sees it now: every read ``stat``s the file and reloads
+    a changed one, so a rotation by another process is followed without a restart."""
+
+    def __init__(self, path: Path, kind: type[K]) -> None:
+        self.path = path
+        self._kind = kind
+        self._keyring, self._stamp = read_keyring(path, kind)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"KeyringFile({str(self.path)!r})"
+
+    @property
+    def keyring(self) -> K:
+        """The current keyring, reloaded first if the file changed."""
+        if _file_stamp(self.path) != self._stamp:
+            with self._lock:
+                if _file_stamp(self.path) != self._stamp:
+                    self._keyring, self._stamp = read_keyring(self.path, self._kind)
+        return self._keyring
+
+
 class Vault:
     """Encrypts and decrypts :class:`~pamcore.model.Secret` rows with a keyring.
 
@@ -257,11 +294,8 @@ class Vault:
     changed keyring, so this process follows rotations made by others without a restart.
     """
 
-    def __init__(self, keyring: Keyring, source: Path | None = None) -> None:
+    def __init__(self, keyring: Keyring | KeyringFile[Keyring]) -> None:
         self._keyring = keyring
-        self._source = source
-        self._stamp = _file_stamp(source) if source else None
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Vault(active={self.keyring.active_id!r})"
@@ -272,23 +306,18 @@ class Vault:
         env = os.environ.get(MASTER_KEY_ENV)
         if env:
             return cls(Keyring.of(MasterKey.parse(env, MASTER_KEY_ENV)))
-        keyring, stamp = read_keyring(path)
-        vault = cls(keyring, path)
-        vault._stamp = stamp
-        return vault
+        return cls(KeyringFile(path, Keyring))
 
     @property
     def source(self) -> Path | None:
         """The keyring file this vault follows; ``None`` for a key from the environment."""
-        return self._source
+        return self._keyring.path if isinstance(self._keyring, KeyringFile) else None
 
     @property
     def keyring(self) -> Keyring:
         """The current keyring, reloaded first if the file changed."""
-        if self._source is not None and _file_stamp(self._source) != self._stamp:
-            with self._lock:
-                if _file_stamp(self._source) != self._stamp:
-                    self._keyring, self._stamp = read_keyring(self._source)
+        if isinstance(self._keyring, KeyringFile):
+            return self._keyring.keyring
         return self._keyring
 
     @property

@@ -40,10 +40,10 @@ def test_filters_and_roles(core: Pamcore, world: World) -> None:
             with pytest.raises(PolicyDenied, match="auditor"):
                 list_events(db, fresh(db, user), AuditFilter())
             with pytest.raises(PolicyDenied):
-                check_chain(db, fresh(db, user))
-        assert check_chain(db, fresh(db, world.erin)) == (1, [])
+                check_chain(core, db, fresh(db, user))
+        assert check_chain(core, db, fresh(db, world.erin)) == (1, [])
     with core.unit() as db:
         db.execute(update(AuditEvent).values(action="session.edited"))
     with core.reader() as db:
-        checked, problems = check_chain(db, CONSOLE)
+        checked, problems = check_chain(core, db, CONSOLE)
         assert checked == 1 and "content edited" in str(problems[0])

@@ -416,3 +416,15 @@ def test_runtime_starts_listeners_and_survives_one_that_fails(core: Pamcore) -> 
     assert not by_name["busy listener"].ok
     assert "address already in use" in by_name["busy listener"].detail.lower()
     assert seen["connect"].done() and seen["connect"].exception() is None  # type: ignore[attr-defined]
+
+
+def test_init_creates_the_audit_key_once(instance: Path) -> None:
+    key = instance / "audit.key"
+    text = key.read_text()
+    assert mode(key) == 0o600 and "pamcore audit keyring" in text and "@legacy_until" not in text
+
+    result = invoke(instance, "--json", "init")
+
+    assert result.exit_code == 0, result.output
+    assert "never overwritten" in json.loads(result.stdout)["audit_key"]
+    assert key.read_text() == text

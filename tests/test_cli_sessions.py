@@ -6,7 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from pamcore.cli.context import CliContext
 from pamcore.cli.main import build_cli
@@ -149,6 +149,23 @@ def test_audit_verify_reports_tampering(run, world: World, core: Pamcore) -> Non
     out = run("audit", "verify", code=8)
     assert "BROKEN event 1: content edited (action 'session.requested')" in out
     assert "the log was tampered with" in out
+
+
+def test_audit_anchor_verify_and_rotate_key(run, world: World, core: Pamcore) -> None:
+    run("sessions", "create", "--as", "alice", "--activity", "Check out root", "--resource", "db01")
+    line = run("audit", "anchor").strip()
+    assert line.startswith("pamcore-audit-anchor event=1 hash=") and "\n" not in line
+    as_json = json.loads(run("--json", "audit", "anchor"))
+    assert (as_json["anchor"], as_json["event"]) == (line, 1)
+    assert "| logger" in run("audit", "anchor", "--help")
+    out = run("audit", "rotate-key")
+    assert "audit key rotated to " in out and str(core.config.audit_key_path) in out
+    assert run("audit", "verify", "--anchor", line).startswith("audit chain intact: 2 events")
+    with core.unit() as db:
+        db.execute(delete(AuditEvent).where(AuditEvent.id == 1))
+    out = run("audit", "verify", "--anchor", line, code=8)
+    assert "BROKEN event 1: the anchored event is gone (chain cut after it)" in out
+    assert "anchor: expected the line" in run("audit", "verify", "--anchor", "junk", code=2)
 
 
 def test_vault_rotate_and_retire(run, world: World, core: Pamcore, clock) -> None:

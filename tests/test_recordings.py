@@ -66,7 +66,7 @@ def test_register_adds_row_and_audits_the_digest(
         assert event.details["sha256"] == rec.sha256 and len(rec.sha256) == 64
         assert event.details["size_bytes"] == rec.size_bytes
         assert event.details["file"] == f"{sid}.cast" and "incomplete" not in event.details
-        assert audit.verify_chain(db)[1] == []
+        assert audit.verify_chain(db, core.audit_keys.keyring)[1] == []
 
 
 def test_an_incomplete_recording_says_why_in_the_audit(

@@ -1,21 +1,22 @@
-"""``pamcore audit``: list and verify the hash-chained audit log."""
+"""``pamcore audit``: list, verify and anchor the keyed audit chain; rotate its key."""
 
 from __future__ import annotations
 
 import click
 
-from pamcore import audit as chain
+from pamcore.audit import Anchor
 from pamcore.cli.context import CliContext, pass_cli, with_json
 from pamcore.cli.output import emit_message, emit_rows
 from pamcore.errors import AuditChainBroken
 from pamcore.presenters import audit_row
-from pamcore.services import audit_log
+from pamcore.services import audit_keys, audit_log
 from pamcore.services.common import CONSOLE
 
 
 @click.group("audit")
 def audit() -> None:
-    """Read and verify the hash-chained audit log."""
+    """Read, verify and anchor the audit log (a chain MACed with keys kept outside the
+    database)."""
 
 
 @audit.command("list")
@@ -43,12 +44,21 @@ def list_events(
 
 
 @audit.command("verify")
+@click.option(
+    "--anchor",
+    "anchor_line",
+    metavar="LINE",
+    help="A line 'pamcore audit anchor' printed earlier: also check that its event is "
+    "still there, unchanged (catches a chain cut or rebuilt since, even with the key).",
+)
 @with_json
 @pass_cli
-def verify(cli: CliContext) -> None:
-    """Recompute the chain; name every edited, inserted or deleted event."""
+def verify(cli: CliContext, anchor_line: str | None) -> None:
+    """Recompute the chain under the audit keys; name every edited, inserted or deleted
+    event."""
+    anchor = Anchor.parse(anchor_line) if anchor_line is not None else None
     with cli.core.reader() as db:
-        checked, problems = chain.verify_chain(db)
+        checked, problems = audit_log.check_chain(cli.core, db, CONSOLE, anchor)
     if problems:
         if cli.as_json:
             emit_message(
@@ -62,4 +72,42 @@ def verify(cli: CliContext) -> None:
         )
     emit_message(
         f"audit chain intact: {checked} events verified", cli.as_json, checked=checked, problems=[]
+    )
+
+
+@audit.command("anchor")
+@with_json
+@pass_cli
+def anchor(cli: CliContext) -> None:
+    """Print the chain head (event id and hash) as one line to keep outside pamcore.
+
+    Nobody can later make the anchored event hash the same again, even with the audit key:
+    'pamcore audit verify --anchor LINE' then catches a cut or rebuilt chain. Keep the line
+    where the database's writers cannot reach, and take one regularly (cron), e.g.:
+
+    \b
+      pamcore audit anchor | logger -t pamcore-audit    (syslog, forwarded off the host)
+      pamcore audit anchor | mail -s "pamcore audit anchor" audit@example.com
+      or paste it into a ticket.
+    """
+    with cli.core.reader() as db:
+        head = audit_log.take_anchor(cli.core, db, CONSOLE)
+    emit_message(str(head), cli.as_json, anchor=str(head), event=head.event_id, hash=head.hash)
+
+
+@audit.command("rotate-key")
+@with_json
+@pass_cli
+def rotate_key(cli: CliContext) -> None:
+    """Add a new audit key that MACs the events from now on, while pamcore runs.
+
+    Old keys stay in the keyring for good (the events they MACed need them); back up the
+    keyring file after a rotation."""
+    rotation = audit_keys.rotate_key(cli.core, CONSOLE)
+    emit_message(
+        f"audit key rotated to {rotation.new_key} (was {rotation.old_key}); back up "
+        f"{cli.core.audit_keys.path}",
+        cli.as_json,
+        new_key=rotation.new_key,
+        old_key=rotation.old_key,
     )

@@ -14,6 +14,7 @@ import click
 from pamcore.cli.context import CliContext, pass_cli, stop_after_option, with_json
 from pamcore.cli.output import emit_message, emit_record
 from pamcore.config import CONFIG_FILE, Config, default_config_text, load_config
+from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError, PamError
 from pamcore.runtime import (
     SchedulerService,
@@ -25,6 +26,7 @@ from pamcore.runtime import (
     run_tick,
 )
 from pamcore.schema import upgrade_database
+from pamcore.services import audit_keys
 from pamcore.services.scheduler import TickReport
 from pamcore.vault import MASTER_KEY_ENV, MasterKey, write_key_file
 from pamcore.web.server import WebService
@@ -55,7 +57,8 @@ def service_logging() -> None:
 @pass_cli
 def init(cli: CliContext, database_url: str | None) -> None:
     """Create the instance folder (config, master key, web secret), migrate the database,
-    then let each plugin prepare its own files (proxy host key, RDP certificate).
+    create the audit key, then let each plugin prepare its own files (proxy host key, RDP
+    certificate).
 
     Safe to run again: what exists is kept (a master key is never replaced) and the
     database is brought to the newest schema.
@@ -100,6 +103,7 @@ def init(cli: CliContext, database_url: str | None) -> None:
         if before != after
         else f"already at {after}"
     )
+    steps["audit_key"] = _ensure_audit_key(cli.core)
     # Before the plugins (the vault refuses a key others can read) and after (their files).
     tightened = _make_private(instance)
     # Plugins last, on a complete instance: a plugin that fails leaves the core's part done.
@@ -151,6 +155,16 @@ def _make_private(instance: Path) -> list[str]:
         name = "the instance folder" if path == instance else path.relative_to(instance)
         tightened.append(f"{name} {stat.S_IMODE(info.st_mode):o} -> {wanted:o}")
     return tightened
+
+
+def _ensure_audit_key(core: Pamcore) -> str:
+    path = core.config.audit_key_path
+    made = audit_keys.ensure_key(core)
+    if not made.created:
+        return f"exists {path} (kept, never overwritten)"
+    if made.legacy_until:
+        return f"created {path}; events 1-{made.legacy_until} predate it (plain SHA-256)"
+    return f"created {path}"
 
 
 def _ensure_web_secret(config: Config) -> str:

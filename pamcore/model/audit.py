@@ -22,7 +22,10 @@ class AuditEvent(Base):
     session_id: Mapped[int | None] = mapped_column(index=True, default=None)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
+    #: HMAC-SHA256 of the event under the audit key ``key_id``; plain SHA-256 for events
+    #: written before the instance had an audit key (``key_id`` NULL).
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class AuditHead(Base):

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pamcore.audit import ChainProblem, verify_chain
+from pamcore.audit import Anchor, ChainProblem, current_anchor, verify_chain
+from pamcore.core import Pamcore
 from pamcore.errors import ValidationError
 from pamcore.model import AuditEvent
 from pamcore.services.common import Actor, require_auditor
@@ -50,7 +51,16 @@ def list_events(db: Session, actor: Actor, wanted: AuditFilter) -> list[AuditEve
     return list(db.scalars(query))
 
 
-def check_chain(db: Session, actor: Actor) -> tuple[int, list[ChainProblem]]:
-    """(events checked, problems) of :func:`pamcore.audit.verify_chain`."""
+def check_chain(
+    core: Pamcore, db: Session, actor: Actor, anchor: Anchor | None = None
+) -> tuple[int, list[ChainProblem]]:
+    """(events checked, problems) of :func:`pamcore.audit.verify_chain`, each event checked
+    under the audit key it names; with ``anchor``, also that the anchored event is unchanged."""
     require_auditor(actor)
-    return verify_chain(db)
+    return verify_chain(db, core.audit_keys.keyring, anchor)
+
+
+def take_anchor(core: Pamcore, db: Session, actor: Actor) -> Anchor:
+    """The current head, for the operator to keep outside pamcore."""
+    require_auditor(actor)
+    return current_anchor(db, core.audit_keys.keyring)

@@ -29,12 +29,13 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
+from pamcore.audit import AuditKeyring
 from pamcore.clock import FrozenClock
 from pamcore.config import load_config
 from pamcore.core import Pamcore
 from pamcore.model import AuditEvent, Base
 from pamcore.plugins import PluginHost, build_plugin_host
-from pamcore.vault import MasterKey, write_key_file
+from pamcore.vault import MasterKey, write_key_file, write_keyring
 
 PG_ENV = "PAMCORE_TEST_PG_URL"
 REQUIRE_PG_ENV = "PAMCORE_REQUIRE_PG"
@@ -154,9 +155,11 @@ def installed_plugin_host() -> PluginHost:
 
 
 def make_core(instance: Path, url: str, clock: FrozenClock, plugins: PluginHost) -> Pamcore:
+    """A core on ``url`` with a fresh master keyring and audit keyring in ``instance``."""
     key_path = instance / "master.key"
     write_key_file(key_path, MasterKey.generate())
     config = load_config(instance, database_url=url, master_key_path=key_path)
+    write_keyring(config.audit_key_path, AuditKeyring.of(MasterKey.generate()))
     return Pamcore(config, plugins=plugins, clock=clock)
 
 

@@ -78,8 +78,9 @@ def audit() -> ResponseReturnValue:
 @role_required("admin", "auditor")
 def verify() -> ResponseReturnValue:
     """A POST (with CSRF) because it walks the whole log: no link or crawler starts it."""
-    with current_core().reader() as db:
-        checked, problems = check_chain(db, acting_user(db))
+    core = current_core()
+    with core.reader() as db:
+        checked, problems = check_chain(core, db, acting_user(db))
     return render_template(
         "auditing/verify.html", checked=checked, problems=[str(p) for p in problems]
     )
