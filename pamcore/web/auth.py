@@ -34,8 +34,6 @@ from pamcore.web.ratelimit import AttemptLimiter
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
-#: Sign-in attempts per client address (the core locks accounts; this slows one address).
-limiter = AttemptLimiter(limit=30, window=300)
 #: How long a password step may wait for its second factor.
 PENDING_SECONDS = 300
 
@@ -128,6 +126,12 @@ def _next_or_home(target: str | None) -> str:
     return target if target and is_safe_next(target) else url_for("dashboard.active")
 
 
+def _limiter() -> AttemptLimiter:
+    """Sign-in attempts per client address (the core locks accounts; this slows one
+    address), counted per app so two apps, or two tests, never share a count."""
+    return cast(AttemptLimiter, current_app.extensions["pamcore_sign_in_limiter"])
+
+
 def _client() -> str:
     return request.remote_addr or "unknown"
 
@@ -147,7 +151,7 @@ def login() -> ResponseReturnValue:
     if request.method == "GET":
         return render_template("auth/login.html", next=target, username="")
     username = request.form.get("username", "")
-    wait = limiter.retry_after(_client())
+    wait = _limiter().retry_after(_client())
     if wait:
         flash(f"Too many sign-in attempts from your address; try again in {wait} s.", "error")
         return render_template("auth/login.html", next=target, username=username), 429
@@ -173,7 +177,7 @@ def second_factor() -> ResponseReturnValue:
         return redirect(url_for("auth.login"), code=303)
     if request.method == "GET":
         return render_template("auth/code.html")
-    if limiter.retry_after(_client()):
+    if _limiter().retry_after(_client()):
         flash("Too many attempts from your address; wait a few minutes.", "error")
         return render_template("auth/code.html"), 429
     core = current_core()

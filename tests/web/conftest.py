@@ -13,7 +13,6 @@ from pamcore.core import Pamcore
 from pamcore.model import Role, User
 from pamcore.passwords import hash_password
 from pamcore.testing import builders as b
-from pamcore.web import auth
 from pamcore.web.app import create_app
 from tests.conftest import World
 
@@ -31,7 +30,6 @@ def web_world(core: Pamcore, world: World) -> World:
         hashed = hash_password(PASSWORD)
         for user in db.query(User):
             user.password_hash = hashed
-    auth.limiter._hits.clear()
     return world
 
 

@@ -9,7 +9,7 @@ from flask import Flask
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.model import AuditEvent, User
-from pamcore.web import auth
+from pamcore.web.app import create_app
 from tests.conftest import World
 from tests.web.conftest import PASSWORD, Login
 
@@ -51,14 +51,17 @@ def test_five_failures_lock_the_account(app: Flask) -> None:
     assert b"too many failed sign-ins" in response.data
 
 
-def test_one_address_is_slowed_down(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "limiter", auth.AttemptLimiter(limit=3, window=60))
-    client = app.test_client()
+def test_one_address_is_slowed_down_in_its_own_app(core: Pamcore, web_world: World) -> None:
+    config = {"TESTING": True, "WTF_CSRF_ENABLED": False, "PAMCORE_SIGN_IN_ATTEMPTS": 3}
+    client = create_app(core, config).test_client()
     for name in ("x1", "x2", "x3"):
         assert client.post("/login", data={"username": name, "password": "p"}).status_code == 401
     response = client.post("/login", data={"username": "alice", "password": PASSWORD})
     assert response.status_code == 429
     assert b"Too many sign-in attempts" in response.data
+    fresh_app = create_app(core, config).test_client()
+    response = fresh_app.post("/login", data={"username": "alice", "password": PASSWORD})
+    assert response.status_code == 303
 
 
 @pytest.mark.parametrize(
