@@ -8,7 +8,7 @@ import logging
 import secrets
 from typing import Any
 
-from flask import Flask, Response, flash, redirect, render_template, request
+from flask import Flask, Response, current_app, flash, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -53,16 +53,21 @@ def _secret_key(core: Pamcore) -> str:
 
 def create_app(core: Pamcore, config_overrides: dict[str, Any] | None = None) -> Flask:
     """Build the dashboard for ``core``; ``config_overrides`` are Flask settings (tests set
-    ``TESTING``, ``WTF_CSRF_ENABLED``; TLS serving sets ``SESSION_COOKIE_SECURE``)."""
+    ``TESTING``, ``WTF_CSRF_ENABLED``)."""
+    https = core.config.web_https
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=_secret_key(core),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=False,
+        SESSION_COOKIE_SECURE=https,
         SESSION_COOKIE_NAME="pamcore_session",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=https,
+        #: Strict-Transport-Security on every answer when people reach the dashboard over
+        #: HTTPS only (never over plain HTTP, RFC 6797 §7.2); browsers then refuse http for a year.
+        PAMCORE_HSTS="max-age=31536000" if https else None,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the sign-in
         MAX_CONTENT_LENGTH=1024 * 1024,
         #: Seconds after sign-in during which a password may be revealed without re-entry.
@@ -102,6 +107,8 @@ def _security_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if hsts := current_app.config["PAMCORE_HSTS"]:
+        response.headers.setdefault("Strict-Transport-Security", hsts)
     if request.endpoint != "static":
         # Pages may show who did what, or a password: never kept by a shared cache.
         response.headers.setdefault("Cache-Control", "no-store")
