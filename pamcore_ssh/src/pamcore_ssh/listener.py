@@ -46,27 +46,51 @@ log = logging.getLogger(__name__)
 
 #: Running listeners, so the session hooks (extended, ending) reach their connections.
 LISTENERS: weakref.WeakSet[ProxyListener] = weakref.WeakSet()
-_WEAK = ("sha1", "md5", "cbc", "3des", "blowfish", "arcfour", "cast128", "rsa1024")
-
-
-def modern(names: list[bytes]) -> list[str]:
-    """asyncssh's defaults without SHA-1, MD5, CBC and other weak algorithms."""
-    return [n.decode() for n in names if not any(w in n.decode().lower() for w in _WEAK)]
+#: What the proxy offers its users: a current OpenSSH server's defaults (sshd_config(5),
+#: OpenSSH 10) less what ssh-audit flags there: the NIST-curve and finite-field key
+#: exchanges, umac-64 and the encrypt-and-MAC modes. Post-quantum hybrid key exchange
+#: first, curve25519 for clients without it; AES-GCM first among the ciphers (cheapest per
+#: byte in asyncssh, docs/design/ssh.md §4). The side toward targets is separate
+#: (:mod:`pamcore_ssh.target`, and per resource the Cisco legacy plugin).
+USER_FACING_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "kex_algs": (
+        "mlkem768x25519-sha256",
+        "sntrup761x25519-sha512",
+        "sntrup761x25519-sha512@openssh.com",
+        "curve25519-sha256",
+        "curve25519-sha256@libssh.org",
+    ),
+    "encryption_algs": (
+        "aes256-gcm@openssh.com",
+        "aes128-gcm@openssh.com",
+        "chacha20-poly1305@openssh.com",
+        "aes256-ctr",
+        "aes192-ctr",
+        "aes128-ctr",
+    ),
+    "mac_algs": (
+        "umac-128-etm@openssh.com",
+        "hmac-sha2-256-etm@openssh.com",
+        "hmac-sha2-512-etm@openssh.com",
+    ),
+}
 
 
 def user_facing_algorithms() -> dict[str, list[str]]:
-    """What the proxy offers clients, whatever the outgoing side needs; AES-GCM first
-    (cheapest per byte in asyncssh, docs/design/ssh.md §4)."""
-    from asyncssh.encryption import get_default_encryption_algs
-    from asyncssh.kex import get_default_kex_algs
-    from asyncssh.mac import get_default_mac_algs
+    """:data:`USER_FACING_ALGORITHMS` that this asyncssh build has (sntrup761 needs
+    liboqs), as ``create_server`` keyword arguments."""
+    from asyncssh.encryption import get_encryption_algs
+    from asyncssh.kex import get_kex_algs
+    from asyncssh.mac import get_mac_algs
 
-    ciphers = modern(get_default_encryption_algs())
-    ciphers.sort(key=lambda n: "gcm" not in n)
+    supported = {
+        "kex_algs": get_kex_algs(),
+        "encryption_algs": get_encryption_algs(),
+        "mac_algs": get_mac_algs(),
+    }
     return {
-        "kex_algs": modern(get_default_kex_algs()),
-        "encryption_algs": ciphers,
-        "mac_algs": modern(get_default_mac_algs()),
+        kind: [name for name in names if name.encode() in supported[kind]]
+        for kind, names in USER_FACING_ALGORITHMS.items()
     }
 
 
