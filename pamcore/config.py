@@ -47,6 +47,10 @@ class Config:
     #: Origins (``scheme://host[:port]``) people open the dashboard under; pages from these
     #: may open the browser terminal. Empty: :attr:`allowed_origins` derives them.
     web_origins: tuple[str, ...] = ()
+    #: A dashboard sign-in ends after this many minutes without a click, and this many hours
+    #: after the password was typed, whatever the clicks.
+    web_idle_minutes: float = 30.0
+    web_session_hours: float = 12.0
     #: Seconds between scheduler ticks in ``pamcore run`` / ``pamcore worker``.
     scheduler_interval: float = 5.0
     plugins_dir: Path | None = None
@@ -123,6 +127,8 @@ def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Co
             web_behind_tls_proxy=_flag(
                 "web_behind_tls_proxy", core.get("web_behind_tls_proxy", False)
             ),
+            web_idle_minutes=_positive("web_idle_minutes", core.get("web_idle_minutes", 30)),
+            web_session_hours=_positive("web_session_hours", core.get("web_session_hours", 12)),
             scheduler_interval=float(core.get("scheduler_interval", 5.0)),
             plugins_dir=Path(plugins_dir) if plugins_dir else None,
             plugin_settings=data.get("plugins", {}),
@@ -131,6 +137,14 @@ def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Co
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"{file}: {exc}") from exc
     return config.with_overrides(**overrides) if overrides else config
+
+
+def _positive(name: str, value: Any) -> float:
+    """A duration setting: a number above zero (a zero timeout would sign everyone out)."""
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"{name} must be more than 0 (got {value})")
+    return number
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -193,6 +207,9 @@ web_port = 8080
 # Addresses people open the dashboard under, when not public_host or web_bind on web_port
 # (a reverse proxy, another name): pages from these may open the browser terminal.
 # web_origins = ["https://pam.example.com", "http://127.0.0.1:8080"]
+# A dashboard sign-in ends after this long without a click, and this long after the password.
+web_idle_minutes = 30
+web_session_hours = 12
 scheduler_interval = 5.0
 # plugins_dir = "plugins.d"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
 import string
 
@@ -29,6 +30,18 @@ def verify_password(stored_hash: str, password: str) -> bool:
         return _HASHER.verify(stored_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def _nobodys_hash() -> str:
+    return _HASHER.hash(secrets.token_urlsafe(24))
+
+
+def verify_for_nobody(password: str) -> bool:
+    """Spend what checking a real password spends, then say no: a sign-in for a username
+    that does not exist must not answer faster than one that does (username probing)."""
+    verify_password(_nobodys_hash(), password)
+    return False
 
 
 def needs_rehash(stored_hash: str) -> bool:

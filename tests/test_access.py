@@ -162,11 +162,6 @@ def test_reveal_for_credential_activity(core: Pamcore, world: World) -> None:
 
 def test_reveal_rules(core: Pamcore, world: World) -> None:
     sid = create(core, world.alice, "Linux Admin", "web01")
-    with pytest.raises(PolicyDenied, match="only available while the session is Available"):
-        reveal(core, world.alice, sid)
-    with core.unit() as db:
-        approve_session(core, db, fresh(db, world.carol), sid)
-    scheduler.tick(core)
     # The Approval profile does not allow view or copy for a resource-based activity.
     with pytest.raises(PolicyDenied, match="does not allow you to view the password"):
         reveal(core, world.alice, sid)
@@ -174,6 +169,15 @@ def test_reveal_rules(core: Pamcore, world: World) -> None:
         profile = fresh(db, world.approval)
         profile.allow_view_password = True
         profile.password_view_seconds = 30
+    # Someone else learns nothing of the session's state (issue 11 item 7).
+    with pytest.raises(PolicyDenied) as refused:
+        reveal(core, world.bob, sid)
+    assert str(refused.value) == "only the requester may see this password"
+    with pytest.raises(PolicyDenied, match="only available while the session is Available"):
+        reveal(core, world.alice, sid)
+    with core.unit() as db:
+        approve_session(core, db, fresh(db, world.carol), sid)
+    scheduler.tick(core)
     assert reveal(core, world.alice, sid).seconds == 30
     with pytest.raises(PolicyDenied, match="does not allow you to copy"):
         reveal(core, world.alice, sid, "copy")
@@ -191,6 +195,7 @@ def test_reveal_rules(core: Pamcore, world: World) -> None:
             )
         ]
     assert actions == [
+        "password.refused",
         "password.refused",
         "password.refused",
         "password.revealed",

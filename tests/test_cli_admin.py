@@ -53,6 +53,9 @@ def test_users_and_groups(run) -> None:  # type: ignore[no-untyped-def]
     ]
     shown = json.loads(run("groups", "show", "Linux Admins", "--json").output)
     assert shown["members"] == ["alice"]
+    out = run("users", "sign-out-everywhere", "alice").output
+    assert "alice is signed out of every browser" in out
+    run("users", "sign-out-everywhere", "nobody", code=3)
     run("users", "disable", "bob")
     run("users", "set-role", "bob", "auditor")
     table = run("users", "list").output

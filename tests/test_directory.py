@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import select
 
@@ -153,3 +155,21 @@ def test_delete_user_without_history(core: Pamcore) -> None:
         d.delete_user(core, db, CONSOLE, "temp")
     with core.reader() as db:
         assert d.list_users(db) == []
+
+
+def test_unknown_usernames_take_as_long_as_known_ones(core: Pamcore) -> None:
+    """An unknown username runs argon2 against a dummy hash, so timing does not tell which
+    usernames exist (issue 11 item 7: it answered in 0.002 s against 0.1 s)."""
+    with core.unit() as db:
+        b.make_user(db, "alice", password="alice-password-1")
+
+    def attempt(username: str) -> float:
+        start = time.perf_counter()
+        with pytest.raises(AuthenticationFailed), core.unit() as db:
+            d.authenticate(core, db, username, "not-the-password")
+        return time.perf_counter() - start
+
+    attempt("nobody")  # the dummy hash is made once, on first use
+    known = min(attempt("alice") for _ in range(3))
+    unknown = min(attempt("nobody") for _ in range(3))
+    assert unknown > known / 2, (unknown, known)

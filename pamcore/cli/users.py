@@ -16,7 +16,7 @@ from pamcore.cli.output import emit_message, emit_record, emit_rows, split_names
 from pamcore.errors import ValidationError
 from pamcore.model import Role
 from pamcore.services import directory as svc
-from pamcore.services import tokens
+from pamcore.services import signins, tokens
 from pamcore.services.common import CONSOLE
 
 USER_COLUMNS = ("username", "display_name", "role", "active", "locked_until", "groups")
@@ -159,6 +159,17 @@ def unlock(cli: CliContext, username: str) -> None:
     with cli.core.unit() as db:
         name = svc.unlock_user(cli.core, db, CONSOLE, username).username
     emit_message(f"{name} unlocked", cli.as_json, username=name)
+
+
+@users.command("sign-out-everywhere")
+@click.argument("username")
+@with_json
+@pass_cli
+def sign_out_everywhere(cli: CliContext, username: str) -> None:
+    """End every dashboard sign-in of a user at once (a lost laptop, a leaked cookie)."""
+    with cli.core.unit() as db:
+        name = signins.sign_out_everywhere(cli.core, db, CONSOLE, username).username
+    emit_message(f"{name} is signed out of every browser", cli.as_json, username=name)
 
 
 @users.command("disable")

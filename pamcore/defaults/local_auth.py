@@ -13,7 +13,14 @@ from sqlalchemy.orm import Session
 from pamcore import hookimpl
 from pamcore.clock import format_utc
 from pamcore.model import User
-from pamcore.passwords import LOCKOUT, MAX_FAILURES, hash_password, needs_rehash, verify_password
+from pamcore.passwords import (
+    LOCKOUT,
+    MAX_FAILURES,
+    hash_password,
+    needs_rehash,
+    verify_for_nobody,
+    verify_password,
+)
 from pamcore.registry import AuthResult
 
 
@@ -24,6 +31,7 @@ def pamcore_authenticate(
     now = core.now()
     user = db.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
     if user is None or user.password_hash is None:
+        verify_for_nobody(password)
         return AuthResult(False, reason="wrong username or password")
     if user.locked_until is not None and user.locked_until > now:
         return AuthResult(

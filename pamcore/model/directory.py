@@ -57,6 +57,8 @@ class User(Base):
     #: Last TOTP time step accepted (RFC 6238 §5.2: a code is valid once, no replay).
     totp_last_step: Mapped[int | None] = mapped_column(default=None)
     failed_logins: Mapped[int] = mapped_column(default=0)
+    #: Dashboard sign-ins carry the generation they began under; moving it on ends them all.
+    sign_in_generation: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = stamped_column()
 

@@ -320,6 +320,10 @@ def reveal_password(
     session = get_session(db, session_id)
     now = core.now()
     try:
+        # Who may see comes first: someone else's session tells them nothing of its state.
+        decision = core.hooks.password_display(session, viewer, purpose)
+        if not decision.allow:
+            raise PolicyDenied(decision.reason or "password display is not allowed")
         if Status(session.status) not in CONNECTABLE:
             why = (
                 waiting_reason(session, now)
@@ -329,9 +333,6 @@ def reveal_password(
             raise PolicyDenied(
                 f"the password is only available while the session is Available or Active; {why}"
             )
-        decision = core.hooks.password_display(session, viewer, purpose)
-        if not decision.allow:
-            raise PolicyDenied(decision.reason or "password display is not allowed")
         password, _key = login_credential_secrets(core, session)
         if password is None:
             raise PolicyDenied(

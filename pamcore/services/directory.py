@@ -27,6 +27,7 @@ from pamcore.model import (
 )
 from pamcore.passwords import hash_password
 from pamcore.services.common import Actor, by_name, check_text, normalize_name, require_admin
+from pamcore.services.signins import end_sign_ins
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_NAME = 128
@@ -168,13 +169,15 @@ def set_role(core: Pamcore, db: Session, actor: Actor, username: str, role: Role
 
 
 def set_password(core: Pamcore, db: Session, actor: Actor, username: str, password: str) -> User:
-    """An administrator sets anyone's password; a user may set their own. Unlocks too."""
+    """An administrator sets anyone's password; a user may set their own. Unlocks too, and
+    ends every dashboard sign-in made with the old password."""
     user = get_user(db, username)
     if not (isinstance(actor, User) and actor.id == user.id):
         require_admin(actor, "set other users' passwords")
     user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.locked_until = None
+    end_sign_ins(user)
     core.audit(db, actor.username, "user.password_set", target=user.username)
     return user
 
@@ -189,12 +192,15 @@ def unlock_user(core: Pamcore, db: Session, actor: Actor, username: str) -> User
 
 
 def set_active(core: Pamcore, db: Session, actor: Actor, username: str, active: bool) -> User:
-    """Disable (or re-enable) a user: kept for the audit trail, but unable to sign in."""
+    """Disable (or re-enable) a user: kept for the audit trail, but unable to sign in, and
+    signed out of every browser (re-enabling does not bring those sign-ins back)."""
     require_admin(actor, "disable or enable users")
     user = get_user(db, username)
     if isinstance(actor, User) and actor.id == user.id and not active:
         raise PolicyDenied("you cannot disable your own account")
     user.is_active = active
+    if not active:
+        end_sign_ins(user)
     core.audit(
         db, actor.username, "user.enabled" if active else "user.disabled", target=user.username
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -26,7 +26,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from pamcore.errors import AuthenticationFailed
 from pamcore.model import Role, User
-from pamcore.services import twofactor
+from pamcore.services import signins, twofactor
 from pamcore.services.directory import authenticate
 from pamcore.web.context import acting_user, current_core
 from pamcore.web.ratelimit import AttemptLimiter
@@ -63,11 +63,38 @@ class WebUser:
         return self.role.value in roles
 
 
+def remember_sign_in(store: MutableMapping[str, Any], sign_in: signins.SignIn) -> None:
+    """Write ``sign_in`` into the session cookie ``store``."""
+    store["sign_in"] = [sign_in.generation, sign_in.signed_in_at, sign_in.seen_at]
+
+
+def _sign_in_of(user_id: str) -> signins.SignIn | None:
+    """The sign-in this request's cookie claims, or ``None`` for a cookie without one."""
+    held = session.get("sign_in")
+    if not user_id.isdigit() or not isinstance(held, list) or len(held) != 3:
+        return None
+    try:
+        return signins.SignIn(int(user_id), int(held[0]), float(held[1]), float(held[2]))
+    except (TypeError, ValueError):
+        return None
+
+
 def load_user(user_id: str) -> WebUser | None:
-    """Flask-Login's loader: a disabled or deleted account is signed out on its next click."""
-    with current_core().reader() as db:
-        user = db.get(User, int(user_id)) if user_id.isdigit() else None
-        return WebUser.of(user) if user is not None and user.is_active else None
+    """Flask-Login's loader: the sign-ins service says whether the cookie's sign-in still
+    stands; a table refreshing itself (an htmx GET) does not count as the person's activity."""
+    claimed = _sign_in_of(user_id)
+    current = None
+    if claimed is not None:
+        polling = request.method == "GET" and "HX-Request" in request.headers
+        core = current_core()
+        with core.reader() as db:
+            current = signins.current_sign_in(core, db, claimed, activity=not polling)
+            user = WebUser.of(current[0]) if current is not None else None
+    if current is None:
+        session.clear()
+        return None
+    remember_sign_in(session, current[1])
+    return user
 
 
 def role_required(*roles: str) -> Callable[[F], F]:
@@ -139,6 +166,7 @@ def _client() -> str:
 def _finish_sign_in(user: User, target: str | None) -> ResponseReturnValue:
     session.clear()  # nothing of a previous sign-in (or a fixation attempt) survives
     login_user(WebUser.of(user), fresh=True)
+    remember_sign_in(session, signins.start_sign_in(current_core(), user))
     session["auth_at"] = _now()
     return redirect(_next_or_home(target), code=303)
 
@@ -214,6 +242,11 @@ def reauthenticate() -> ResponseReturnValue:
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> ResponseReturnValue:
+    """Sign out of every browser at once: a copy of this cookie is worth nothing after."""
+    if current_user.is_authenticated:
+        core = current_core()
+        with core.unit() as db:
+            signins.sign_out(core, db, acting_user(db))
     logout_user()
     session.clear()
     flash("You are signed out.", "info")

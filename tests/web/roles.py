@@ -16,10 +16,11 @@ from itsdangerous import URLSafeTimedSerializer
 
 from pamcore.core import Pamcore
 from pamcore.model import Role, User
-from pamcore.services import tokens
+from pamcore.services import signins, tokens
 from pamcore.services.common import CONSOLE
 from pamcore.testing import builders as b
 from pamcore.web.app import create_app
+from pamcore.web.auth import remember_sign_in
 
 #: Everyone the role tests sign in as, by role.
 PEOPLE = {"user": "alice", "approver": "carol", "admin": "erin", "auditor": "ivy"}
@@ -39,10 +40,12 @@ def signed_in(app: Flask, core: Pamcore, username: str | None) -> FlaskClient:
     if username is None:
         return client
     with core.reader() as db:
-        user_id = db.query(User).filter_by(username=username).one().id
+        user = db.query(User).filter_by(username=username).one()
+        sign_in = signins.start_sign_in(core, user)
     with client.session_transaction() as session:
-        session["_user_id"] = str(user_id)
+        session["_user_id"] = str(sign_in.user_id)
         session["_fresh"] = True
+        remember_sign_in(session, sign_in)
         session["auth_at"] = core.now().timestamp()
     return client
 

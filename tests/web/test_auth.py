@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyotp
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from pamcore.clock import FrozenClock
+from pamcore.config import load_config
 from pamcore.core import Pamcore
+from pamcore.errors import ConfigurationError
 from pamcore.model import AuditEvent, User
+from pamcore.services import directory
+from pamcore.services.common import CONSOLE
 from pamcore.web.app import create_app
 from tests.conftest import World
 from tests.web.conftest import PASSWORD, Login
@@ -156,3 +164,87 @@ def test_errors_are_pages_not_tracebacks(app: Flask, login: Login) -> None:
     assert b"Traceback" not in missing.data
     session = client.get("/sessions/999")
     assert session.status_code == 404 and b"no activity session #999" in session.data
+
+
+def _copy(app: Flask, client: FlaskClient) -> FlaskClient:
+    """Another browser holding a copy of ``client``'s session cookie."""
+    cookie = client.get_cookie("pamcore_session")
+    assert cookie is not None
+    thief = app.test_client()
+    thief.set_cookie("pamcore_session", cookie.value)
+    return thief
+
+
+def _signed_in(client: FlaskClient) -> bool:
+    return client.get("/active").status_code == 200
+
+
+def test_a_cookie_copied_before_sign_out_is_dead_after(app: Flask, login: Login) -> None:
+    """Issue 11 item 4: signing out ends the sign-in on the server, and every other one of
+    the same person with it; a second person stays signed in."""
+    alice = login("alice")
+    copy, laptop, carol = _copy(app, alice), login("alice"), login("carol")
+    assert _signed_in(copy)
+    alice.post("/logout")
+    assert not _signed_in(copy)
+    assert not _signed_in(laptop)
+    assert _signed_in(carol)
+
+
+def test_new_password_disabling_and_sign_out_everywhere_end_every_sign_in(
+    app: Flask, core: Pamcore, login: Login
+) -> None:
+    alice = login("alice")
+    with core.unit() as db:
+        directory.set_password(core, db, CONSOLE, "alice", PASSWORD)
+    assert not _signed_in(alice)
+
+    alice = login("alice")
+    erin = login("erin")
+    page = erin.post(
+        "/admin/users/sign_out", data={"username": "alice"}, follow_redirects=True
+    ).data
+    assert b"alice is signed out of every browser" in page
+    assert not _signed_in(alice)
+    assert _signed_in(erin)
+
+    alice = login("alice")
+    with core.unit() as db:
+        directory.set_active(core, db, CONSOLE, "alice", False)
+        directory.set_active(core, db, CONSOLE, "alice", True)
+    assert not _signed_in(alice)  # enabling again does not bring old sign-ins back
+    with core.reader() as db:
+        actions = db.scalars(select(AuditEvent.action).where(AuditEvent.target == "alice")).all()
+    assert "user.signed_out_everywhere" in actions
+
+
+def test_sign_ins_end_when_idle_and_at_their_lifetime(
+    app: Flask, core: Pamcore, clock: FrozenClock, login: Login
+) -> None:
+    """Both limits come from pamcore.toml and are read on the core's clock; a table that
+    refreshes itself is not the person being there."""
+    core.config = core.config.with_overrides(web_idle_minutes=10, web_session_hours=1)
+    alice = login("alice")
+    for _ in range(6):  # a click every 9 minutes keeps the sign-in ...
+        clock.advance(minutes=9)
+        assert _signed_in(alice)
+    clock.advance(minutes=9)  # ... up to its lifetime (54 + 9 minutes > 1 hour)
+    assert not _signed_in(alice)
+
+    alice = login("alice")
+    clock.advance(minutes=6)
+    assert alice.get("/table/active", headers={"HX-Request": "true"}).status_code == 200
+    clock.advance(minutes=5)  # 11 minutes since the last click
+    assert not _signed_in(alice)
+
+
+def test_session_limits_are_settings(tmp_path: Path) -> None:
+    (tmp_path / "pamcore.toml").write_text(
+        "[pamcore]\nweb_idle_minutes = 15\nweb_session_hours = 8\n"
+    )
+    config = load_config(tmp_path)
+    assert (config.web_idle_minutes, config.web_session_hours) == (15, 8)
+    assert load_config(tmp_path / "none").web_idle_minutes == 30
+    (tmp_path / "pamcore.toml").write_text("[pamcore]\nweb_idle_minutes = 0\n")
+    with pytest.raises(ConfigurationError, match="web_idle_minutes must be more than 0"):
+        load_config(tmp_path)

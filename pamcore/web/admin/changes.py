@@ -10,7 +10,15 @@ from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.model import User
-from pamcore.services import activities, connections, directory, inventory, policies, profiles
+from pamcore.services import (
+    activities,
+    connections,
+    directory,
+    inventory,
+    policies,
+    profiles,
+    signins,
+)
 from pamcore.web.admin.forms import Form
 
 Change = Callable[[Pamcore, Session, User, Form], str]
@@ -60,6 +68,12 @@ def enable_user(core: Pamcore, db: Session, actor: User, form: Form) -> str:
     active = form.text("active") == "yes"
     user = directory.set_active(core, db, actor, form.text("username"), active)
     return f"{user.username} {'enabled' if active else 'disabled'}"
+
+
+@change("users", "sign_out")
+def sign_out_everywhere(core: Pamcore, db: Session, actor: User, form: Form) -> str:
+    user = signins.sign_out_everywhere(core, db, actor, form.text("username"))
+    return f"{user.username} is signed out of every browser"
 
 
 @change("users", "unlock")
