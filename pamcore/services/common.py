@@ -122,9 +122,10 @@ def by_name(db: Session, model: type[M], name: str) -> M:
     raise NotFound(f"no {kind} named '{name}'")
 
 
-#: Ids are 64-bit signed integers in SQLite and PostgreSQL; a larger one names no row (and
-#: would not even reach the database: SQLite's driver raises OverflowError on it).
-MAX_ID = 2**63 - 1
+#: The largest id a row can have: ids are INTEGER columns, 32-bit in PostgreSQL. A larger
+#: one names no row, and must not reach the database (PostgreSQL refuses it as out of range;
+#: past 2^63 SQLite's driver raises OverflowError).
+MAX_ID = 2**31 - 1
 
 
 def get_session(db: Session, session_id: int) -> ActivitySession:

@@ -19,6 +19,7 @@ from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from pamcore.errors import ValidationError
+from pamcore.services.common import MAX_ID
 
 DEFAULT_LIMIT = 200
 #: The most rows one page holds: bounds the memory and time of one answer.
@@ -44,6 +45,11 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
+#: How a wrong ``limit`` or ``cursor`` is explained, here and by the API's parameter checks.
+LIMIT_RULE = f"a whole number 1-{MAX_LIMIT}"
+WRONG_CURSOR = "not a cursor this list gave (start again without one, then follow 'next')"
+
+
 def page_request(listing: str, limit: str | None, cursor: str | None) -> PageRequest:
     """Parse a client's ``limit`` and ``cursor`` (both as typed, ``None`` when absent);
     raises ValidationError naming the one that is wrong."""
@@ -52,7 +58,7 @@ def page_request(listing: str, limit: str | None, cursor: str | None) -> PageReq
     elif limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_LIMIT:
         rows = int(limit)
     else:
-        raise ValidationError("limit", f"a whole number 1-{MAX_LIMIT}, not {limit[:20]!r}")
+        raise ValidationError("limit", f"{LIMIT_RULE}, not {limit[:20]!r}")
     return PageRequest(listing, rows, _before(listing, cursor) if cursor is not None else None)
 
 
@@ -75,14 +81,12 @@ def _cursor(listing: str, last_id: int) -> str:
 
 def _before(listing: str, cursor: str) -> int:
     """The last id a cursor of ``listing`` carries."""
-    wrong = ValidationError(
-        "cursor", "not a cursor this list gave (start again without one, then follow 'next')"
-    )
+    wrong = ValidationError("cursor", WRONG_CURSOR)
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise wrong from None
     name, _, last = text.rpartition(":")
-    if name != listing or not (last.isascii() and last.isdigit()) or not 0 < int(last) < 2**63:
+    if name != listing or not (last.isascii() and last.isdigit()) or not 0 < int(last) <= MAX_ID:
         raise wrong
     return int(last)

@@ -244,11 +244,15 @@ def test_unexpected_errors_are_plain_problems(
 
 
 def test_ids_beyond_64_bits_are_problems_not_500s(as_) -> None:  # type: ignore[no-untyped-def]
-    """Issue 11 item 8: a session id past 2^63-1 reached SQLite (OverflowError, a 500)."""
-    huge = 2**64
-    as_("alice").call("GET", f"/sessions/{huge}", 404)
-    for action in ("approve", "deny", "cancel", "end", "extend", "password"):
-        as_("alice").call("POST", f"/sessions/{huge}/{action}", 404, {})
+    """Issue 11 item 8: a session id past 2^63-1 reached SQLite (OverflowError, a 500), and
+    one past 2^31-1 PostgreSQL's INTEGER column; it is a 422 naming the id, as is one that is
+    not a number."""
+    for bad in (2**31, 2**64, 0, "1_0", "x"):
+        assert as_("alice").call("GET", f"/sessions/{bad}", 422)["field"] == "session_id"
+        for action in ("approve", "deny", "cancel", "end", "extend", "password"):
+            problem = as_("alice").call("POST", f"/sessions/{bad}/{action}", 422, {})
+            assert problem["field"] == "session_id"
+    as_("alice").call("GET", f"/sessions/{2**31 - 1}", 404)
 
 
 def test_undeclared_methods_are_405_problems(as_) -> None:  # type: ignore[no-untyped-def]
@@ -258,6 +262,7 @@ def test_undeclared_methods_are_405_problems(as_) -> None:  # type: ignore[no-un
         ("TRACE", "/sessions", "GET, HEAD, OPTIONS, POST"),
         ("PUT", "/sessions/1", "GET, HEAD, OPTIONS"),
         ("DELETE", "/sessions/1/approve", "OPTIONS, POST"),
+        ("QUERY", "/sessions/1/end", "OPTIONS, POST"),
     ):
         api = as_("alice")
         api.call(method, path, 405)

@@ -153,6 +153,7 @@ def test_the_openapi_document_describes_paging(seeded: Seeded) -> None:
         operation = paths[path]["get"]
         parameters = {p["name"]: p["schema"] for p in operation["parameters"]}
         assert parameters["limit"]["maximum"] == MAX_LIMIT
-        assert parameters["cursor"] == {"type": "string"}
+        assert parameters["cursor"]["type"] == "string"
+        assert parameters["cursor"]["minLength"] == 1
         assert "Link" in operation["responses"]["200"]["headers"]
         assert "422" in operation["responses"]

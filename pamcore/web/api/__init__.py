@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
-from pamcore.errors import AuthenticationFailed, PamError, ValidationError
+from pamcore.errors import AuthenticationFailed, PamError
 from pamcore.model import User
 from pamcore.services.paging import Page
 from pamcore.services.tokens import authenticate_token
@@ -80,14 +80,6 @@ def api_user(db: Session) -> User:
     return user
 
 
-def json_body() -> dict[str, Any]:
-    """The request's JSON object; anything else is a 400 problem."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadBody("the body must be a JSON object (Content-Type: application/json)")
-    return body
-
-
 def paged(page: Page[Any], rows: list[Any]) -> Response:
     """A page's rows as the JSON array, and the next page's address in a ``Link`` header
     (RFC 8288, ``rel="next"``): the same query with the next cursor; none on the last."""
@@ -96,15 +88,6 @@ def paged(page: Page[Any], rows: list[Any]) -> Response:
         args = {**request.args.to_dict(), "cursor": page.next_cursor}
         response.headers["Link"] = f'<{url_for(str(request.endpoint), **args)}>; rel="next"'
     return response
-
-
-def text_field(body: dict[str, Any], name: str, default: str = "") -> str:
-    value = body.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise ValidationError(name, "must be a string")
-    return value
 
 
 class BadBody(Exception):
@@ -150,7 +133,7 @@ def unexpected(error: Exception) -> Response:
 
 
 #: Methods the catch-all answers, so that any of them on a known address is a 405 problem.
-ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "TRACE"]
+ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "TRACE", "CONNECT", "QUERY"]
 
 
 def _allowed_methods() -> list[str]:
