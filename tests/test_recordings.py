@@ -103,6 +103,9 @@ def test_register_rejects_bad_input(core: Pamcore, world: World, tmp_path: Path)
     now = core.now()
     with pytest.raises(ValidationError, match="sha256"), core.unit() as db:
         register_recording(core, db, sid, None, "ssh", tmp_path / "x", "abc", 1, now, now)
+    with pytest.raises(ValidationError, match="sha256"), core.unit() as db:
+        newline = "0" * 64 + "\n"  # re.match(...$) let a trailing newline through
+        register_recording(core, db, sid, None, "ssh", tmp_path / "x", newline, 1, now, now)
     with pytest.raises(NotFound, match="#999"), core.unit() as db:
         register_recording(core, db, 999, None, "ssh", tmp_path / "x", "0" * 64, 1, now, now)
     with core.reader() as db:

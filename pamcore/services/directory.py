@@ -49,7 +49,7 @@ def check_username(username: str) -> str:
             raise ValidationError("username", f"must not contain {why}")
     if name != name.lower():
         raise ValidationError("username", f"must be lowercase (try '{name.lower()}')")
-    if not USERNAME.match(name):
+    if not USERNAME.fullmatch(name):
         raise ValidationError(
             "username",
             "1-64 characters: lowercase letters, digits, '.', '_' or '-', "

@@ -58,7 +58,7 @@ def parse_protocols(specs: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for spec in specs:
         name, sep, port_text = spec.strip().lower().partition(":")
-        if not _PROTOCOL.match(name):
+        if not _PROTOCOL.fullmatch(name):
             raise ValidationError("protocols", f"'{spec}' is not NAME:PORT (e.g. ssh:22)")
         if not sep:
             if name not in WELL_KNOWN_PORTS:
@@ -140,7 +140,7 @@ def _apply_resource(db: Session, resource: Resource, ch: ResourceChanges) -> Non
         resource.name = unique_name(db, Resource, ch.name, current=resource)
     if ch.address is not None:
         address = ch.address.strip()
-        if not _ADDRESS.match(address):
+        if not _ADDRESS.fullmatch(address):
             raise ValidationError("address", f"'{address}' is not a host name or IP address")
         resource.address = address
     if ch.platform is not None:
@@ -166,7 +166,7 @@ def _apply_resource(db: Session, resource: Resource, ch: ResourceChanges) -> Non
         resource.protocols = rows
     if ch.host_key is not None:
         key = ch.host_key.strip()
-        if key and not _HOST_KEY.match(key):
+        if key and not _HOST_KEY.fullmatch(key):
             raise ValidationError(
                 "host_key",
                 "give an OpenSSH public-key line ('ssh-ed25519 AAAA...') or 'sha256:...'",

@@ -43,7 +43,7 @@ def register_recording(
     the recorder failed part-way); an ``incomplete`` reason is audited too.
     """
     session = get_session(db, session_id)
-    if not _SHA256.match(sha256):
+    if not _SHA256.fullmatch(sha256):
         raise ValidationError("sha256", "must be 64 lowercase hexadecimal digits")
     if size < 0:
         raise ValidationError("size", "must not be negative")
