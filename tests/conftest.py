@@ -2,100 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from pamcore.core import Pamcore
-from pamcore.model import (
-    Activity,
-    ActivityKind,
-    ConnectionProfile,
-    Credential,
-    Group,
-    LoginMode,
-    Resource,
-    Role,
-    User,
-)
-from pamcore.testing import builders as b
-
-ROOT_PASSWORD = "Db01-root-S3cret!"
-
-
-@dataclass
-class World:
-    """alice requests; carol and dave approve (Linux Admins); erin administers."""
-
-    alice: User
-    bob: User
-    carol: User
-    dave: User
-    erin: User
-    admins: Group
-    web01: Resource
-    web02: Resource
-    db01: Resource
-    linux_admin: Activity
-    checkout: Activity
-    root_cred: Credential
-    standard: ConnectionProfile
-    approval: ConnectionProfile
+from tests.world import World, make_world
 
 
 @pytest.fixture
 def world(core: Pamcore) -> World:
-    with core.unit() as db:
-        alice = b.make_user(db, "alice")
-        bob = b.make_user(db, "bob")
-        carol = b.make_user(db, "carol", Role.APPROVER)
-        dave = b.make_user(db, "dave", Role.APPROVER)
-        erin = b.make_user(db, "erin", Role.ADMIN)
-        admins = b.make_group(db, "Linux Admins", [carol, dave])
-        web01 = b.make_resource(db, "web01")
-        web02 = b.make_resource(db, "web02")
-        db01 = b.make_resource(db, "db01", protocols={"ssh": 22, "tcp": 5432})
-        root_cred = b.make_credential(core, db, "db01 root", "root", ROOT_PASSWORD, resource=db01)
-        linux_admin = b.make_activity(
-            db,
-            "Linux Admin",
-            login_mode=LoginMode.EPHEMERAL,
-            pre=[("audit-note", {"message": "create account"})],
-            post=[("audit-note", {"message": "remove account"})],
-        )
-        checkout = b.make_activity(
-            db, "Check out root", kind=ActivityKind.CREDENTIAL, credential=root_cred
-        )
-        standard = b.make_profile(
-            db,
-            "Standard",
-            max_duration_minutes=60,
-            extension_minutes=30,
-            extension_max_count=2,
-            allow_view_password=True,
-        )
-        approval = b.make_profile(db, "Approval", tiers=[(1, [], [admins])])
-        b.make_policy(db, "alice web", approval, [linux_admin], [web01, web02], users=[alice])
-        b.make_policy(db, "db checkout", standard, [checkout], [db01], users=[alice, bob])
-    return World(
-        alice,
-        bob,
-        carol,
-        dave,
-        erin,
-        admins,
-        web01,
-        web02,
-        db01,
-        linux_admin,
-        checkout,
-        root_cred,
-        standard,
-        approval,
-    )
-
-
-def fresh(db, obj):  # type: ignore[no-untyped-def]
-    """The row behind a detached fixture object, loaded in ``db`` (never ``merge``, which
-    would copy the fixture's stale collections back over the database)."""
-    return db.get(type(obj), obj.id)
+    return make_world(core)

@@ -20,7 +20,7 @@ from pamcore.services.common import worker_name
 from pamcore.services.ending import complete_ending
 from pamcore.services.sessions import SessionRequest, create_session, end_session
 from pamcore.testing import builders as b
-from tests.conftest import ROOT_PASSWORD, World, fresh
+from tests.world import ROOT_PASSWORD, World, fresh
 
 
 def create(core: Pamcore, user: User, activity: str, resource: str, **kw) -> int:

@@ -18,7 +18,7 @@ from pamcore.services import scheduler
 from pamcore.services.approvals import approval_queue, approve_session, deny_session
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
-from tests.conftest import World, fresh
+from tests.world import World, fresh
 
 
 def request_linux(core: Pamcore, user: User, resource: str = "web01") -> int:

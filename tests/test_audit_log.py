@@ -14,7 +14,7 @@ from pamcore.services.audit_log import AuditFilter, check_chain, list_events
 from pamcore.services.common import CONSOLE
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
-from tests.conftest import World, fresh
+from tests.world import World, fresh
 
 
 def test_filters_and_roles(core: Pamcore, world: World) -> None:

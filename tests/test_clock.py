@@ -14,7 +14,7 @@ from pamcore.model import AuditEvent
 from pamcore.services.access import authorize_connection
 from pamcore.services.approvals import approve_session
 from pamcore.services.sessions import SessionRequest, create_session
-from tests.conftest import World, fresh
+from tests.world import World, fresh
 
 #: 10:00 on a day 400 days after the wall clock's: never the wall clock's day.
 FAR = utcnow().replace(hour=10, minute=0, second=0, microsecond=0) + dt.timedelta(days=400)

@@ -29,7 +29,7 @@ from pamcore.services.connections import (
 )
 from pamcore.services.ending import complete_ending
 from pamcore.services.sessions import SessionRequest, create_session, end_session
-from tests.conftest import World, fresh
+from tests.world import World, fresh
 
 
 def status(core: Pamcore, sid: int) -> tuple[Status, int]:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from pamcore import hookimpl
 from pamcore.core import Pamcore
 from pamcore.errors import ValidationError
 from pamcore.model import AuditEvent, Platform, Secret
-from pamcore.registry import ResourceSetting
 from pamcore.services import inventory as inv
 from pamcore.services.common import CONSOLE
 from pamcore.testing import builders as b
+from tests.plugins import SettingsPlugin
 
 PASSWORD = "Vault-only-Pa55word-7731"
 PRIVATE_KEY = (
@@ -25,20 +24,6 @@ PRIVATE_KEY = (
     "-----END OPENSSH PRIVATE KEY-----"
 )
 KEY_BODY = "QyNTUxOQAAACBzZWNyZXQta2V5LW1hdGVyaWFsLWZvci10ZXN0cy1vbmx5LTQyNDI="
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"'{text}' is not a positive number of seconds")
-    return int(text)
-
-
-class SettingsPlugin:
-    @hookimpl
-    def pamcore_register_resource_settings(
-        self, register: Callable[[ResourceSetting], None]
-    ) -> None:
-        register(ResourceSetting("testplug", "timeout", "connect timeout", parse=_positive))
 
 
 @pytest.fixture

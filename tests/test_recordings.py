@@ -22,7 +22,7 @@ from pamcore.services.recordings import (
 )
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
-from tests.conftest import World, fresh
+from tests.world import World, fresh
 
 
 def session_of(core: Pamcore, user) -> int:  # type: ignore[no-untyped-def]

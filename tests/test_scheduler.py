@@ -21,7 +21,7 @@ from pamcore.services import scheduler
 from pamcore.services.common import CLAIM_TTL
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
-from tests.conftest import World, fresh
+from tests.world import World, fresh
 
 
 class Recorder:

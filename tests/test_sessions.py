@@ -26,7 +26,7 @@ from pamcore.services.sessions import (
     list_sessions,
 )
 from pamcore.testing import builders as b
-from tests.conftest import World, fresh
+from tests.world import World, fresh
 
 
 def request(activity: str = "Check out root", *resources: str, **kw) -> SessionRequest:

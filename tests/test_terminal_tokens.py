@@ -17,7 +17,7 @@ from pamcore.services.terminal_tokens import (
     issue_terminal_token,
     redeem_terminal_token,
 )
-from tests.conftest import World, fresh
+from tests.world import World, fresh
 
 SECRET = "instance-secret-for-tests"
 FILE = TokenUse("file token", 600, "pamcore.test-file", "download the file again")

@@ -19,7 +19,7 @@ from pamcore.errors import AuthenticationFailed, NotFound, PolicyDenied, Validat
 from pamcore.model import ApiToken, AuditEvent, User
 from pamcore.services import tokens
 from pamcore.services.common import CONSOLE
-from tests.conftest import World, fresh
+from tests.world import World, fresh
 
 
 def _issue(

@@ -1,24 +1,26 @@
-"""Web fixtures: the dashboard built on the test core, users with passwords, sign-in."""
+"""Web fixtures: the dashboard built on the test core, users with passwords, sign-in, and
+the dashboard served by cheroot to headless Chromium."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
+from selenium import webdriver
 
 from pamcore.core import Pamcore
-from pamcore.model import Role, User
+from pamcore.model import ConnectionProfile, Role, User
 from pamcore.passwords import hash_password
 from pamcore.testing import builders as b
 from pamcore.web.app import create_app
-from tests.conftest import World
-
-PASSWORD = "web-test-password-1"
-
-Login = Callable[[str], FlaskClient]
+from pamcore.web.server import WebServer
+from tests.web.chromium import chromium_missing, start_chromium
+from tests.web.helpers import PASSWORD, Login, sign_in
+from tests.world import World
 
 
 @pytest.fixture
@@ -44,23 +46,53 @@ def csrf_app(core: Pamcore, web_world: World) -> Flask:
     return create_app(core, {"TESTING": True})
 
 
-def sign_in(client: FlaskClient, username: str, password: str = PASSWORD) -> FlaskClient:
-    response = client.post("/login", data={"username": username, "password": password})
-    assert response.status_code == 303, response.data
-    return client
-
-
 @pytest.fixture
 def login(app: Flask) -> Login:
     """A fresh client signed in as the given user."""
     return lambda username: sign_in(app.test_client(), username)
 
 
-def csrf_token(html: bytes) -> str:
-    found = re.search(rb'name="csrf_token" value="([^"]+)"', html)
-    assert found, "page has no CSRF token"
-    return found.group(1).decode()
+@pytest.fixture
+def server(core: Pamcore, web_world: World) -> Iterator[str]:
+    """The dashboard served by cheroot on a free port (its URL), for a real browser."""
+    if core.engine.dialect.name != "sqlite":
+        pytest.skip("the browser tests run once, on SQLite")
+    with core.unit() as db:
+        profile = db.get(ConnectionProfile, web_world.approval.id)
+        profile.allow_view_password = True
+        profile.password_view_seconds = 5
+        profile.max_duration_minutes = 60
+    web = WebServer(core, "127.0.0.1", 0, threads=8)
+    url = web.start()
+    yield url
+    web.stop()
 
 
-def field_errors(html: bytes) -> list[str]:
-    return [m.decode() for m in re.findall(rb'class="field-error"[^>]*>([^<]*)<', html)]
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Callable[[str], webdriver.Chrome]]:
+    """Start a headless Chromium per person (marks the test ``browser``)."""
+    if missing := chromium_missing():
+        pytest.skip(missing)
+    drivers: list[webdriver.Chrome] = []
+
+    def start(name: str) -> webdriver.Chrome:
+        drivers.append(start_chromium(tmp_path / f"profile-{name}"))
+        return drivers[-1]
+
+    yield start
+    for driver in drivers:
+        driver.quit()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Callable[[webdriver.Chrome, str], None]:
+    """Save numbered screenshots (in $PAMCORE_SCREENSHOTS when set)."""
+    folder = Path(os.environ.get("PAMCORE_SCREENSHOTS") or tmp_path / "screens")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    count = iter(range(1, 100))
+
+    def shot(driver: webdriver.Chrome, name: str) -> None:
+        driver.save_screenshot(str(folder / f"{next(count):02d}-{name}.png"))
+
+    return shot

@@ -1,13 +1,42 @@
-"""Sessions in a given state, made through the services (as any edge would)."""
+"""Shared by the web tests: the test password, signing a client in, reading forms, and
+sessions in a given state made through the services (as any edge would)."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from flask.testing import FlaskClient
 
 from pamcore.core import Pamcore
 from pamcore.model import User
 from pamcore.services import scheduler
 from pamcore.services.approvals import approve_session
 from pamcore.services.sessions import SessionRequest, create_session
-from tests.conftest import fresh
+from tests.world import fresh
+
+#: Every web test user's password (the ``web_world`` fixture sets it).
+PASSWORD = "web-test-password-1"
+
+#: The ``login`` fixture: a fresh client signed in as the given user.
+Login = Callable[[str], FlaskClient]
+
+
+def sign_in(client: FlaskClient, username: str, password: str = PASSWORD) -> FlaskClient:
+    response = client.post("/login", data={"username": username, "password": password})
+    assert response.status_code == 303, response.data
+    return client
+
+
+def csrf_token(html: bytes) -> str:
+    """The CSRF token a page's form carries."""
+    found = re.search(rb'name="csrf_token" value="([^"]+)"', html)
+    assert found, "page has no CSRF token"
+    return found.group(1).decode()
+
+
+def field_errors(html: bytes) -> list[str]:
+    return [m.decode() for m in re.findall(rb'class="field-error"[^>]*>([^<]*)<', html)]
 
 
 def request_session(

@@ -15,9 +15,9 @@ from pamcore.model import AuditEvent, LiveConnection
 from pamcore.services import scheduler
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.web.admin.changes import CHANGES
-from tests.conftest import ROOT_PASSWORD, World, fresh
-from tests.test_inventory import SettingsPlugin
+from tests.plugins import SettingsPlugin
 from tests.web.roles import PEOPLE, build_app, csrf_token, signed_in
+from tests.world import ROOT_PASSWORD, World, fresh
 
 PAGES = [
     "/admin/",

@@ -15,8 +15,8 @@ from pamcore.core import Pamcore
 from pamcore.model import AuditEvent
 from pamcore.services.recordings import register_recording
 from pamcore.services.sessions import SessionRequest, create_session
-from tests.conftest import World, fresh
 from tests.web.roles import PEOPLE, build_app, csrf_token, signed_in
+from tests.world import World, fresh
 
 CAST = json.dumps({"version": 2, "width": 80, "height": 24}) + '\n[0.5, "o", "hello"]\n'
 

@@ -8,18 +8,16 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
 
 from pamcore.core import Pamcore
 from pamcore.services.recordings import register_recording
 from pamcore.services.sessions import SessionRequest, create_session
-from tests.conftest import World, fresh
-from tests.web.test_browser_tour import browser, server, shots, sign_in  # noqa: F401 (fixtures)
-
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from tests.web.chromium import sign_in
+from tests.world import World, fresh
 
 CAST = (
     json.dumps({"version": 2, "width": 60, "height": 10})
@@ -30,9 +28,9 @@ CAST = (
 def test_recording_plays_in_the_browser(
     core: Pamcore,
     web_world: World,
-    server: str,  # noqa: F811
-    browser: Callable[[str], webdriver.Chrome],  # noqa: F811
-    shots: Callable[[webdriver.Chrome, str], None],  # noqa: F811
+    server: str,
+    browser: Callable[[str], webdriver.Chrome],
+    shots: Callable[[webdriver.Chrome, str], None],
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "db01.cast"

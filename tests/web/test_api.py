@@ -14,8 +14,8 @@ from sqlalchemy import select
 from pamcore.core import Pamcore
 from pamcore.model import Group, User
 from pamcore.services import scheduler
-from tests.conftest import ROOT_PASSWORD, World
 from tests.web.roles import PEOPLE, api_token, bearer, build_app, csrf_token, signed_in
+from tests.world import ROOT_PASSWORD, World
 
 WEB01 = {"activity": "Linux Admin", "resources": ["web01"], "notes": "patch", "ticket": "CHG1"}
 DB01 = {"activity": "Check out root", "resources": ["db01"]}

@@ -18,8 +18,8 @@ from pamcore.model import AuditEvent, User
 from pamcore.services import directory
 from pamcore.services.common import CONSOLE
 from pamcore.web.app import create_app
-from tests.conftest import World
-from tests.web.conftest import PASSWORD, Login
+from tests.web.helpers import PASSWORD, Login
+from tests.world import World
 
 
 def test_pages_need_a_sign_in(app: Flask) -> None:

@@ -6,98 +6,20 @@ a screenshot (in $PAMCORE_SCREENSHOTS when set)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
-from pamcore.model import ConnectionProfile
 from pamcore.services import scheduler
-from pamcore.web.server import WebServer
-from tests.conftest import World
-from tests.web.conftest import PASSWORD
+from tests.web.chromium import sign_in
 from tests.web.helpers import request_session
-
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
-@pytest.fixture
-def server(core: Pamcore, web_world: World) -> Iterator[str]:
-    if core.engine.dialect.name != "sqlite":
-        pytest.skip("the browser tour runs once, on SQLite")
-    with core.unit() as db:
-        profile = db.get(ConnectionProfile, web_world.approval.id)
-        profile.allow_view_password = True
-        profile.password_view_seconds = 5
-        profile.max_duration_minutes = 60
-    web = WebServer(core, "127.0.0.1", 0, threads=8)
-    url = web.start()
-    yield url
-    web.stop()
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Callable[[str], webdriver.Chrome]]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("needs the Debian packages chromium and chromium-driver")
-    drivers: list[webdriver.Chrome] = []
-
-    def start(name: str) -> webdriver.Chrome:
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1400,1000",
-            f"--user-data-dir={tmp_path / f'profile-{name}'}",
-        ):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(
-            options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER)
-        )
-        drivers.append(driver)
-        return driver
-
-    yield start
-    for driver in drivers:
-        driver.quit()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Callable[[webdriver.Chrome, str], None]:
-    folder = Path(os.environ.get("PAMCORE_SCREENSHOTS") or tmp_path / "screens")
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    count = iter(range(1, 100))
-
-    def shot(driver: webdriver.Chrome, name: str) -> None:
-        driver.save_screenshot(str(folder / f"{next(count):02d}-{name}.png"))
-
-    return shot
-
-
-def sign_in(driver: webdriver.Chrome, url: str, username: str) -> None:
-    driver.get(f"{url}/login")
-    driver.find_element(By.ID, "username").send_keys(username)
-    driver.find_element(By.ID, "password").send_keys(PASSWORD)
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "session-table")))
+from tests.world import World
 
 
 def next_step(driver: webdriver.Chrome, expect: str) -> None:

@@ -6,9 +6,8 @@ import pytest
 from flask import Flask
 
 from pamcore.core import Pamcore
-from tests.conftest import World
-from tests.web.conftest import PASSWORD, csrf_token
-from tests.web.helpers import available_checkout
+from tests.web.helpers import PASSWORD, available_checkout, csrf_token
+from tests.world import World
 
 POSTS = [
     "/logout",

@@ -12,9 +12,8 @@ from pamcore.core import Pamcore
 from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession, AuditEvent, ConnectionProfile
 from pamcore.registry import LaunchInfo, ProtocolHandler
-from tests.conftest import ROOT_PASSWORD, World
-from tests.web.conftest import Login
-from tests.web.helpers import available_checkout, request_session
+from tests.web.helpers import Login, available_checkout, request_session
+from tests.world import ROOT_PASSWORD, World
 
 #: user (requester), approver, admin, auditor.
 ROLES = ("alice", "carol", "erin", "ivy")

@@ -8,8 +8,8 @@ from flask.testing import FlaskClient
 
 from pamcore.core import Pamcore
 from pamcore.model import ActivitySession, ConnectionProfile
-from tests.conftest import World
-from tests.web.conftest import Login, field_errors
+from tests.web.helpers import Login, field_errors
+from tests.world import World
 
 
 def _walk(client: FlaskClient, **steps: dict) -> None:
