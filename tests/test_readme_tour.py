@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 PAMCORE = Path(sys.executable).parent / "pamcore"
 
@@ -54,6 +56,7 @@ def test_tour_has_the_story() -> None:
     ]
 
 
+@pytest.mark.slow  # a dozen `pamcore` processes, each importing the whole app
 def test_tour_runs_as_written(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAMCORE_")}
     env.update(

@@ -7,7 +7,8 @@ Use from a ``conftest.py``::
 which provides the fixtures ``clock`` (a :class:`~pamcore.clock.FrozenClock`), ``db_url``
 (SQLite, and PostgreSQL when ``PAMCORE_TEST_PG_URL`` names a server), ``empty_db_url`` (the
 same without a schema) and ``core`` (a fresh instance with schema, master key and the
-installed plugins, in strict mode).
+installed plugins, in strict mode). A project that registers the markers ``e2e``,
+``browser`` and ``slow`` gets its tests sorted into those tiers (:mod:`pamcore.testing.tiers`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pamcore.config import load_config
 from pamcore.core import Pamcore
 from pamcore.model import AuditEvent, Base
 from pamcore.plugins import PluginHost, build_plugin_host
+from pamcore.testing.tiers import install_guard, mark_tiers, tiers_enabled
 from pamcore.vault import MasterKey, write_key_file, write_keyring
 
 PG_ENV = "PAMCORE_TEST_PG_URL"
@@ -46,6 +48,16 @@ T = TypeVar("T")
 
 #: Per test process, so parallel runs on one server never drop each other's template.
 _TEMPLATE = f"pamcore_test_template_{os.getpid()}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if tiers_enabled(config):
+        install_guard(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if tiers_enabled(config):
+        mark_tiers(items)
 
 
 def pg_admin_url() -> str | None:
