@@ -19,11 +19,12 @@ SIBLINGS := $(dir $(wildcard pamcore_ssh/pyproject.toml pamcore_rdp/pyproject.to
 #: Touched after a successful setup, so a second `make test` skips it.
 STAMP := $(VENV)/.pamcore-setup
 
-.PHONY: help setup deps test run lint format bench clean-pg
+.PHONY: help setup deps test test-fast run lint format bench clean-pg
 
 help:
 	@echo "make run    set up, initialise ./$(INSTANCE) with demo data, start pamcore"
 	@echo "make test   set up, start the test PostgreSQL, ruff check, pytest"
+	@echo "make test-fast   pytest without the e2e, browser and slow tiers"
 	@echo "make lint | format | bench | setup | clean-pg"
 
 setup: $(STAMP)
@@ -60,6 +61,13 @@ test: setup
 	if [ $$status -ne 0 ]; then exit $$status; fi; \
 	if [ $$lint -ne 0 ]; then echo "ruff check failed" >&2; fi; \
 	exit $$lint
+
+# The inner loop while coding: pytest without the e2e, browser and slow tiers (README, "For
+# contributors"); `make test`, which CI runs, still runs every tier.
+test-fast: setup
+	@url=$$(scripts/test-postgres); \
+	PAMCORE_TEST_PG_URL="$$url" PAMCORE_REQUIRE_PG=1 PAMCORE_STRICT_PLUGINS=1 \
+		$(BIN)/pytest -m "not e2e and not browser and not slow" $(PYTEST_ARGS)
 
 # `pamcore demo` seeds an empty instance and leaves one that has demo users untouched.
 run: setup
