@@ -44,6 +44,10 @@ class Config:
     #: A reverse proxy in front of the dashboard terminates TLS: people reach it only over
     #: HTTPS, though cheroot itself speaks HTTP.
     web_behind_tls_proxy: bool = False
+    #: How many reverse proxies in front of the dashboard append to X-Forwarded-For: the
+    #: client address (sign-in limits, audit) is then the one the nearest of them saw.
+    #: 0: none, and the header is ignored, so a client cannot choose its own address.
+    web_trusted_proxies: int = 0
     #: Origins (``scheme://host[:port]``) people open the dashboard under; pages from these
     #: may open the browser terminal. Empty: :attr:`allowed_origins` derives them.
     web_origins: tuple[str, ...] = ()
@@ -127,6 +131,7 @@ def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Co
             web_behind_tls_proxy=_flag(
                 "web_behind_tls_proxy", core.get("web_behind_tls_proxy", False)
             ),
+            web_trusted_proxies=_count("web_trusted_proxies", core.get("web_trusted_proxies", 0)),
             web_idle_minutes=_positive("web_idle_minutes", core.get("web_idle_minutes", 30)),
             web_session_hours=_positive("web_session_hours", core.get("web_session_hours", 12)),
             scheduler_interval=float(core.get("scheduler_interval", 5.0)),
@@ -151,6 +156,13 @@ def _flag(name: str, value: Any) -> bool:
     """A true/false setting: a TOML boolean, never a string that only looks like one."""
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false (got {value!r})")
+    return value
+
+
+def _count(name: str, value: Any) -> int:
+    """A whole number of things, zero or more."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a whole number, 0 or more (got {value!r})")
     return value
 
 
@@ -204,6 +216,9 @@ web_port = 8080
 # A reverse proxy (nginx, HAProxy...) terminates TLS in front of the dashboard: cookies are
 # then Secure and the dashboard sends Strict-Transport-Security.
 # web_behind_tls_proxy = true
+# How many reverse proxies in front of the dashboard add X-Forwarded-For (0: none, the header
+# is ignored); sign-in limits and the audit log then see the real client address.
+# web_trusted_proxies = 1
 # Addresses people open the dashboard under, when not public_host or web_bind on web_port
 # (a reverse proxy, another name): pages from these may open the browser terminal.
 # web_origins = ["https://pam.example.com", "http://127.0.0.1:8080"]

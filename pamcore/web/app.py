@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, NotFound, PamError
@@ -80,6 +81,11 @@ def create_app(core: Pamcore, config_overrides: dict[str, Any] | None = None) ->
     )
     app.config.update(config_overrides or {})
     app.extensions["pamcore"] = core
+    if core.config.web_trusted_proxies:
+        # werkzeug's ProxyFix takes the client address and scheme from the headers the
+        # nearest trusted proxies appended, and no further back (a client cannot spoof it).
+        hops = core.config.web_trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.extensions["pamcore_sign_in_limiter"] = AttemptLimiter(
         app.config["PAMCORE_SIGN_IN_ATTEMPTS"], app.config["PAMCORE_SIGN_IN_WINDOW"]
     )

@@ -160,6 +160,8 @@ def _limiter() -> AttemptLimiter:
 
 
 def _client() -> str:
+    """The client's address: behind ``web_trusted_proxies`` reverse proxies, the one the
+    nearest proxy saw (ProxyFix in the app factory), never a header the client chose."""
     return request.remote_addr or "unknown"
 
 
@@ -192,6 +194,7 @@ def login() -> ResponseReturnValue:
                 return redirect(url_for("auth.second_factor"), code=303)
             return _finish_sign_in(user, target)
     except AuthenticationFailed as exc:
+        _limiter().failed(_client())
         flash(f"Sign-in failed: {exc}.", "error")
         return render_template("auth/login.html", next=target, username=username), 401
 
@@ -216,6 +219,7 @@ def second_factor() -> ResponseReturnValue:
             )
             return _finish_sign_in(user, pending.get("next"))
     except AuthenticationFailed as exc:
+        _limiter().failed(_client())
         flash(f"Sign-in failed: {exc}.", "error")
         return render_template("auth/code.html"), 401
 
