@@ -133,6 +133,12 @@ class ConnectionProfile(Base):
     def approval_required(self) -> bool:
         return bool(self.tiers)
 
+    @property
+    def allows_extension(self) -> bool:
+        """Whether a session under this profile can be extended at all (Ctrl+X is
+        offered only then)."""
+        return self.extension_enabled and self.extension_max_count > 0
+
     def tier(self, position: int) -> ApprovalTier | None:
         return next((t for t in self.tiers if t.position == position), None)
 

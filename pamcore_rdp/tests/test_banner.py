@@ -1,11 +1,13 @@
 """The session-end banner's pieces without peers: the Ctrl+X filter on fast-path input
 (the X events taken out exactly, everything else byte-identical, malformed input a clean
 protocol error), the fragmentation tracking that keeps the banner between whole updates,
-and the fast-path bitmap PDUs. End to end with xfreerdp and xrdp: test_redirection.py."""
+the fast-path bitmap PDUs, and its text fitted to its width. End to end with xfreerdp and
+xrdp: test_redirection.py."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import struct
 
 import pytest
@@ -13,18 +15,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamcore_rdp.banner import (
     CTRL,
+    DETAIL_LINE_HEIGHT,
+    DETAIL_LINES,
+    ELLIPSIS,
     HEIGHT,
     KEY_X,
+    MARGIN,
     WIDTH,
     CtrlX,
     Overlay,
     banner_image,
     fastpath_bitmap_pdus,
+    fit_lines,
     fragment_open,
 )
 from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.keys import fastpath_events
+from pamcore_rdp.prompt import CARD, font
+from pamcore_rdp.session_end import banner_text
 from pamcore_rdp.wire import fastpath_length
+from PIL import Image
 from rdp_frames import fastpath, scancode
 
 MOUSE = bytes([0x1 << 5]) + struct.pack("<HHH", 0x0800, 10, 20)
@@ -233,3 +243,58 @@ def _rectangle_sizes(data: bytes, count: int) -> list[tuple[int, int]]:
         offset += 18 + length
     assert offset == len(data)
     return sizes
+
+
+# -- the banner's text: fitted to its width, Ctrl+X only where it extends ------------------
+
+REFUSAL = "Not extended: connection profile 'Windows Administrators' does not allow extensions"
+TEXT_WIDTH = WIDTH - 2 * MARGIN
+
+
+def test_a_refusal_wraps_whole_instead_of_being_cut() -> None:
+    lines = fit_lines(REFUSAL, font(14), TEXT_WIDTH, DETAIL_LINES)
+    assert len(lines) == 2
+    assert " ".join(lines) == REFUSAL  # nothing lost ("...does not allow e" was)
+    assert all(font(14).getlength(line) <= TEXT_WIDTH for line in lines)
+
+
+def test_what_cannot_fit_ends_with_an_ellipsis_within_the_width() -> None:
+    text = " ".join([REFUSAL] * 3)
+    lines = fit_lines(text, font(14), TEXT_WIDTH, DETAIL_LINES)
+    assert len(lines) == DETAIL_LINES and lines[-1].endswith(ELLIPSIS)
+    assert all(font(14).getlength(line) <= TEXT_WIDTH for line in lines)
+    assert text.startswith(" ".join(lines)[: -len(ELLIPSIS)])
+
+
+def test_a_word_wider_than_the_banner_is_split_not_dropped() -> None:
+    word = "x" * 200
+    lines = fit_lines(word, font(14), TEXT_WIDTH, 5)
+    assert "".join(lines) == word and len(lines) > 1
+    assert all(font(14).getlength(line) <= TEXT_WIDTH for line in lines)
+
+
+def test_the_second_detail_line_is_painted() -> None:
+    """The refusal's wrapped second line reaches the pixels, inside the banner."""
+
+    def ink(image: Image.Image, top: int) -> int:
+        band = image.crop((0, top, WIDTH, top + DETAIL_LINE_HEIGHT))
+        return sum(band.getpixel((x, y)) != CARD for x in range(WIDTH) for y in range(band.height))
+
+    one_line = banner_image("pamcore: session ends at 14:05 UTC (4 min left)", "Not extended.")
+    wrapped = banner_image("pamcore: session ends at 14:05 UTC (4 min left)", REFUSAL, True)
+    second = 33 + DETAIL_LINE_HEIGHT
+    assert ink(one_line, second) == 0 and ink(wrapped, second) > 0
+    assert second + DETAIL_LINE_HEIGHT <= HEIGHT
+
+
+@pytest.mark.parametrize(
+    ("extendable", "ctrl_x"), [(True, True), (False, False)], ids=["extendable", "not"]
+)
+def test_ctrl_x_is_offered_only_when_the_profile_allows_extension(
+    extendable: bool, ctrl_x: bool
+) -> None:
+    now = dt.datetime(2026, 12, 3, 14, 1)
+    headline, hint = banner_text(now + dt.timedelta(minutes=4), now, extendable)
+    assert headline == "pamcore: session ends at 14:05 UTC (4 min left)"
+    assert ("Ctrl+X" in hint) is ctrl_x
+    assert fit_lines(hint, font(14), TEXT_WIDTH, DETAIL_LINES) == [hint]

@@ -4,11 +4,14 @@ through the proxy to OpenSSH ``sshd`` (root, key injected from the vault)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +24,7 @@ import pyotp
 import pytest
 from pamcore_ssh.hostkeys import fingerprint, proxy_host_key
 from pamcore_ssh.listener import ProxyListener
+from pamcore_ssh.server import FORWARDING
 from sqlalchemy import create_engine, select
 from ssh_peers import Sshd, run_listener
 
@@ -38,7 +42,7 @@ from pamcore.model import (
     User,
     UserKey,
 )
-from pamcore.plugins import build_plugin_host
+from pamcore.plugins import PluginHost, build_plugin_host
 from pamcore.services import scheduler
 from pamcore.services.approvals import approve_session
 from pamcore.services.common import CONSOLE, worker_name
@@ -47,7 +51,9 @@ from pamcore.services.sessions import SessionRequest, create_session, end_sessio
 from pamcore.services.twofactor import confirm_enrolment, start_enrolment
 from pamcore.testing import T0, LoopThread, audited, make_core
 from pamcore.testing import builders as b
+from pamcore.testing.contract import closed_port as free_port
 from pamcore.testing.sshd import CLIENT_OPTS, run_ssh
+from pamcore_ssh import lobby
 
 PASSWORD = "E2e-alice-pw-1"
 #: Typed at a target's prompt; must never reach a recording.
@@ -262,6 +268,61 @@ def test_end_from_the_cli_closes_the_connection_within_2s(world: World) -> None:
     assert time.monotonic() - started < 2.5
 
 
+#: Tries of the closing notice: it must reach the client every time, not most times.
+NOTICE_TRIES = 20
+
+
+def test_the_closing_notice_reaches_the_client_every_time(world: World) -> None:
+    """Sessions ended while a shell is open, as ``pamcore sessions end`` does (ending, then
+    its completion at once): half through this proxy's core, whose hook reaches the proxy
+    at once, half through another core, like the CLI's, whose news the proxy's watch
+    brings; then the target's shell is killed, as an account-removing post-session action
+    does. The notice is shown every time, and each connection has its own id with one
+    opened/closed pair."""
+    elsewhere = Pamcore(world.core.config, plugins=PluginHost(strict=True), clock=world.clock)
+    session_id = world.session_id
+    shown = 0
+    try:
+        for attempt in range(NOTICE_TRIES):
+            child = _shell(world)
+            child.sendline("echo shell-pid-$$")
+            child.expect(r"shell-pid-(\d+)")
+            pid = int(child.match.group(1))
+            ender = world.core if attempt % 2 else elsewhere
+            with ender.unit() as db:
+                end_session(ender, db, CONSOLE, session_id)
+            with contextlib.suppress(ProcessLookupError):  # the proxy may have closed it
+                os.kill(pid, signal.SIGKILL)  # what removing the account does to its shell
+            complete_ending(ender, session_id, worker_name(), CONSOLE.username)
+            shown += (
+                child.expect(
+                    ["the session was ended; closing the connection", pexpect.EOF], timeout=5
+                )
+                == 0
+            )
+            child.expect(pexpect.EOF, timeout=5)
+            with world.core.unit() as db:
+                alice = db.scalar(select(User).where(User.username == "alice"))
+                request = SessionRequest("Linux Admin", ("web01",))
+                session_id = create_session(world.core, db, alice, request).id
+            assert session_id in scheduler.tick(world.core).activated
+    finally:
+        elsewhere.dispose()
+    assert shown == NOTICE_TRIES
+    with world.core.reader() as db:
+        events = db.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action.in_(["connection.opened", "connection.closed"]))
+            .order_by(AuditEvent.id)
+        )
+        pairs = [(e.action, e.details["connection"]) for e in events]
+    opened = [c for action, c in pairs if action == "connection.opened"]
+    assert len(set(opened)) == NOTICE_TRIES
+    assert sorted(pairs) == sorted(
+        (action, c) for c in opened for action in ("connection.opened", "connection.closed")
+    )
+
+
 def test_forced_close_at_the_end_time(world: World) -> None:
     child = _shell(world)
     ends = world.session().ends_at
@@ -365,12 +426,7 @@ def test_directconnect_creates_a_session_and_the_waiting_room_lets_the_user_in(
 
 
 def test_ctrl_c_leaves_the_waiting_room(world: World) -> None:
-    with world.core.unit() as db:
-        carol = b.make_user(db, "carol")
-        approve_first = b.make_profile(db, "gated", tiers=[(1, [carol], [])])
-        db.scalar(select(AccessPolicy).where(AccessPolicy.name == "admins")).profile = approve_first
-        end_session(world.core, db, CONSOLE, world.session_id)
-    complete_ending(world.core, world.session_id, worker_name(), "test")
+    _gated(world)
     child = pexpect.spawn(
         "ssh",
         [
@@ -389,6 +445,85 @@ def test_ctrl_c_leaves_the_waiting_room(world: World) -> None:
     child.sendcontrol("c")
     child.expect("pamcore: you left the waiting room")
     child.expect(pexpect.EOF)
+
+
+def _gated(world: World) -> None:
+    """The world's session ended; a new one for Linux Admin waits for carol's approval."""
+    with world.core.unit() as db:
+        carol = b.make_user(db, "carol")
+        approve_first = b.make_profile(db, "gated", tiers=[(1, [carol], [])])
+        db.scalar(select(AccessPolicy).where(AccessPolicy.name == "admins")).profile = approve_first
+        end_session(world.core, db, CONSOLE, world.session_id)
+    complete_ending(world.core, world.session_id, worker_name(), "test")
+
+
+def test_the_end_of_input_is_not_leaving_the_waiting_room(world: World) -> None:
+    """``ssh host cmd < /dev/null``: the client sends EOF at once; it waits all the same
+    (past a poll round), and the command runs once the session is approved."""
+    _gated(world)
+    where = ["-i", str(world.key), "-p", str(world.port), "alice+linux-admin+web01@127.0.0.1"]
+    client = subprocess.Popen(
+        ["ssh", *SSH_OPTS, *where, "echo ran-$((6*7))"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert client.stderr is not None
+        line = client.stderr.readline()
+        assert "is waiting for approval by carol; waiting" in line, line
+        time.sleep(2 * lobby.POLL_SECONDS)
+        assert client.poll() is None, client.communicate()
+        with world.core.unit() as db:
+            session_id = (
+                db.scalars(select(ActivitySession).order_by(ActivitySession.id)).all()[-1].id
+            )
+            approve_session(
+                world.core, db, db.scalar(select(User).where(User.username == "carol")), session_id
+            )
+        assert session_id in scheduler.tick(world.core).activated
+        out, err = client.communicate(timeout=15)
+    finally:
+        client.kill()
+    assert (client.returncode, out) == (0, "ran-42\n"), err
+    assert "left the waiting room" not in err
+
+
+def test_forwarding_is_refused_with_a_reason_and_audited(world: World) -> None:
+    """``ssh -W`` and ``ssh -L``: OpenSSH prints the proxy's reason, not a closed port (at
+    its default log level, which the tests' options lower)."""
+    shown = ("-o", "LogLevel=INFO")
+    stdio = run_ssh(world.port, world.key, "alice+web01", opts=(*shown, "-W", "127.0.0.1:22"))
+    assert stdio.returncode == 255
+    assert f"administratively prohibited: {FORWARDING}" in stdio.stderr
+    local = free_port()
+    where = ["-i", str(world.key), "-p", str(world.port), "alice+web01@127.0.0.1"]
+    tunnel = subprocess.Popen(
+        ["ssh", *shown, "-N", "-L", f"{local}:127.0.0.1:22", *SSH_OPTS, *where],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(100):  # until ssh listens
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", local), 1) as s,
+            ):
+                assert s.recv(100) == b""  # closed: the channel was refused
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("ssh -L never listened")
+    finally:
+        tunnel.terminate()
+        _, err = tunnel.communicate(timeout=10)
+    assert f"administratively prohibited: {FORWARDING}" in err
+    refused = world.audited("connection.forwarding_refused")
+    assert [(e.actor, e.target, e.details["kind"], e.details["destination"]) for e in refused] == [
+        ("alice", "web01", "direct-tcpip", "127.0.0.1:22")
+    ] * 2
 
 
 def test_recording_has_output_resizes_and_notices_but_no_typed_password(world: World) -> None:

@@ -69,6 +69,8 @@ class Grant:
     ends_at: dt.datetime
     #: The profile's warning window: the relay's banner and Ctrl+X (off when zero).
     warning: dt.timedelta
+    #: Whether the profile allows extensions: Ctrl+X is offered and taken only then.
+    extendable: bool
     recording: bool
     address: str
     port: int
@@ -172,6 +174,7 @@ def admit(
             resource_name=target.name,
             ends_at=grant.ends_at,
             warning=dt.timedelta(minutes=grant.session.profile.warning_minutes),
+            extendable=grant.session.profile.allows_extension,
             recording=grant.session.profile.recording,
             address=target.address,
             port=grant.port,

@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.keys import (
@@ -30,12 +30,16 @@ from pamcore_rdp.recording import Frames
 from pamcore_rdp.wire import FASTPATH_MAX_LENGTH, TPKT_VERSION, ByteReader
 
 WIDTH = 480
-HEIGHT = 64
+HEIGHT = 72
 #: Pixels from the top edge of the desktop.
 TOP = 0
 REPAINT_SECONDS = 30.0
-#: Characters per line of the banner's second line (Pillow's default font at 14 px).
-LINE_CHARS = 66
+#: Left and right margin of the text, in pixels.
+MARGIN = 12
+#: Lines of detail under the title bar, and their height in pixels (14 px text).
+DETAIL_LINES = 2
+DETAIL_LINE_HEIGHT = 18
+ELLIPSIS = "\u2026"
 
 #: Set-1 scancodes: Ctrl (left; right is the same code, extended) and X.
 CTRL = 0x1D
@@ -52,13 +56,48 @@ FASTPATH_SECURITY_FLAGS = 0xC0
 
 
 def banner_image(headline: str, detail: str, error: bool = False) -> Image.Image:
-    """The banner: ``headline`` on the title bar, ``detail`` (cut to fit) below it."""
+    """The banner: ``headline`` on the title bar, ``detail`` wrapped below it (both
+    fitted to the banner's width, see :func:`fit_lines`)."""
     image = Image.new("RGB", (WIDTH, HEIGHT), CARD)
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, WIDTH - 1, 27), fill=TITLE_BAR)
-    draw.text((12, 5), headline[:LINE_CHARS], fill=TITLE_TEXT, font=font(16))
-    draw.text((12, 36), detail[:LINE_CHARS], fill=ERROR if error else TEXT, font=font(14))
+    (title,) = fit_lines(headline, font(16), WIDTH - 2 * MARGIN, 1) or [""]
+    draw.text((MARGIN, 5), title, fill=TITLE_TEXT, font=font(16))
+    for row, line in enumerate(fit_lines(detail, font(14), WIDTH - 2 * MARGIN, DETAIL_LINES)):
+        y = 33 + row * DETAIL_LINE_HEIGHT
+        draw.text((MARGIN, y), line, fill=ERROR if error else TEXT, font=font(14))
     return image
+
+
+def fit_lines(
+    text: str, typeface: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int, lines: int
+) -> list[str]:
+    """``text`` wrapped at spaces into at most ``lines`` lines of ``width`` pixels or less
+    in ``typeface``; when it does not fit, the last line ends with an ellipsis, so a cut
+    sentence never passes for a whole one."""
+
+    def fits(line: str) -> bool:
+        return typeface.getlength(line) <= width
+
+    wrapped: list[str] = []
+    words = text.split()
+    while words and len(wrapped) < lines:
+        line = words.pop(0)
+        if not fits(line):  # a word wider than the banner: its head here, the rest next
+            cut = len(line) - 1
+            while cut > 1 and not fits(line[:cut]):
+                cut -= 1
+            line, rest = line[:cut], line[cut:]
+            words.insert(0, rest)
+        while words and fits(f"{line} {words[0]}"):
+            line = f"{line} {words.pop(0)}"
+        wrapped.append(line)
+    if words and wrapped:
+        last = wrapped[-1]
+        while last and not fits(f"{last}{ELLIPSIS}"):
+            last = last[:-1]
+        wrapped[-1] = f"{last.rstrip()}{ELLIPSIS}"
+    return wrapped
 
 
 def banner_left(desktop_width: int) -> int:

@@ -66,13 +66,12 @@ class SessionEnd:
         if ends_at != self._ends_at:
             self._detail = None
         self._ends_at = ends_at
-        remaining = ends_at - now
-        self._armed = self.on and dt.timedelta(0) < remaining <= self.grant.warning
-        if not self._armed:
+        shown = self.on and dt.timedelta(0) < ends_at - now <= self.grant.warning
+        self._armed = shown and self.grant.extendable  # else Ctrl+X goes to the target
+        if not shown:
             return
-        minutes = max(1, -(-int(remaining.total_seconds()) // 60))
-        headline = f"pamcore: session ends at {format_utc(ends_at, now)} ({minutes} min left)"
-        detail, error = self._detail or ("Press Ctrl+X to extend the session.", False)
+        headline, hint = banner_text(ends_at, now, self.grant.extendable)
+        detail, error = self._detail or (hint, False)
         self._paint(headline, detail, error)
 
     def _paint(self, headline: str, detail: str, error: bool, *, now: bool = False) -> None:
@@ -106,6 +105,15 @@ class SessionEnd:
         self._detail = (text, refused)
         headline = self._painted[0] if refused and self._painted else "pamcore: session extended"
         self._paint(headline, text, refused, now=True)
+
+
+def banner_text(ends_at: dt.datetime, now: dt.datetime, extendable: bool) -> tuple[str, str]:
+    """The banner's headline and the line under it: Ctrl+X only where it can extend."""
+    minutes = max(1, -(-int((ends_at - now).total_seconds()) // 60))
+    headline = f"pamcore: session ends at {format_utc(ends_at, now)} ({minutes} min left)"
+    if extendable:
+        return headline, "Press Ctrl+X to extend the session."
+    return headline, "The connection profile does not allow extending it; save your work."
 
 
 def extend_for_requester(core: Pamcore, grant: Grant) -> tuple[str, bool]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pamcore.core import Pamcore
+from pamcore.directconnect import DirectConnectName
 from pamcore.errors import PolicyDenied
 from pamcore.lifecycle import CONNECTABLE, OPEN, Status
 from pamcore.model import ActivitySession, Resource, User
@@ -37,6 +38,8 @@ class Ticket:
     resource_name: str
     ends_at: dt.datetime
     warning: dt.timedelta
+    #: Whether the profile allows extensions: Ctrl+X is offered and taken only then.
+    extendable: bool
     recording: bool
     #: What the session's earlier connections recorded, against its recording cap.
     recorded_bytes: int
@@ -149,6 +152,7 @@ def admit(
             resource_name=target.name,
             ends_at=grant.ends_at,
             warning=dt.timedelta(minutes=session.profile.warning_minutes),
+            extendable=session.profile.allows_extension,
             recording=session.profile.recording,
             recorded_bytes=recorded_bytes(db, session.id) if session.profile.recording else 0,
             target=TargetSpec(
@@ -219,4 +223,22 @@ def legacy_algorithms_used(
             connection=ticket.connection_id,
             legacy=",".join(legacy),
             **used,
+        )
+
+
+def forwarding_refused(
+    core: Pamcore, login: DirectConnectName, kind: str, where: str, peer: str
+) -> None:
+    """Audit a refused forwarding request (``ssh -L``, ``-D``, ``-W``, ``-R``): ``kind`` is
+    the SSH channel or request type, ``where`` its destination or listening address."""
+    with core.unit() as db:
+        core.audit(
+            db,
+            login.username,
+            "connection.forwarding_refused",
+            target=login.resource or "",
+            protocol=PROTOCOL,
+            kind=kind,
+            destination=where,
+            peer=peer,
         )

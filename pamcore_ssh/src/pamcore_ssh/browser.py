@@ -174,7 +174,7 @@ class BrowserTerminal:
             await self.stdout.drain()
         await self.ws.close(code)
 
-    async def closed(self) -> None:
+    async def wait_closed(self) -> None:
         await self.ws.wait_closed()
 
 
@@ -221,10 +221,10 @@ class TerminalListener:
             log.info("browser terminal refused from %s: %s", peer, exc)
             lobby.say(terminal, str(exc))
             terminal.close(CLOSE_REFUSED)
-            await terminal.closed()
+            await terminal.wait_closed()
             return
         relay = asyncio.create_task(link.relay(terminal))
-        gone = asyncio.create_task(terminal.closed())
+        gone = asyncio.create_task(terminal.wait_closed())
         await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
         self.proxy.finish(link, link.closing or "closed by the client")
         await relay

@@ -21,7 +21,7 @@ import asyncssh
 from pamcore.core import Pamcore
 from pamcore.errors import PamError, PolicyDenied
 from pamcore.proxywatch import start_watch
-from pamcore.services.connections import close_connection
+from pamcore.services.connections import close_connection, session_ends
 from pamcore.services.sessions import extend_from_connection, extensions_left_phrase
 from pamcore.services.terminal_tokens import instance_secret
 from pamcore_ssh import admission
@@ -268,13 +268,24 @@ class ProxyListener:
         async def extend() -> str:
             return await asyncio.to_thread(self._extend, link.ticket.session_id)
 
+        async def lookup() -> tuple[dt.datetime | None, dt.datetime]:
+            ends_at = await asyncio.to_thread(self._session_end, link.ticket.session_id)
+            return ends_at, self.core.now()
+
         return EndWatch(
             link.ticket.ends_at,
             link.ticket.warning,
+            link.ticket.extendable,
             extend=extend,
             notify=link.notify,
             close=link.close,
+            lookup=lookup,
         )
+
+    def _session_end(self, session_id: int) -> dt.datetime | None:
+        """The session's end time; ``None`` when it can no longer be used."""
+        with self.core.reader() as db:
+            return session_ends(db, [session_id])[session_id]
 
     def _extend(self, session_id: int) -> str:
         """Ctrl+X: the core's extend service decides (window, count, profile)."""

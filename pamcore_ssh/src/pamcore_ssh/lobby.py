@@ -1,7 +1,9 @@
 """The terminal dialogue before a user is let through: the menu of sessions for a login
 without a resource, and the waiting room while a session awaits approval or its start.
 
-Ctrl+C (or the client's INT signal, or EOF) leaves either; the user sees one line."""
+Ctrl+C (or the client's INT signal) or closing the connection leaves either; the user sees
+one line. The end of the input is not leaving: ``ssh host cmd < /dev/null`` waits too, and
+its command runs once the session is available."""
 
 from __future__ import annotations
 
@@ -30,26 +32,27 @@ def say(process: Terminal, text: str) -> None:
 
 
 async def _keys(process: RelayProcess) -> bytes:
-    """The next keystrokes; ``CTRL_C`` for an interrupt signal or EOF."""
+    """The next keystrokes; ``CTRL_C`` for an interrupt signal, ``b""`` at the input's end."""
     while True:
         try:
-            data = await process.stdin.read(1024)
+            return await process.stdin.read(1024)
         except asyncssh.SignalReceived:
             return CTRL_C
         except (asyncssh.TerminalSizeChanged, asyncssh.BreakReceived):
             continue
-        return data or CTRL_C
 
 
 async def wait_until_available(
     process: RelayProcess, first_reason: str, poll: Callable[[], Awaitable[str | None]]
 ) -> None:
     """Show why the session waits, updated every few seconds, until it is connectable;
-    raises :class:`Left` on Ctrl+C and whatever ``poll`` raises (denied, canceled)."""
+    raises :class:`Left` on Ctrl+C or when the connection closes, and whatever ``poll``
+    raises (denied, canceled). After the input's end it goes on waiting."""
     pty = process.term_type is not None
     reason: str | None = first_reason
     shown = ""
-    keys = asyncio.ensure_future(_keys(process))
+    keys: asyncio.Future[bytes] | None = asyncio.ensure_future(_keys(process))
+    gone = asyncio.ensure_future(process.wait_closed())
     try:
         while reason is not None:
             if reason != shown:
@@ -58,16 +61,21 @@ async def wait_until_available(
                     (f"\r\x1b[K[pamcore] {line}" if pty else f"pamcore: {line}\n").encode()
                 )
                 shown = reason
-            done, _ = await asyncio.wait({keys}, timeout=POLL_SECONDS)
-            if done:
-                if CTRL_C in keys.result():
+            await asyncio.wait({gone} if keys is None else {gone, keys}, timeout=POLL_SECONDS)
+            if gone.done():
+                raise Left("the connection closed in the waiting room")
+            if keys is not None and keys.done():
+                typed = keys.result()
+                if CTRL_C in typed:
                     raise Left("you left the waiting room")
-                keys = asyncio.ensure_future(_keys(process))
+                keys = asyncio.ensure_future(_keys(process)) if typed else None
             reason = await poll()
         if pty:
             process.stderr.write(b"\r\x1b[K[pamcore] the session is available\r\n")
     finally:
-        keys.cancel()
+        gone.cancel()
+        if keys is not None:
+            keys.cancel()
 
 
 async def pick(process: RelayProcess, options: Sequence[Choice]) -> Choice:
@@ -81,7 +89,7 @@ async def pick(process: RelayProcess, options: Sequence[Choice]) -> Choice:
     typed = b""
     while True:
         data = await _keys(process)
-        if CTRL_C in data:
+        if CTRL_C in data or not data:
             raise Left("you left the menu")
         for byte in data:
             if byte in b"\r\n":

@@ -70,6 +70,10 @@ class Terminal(Protocol):
         self, signal: str, core_dumped: bool = False, msg: str = "", lang: str = ""
     ) -> None: ...
 
+    async def wait_closed(self) -> None:
+        """Until the client closed its side too (after an exit)."""
+        ...
+
 
 class RelayProcess(asyncssh.SSHServerProcess[bytes]):
     def __init__(self, handler: Callable[[RelayProcess], Awaitable[None]]) -> None:

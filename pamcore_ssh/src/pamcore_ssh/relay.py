@@ -31,8 +31,11 @@ from pamcore_ssh.session_recording import SessionRecordings
 log = logging.getLogger(__name__)
 
 CHUNK = 65536
-#: How long a closing notice may take to reach the client before the connection drops.
-NOTICE_GRACE = 0.3
+#: How long a closing notice may take to leave for the client before the connection drops.
+NOTICE_GRACE = 2.0
+#: How long the channels may take to close after the target's side before the connection
+#: drops.
+CLOSE_GRACE = 2.0
 
 
 def notice_bytes(text: str) -> bytes:
@@ -65,6 +68,14 @@ class Link:
         self.terminals: dict[Terminal, Recorder | None] = {}
         self.closing: str | None = None
         self.watch = watch(self)
+        #: Set once the closing notice left for every terminal (or its grace ran out).
+        self._notice_sent = asyncio.Event()
+        #: Channels being relayed now; the client connection closes after the last one.
+        self._relaying = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        #: The closing task, held so that it is not collected before it ran.
+        self._closer: asyncio.Task[None] | None = None
 
     # -- notices and the end ---------------------------------------------------------------
 
@@ -77,17 +88,40 @@ class Link:
                 process.stdout.write(data)
 
     def close(self, reason: str) -> None:
-        """Show ``reason`` in every terminal, then close both legs (idempotent)."""
+        """Show ``reason`` in every terminal and its recording, then close both legs once
+        it left (idempotent)."""
         if self.closing is not None:
             return
         self.closing = reason
         log.info("ssh connection #%s closing: %s", self.ticket.connection_id, reason)
         self.notify(f"{reason}; closing the connection")
-        asyncio.get_running_loop().call_later(NOTICE_GRACE, self._drop)
+        self._closer = asyncio.get_running_loop().create_task(self._close_after_notice())
 
-    def _drop(self) -> None:
+    async def _close_after_notice(self) -> None:
+        """The notice drained, then the target closed (which ends every channel, each
+        after the notice), then the client connection once its channels are closed."""
+        drains = [process.stdout.drain() for process in self.terminals]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*drains, return_exceptions=True), NOTICE_GRACE)
+        self._notice_sent.set()
         self.target.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._quiet.wait(), CLOSE_GRACE)
         self.client.close()
+
+    async def _say_why_it_ends(self) -> None:
+        """A terminal's target side ended: if the session is over (a post-session action
+        removing the account can end the shell before this proxy hears of the end), the
+        connection closes with its notice; the channel waits for that notice to leave."""
+        if self.closing is None:
+            try:
+                await self.watch.recheck()
+            except Exception:  # the watch's next round still closes it
+                log.exception(
+                    "ssh connection #%s: the session check failed", self.ticket.connection_id
+                )
+        if self.closing is not None:
+            await self._notice_sent.wait()
 
     # -- one channel -----------------------------------------------------------------------
 
@@ -108,21 +142,37 @@ class Link:
             process.stderr.write(f"pamcore: the target refused the channel: {exc}\r\n".encode())
             process.exit(1)
             return
+        self._relaying += 1
+        self._quiet.clear()
+        try:
+            await self._relay_channel(process, remote, pty)
+        finally:
+            self._relaying -= 1
+            if not self._relaying:
+                self._quiet.set()
+
+    async def _relay_channel(
+        self, process: Terminal, remote: asyncssh.SSHClientProcess[bytes], pty: bool
+    ) -> None:
         recorder = self.recordings.start(process) if pty and self.recordings else None
         assistants = [make() for make in self.ticket.assistants] if pty else []
         if pty:
             self.terminals[process] = recorder
         up = asyncio.create_task(self._up(process, remote, pty, recorder, assistants))
         try:
-            await asyncio.gather(
-                _down(remote.stdout, process.stdout, recorder, _answering(assistants, remote)),
-                _down(remote.stderr, process.stderr, recorder),
-            )
-            await remote.wait_closed()
-        except (asyncssh.Error, OSError):
-            pass
+            try:
+                await asyncio.gather(
+                    _down(remote.stdout, process.stdout, recorder, _answering(assistants, remote)),
+                    _down(remote.stderr, process.stderr, recorder),
+                )
+                await remote.wait_closed()
+            except (asyncssh.Error, OSError):
+                pass
+            finally:
+                up.cancel()
+            if pty:
+                await self._say_why_it_ends()
         finally:
-            up.cancel()
             self.terminals.pop(process, None)
             if recorder is not None and self.recordings is not None:
                 self.recordings.finish(recorder)
@@ -130,6 +180,12 @@ class Link:
             process.exit_with_signal(*remote.exit_signal)
         else:
             process.exit(255 if remote.exit_status is None else remote.exit_status)
+        if self.closing is not None:
+            # OpenSSH answers a channel close once it wrote out what came before (its
+            # chan_obuf_empty), so the notice is on the user's screen when this returns;
+            # a disconnect sent sooner can end the client before it writes it.
+            with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+                await asyncio.wait_for(process.wait_closed(), CLOSE_GRACE)
 
     async def _up(
         self,

@@ -3,12 +3,14 @@ TOTP signs in by keyboard-interactive, password then code), the DirectConnect lo
 resolved after sign-in, then every session channel relayed.
 
 Refusals are one line in the user's terminal; an authentication failure is one auth
-banner line (RFC 4252 §5.4), since no terminal exists yet. Forwarding is refused.
+banner line (RFC 4252 §5.4), since no terminal exists yet. Forwarding is refused with a
+reason and audited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
     from pamcore_ssh.listener import ProxyListener
 
 log = logging.getLogger(__name__)
+
+#: What a client asking to forward a port is told (OpenSSH prints it after "open failed").
+FORWARDING = "port forwarding (ssh -L, -D, -W) is not allowed through pamcore"
 
 #: Wrong passwords or codes per connection before those methods are withdrawn (as OpenSSH's
 #: NumberOfPasswordPrompts), so a client retrying in a loop cannot lock the account itself.
@@ -157,10 +162,28 @@ class ProxyServer(asyncssh.SSHServer):
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> bool:
-        return False
+        """``ssh -L``, ``-D`` and ``-W``: refused with a reason OpenSSH prints."""
+        self._forwarding_refused("direct-tcpip", f"{dest_host}:{dest_port}")
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, FORWARDING)
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        """``ssh -L`` to a Unix socket: refused as TCP forwarding is."""
+        self._forwarding_refused("direct-streamlocal", dest_path)
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, FORWARDING)
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        """``ssh -R``: a global request's failure carries no reason (RFC 4254 §4)."""
+        self._forwarding_refused("tcpip-forward", f"{listen_host}:{listen_port}")
         return False
+
+    def _forwarding_refused(self, kind: str, where: str) -> None:
+        log.info("ssh %s from %s: %s to %s refused", self.login, self.peer, kind, where)
+        if self.login is not None:
+            self.listener.in_background(
+                asyncio.to_thread(
+                    admission.forwarding_refused, self.core, self.login, kind, where, self.peer
+                )
+            )
 
     def session_requested(self) -> RelayProcess:
         return RelayProcess(self._serve_channel)
@@ -170,10 +193,11 @@ class ProxyServer(asyncssh.SSHServer):
             link = await self._admitted(process)
         except PamError as exc:
             log.info("ssh refused %s from %s: %s", self.login, self.peer, exc)
-            if process.term_type is not None:
-                process.stderr.write(b"\r\n")
-            lobby.say(process, str(exc))
-            process.exit(1)
+            with contextlib.suppress(OSError, asyncssh.Error):  # the client may be gone
+                if process.term_type is not None:
+                    process.stderr.write(b"\r\n")
+                lobby.say(process, str(exc))
+                process.exit(1)
             return
         await link.relay(process)
 

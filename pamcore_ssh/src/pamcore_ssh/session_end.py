@@ -1,6 +1,7 @@
 """The session's end as a terminal user meets it: a notice when the remaining time falls
 within the profile's warning window, Ctrl+X extending the session *only* inside that
-window (nano and emacs use ^X outside it), and a notice before the forced close."""
+window and when the profile allows extensions (nano and emacs use ^X otherwise), and a
+notice before the forced close."""
 
 from __future__ import annotations
 
@@ -26,17 +27,24 @@ class EndWatch:
         self,
         ends_at: dt.datetime,
         warning: dt.timedelta,
+        extendable: bool,
         *,
         extend: Callable[[], Awaitable[str]],
         notify: Callable[[str], None],
         close: Callable[[str], None],
+        lookup: Callable[[], Awaitable[tuple[dt.datetime | None, dt.datetime]]],
     ) -> None:
+        """``lookup``: the session's end as the core knows it now, and the core's time."""
         self.ends_at = ends_at
         self.warning = warning
+        self.extendable = extendable
         self._extend = extend
+        self._lookup = lookup
         self._notify = notify
         self._close = close
-        #: Inside the warning window: Ctrl+X is taken as "extend" rather than passed on.
+        #: Inside the warning window: the notice was shown.
+        self.warned = False
+        #: ... and Ctrl+X is taken as "extend" rather than passed on.
         self.armed = False
 
     def update(self, ends_at: dt.datetime | None, now: dt.datetime) -> None:
@@ -45,20 +53,30 @@ class EndWatch:
             self._close("the session was ended")
             return
         if ends_at != self.ends_at:
-            self.armed = False  # moved (extended elsewhere): warn again when due
+            self.warned = self.armed = False  # moved (extended elsewhere): warn again when due
         self.ends_at = ends_at
         remaining = ends_at - now
         if remaining <= dt.timedelta(0):
             self._close("session end time reached")
         elif remaining <= self.warning:
-            if not self.armed:
-                self.armed = True
+            if not self.warned:
+                self.warned, self.armed = True, self.extendable
+                hint = (
+                    "press Ctrl+X to extend"
+                    if self.extendable
+                    else "the connection profile does not allow extending it"
+                )
                 self._notify(
-                    f"session ends in {describe(remaining)} (at {format_utc(ends_at, now)}); "
-                    f"press Ctrl+X to extend"
+                    f"session ends in {describe(remaining)} (at {format_utc(ends_at, now)}); {hint}"
                 )
         else:
-            self.armed = False
+            self.warned = self.armed = False
+
+    async def recheck(self) -> None:
+        """Close now if the session is over, without waiting for the next watch round."""
+        ends_at, now = await self._lookup()
+        if ends_at is None or ends_at <= now:
+            self.update(ends_at, now)
 
     async def filter_input(self, data: bytes) -> bytes:
         """Keystrokes from a terminal: inside the window, ^X asks for an extension and is
