@@ -24,7 +24,7 @@ from pamcore_rdp.trust import certificate_sha256
 from peers import Process, start_process, wait_for_port
 from rdp_targets import ShadowTarget, XrdpTarget, _ini
 from relay_standin import Proxy, lab_session, make_instance
-from test_target_trust import audited, drive_client, pinned, setting
+from trust_lab import audited, drive_client, pinned, setting
 
 from pamcore.core import Pamcore
 

@@ -218,9 +218,7 @@ def _pin_first_use(core: Pamcore, grant: Grant, offered: str) -> str | None:
     return None
 
 
-def _refuse(
-    core: Pamcore, grant: Grant, action: str, reason: str, **details: Any
-) -> NoReturn:
+def _refuse(core: Pamcore, grant: Grant, action: str, reason: str, **details: Any) -> NoReturn:
     raise _refused(core, grant, action, reason, **details)
 
 
