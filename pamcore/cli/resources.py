@@ -76,7 +76,9 @@ def show_resource(cli: CliContext, name: str) -> None:
 @protocol_option
 @click.option("--description", default="")
 @click.option("--host-key", help="Pinned SSH host key line, or sha256:FINGERPRINT.")
-@click.option("--trust-on-first-use", is_flag=True, help="Pin the first SSH host key or RDP certificate seen.")
+@click.option(
+    "--trust-on-first-use", is_flag=True, help="Pin the first SSH host key or RDP certificate seen."
+)
 @with_json
 @pass_cli
 def create_resource(
