@@ -128,9 +128,12 @@ class Pamcore:
         self.engine.dispose()
 
 
-def open_core(instance_path: Path | str | None = None, **kwargs: Any) -> Pamcore:
-    """Open an initialised instance at the current schema (a clear error otherwise,
-    creating nothing)."""
+def open_core(
+    instance_path: Path | str | None = None, *, audit_key_required: bool = True, **kwargs: Any
+) -> Pamcore:
+    """Open an initialised instance at the current schema with its audit key (a clear error
+    otherwise, creating nothing); only ``pamcore init``, which creates the key, opens one
+    without it."""
 
     config = load_config(instance_path)
     if not config.instance_path.is_dir():
@@ -141,6 +144,12 @@ def open_core(instance_path: Path | str | None = None, **kwargs: Any) -> Pamcore
     core = Pamcore(config, **kwargs)
     try:
         require_current(core.engine)
+        if audit_key_required and not config.audit_key_path.exists():
+            # Every audited action would fail without it: refuse to start instead.
+            raise ConfigurationError(
+                f"no audit key at {config.audit_key_path}; run 'pamcore init' (after an "
+                f"upgrade it creates the key; if the key was lost, restore it from a backup)"
+            )
     except ConfigurationError:
         core.dispose()
         raise

@@ -251,6 +251,24 @@ def test_db_check_fails_and_upgrade_fixes_an_unmigrated_database(tmp_path: Path)
     assert again.exit_code == 0, again.output
 
 
+def test_an_instance_without_its_audit_key_refuses_to_start(tmp_path: Path) -> None:
+    """After an upgrade with only 'db upgrade', every audited action would fail: commands
+    refuse at once and say to run 'pamcore init'."""
+    path = tmp_path / "instance"
+    assert invoke(path, "init").exit_code == 0
+    backup = (path / "audit.key").read_bytes()
+    (path / "audit.key").unlink()
+
+    result = invoke(path, "worker", "--once")
+
+    assert result.exit_code == 10, result.output
+    assert "no audit key at" in result.output and "run 'pamcore init'" in result.output
+    assert "Traceback" not in result.output
+    (path / "audit.key").write_bytes(backup)
+    (path / "audit.key").chmod(0o600)
+    assert invoke(path, "worker", "--once").exit_code == 0
+
+
 def test_missing_instance_is_one_clear_line(tmp_path: Path) -> None:
     result = invoke(tmp_path / "nowhere", "worker", "--once")
 

@@ -28,6 +28,13 @@ class CliContext:
             self._core = open_core(self.instance)
         return self._core
 
+    def core_for_init(self) -> Pamcore:
+        """The core for ``pamcore init``, which opens the instance before its audit key
+        exists (every other command refuses to start without it)."""
+        if self._core is None:
+            self._core = open_core(self.instance, audit_key_required=False)
+        return self._core
+
     def set_core(self, core: Pamcore) -> None:
         self._core = core
 

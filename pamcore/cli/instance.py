@@ -103,7 +103,7 @@ def init(cli: CliContext, database_url: str | None) -> None:
         if before != after
         else f"already at {after}"
     )
-    steps["audit_key"] = _ensure_audit_key(cli.core)
+    steps["audit_key"] = _ensure_audit_key(cli.core_for_init())
     # Before the plugins (the vault refuses a key others can read) and after (their files).
     tightened = _make_private(instance)
     # Plugins last, on a complete instance: a plugin that fails leaves the core's part done.
