@@ -1,5 +1,5 @@
-"""Plain-dict views of domain objects, shared by the CLI and (later) the REST API, so both
-show a session the same way."""
+"""Plain-dict views of domain objects and the words that describe them, shared by the CLI,
+the REST API, the dashboard and the admin pages, so all of them say the same thing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pamcore.lifecycle import Status
-from pamcore.model import ActivitySession, AuditEvent
+from pamcore.model import AccessPolicy, ActivitySession, ApprovalTier, AuditEvent, ConnectionProfile
 from pamcore.services.sessions import describe_remaining
 
 
@@ -24,6 +24,120 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [plain(v) for v in value]
     return value
+
+
+def _either(names: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _both(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def tier_words(tier: ApprovalTier) -> str:
+    """``carol`` when one named person decides, else ``2 of Linux Admins or carol``."""
+    names = [g.name for g in tier.groups] + [u.username for u in tier.users]
+    if not names:
+        return "nobody (no approvers configured)"
+    if tier.approvals_required == 1 and not tier.groups and len(names) == 1:
+        return names[0]
+    return f"{tier.approvals_required} of {_either(names)}"
+
+
+def approval_sentence(tiers: list[ApprovalTier]) -> str:
+    """The approval path as a sentence: ``Tier 1: 1 of Linux Admins, then tier 2: carol``."""
+    if not tiers:
+        return "No approval: sessions are scheduled at once."
+    steps = [f"tier {t.position}: {tier_words(t)}" for t in tiers]
+    sentence = ", then ".join(steps)
+    return sentence[0].upper() + sentence[1:]
+
+
+def _minutes(count: int) -> str:
+    if count % 1440 == 0:
+        days = count // 1440
+        return f"{days} day{'s' if days != 1 else ''}"
+    if count % 60 == 0:
+        hours = count // 60
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{count} minute{'s' if count != 1 else ''}"
+
+
+def profile_rules(profile: ConnectionProfile) -> list[tuple[str, str]]:
+    """A connection profile's rules in words, as (topic, sentence) pairs."""
+    p = profile
+    if p.allows_extension:
+        extension = (
+            f"Up to {p.extension_max_count} extension{'s' if p.extension_max_count != 1 else ''}"
+            f" of {_minutes(p.extension_minutes)} each."
+        )
+    else:
+        extension = "Sessions cannot be extended."
+    escalate_to = (
+        p.escalation_user.username
+        if p.escalation_user
+        else (f"the {p.escalation_group.name} group" if p.escalation_group else None)
+    )
+    if p.escalation_minutes and escalate_to:
+        escalation = (
+            f"A request still waiting after {_minutes(p.escalation_minutes)} "
+            f"may also be decided by {escalate_to}."
+        )
+    else:
+        escalation = "Off."
+    asks = [
+        what for what, on in (("notes", p.notes_required), ("a ticket", p.ticket_required)) if on
+    ]
+    if p.allow_view_password:
+        reveal = f"Shown for {p.password_view_seconds} seconds" + (
+            ", and may be copied." if p.allow_copy_password else ", never copied."
+        )
+    elif p.allow_copy_password:
+        reveal = "May be copied, never shown."
+    else:
+        reveal = "Never shown or copied: pamcore logs in for the user."
+    return [
+        (
+            "Duration",
+            f"Sessions last up to {_minutes(p.max_duration_minutes)}; "
+            f"users are warned {_minutes(p.warning_minutes)} before the end.",
+        ),
+        ("Extensions", extension),
+        ("Approval", approval_sentence(list(p.tiers))),
+        (
+            "Requester approves",
+            "The requester may approve their own request."
+            if p.requester_may_approve
+            else "Never their own request.",
+        ),
+        (
+            "Several tiers",
+            "One person may decide more than one tier."
+            if p.approver_may_decide_several_tiers
+            else "Each tier is decided by someone else.",
+        ),
+        ("Escalation", escalation),
+        ("Request asks for", _both(asks) + "." if asks else "Nothing beyond the schedule."),
+        ("Password", reveal),
+        ("Recording", "Every connection is recorded." if p.recording else "Off."),
+        (
+            "Clipboard",
+            "Remote desktop clipboards are shared."
+            if p.clipboard_redirection
+            else "Not shared with remote desktops.",
+        ),
+    ]
+
+
+def policy_sentence(policy: AccessPolicy) -> str:
+    """``alice and the DBAs group may run Linux Admin on web01 or web02 under Quick.``"""
+    who = [u.username for u in policy.users] + [f"the {g.name} group" for g in policy.groups]
+    return (
+        f"{_both(who) if who else 'Nobody'} may run {_either([a.name for a in policy.activities])}"
+        f" on {_either([r.name for r in policy.resources])} under {policy.profile.name}."
+    )
 
 
 def session_row(session: ActivitySession, now: dt.datetime) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from pamcore.lifecycle import Status
-from pamcore.presenters import session_detail
+from pamcore.presenters import approval_sentence, session_detail
 from pamcore.services import sessions as svc
 from pamcore.services.access import reveal_password
 from pamcore.services.common import worker_name
@@ -37,6 +37,7 @@ def detail(session_id: int) -> ResponseReturnValue:
             "sessions/detail.html",
             s=session,
             d=session_detail(session, core.now()),
+            approval_path=approval_sentence(list(session.profile.tiers)),
             a=available_actions(core, session, viewer, core.now()),
             legacy=legacy_algorithms(db, [session.id]).get(session.id),
         )

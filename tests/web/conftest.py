@@ -90,6 +90,7 @@ def shots(tmp_path: Path) -> Callable[[webdriver.Chrome, str], None]:
     folder = Path(os.environ.get("PAMCORE_SCREENSHOTS") or tmp_path / "screens")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    print(f"screenshots in {folder}")
     count = iter(range(1, 100))
 
     def shot(driver: webdriver.Chrome, name: str) -> None:

@@ -16,6 +16,7 @@ from pamcore.services import scheduler
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.web.admin.changes import CHANGES
 from tests.plugins import SettingsPlugin
+from tests.web.helpers import request_session
 from tests.web.roles import PEOPLE, build_app, csrf_token, signed_in
 from tests.world import ROOT_PASSWORD, World, fresh
 
@@ -26,7 +27,13 @@ PAGES = [
     "/admin/credentials",
     "/admin/activities",
     "/admin/profiles",
+    "/admin/profiles/new",
+    "/admin/profile/Approval",
+    "/admin/profile/Approval/edit",
     "/admin/policies",
+    "/admin/policies/new",
+    "/admin/policy/alice%20web",
+    "/admin/policy/alice%20web/edit",
     "/admin/connections",
     "/admin/vault",
     "/admin/plugins",
@@ -226,3 +233,53 @@ def test_vault_page_lists_keys_and_what_cannot_be_decrypted(core: Pamcore, app: 
     assert "Secrets that cannot be decrypted" in page
     assert "orphan" in page and "key &#39;gone1234&#39; is not loaded" in page
     assert "a secret whose key went missing" not in page
+
+
+def test_profile_and_policy_pages_say_their_rules(core: Pamcore, app: Flask, world: World) -> None:
+    client = signed_in(app, core, "erin")
+    listing = client.get("/admin/profiles").get_data(as_text=True)
+    assert "Tier 1: 1 of Linux Admins" in listing and "/admin/profile/Standard" in listing
+    assert "<select" not in listing  # forms live on the edit pages, not the list
+    detail = client.get("/admin/profile/Standard").get_data(as_text=True)
+    assert "Up to 2 extensions of 30 minutes each." in detail and "db checkout" in detail
+    policy = client.get("/admin/policy/alice%20web").get_data(as_text=True)
+    assert "alice may run Linux Admin on web01 or web02 under Approval." in policy
+    assert client.get("/admin/profile/Nothing").status_code == 404
+    session_id = request_session(core, world.alice, "Linux Admin", "web01")
+    page = signed_in(app, core, "alice").get(f"/sessions/{session_id}").get_data(as_text=True)
+    assert "<dt>Approval</dt><dd>Tier 1: 1 of Linux Admins</dd>" in page
+
+
+def test_a_change_returns_to_the_admin_page_it_names_and_nowhere_else(
+    core: Pamcore, app: Flask
+) -> None:
+    client = signed_in(app, core, "erin")
+    edit = "/admin/profile/Standard/edit"
+
+    def post(**data: str) -> str:
+        data["csrf_token"] = csrf_token(app, client)
+        return client.post("/admin/profiles/tier_add", data=data).location
+
+    assert post(profile="Standard", users="carol", next=edit) == edit
+    assert post(profile="Standard", users="nobody", next="/admin/x", here=edit) == edit
+    assert post(profile="Standard", users="carol", next="https://evil.example/admin/") == (
+        "/admin/profiles"
+    )
+    assert post(profile="Standard", users="carol", next="//evil.example/admin/") == (
+        "/admin/profiles"
+    )
+    updated = client.post(
+        "/admin/policies/update",
+        data={
+            "csrf_token": csrf_token(app, client),
+            "policy": "db checkout",
+            "users": ["alice"],
+            "activities": "Check out root",
+            "resources": "db01",
+            "profile": "Approval",
+        },
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert 'flash-success">updated access policy db checkout<' in updated
+    page = client.get("/admin/policy/db%20checkout").get_data(as_text=True)
+    assert "alice may run Check out root on db01 under Approval." in page

@@ -1,7 +1,12 @@
 """Admin pages (role admin): one page per area lists what exists and holds the forms that
 change it. Every form posts to ``/admin/<area>/<change>``, which parses the form and makes
 one service call (the services check and audit); a refusal comes back as a flash message.
-Changes need a recent sign-in, like a password reveal."""
+Changes need a recent sign-in, like a password reveal.
+
+Areas with many rules (connection profiles, access policies) follow the user-facing pages:
+a list, a detail page per item with its rules in words, and an edit form. A form sent from
+one of those pages names where to go next (``next``) and where to come back to on a refusal
+(``here``); both must be admin pages."""
 
 from __future__ import annotations
 
@@ -14,6 +19,15 @@ from pamcore.web.admin.changes import CHANGES
 from pamcore.web.admin.forms import Form
 from pamcore.web.auth import fresh_login_required, role_required
 from pamcore.web.context import acting_user, current_core
+
+
+def _admin_page(path: str | None) -> str | None:
+    """``path`` when it is an admin page of this app (never another site), else None."""
+    prefix = url_for("admin.index")
+    if path and path.startswith(prefix) and "//" not in path and "\\" not in path:
+        return path
+    return None
+
 
 bp = Blueprint(
     "admin",
@@ -45,6 +59,8 @@ def apply_change(area: str, change: str) -> ResponseReturnValue:
             message = run(core, db, acting_user(db), Form(request.form))
     except PamError as exc:
         flash(str(exc), "error")
+        back = _admin_page(request.form.get("here")) or _admin_page(request.form.get("next"))
     else:
         flash(message, "success")
-    return redirect(url_for(f"admin.{area}"), code=303)
+        back = _admin_page(request.form.get("next"))
+    return redirect(back or url_for(f"admin.{area}"), code=303)

@@ -300,17 +300,28 @@ def delete_profile(core: Pamcore, db: Session, actor: User, form: Form) -> str:
     return f"deleted connection profile {form.text('profile')}"
 
 
-@change("policies", "create")
-def create_policy(core: Pamcore, db: Session, actor: User, form: Form) -> str:
-    changes = policies.PolicyChanges(
+def _policy_changes(form: Form) -> policies.PolicyChanges:
+    return policies.PolicyChanges(
         profile=form.text("profile") or None,
         users=form.names("users"),
         groups=form.names("groups"),
         activities=form.names("activities"),
         resources=form.names("resources"),
     )
-    policy = policies.create_policy(core, db, actor, form.text("name"), changes)
+
+
+@change("policies", "create")
+def create_policy(core: Pamcore, db: Session, actor: User, form: Form) -> str:
+    policy = policies.create_policy(core, db, actor, form.text("name"), _policy_changes(form))
     return f"created access policy {policy.name}"
+
+
+@change("policies", "update")
+def update_policy(core: Pamcore, db: Session, actor: User, form: Form) -> str:
+    """The lists replace the policy's (an empty one is refused by the service)."""
+    name = form.text("policy")
+    policy = policies.update_policy(core, db, actor, name, _policy_changes(form))
+    return f"updated access policy {policy.name}"
 
 
 @change("policies", "enable")

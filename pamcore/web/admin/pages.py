@@ -1,4 +1,5 @@
-"""The admin pages: each lists one area through its service and renders its forms."""
+"""The admin pages: each lists one area through its service and renders its forms; profiles
+and policies have a list, a detail page in words and an edit form, like the user pages."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from typing import Any
 
 from flask import render_template
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
 
 from pamcore.cli.plugins import collect_report
 from pamcore.model import ActionPhase, ActivityKind, LoginMode, Platform, Role
+from pamcore.presenters import approval_sentence, policy_sentence, profile_rules, tier_words
 from pamcore.services import (
     activities,
     connections,
@@ -85,17 +88,73 @@ def activities_view() -> ResponseReturnValue:
         )
 
 
+def _pickers(db: Session) -> dict[str, list[str]]:
+    """The names a form can pick from, by field."""
+    return {
+        "users": [u.username for u in directory.list_users(db)],
+        "groups": [g.name for g in directory.list_groups(db)],
+        "activities": [a.name for a in activities.list_activities(db)],
+        "resources": [r.name for r in inventory.list_resources(db)],
+        "profiles": [p.name for p in profiles.list_profiles(db)],
+    }
+
+
+def _policies_by_profile(db: Session) -> dict[str, list[str]]:
+    used: dict[str, list[str]] = {}
+    for policy in policies.list_policies(db):
+        used.setdefault(policy.profile.name, []).append(policy.name)
+    return used
+
+
 @bp.get("/profiles", endpoint="profiles")
 @role_required("admin")
 def profiles_view() -> ResponseReturnValue:
     with current_core().reader() as db:
         return _render(
             "profiles.html",
-            profiles=[profiles.profile_record(p) for p in profiles.list_profiles(db)],
+            profiles=[(p, dict(profile_rules(p))) for p in profiles.list_profiles(db)],
+            used_by=_policies_by_profile(db),
+        )
+
+
+@bp.get("/profiles/new")
+@role_required("admin")
+def profile_new() -> ResponseReturnValue:
+    with current_core().reader() as db:
+        return _render(
+            "profile_edit.html",
+            p=None,
             ranges=profiles.RANGES,
-            flags=profiles.PROFILE_FLAGS,
-            users=[u.username for u in directory.list_users(db)],
-            groups=[g.name for g in directory.list_groups(db)],
+            **_pickers(db),
+        )
+
+
+@bp.get("/profile/<name>")
+@role_required("admin")
+def profile_detail(name: str) -> ResponseReturnValue:
+    with current_core().reader() as db:
+        profile = profiles.get_profile(db, name)
+        return _render(
+            "profile_detail.html",
+            p=profile,
+            rules=profile_rules(profile),
+            used_by=_policies_by_profile(db).get(profile.name, []),
+        )
+
+
+@bp.get("/profile/<name>/edit")
+@role_required("admin")
+def profile_edit(name: str) -> ResponseReturnValue:
+    with current_core().reader() as db:
+        profile = profiles.get_profile(db, name)
+        return _render(
+            "profile_edit.html",
+            p=profiles.profile_record(profile),
+            tiers=[(t.position, tier_words(t)) for t in profile.tiers],
+            max_tiers=profiles.MAX_TIERS,
+            approval=approval_sentence(list(profile.tiers)),
+            ranges=profiles.RANGES,
+            **_pickers(db),
         )
 
 
@@ -105,13 +164,36 @@ def policies_view() -> ResponseReturnValue:
     with current_core().reader() as db:
         return _render(
             "policies.html",
-            policies=[policies.policy_record(p) for p in policies.list_policies(db)],
-            profiles=[p.name for p in profiles.list_profiles(db)],
-            users=[u.username for u in directory.list_users(db)],
-            groups=[g.name for g in directory.list_groups(db)],
-            activities=[a.name for a in activities.list_activities(db)],
-            resources=[r.name for r in inventory.list_resources(db)],
+            policies=[(p, policy_sentence(p)) for p in policies.list_policies(db)],
         )
+
+
+@bp.get("/policies/new")
+@role_required("admin")
+def policy_new() -> ResponseReturnValue:
+    with current_core().reader() as db:
+        return _render("policy_edit.html", p=None, **_pickers(db))
+
+
+@bp.get("/policy/<name>")
+@role_required("admin")
+def policy_detail(name: str) -> ResponseReturnValue:
+    with current_core().reader() as db:
+        policy = policies.get_policy(db, name)
+        return _render(
+            "policy_detail.html",
+            p=policies.policy_record(policy),
+            sentence=policy_sentence(policy),
+            approval=approval_sentence(list(policy.profile.tiers)),
+        )
+
+
+@bp.get("/policy/<name>/edit")
+@role_required("admin")
+def policy_edit(name: str) -> ResponseReturnValue:
+    with current_core().reader() as db:
+        policy = policies.get_policy(db, name)
+        return _render("policy_edit.html", p=policies.policy_record(policy), **_pickers(db))
 
 
 @bp.get("/connections", endpoint="connections")
