@@ -1,7 +1,7 @@
 """Phase A with the real xfreerdp under Xvfb: the inline prompt painted when the client
 has no password (screenshot colours, PNG kept under the test's tmp directory), typing the
 password with xdotool, a wrong password's error line and the retry, the redirection into
-the relay reaching xrdp; and a session that waits for approval showing why."""
+the relay reaching xrdp (the waiting room: test_waiting_room.py)."""
 
 from __future__ import annotations
 
@@ -146,25 +146,6 @@ def test_three_wrong_passwords_end_the_connection(world: RdpWorld, xvfb_display:
         run.finish()
     assert rc != 124, output  # the proxy closed it; the client did not stay connected
     assert len(world.audit("auth.failed")) == 3
-
-
-def test_a_session_waiting_for_approval_shows_why_and_closes(
-    world: RdpWorld, xvfb_display: str
-) -> None:
-    run = start_xfreerdp(
-        client(world, xvfb_display, "/u:alice+Audit+win01", f"/p:{PASSWORD}"), xvfb_display
-    )
-    try:
-        wait_for_pixel(xvfb_display, LEFT + 4, TOP + 4, TITLE_BAR, timeout=15)
-        line = world.wait_log("alice waits:")
-        assert "approval" in line and "carol" in line
-        shown = card(xvfb_display, world.tmp / "waiting.png")
-        assert ERROR not in colours(shown)
-        rc, output = run.finish(15)
-    finally:
-        run.finish()
-    assert rc != 124, output  # closed by the proxy after showing the reason
-    assert not world.audit("connection.opened", timeout=0)
 
 
 @settings(max_examples=300, deadline=None, database=None)

@@ -24,11 +24,16 @@ from typing import NoReturn
 from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
-from pamcore.errors import AuthenticationFailed, NotFound
+from pamcore.errors import AuthenticationFailed, NotFound, PolicyDenied
 from pamcore.lifecycle import CONNECTABLE, OPEN, Status
 from pamcore.model import ActivitySession, Resource, User
-from pamcore.services.access import authorize_connection, sessions_on, waiting_reason
-from pamcore.services.common import by_name
+from pamcore.services.access import (
+    authorize_connection,
+    finished_reason,
+    sessions_on,
+    waiting_reason,
+)
+from pamcore.services.common import by_name, get_session
 from pamcore.services.connections import admit_connection
 from pamcore.services.directory import authenticate, get_user
 from pamcore.services.sessions import find_or_request
@@ -130,6 +135,19 @@ def resolve_login(core: Pamcore, user_id: int, activity: str | None, resource: s
         if Status(session.status) not in CONNECTABLE:
             waiting = waiting_reason(session, core.now())
         return Route(session.id, target.name, waiting)
+
+
+def still_waiting(core: Pamcore, session_id: int) -> str | None:
+    """The waiting room's poll: why the session still waits, ``None`` once connectable; a
+    refusal (PolicyDenied) saying how it finished when it was denied, canceled or ended."""
+    with core.reader() as db:
+        session = get_session(db, session_id)
+        status = Status(session.status)
+        if status in CONNECTABLE:
+            return None
+        if status in OPEN:
+            return waiting_reason(session, core.now())
+        raise PolicyDenied(finished_reason(session, core.now()))
 
 
 def _open_session(core: Pamcore, db: Session, user: User, target: Resource) -> ActivitySession:

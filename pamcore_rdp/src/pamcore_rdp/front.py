@@ -7,7 +7,12 @@ proxy certificate, MCS Connect Response, Attach User and Channel Join confirms, 
 Info PDU, a "valid client" licence. A good password in Client Info is redirected at once,
 so the user sees nothing. Otherwise the connection is activated (Demand Active ... Font
 Map) and the prompt is painted, reading keystrokes until a password signs in (three
-tries); a session that cannot be used yet gets a status card, and the connection ends.
+tries). A session that cannot be used yet keeps the connection in the waiting room: a card
+saying what it waits for, updated as that changes and repainted now and then so the client
+stays connected, until the session is Available (then the redirection, as after a sign-in),
+it finishes, or the gate's bound passes. A card that ends the connection is followed by a
+Set Error Info PDU, so the client does not reconnect on its own (FreeRDP's auto-reconnect
+only follows a disconnect without one).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import struct
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,6 +44,7 @@ from pamcore_rdp.redirection import server_redirection
 from pamcore_rdp.share import (
     PDUTYPE2_FONTLIST,
     PDUTYPE2_INPUT,
+    PDUTYPE2_SET_ERROR_INFO_PDU,
     PDUTYPE2_SHUTDOWN_REQUEST,
     PDUTYPE2_UPDATE,
     PDUTYPE_CONFIRMACTIVEPDU,
@@ -63,6 +70,12 @@ PROMPT_TIMEOUT = 120.0
 STATUS_SECONDS = 6.0
 #: Tries at the prompt before the connection closes.
 TRIES = 3
+#: Seconds between two looks at a waiting session, and between two paints of an unchanged
+#: waiting card (traffic, so neither the client nor a middlebox drops an idle connection).
+POLL_SECONDS = 2.0
+KEEPALIVE_SECONDS = 20.0
+#: errorInfo sent before the proxy closes a connection with a card (MS-RDPBCGR 2.2.5.1.1).
+ERRINFO_SERVER_DENIED_CONNECTION = 0x00000007
 SHARE_ID = 0x000103EA
 #: The server's MCS id: the source of its Share Control Headers and Send Data Indications.
 SERVER_CHANNEL = 1002
@@ -88,9 +101,12 @@ class Retry:
 
 @dataclass(frozen=True)
 class Waiting:
-    """Signed in, but the session cannot be used yet: ``message`` says why."""
+    """Signed in, but the session cannot be used yet: ``message`` says why, and what the
+    waiting room does; the gate asks again with :meth:`Gate.poll`."""
 
     message: str
+    #: The gate's own state (the session, the user, the end of the wait).
+    context: object = field(default=None, compare=False, repr=False)
 
 
 Outcome = Admitted | Retry | Waiting
@@ -119,6 +135,11 @@ class Gate(Protocol):
         """Check the password and the session; raises PamError for a refusal."""
         ...
 
+    async def poll(self, waiting: Waiting) -> Admitted | Waiting:
+        """The waiting session again: admitted once Available, else why it still waits;
+        raises PamError when it finished or the wait's bound passed."""
+        ...
+
 
 class FrontConnection:
     """One client connection in Phase A: its streams, the MCS ids it joined and, once
@@ -137,13 +158,13 @@ class FrontConnection:
 
     # -- framing -------------------------------------------------------------------------
 
-    async def read(self, timeout: float = STEP_TIMEOUT) -> bytes:
+    async def read(self, timeout: float | None = STEP_TIMEOUT) -> bytes:
         try:
             return await read_pdu(self.reader, timeout)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise FrontClosed("the client closed the connection") from exc
 
-    async def read_io(self, timeout: float = STEP_TIMEOUT) -> bytes:
+    async def read_io(self, timeout: float | None = STEP_TIMEOUT) -> bytes:
         """The next Send Data Request on the I/O channel (other channels are ignored)."""
         while True:
             frame = await self.read(timeout)
@@ -236,7 +257,7 @@ class FrontConnection:
             *(share_data(SHARE_ID, SERVER_CHANNEL, PDUTYPE2_UPDATE, update) for update in updates)
         )
 
-    async def keys(self, timeout: float) -> list[Key]:
+    async def keys(self, timeout: float | None) -> list[Key]:
         """The keyboard events of the next input PDU (fast-path or slow-path); an empty list
         for anything else the client sends meanwhile."""
         frame = await self.read(timeout)
@@ -251,6 +272,14 @@ class FrontConnection:
         if share.pdu_type2 == PDUTYPE2_SHUTDOWN_REQUEST:
             raise FrontClosed("the client asked to shut down")
         return []
+
+    async def deny(self) -> None:
+        """Tell the client the server ends the connection (Set Error Info PDU), so it does
+        not take the close for a network failure and reconnect."""
+        payload = struct.pack("<I", ERRINFO_SERVER_DENIED_CONNECTION)
+        await self.send_io(
+            share_data(SHARE_ID, SERVER_CHANNEL, PDUTYPE2_SET_ERROR_INFO_PDU, payload)
+        )
 
     async def redirect(self, ticket: str) -> None:
         """Send the Server Redirection PDU, then give the client time to leave first."""
@@ -297,13 +326,11 @@ async def serve(
             outcome = await gate.sign_in(visitor, info.password)
         if isinstance(outcome, Retry):
             outcome = await _prompt(conn, gate, visitor, outcome)
+        if isinstance(outcome, Waiting):
+            outcome = await _wait(conn, gate, visitor, outcome)
     except PamError as exc:
         log.info("rdp front %s: %s refused: %s", conn.peer, visitor.username, exc)
         await _show(conn, sentence(str(exc)))
-        return
-    if isinstance(outcome, Waiting):
-        log.info("rdp front %s: %s waits: %s", conn.peer, visitor.username, outcome.message)
-        await _show(conn, f"{outcome.message} Connect again once it can be used.")
         return
     if isinstance(outcome, Admitted):
         log.info("rdp front %s: %s signed in, redirecting", conn.peer, visitor.username)
@@ -337,6 +364,39 @@ async def _prompt(
     return outcome
 
 
+async def _wait(conn: FrontConnection, gate: Gate, visitor: Visitor, waiting: Waiting) -> Outcome:
+    """The waiting room: the card says why the session waits, repainted when that changes
+    and every :data:`KEEPALIVE_SECONDS`; the client's input is read (and ignored) so a
+    disconnect ends the wait at once. Returns the admission; raises PamError when the
+    session finished or the gate's bound passed, FrontClosed when the client left."""
+    loop = asyncio.get_running_loop()
+    await _paint_card(conn, status_card(waiting.message))  # activates the connection first
+    log.info("rdp front %s: %s waits: %s", conn.peer, visitor.username, waiting.message)
+    shown, painted = waiting.message, loop.time()
+    reading = asyncio.ensure_future(conn.keys(None))
+    outcome: Admitted | Waiting = waiting
+    try:
+        while isinstance(outcome, Waiting):
+            if outcome.message != shown:
+                log.info("rdp front %s: %s waits: %s", conn.peer, visitor.username, outcome.message)
+            if outcome.message != shown or loop.time() - painted >= KEEPALIVE_SECONDS:
+                await _paint_card(conn, status_card(outcome.message))
+                shown, painted = outcome.message, loop.time()
+            until = loop.time() + POLL_SECONDS
+            while (left := until - loop.time()) > 0:
+                done, _ = await asyncio.wait({reading}, timeout=left)
+                if done:
+                    reading.result()  # FrontClosed when the client left
+                    reading = asyncio.ensure_future(conn.keys(None))
+            outcome = await gate.poll(outcome)
+        return outcome
+    finally:
+        # A frame cut short here is lost, which is harmless: what follows is the
+        # redirection (which reads raw bytes until the client leaves) or a closing card.
+        reading.cancel()
+        await asyncio.wait({reading})  # the reader is free again
+
+
 async def _read_password(conn: FrontConnection, prompt: PasswordPrompt, keyboard: Keyboard) -> str:
     """Keystrokes into the prompt until Enter, repainting the field as it changes."""
     while True:
@@ -353,9 +413,11 @@ async def _read_password(conn: FrontConnection, prompt: PasswordPrompt, keyboard
 
 
 async def _show(conn: FrontConnection, message: str) -> None:
-    """A status card with ``message``, for a few seconds, then the connection may close."""
+    """A status card with ``message``, for a few seconds, then the word to the client that
+    the server ends the connection; then it may close."""
     await _paint_card(conn, status_card(message))
     await asyncio.sleep(STATUS_SECONDS)
+    await conn.deny()
 
 
 async def _paint_card(conn: FrontConnection, card: Image.Image) -> None:

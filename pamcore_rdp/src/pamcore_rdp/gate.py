@@ -1,7 +1,10 @@
 """Phase A's questions to the core: who is connecting (the one-time routing token of the
 dashboard's ``.rdp`` file, or the DirectConnect login ``user+activity+resource`` typed in
 the client), whether their password signs in, and whether the session can be used now;
-then a one-time redirection ticket for Phase B.
+then a one-time redirection ticket for Phase B. A session that cannot be used yet is
+polled for the front's waiting room, for at most ``[plugins.rdp] waiting_room_minutes``
+by the core's clock; one that finished (a stale ``.rdp`` file's ended session) is refused
+in Phase A with how it finished, before any redirection.
 
 The core's services are synchronous: they run in worker threads (``asyncio.to_thread``).
 """
@@ -9,8 +12,10 @@ The core's services are synchronous: they run in worker threads (``asyncio.to_th
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from dataclasses import dataclass
 
+from pamcore.clock import format_utc
 from pamcore.core import Pamcore
 from pamcore.directconnect import GRAMMAR, DirectConnectName, parse_login
 from pamcore.errors import AuthenticationFailed, PamError, PolicyDenied
@@ -25,6 +30,7 @@ from pamcore_rdp import admission
 from pamcore_rdp.clientinfo import ClientInfo
 from pamcore_rdp.front import Admitted, Outcome, Retry, Visitor, Waiting, sentence
 from pamcore_rdp.rdpfile import RDP_FILE, file_token
+from pamcore_rdp.settings import DEFAULT_WAITING_ROOM_MINUTES
 from pamcore_rdp.tickets import TicketBook
 from pamcore_rdp.x224 import ConnectionRequest
 
@@ -65,16 +71,33 @@ class _ByFile:
     granted: TerminalPass
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A signed-in user's session that waits, and when the waiting room gives up (core
+    clock)."""
+
+    user_id: int
+    session_id: int
+    resource_name: str
+    until: dt.datetime
+
+
 class CoreGate:
     """The :class:`pamcore_rdp.front.Gate` of one client connection."""
 
     def __init__(
-        self, core: Pamcore, tickets: TicketBook, file_tokens: FileTokens, client_ip: str
+        self,
+        core: Pamcore,
+        tickets: TicketBook,
+        file_tokens: FileTokens,
+        client_ip: str,
+        waiting_room: dt.timedelta = dt.timedelta(minutes=DEFAULT_WAITING_ROOM_MINUTES),
     ) -> None:
         self.core = core
         self.tickets = tickets
         self.file_tokens = file_tokens
         self.client_ip = client_ip
+        self.waiting_room = waiting_room
 
     async def identify(self, request: ConnectionRequest, info: ClientInfo) -> Visitor:
         """The ``.rdp`` file's token when it redeems; else the DirectConnect login from
@@ -111,9 +134,10 @@ class CoreGate:
             return Retry(sentence(str(exc)))
         where = visitor.context
         if isinstance(where, _ByFile):
-            # The token was issued for an Available session; Phase B's admission checks it
-            # again and shows a refusal if it ended meanwhile.
+            # The token was issued for an Available session: one that finished since is
+            # refused here, saying so (a redirection would only be refused in Phase B).
             session_id, resource = where.granted.session_id, where.granted.resource_name
+            waiting = await asyncio.to_thread(admission.still_waiting, self.core, session_id)
         else:
             assert isinstance(where, _ByName) and where.login.resource is not None
             route = await asyncio.to_thread(
@@ -123,7 +147,38 @@ class CoreGate:
                 where.login.activity,
                 where.login.resource,
             )
-            if route.waiting is not None:
-                return Waiting(sentence(route.waiting))
             session_id, resource = route.session_id, route.resource_name
-        return Admitted(self.tickets.issue(user_id, session_id, resource, self.client_ip))
+            waiting = route.waiting
+        if waiting is None:
+            return Admitted(self.tickets.issue(user_id, session_id, resource, self.client_ip))
+        until = self.core.now() + self.waiting_room
+        return self._waiting(_Pending(user_id, session_id, resource, until), waiting)
+
+    async def poll(self, waiting: Waiting) -> Admitted | Waiting:
+        """The session again: a ticket once it is Available; a refusal when it finished
+        (denied, canceled, ended) or the waiting room's bound passed."""
+        pending = waiting.context
+        assert isinstance(pending, _Pending)
+        reason = await asyncio.to_thread(admission.still_waiting, self.core, pending.session_id)
+        if reason is None:
+            ticket = self.tickets.issue(
+                pending.user_id, pending.session_id, pending.resource_name, self.client_ip
+            )
+            return Admitted(ticket)
+        if self.core.now() >= pending.until:
+            minutes = self.waiting_room.total_seconds() / 60
+            raise PolicyDenied(
+                f"stopped waiting after {minutes:g} minute{'' if minutes == 1 else 's'}: "
+                f"{reason}. "
+                "Connect again to wait more"
+            )
+        return self._waiting(pending, reason)
+
+    def _waiting(self, pending: _Pending, reason: str) -> Waiting:
+        """The card of a waiting session: why, and what happens next."""
+        until = format_utc(pending.until, self.core.now())
+        return Waiting(
+            f"{sentence(reason)} You go on to the desktop as soon as it is available. "
+            f"Waiting until {until} at most; close the window to leave.",
+            pending,
+        )

@@ -28,6 +28,7 @@ from pamcore_rdp.front import FrontClosed, FrontConnection, sentence
 from pamcore_rdp.gate import CoreGate, FileTokens
 from pamcore_rdp.rdpfile import file_token
 from pamcore_rdp.relay import Relay
+from pamcore_rdp.settings import waiting_room
 from pamcore_rdp.tickets import Pass, TicketBook, TicketRefused
 from pamcore_rdp.wire import read_pdu
 from pamcore_rdp.x224 import ConnectionRequest, parse_connection_request
@@ -51,6 +52,8 @@ class RdpListener:
         self.host = host
         self._requested_port = port
         self.tickets = TicketBook()
+        #: How long a connection waits for its session (``[plugins.rdp]``, checked here).
+        self.waiting_room = waiting_room(core.config)
         #: Seconds a new connection has for its Connection Request (tests shorten it).
         self.request_timeout = REQUEST_TIMEOUT
         self.file_tokens = FileTokens(core)
@@ -135,7 +138,7 @@ class RdpListener:
         conn = FrontConnection(reader, writer, peer)
         token = request.routing_token
         if token is None or file_token(token) is not None:
-            gate = CoreGate(self.core, self.tickets, self.file_tokens, peer)
+            gate = CoreGate(self.core, self.tickets, self.file_tokens, peer, self.waiting_room)
             await front.serve(conn, request, self._tls, gate)
             return
         try:

@@ -12,19 +12,26 @@ relay secures and authenticates the target leg.
   cleared, the next connection pins again (:mod:`pamcore_rdp.trust`).
 * ``rdp.ca_bundle``: a PEM file of CAs the target's certificate must chain to, for its
   address; the alternative to pinning for targets with CA-issued certificates.
+
+One proxy-wide setting lives in ``pamcore.toml``: ``[plugins.rdp] waiting_room_minutes``,
+how long a connection waits on its card for the session to become Available
+(:func:`waiting_room`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
+from pamcore.errors import ConfigurationError
 from pamcore.registry import ResourceSetting
 
 if TYPE_CHECKING:
+    from pamcore.config import Config
     from pamcore.model import Resource
 
 PLUGIN = "rdp"
@@ -32,6 +39,9 @@ SECURITY_MODES = ("auto", "nla", "tls")
 NLA_MECHANISMS = ("negotiate", "ntlm")
 #: TS_INFO_PACKET caps Domain at 512 bytes of UTF-16 with its NUL (MS-RDPBCGR 2.2.1.11.1.1).
 MAX_DOMAIN = 255
+#: The waiting room's bound when ``pamcore.toml`` does not set one, and its largest value.
+DEFAULT_WAITING_ROOM_MINUTES = 10
+MAX_WAITING_ROOM_MINUTES = 24 * 60
 #: A SHA-256 as FreeRDP, ``openssl x509 -fingerprint -sha256`` or the dashboard print it.
 _SHA256 = re.compile(r"(?:sha256:)?((?:[0-9a-f]{2}:?){31}[0-9a-f]{2})")
 
@@ -151,3 +161,21 @@ def target_settings(resource: Resource) -> TargetSettings:
         except ValueError:
             values[setting.key] = setting.default
     return TargetSettings(**values)
+
+
+def waiting_room(config: Config) -> dt.timedelta:
+    """``[plugins.rdp] waiting_room_minutes``: how long a connection whose session waits
+    (for approval, its schedule, its start) stays on the card before it closes."""
+    value = config.plugin_settings.get(PLUGIN, {}).get(
+        "waiting_room_minutes", DEFAULT_WAITING_ROOM_MINUTES
+    )
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_WAITING_ROOM_MINUTES
+    ):
+        raise ConfigurationError(
+            f"[plugins.{PLUGIN}] waiting_room_minutes must be a number of minutes above 0 "
+            f"and at most {MAX_WAITING_ROOM_MINUTES}, not {value!r}"
+        )
+    return dt.timedelta(minutes=value)
