@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from pamcore.config import Config
     from pamcore.core import Pamcore
     from pamcore.model import ActivitySession, Resource, User
 
@@ -62,14 +63,23 @@ class ProtocolHandler:
     """A protocol a plugin brings: ``ssh``, ``rdp``, ``tcp``..."""
 
     name: str
+    #: Where the proxy listens unless ``[pamcore.proxy_ports]`` says otherwise: read
+    #: :meth:`port` for the port in use.
     default_port: int
     description: str = ""
     #: (core, host, port) -> a listener; ``port`` 0 asks for any free port (tests).
     listener_factory: Callable[[Pamcore, str, int], Listener] | None = None
-    #: (session, resource, user, proxy host) -> how to connect to it.
-    client_launch: Callable[[ActivitySession, Resource, User, str], LaunchInfo] | None = None
+    #: (session, resource, user, proxy host, proxy port) -> how to connect to it; the port
+    #: is :meth:`port`, the one the running instance listens on.
+    client_launch: Callable[[ActivitySession, Resource, User, str, int], LaunchInfo] | None = None
     #: (address, port, timeout seconds) -> probe result, without credentials.
     connection_test: Callable[[str, int, float], Awaitable[ConnectionTest]] | None = None
+
+    def port(self, config: Config) -> int:
+        """The port this protocol's proxy listens on, and so the one every page, file and
+        command names: ``[pamcore.proxy_ports] <name>`` in ``pamcore.toml``, else
+        :attr:`default_port`."""
+        return config.proxy_ports.get(self.name, self.default_port)
 
 
 @dataclass(frozen=True)

@@ -159,8 +159,9 @@ def proxy_services(core: Pamcore) -> list[Service]:
         if handler.listener_factory is None:
             log.debug("protocol %s has no proxy listener", name)
             continue
-        port = core.config.proxy_ports.get(name, handler.default_port)
-        services.append(ListenerService(name, handler.listener_factory, core, bind, port))
+        services.append(
+            ListenerService(name, handler.listener_factory, core, bind, handler.port(core.config))
+        )
     return services
 
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 
 from pamcore.cli.context import CliContext
 from pamcore.cli.main import build_cli
+from pamcore.config import load_config
 
 BROKEN = "raise RuntimeError('plugin exploded at import')\n"
 CLASHING = """
@@ -48,6 +49,15 @@ def test_installed_protocol_plugins_show_up(tmp_path: Path) -> None:
     assert "pamcore-ssh (entry point)" in ssh
     assert "register_protocols" in ssh
     assert "ssh (port 4422)" in result.output
+
+
+def test_protocols_show_the_ports_the_instance_is_configured_with(tmp_path: Path) -> None:
+    (tmp_path / "pamcore.toml").write_text("[pamcore.proxy_ports]\nssh = 52222\nrdp = 53389\n")
+    result = run(tmp_path, "plugins")
+    assert "ssh (port 52222)" in result.output and "rdp (port 53389)" in result.output
+    report = json.loads(run(tmp_path, "plugins", "--json").output)
+    ports = {p["name"]: (p["port"], p["default_port"]) for p in report["protocols"]}
+    assert ports["ssh"] == (52222, 4422) and ports["rdp"] == (53389, 4489)
 
 
 def test_json_output(tmp_path: Path) -> None:
@@ -115,8 +125,9 @@ def test_uses_the_open_cores_host(tmp_path: Path) -> None:
     host = build_plugin_host(strict=False, entry_points=False)
     host.register(Embedded(), name="embedded_only")
 
-    class FakeCore:  # only what the command touches: the host
+    class FakeCore:  # only what the command touches: the host and the configuration
         plugins = host
+        config = load_config(tmp_path)
 
         def dispose(self) -> None:
             pass

@@ -14,20 +14,21 @@ import click
 
 from pamcore.cli.context import CliContext, pass_cli, with_json
 from pamcore.cli.output import emit_record, emit_rows
-from pamcore.config import load_config
+from pamcore.config import Config, load_config
 from pamcore.plugins import PluginHost, build_plugin_host
 
 PREFIX = "pamcore_"
 
 
-def _host(obj: CliContext) -> PluginHost:
-    """The open core's host when there is one; otherwise a host built as the core would
-    build it (installed plugins and the instance's plugins folder), in lenient mode so that
-    failures are listed instead of raised."""
+def _host(obj: CliContext) -> tuple[PluginHost, Config]:
+    """The open core's host and configuration when there is one; otherwise the instance's
+    configuration and a host built as the core would build it (installed plugins and the
+    instance's plugins folder), in lenient mode so that failures are listed instead of
+    raised."""
     if obj._core is not None:
-        return obj._core.plugins
+        return obj._core.plugins, obj._core.config
     config = load_config(obj.instance)
-    return build_plugin_host(strict=False, plugins_dir=config.plugins_dir)
+    return build_plugin_host(strict=False, plugins_dir=config.plugins_dir), config
 
 
 def _exercise_registrations(host: PluginHost, root: click.Group | None) -> None:
@@ -46,14 +47,22 @@ def _exercise_registrations(host: PluginHost, root: click.Group | None) -> None:
         host.hooks.register_commands(probe)
 
 
-def collect_report(host: PluginHost, root: click.Group | None = None) -> dict[str, Any]:
+def collect_report(
+    host: PluginHost, config: Config, root: click.Group | None = None
+) -> dict[str, Any]:
+    """Plugins, protocols with the port each proxy listens on in ``config``, failures."""
     _exercise_registrations(host, root)
     plugins = [
         {"name": i.name, "version": i.version, "source": i.source, "hooks": i.hooks}
         for i in host.plugin_infos()
     ]
     protocols = [
-        {"name": p.name, "default_port": p.default_port, "listener": p.listener_factory is not None}
+        {
+            "name": p.name,
+            "port": p.port(config),
+            "default_port": p.default_port,
+            "listener": p.listener_factory is not None,
+        }
         for p in sorted(host.hooks.protocols().values(), key=lambda p: p.name)
     ]
     failures = [{"plugin": f.name, "stage": f.stage, "error": f.error} for f in host.failures]
@@ -67,7 +76,8 @@ def collect_report(host: PluginHost, root: click.Group | None = None) -> dict[st
 def plugins(ctx: click.Context, obj: CliContext) -> None:
     """List plugins: name, version, source, hooks implemented, and failures."""
     root = ctx.find_root().command
-    report = collect_report(_host(obj), root if isinstance(root, click.Group) else None)
+    host, config = _host(obj)
+    report = collect_report(host, config, root if isinstance(root, click.Group) else None)
     if obj.as_json:
         emit_record(report, as_json=True)
         return
@@ -79,7 +89,7 @@ def plugins(ctx: click.Context, obj: CliContext) -> None:
     click.echo("")
     if report["protocols"]:
         names = ", ".join(
-            f"{p['name']} (port {p['default_port']}{'' if p['listener'] else ', no listener yet'})"
+            f"{p['name']} (port {p['port']}{'' if p['listener'] else ', no listener yet'})"
             for p in report["protocols"]
         )
         click.echo(f"protocols: {names}")

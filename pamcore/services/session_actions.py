@@ -90,7 +90,9 @@ def connection_launches(core: Pamcore, db: Session, viewer: User, session_id: in
             handler = handlers.get(protocol.name)
             if handler is None or handler.client_launch is None:
                 continue
-            info = handler.client_launch(session, resource, viewer, core.config.public_host)
+            info = handler.client_launch(
+                session, resource, viewer, core.config.public_host, handler.port(core.config)
+            )
             launches.append(Launch(resource.name, protocol.name, info))
     return launches
 

@@ -66,6 +66,8 @@ ALICE_PASSWORD = "Contract-alice-pw-1"  # noqa: S105
 MALLORY_PASSWORD = "Contract-mallory-pw-2"  # noqa: S105
 TARGET_ACCOUNT_PASSWORD = "Contract-target-pw-3"  # noqa: S105
 PROXY_HOST = "pam.contract.test"
+#: Not any plugin's default: the launch must name the port it is given.
+PROXY_PORT = 52417
 ACTIVITY = "Contract Check"
 RESOURCE = "contract target"
 
@@ -237,7 +239,7 @@ class ProtocolContract:
         assert 1 <= handler.default_port <= 65535
         assert handler.description.strip(), "describe the protocol for the dashboard"
 
-    def test_client_launch_names_proxy_host_and_directconnect_login(
+    def test_client_launch_names_proxy_host_port_and_directconnect_login(
         self, core: Pamcore, handler: ProtocolHandler, world: ContractWorld
     ) -> None:
         assert handler.client_launch is not None, "the Connection icon needs client_launch"
@@ -246,11 +248,13 @@ class ProtocolContract:
             resource = db.get(Resource, world.resource_id)
             alice = db.get(User, world.alice_id)
             assert session and resource and alice
-            info = handler.client_launch(session, resource, alice, PROXY_HOST)
+            info = handler.client_launch(session, resource, alice, PROXY_HOST, PROXY_PORT)
         text = " ".join(
             [info.command, info.uri, info.file[2].decode("utf-8", "replace") if info.file else ""]
         )
         assert PROXY_HOST in text
+        assert str(PROXY_PORT) in text, "the launch names the configured port, not a default"
+        assert str(handler.default_port) not in text
         assert login_name("alice", ACTIVITY, RESOURCE) in text
 
     def test_client_launch_command_gives_admin_chosen_names_to_the_shell_as_data(
@@ -264,7 +268,7 @@ class ProtocolContract:
         resource = f"db$(touch${{IFS}}{ran})`touch${{IFS}}{ran}`&x|y>z"
         session = ActivitySession(id=1, activity=Activity(name=activity))
         info = handler.client_launch(
-            session, Resource(name=resource), User(username="alice"), PROXY_HOST
+            session, Resource(name=resource), User(username="alice"), PROXY_HOST, PROXY_PORT
         )
         if not info.command:
             pytest.skip(f"{self.protocol} shows no command line")

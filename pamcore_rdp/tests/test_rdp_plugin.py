@@ -55,7 +55,9 @@ def test_registered_once_through_the_entry_point() -> None:
 
 def test_rdp_file_content() -> None:
     session = ActivitySession(activity=Activity(name="Windows Admin"))
-    info = client_launch(session, Resource(name="win 01"), User(username="bob"), "pam.example")
+    info = client_launch(
+        session, Resource(name="win 01"), User(username="bob"), "pam.example", 4489
+    )
     assert info.file is not None
     name, media_type, content = info.file
     assert (name, media_type) == ("win-01.rdp", "application/x-rdp")

@@ -26,9 +26,18 @@ from pamcore_rdp.x224 import encode_connection_request, parse_connection_request
 from rdp_display import start_xfreerdp
 
 from pamcore.clock import FrozenClock
+from pamcore.config import CONFIG_FILE, load_config
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed
-from pamcore.model import Activity, ActivitySession, LoginMode, Platform, Resource, User
+from pamcore.model import (
+    Activity,
+    ActivitySession,
+    LoginMode,
+    Platform,
+    Resource,
+    ResourceProtocol,
+    User,
+)
 from pamcore.plugins import PluginHost
 from pamcore.services import scheduler
 from pamcore.services.common import CONSOLE
@@ -192,6 +201,28 @@ def test_the_dashboard_download_carries_a_fresh_token(world: World) -> None:
     assert signed_in(world.core, "bob").get(url).status_code == 404
 
 
+def test_an_instance_on_other_ports_names_them_everywhere(world: World) -> None:
+    """``[pamcore.proxy_ports]`` is where the proxies listen, so the Connection page's
+    commands and the downloaded ``.rdp`` file name those ports, never the defaults."""
+    instance = world.core.config.instance_path
+    (instance / CONFIG_FILE).write_text("[pamcore.proxy_ports]\nrdp = 53389\nssh = 52222\n")
+    world.core.config = load_config(
+        instance,
+        database_url=world.core.config.database_url,
+        master_key_path=world.core.config.master_key_path,
+    )
+    with world.core.unit() as db:
+        win01 = db.query(Resource).filter_by(name="win 01").one()
+        win01.protocols.append(ResourceProtocol(name="ssh", port=22))
+    alice = signed_in(world.core, "alice")
+    page = alice.get(f"/sessions/{world.session_id}/connect").data.decode()
+    assert "/v:localhost:53389" in page
+    assert "ssh -p 52222 alice+Windows-Admin+win-01@localhost" in page
+    assert "4489" not in page and "4422" not in page
+    lines = alice.get(f"/rdp/file/{world.session_id}/win%2001").data.decode().split("\r\n")
+    assert lines[0] == "full address:s:localhost:53389"
+
+
 def test_the_rdp_file_shares_the_clipboard_only_when_the_profile_says_so(world: World) -> None:
     alice = signed_in(world.core, "alice")
     url = f"/rdp/file/{world.session_id}/win%2001"
@@ -207,13 +238,17 @@ def test_the_rdp_file_shares_the_clipboard_only_when_the_profile_says_so(world: 
         update_profile(world.core, db, CONSOLE, "standard", changes)
     assert clipboard_lines() == ["redirectclipboard:i:1"]
     session = ActivitySession(activity=Activity(name="Windows Admin"))
-    launch = client_launch(session, Resource(name="win 01"), User(username="bob"), "pam.example")
+    launch = client_launch(
+        session, Resource(name="win 01"), User(username="bob"), "pam.example", DEFAULT_PORT
+    )
     assert b"redirectclipboard:i:0\r\n" in launch.file[2]  # type: ignore[index]
 
 
 def test_client_launch_points_the_download_at_the_dashboard_route() -> None:
     session = ActivitySession(id=5, activity=Activity(name="Windows Admin"))
-    info = client_launch(session, Resource(name="win 01"), User(username="bob"), "pam.example")
+    info = client_launch(
+        session, Resource(name="win 01"), User(username="bob"), "pam.example", DEFAULT_PORT
+    )
     assert info.file_url == "/rdp/file/5/win%2001"
     assert b"loadbalanceinfo" not in info.file[2]  # type: ignore[index]  # no token without the dashboard
     assert f"pam.example:{DEFAULT_PORT}" in info.command

@@ -106,7 +106,9 @@ def test_pamcore_init_creates_the_proxy_host_key_once(tmp_path: Path) -> None:
 
 def test_launch_uses_directconnect_grammar_with_dashes_for_spaces() -> None:
     session = ActivitySession(activity=Activity(name="Linux Admin"))
-    info = client_launch(session, Resource(name="web 01"), User(username="alice"), "pam.example")
+    info = client_launch(
+        session, Resource(name="web 01"), User(username="alice"), "pam.example", 4422
+    )
     assert info.command == "ssh -p 4422 alice+Linux-Admin+web-01@pam.example"
     assert info.uri == "ssh://alice+Linux-Admin+web-01@pam.example:4422"
 

@@ -174,7 +174,7 @@ class _Launcher:
             ProtocolHandler(
                 "ssh",
                 22,
-                client_launch=lambda s, r, u, host: LaunchInfo(
+                client_launch=lambda s, r, u, host, port: LaunchInfo(
                     command=f"ssh -p 4422 {u.username}+{s.activity.name}+{r.name}@{host}",
                     uri=f"ssh://{host}:4422",
                     file=(f"{r.name}.txt", "text/plain", b"hello"),

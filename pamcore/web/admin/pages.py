@@ -208,7 +208,8 @@ def connections_view() -> ResponseReturnValue:
 @bp.get("/plugins")
 @role_required("admin")
 def plugins() -> ResponseReturnValue:
-    return _render("plugins.html", report=collect_report(current_core().plugins))
+    core = current_core()
+    return _render("plugins.html", report=collect_report(core.plugins, core.config))
 
 
 @bp.get("/vault")

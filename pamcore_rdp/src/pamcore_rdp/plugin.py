@@ -23,7 +23,6 @@ from pamcore_rdp.rdpfile import MEDIA_TYPE, clipboard_allowed, rdp_file
 from pamcore_rdp.settings import SETTINGS
 
 if TYPE_CHECKING:
-    from pamcore.config import Config
     from pamcore.core import Pamcore
     from pamcore.model import ActivitySession, Resource, User
 
@@ -32,17 +31,12 @@ DEFAULT_PORT = 4489
 CERTIFICATE_PAGE = "/rdp/certificate"
 
 
-def proxy_port(config: Config) -> int:
-    """The listener's port: ``[pamcore.proxy_ports] rdp`` or :data:`DEFAULT_PORT`."""
-    return config.proxy_ports.get("rdp", DEFAULT_PORT)
-
-
 def file_name(resource_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", resource_name) + ".rdp"
 
 
 def client_launch(
-    session: ActivitySession, resource: Resource, user: User, proxy_host: str
+    session: ActivitySession, resource: Resource, user: User, proxy_host: str, proxy_port: int
 ) -> LaunchInfo:
     """The ``.rdp`` file for the Connection icon (downloaded through :mod:`pamcore_rdp.web`,
     which adds a one-time routing token), and the FreeRDP command line with the
@@ -50,12 +44,12 @@ def client_launch(
     login = login_name(user.username, session.activity.name, resource.name)
     return LaunchInfo(
         command=shlex.join(
-            ["xfreerdp", f"/v:{proxy_host}:{DEFAULT_PORT}", f"/u:{login}", "/sec:tls"]
+            ["xfreerdp", f"/v:{proxy_host}:{proxy_port}", f"/u:{login}", "/sec:tls"]
         ),
         file=(
             file_name(resource.name),
             MEDIA_TYPE,
-            rdp_file(proxy_host, login, DEFAULT_PORT, clipboard=clipboard_allowed(session)),
+            rdp_file(proxy_host, login, proxy_port, clipboard=clipboard_allowed(session)),
         ),
         file_url=f"/rdp/file/{session.id}/{quote(resource.name, safe='')}",
         links=(("Check the proxy's certificate fingerprint", CERTIFICATE_PAGE),),

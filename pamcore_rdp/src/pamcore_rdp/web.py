@@ -14,7 +14,7 @@ from pamcore.directconnect import login_name
 from pamcore.services.access import own_connectable_session
 from pamcore.web.context import acting_user, current_core
 from pamcore_rdp.certs import certificate_info
-from pamcore_rdp.plugin import file_name, proxy_port
+from pamcore_rdp.plugin import file_name
 from pamcore_rdp.rdpfile import MEDIA_TYPE, clipboard_allowed, issue_file_token, rdp_file
 
 bp = Blueprint("rdp", __name__, url_prefix="/rdp", template_folder="templates")
@@ -35,9 +35,8 @@ def download(session_id: int, resource: str) -> ResponseReturnValue:
         name = next(r.name for r in session.resources if r.name.lower() == resource.lower())
         login = login_name(user.username, session.activity.name, name)
         clipboard = clipboard_allowed(session)
-    content = rdp_file(
-        core.config.public_host, login, proxy_port(core.config), token, clipboard=clipboard
-    )
+    port = core.hooks.protocols()["rdp"].port(core.config)
+    content = rdp_file(core.config.public_host, login, port, token, clipboard=clipboard)
     return Response(
         content,
         mimetype=MEDIA_TYPE,

@@ -32,14 +32,14 @@ DEFAULT_PORT = 4422
 
 
 def client_launch(
-    session: ActivitySession, resource: Resource, user: User, proxy_host: str
+    session: ActivitySession, resource: Resource, user: User, proxy_host: str, proxy_port: int
 ) -> LaunchInfo:
     """The OpenSSH command line, the ``ssh://`` URI and the browser terminal's page for
     the Connection icon."""
     login = login_name(user.username, session.activity.name, resource.name)
     return LaunchInfo(
-        command=shlex.join(["ssh", "-p", str(DEFAULT_PORT), f"{login}@{proxy_host}"]),
-        uri=f"ssh://{login}@{proxy_host}:{DEFAULT_PORT}",
+        command=shlex.join(["ssh", "-p", str(proxy_port), f"{login}@{proxy_host}"]),
+        uri=f"ssh://{login}@{proxy_host}:{proxy_port}",
         terminal=f"/ssh/terminal/{session.id}/{quote(resource.name, safe='')}",
     )
 

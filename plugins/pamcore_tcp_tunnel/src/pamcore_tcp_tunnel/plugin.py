@@ -25,12 +25,12 @@ DEFAULT_PORT = 4455
 
 
 def client_launch(
-    session: ActivitySession, resource: Resource, user: User, proxy_host: str
+    session: ActivitySession, resource: Resource, user: User, proxy_host: str, proxy_port: int
 ) -> LaunchInfo:
     """The helper command that gives a database client a local port to connect to."""
     login = login_name(user.username, session.activity.name, resource.name)
     return LaunchInfo(
-        command=shlex.join(["pamcore-tcp-connect", f"{proxy_host}:{DEFAULT_PORT}", login])
+        command=shlex.join(["pamcore-tcp-connect", f"{proxy_host}:{proxy_port}", login])
     )
 
 
