@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
 import itertools
 import struct
 import time
@@ -33,6 +35,7 @@ from pamcore_rdp.prompt import (
     card_origin,
 )
 from pamcore_rdp.rdpfile import ROUTING_PREFIX, issue_file_token
+from pamcore_rdp.settings import waiting_room
 from pamcore_rdp.share import parse_share
 from pamcore_rdp.tickets import TicketBook
 from pamcore_rdp.x224 import ConnectionRequest
@@ -42,12 +45,16 @@ from rdp_display import screenshot, start_xfreerdp, wait_for_pixel, xdotool_type
 from rdp_targets import NAVY, XrdpTarget, xrdp_logged_in
 from rdp_world import LOGIN, PASSWORD, RdpWorld, rdp_world
 
+from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
-from pamcore.errors import PamError
-from pamcore.model import LoginMode, Platform, Role, User
+from pamcore.errors import ConfigurationError, PamError, PolicyDenied
+from pamcore.model import ActivitySession, LoginMode, Platform, Role, User
 from pamcore.plugins import PluginHost
 from pamcore.services import scheduler
-from pamcore.services.sessions import SessionRequest, create_session
+from pamcore.services.approvals import approve_session
+from pamcore.services.common import CONSOLE, worker_name
+from pamcore.services.ending import complete_ending
+from pamcore.services.sessions import SessionRequest, create_session, end_session
 from pamcore.testing import builders as b
 
 WIDTH, HEIGHT = 1024, 768
@@ -274,3 +281,58 @@ def test_gate_sign_in_outcomes(gated: Gated) -> None:
     ticket = asyncio.run(gate.sign_in(by_file, PASSWORD))
     assert isinstance(ticket, Admitted)
     assert gate.tickets.redeem(ticket.ticket, "10.0.0.5").session_id == gated.session_id
+
+
+def test_gate_polls_a_waiting_session_until_it_is_available(gated: Gated) -> None:
+    gate = gated.gate
+    visitor = asyncio.run(gate.identify(ConnectionRequest(), info("alice+Audit+win01")))
+    waiting = asyncio.run(gate.sign_in(visitor, PASSWORD))
+    assert isinstance(waiting, Waiting)
+    assert "approval by carol" in waiting.message and "Waiting until" in waiting.message
+    again = asyncio.run(gate.poll(waiting))
+    assert isinstance(again, Waiting) and again.message == waiting.message
+    with gated.core.unit() as db:
+        session_id = db.query(ActivitySession).filter_by(status="waiting_for_approval").one().id
+        approve_session(
+            gated.core, db, db.query(User).filter_by(username="carol").one(), session_id
+        )
+    scheduler.tick(gated.core)
+    admitted = asyncio.run(gate.poll(again))
+    assert isinstance(admitted, Admitted)
+    assert gate.tickets.redeem(admitted.ticket, "10.0.0.5").session_id == session_id
+
+
+def test_gate_stops_waiting_at_the_bound(gated: Gated, clock: FrozenClock) -> None:
+    gate = CoreGate(
+        gated.core, TicketBook(), FileTokens(gated.core), "10.0.0.5", dt.timedelta(minutes=3)
+    )
+    visitor = asyncio.run(gate.identify(ConnectionRequest(), info("alice+Audit+win01")))
+    waiting = asyncio.run(gate.sign_in(visitor, PASSWORD))
+    assert isinstance(waiting, Waiting)
+    clock.now += dt.timedelta(minutes=2, seconds=59)
+    assert isinstance(asyncio.run(gate.poll(waiting)), Waiting)
+    clock.now += dt.timedelta(seconds=1)
+    with pytest.raises(PolicyDenied, match="stopped waiting after 3 minutes: .*carol"):
+        asyncio.run(gate.poll(waiting))
+
+
+def test_gate_refuses_an_rdp_file_whose_session_ended(gated: Gated) -> None:
+    visitor = asyncio.run(gated.gate.identify(file_request(gated), info()))
+    with gated.core.unit() as db:
+        end_session(gated.core, db, CONSOLE, gated.session_id)
+    complete_ending(gated.core, gated.session_id, worker_name(), CONSOLE.username)
+    with pytest.raises(PolicyDenied, match=f"session #{gated.session_id} ended"):
+        asyncio.run(gated.gate.sign_in(visitor, PASSWORD))
+
+
+@pytest.mark.parametrize(
+    ("value", "minutes"), [(None, 10), (1, 1), (0.5, 0.5), (0, None), (True, None), ("5", None)]
+)
+def test_waiting_room_minutes_setting(core: Pamcore, value: object, minutes: float | None) -> None:
+    table = {} if value is None else {"waiting_room_minutes": value}
+    config = dataclasses.replace(core.config, plugin_settings={"rdp": table})
+    if minutes is None:
+        with pytest.raises(ConfigurationError, match="waiting_room_minutes"):
+            waiting_room(config)
+    else:
+        assert waiting_room(config) == dt.timedelta(minutes=minutes)
