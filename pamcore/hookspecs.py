@@ -102,7 +102,9 @@ def pamcore_register_actions(register: Callable[[ActionType], None]) -> None:
     password, add to a group...).
 
     Called once at start-up. Activities refer to action types by name; an activity naming an
-    unknown type fails at configuration time, not when the session starts.
+    unknown type fails at configuration time, not when the session starts, and so do
+    parameters the type does not list or its ``check`` refuses (a credential that does not
+    exist).
 
     :param register: call it with a :class:`pamcore.registry.ActionType` per type.
     """

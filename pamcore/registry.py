@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from pamcore.config import Config
     from pamcore.core import Pamcore
     from pamcore.model import ActivitySession, Resource, User
@@ -113,6 +115,10 @@ class ActionType:
     params: dict[str, str] = field(default_factory=dict)
     #: Platforms it applies to; empty means any.
     platforms: tuple[str, ...] = ()
+    #: (database session, params) -> checks the parameters when the action is added to an
+    #: activity, so a missing or unknown name is refused then, not when the first session
+    #: starts; raises ValueError with a message an administrator can act on.
+    check: Callable[[Session, dict[str, Any]], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,11 @@ def add_action(
                 f"'{action_type}' does not understand {', '.join(unknown)} "
                 f"(it takes: {', '.join(sorted(spec.params))})",
             )
+    if spec is not None and spec.check is not None:
+        try:
+            spec.check(db, params)
+        except ValueError as exc:
+            raise ValidationError("params", f"'{action_type}': {exc}") from None
     steps = activity.actions_for(phase)
     if len(steps) >= MAX_ACTIONS_PER_PHASE:
         raise ValidationError("action", f"at most {MAX_ACTIONS_PER_PHASE} {phase.value} actions")

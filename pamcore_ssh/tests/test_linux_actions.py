@@ -241,6 +241,36 @@ def test_full_ephemeral_session(core: Pamcore, target: Target, clock: FrozenCloc
     ]
 
 
+def test_removing_the_account_removes_its_sudoers_rule(
+    core: Pamcore, target: Target, clock: FrozenClock
+) -> None:
+    """An activity without ``linux-remove-sudoers`` still leaves no rule behind: the rule
+    grants to a name that a later account may take."""
+    s = setup(core, target)
+    sid = ephemeral_session(
+        core,
+        s,
+        pre=[("linux-create-account", s.service), ("linux-add-sudoers", s.service)],
+        post=[("linux-remove-account", s.service)],
+    )
+    assert scheduler.tick(core).activated == [sid]
+    account = state(core, sid)[2]
+    assert sudoers_rules_for(account) == [SUDOERS / f"pamcore-{account}"]
+
+    clock.advance(minutes=61)
+    assert scheduler.tick(core).expired == [sid]
+    assert getent(account) is None
+    assert sudoers_rules_for(account) == []
+    with core.reader() as db:
+        actions = db.scalars(select(AuditEvent.action).where(AuditEvent.session_id == sid)).all()
+    assert [a for a in actions if a.startswith("linux.")] == [
+        "linux.account_created",
+        "linux.sudoers_added",
+        "linux.sudoers_removed",
+        "linux.account_removed",
+    ]
+
+
 def test_an_account_that_changed_its_gecos_is_still_removed(
     core: Pamcore, target: Target, clock: FrozenClock
 ) -> None:

@@ -146,3 +146,33 @@ def test_probe_times_out_on_a_silent_server_within_its_timeout() -> None:
     assert time.monotonic() - started < 2.0
     assert not result.ok
     assert "within 0.3 s" in result.message
+
+
+def test_add_action_refuses_a_missing_or_unknown_service_credential(tmp_path: Path) -> None:
+    """``activities add-action`` checks a ``linux-*`` action's credentials at once (the
+    action type's ``check``), not when the first session starts."""
+    instance = tmp_path / "instance"
+
+    def run(*args: str, code: int = 0, stdin: str | None = None) -> str:
+        result = CliRunner().invoke(
+            build_cli(), ["--instance", str(instance), *args], input=stdin, obj=CliContext(None)
+        )
+        assert result.exit_code == code, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
+    run("init")
+    run("resources", "create", "web01", "--address", "127.0.0.1")
+    run("activities", "create", "Linux Admin")
+    add = ("activities", "add-action", "Linux Admin")
+    missing = run(*add, "pre", "linux-create-account", code=2)
+    assert "parameter 'service_credential' is missing" in missing
+    service = '{"service_credential": "web01 root"}'
+    unknown = run(*add, "post", "linux-remove-account", "--params", service, code=2)
+    assert "'linux-remove-account': parameter 'service_credential': no credential" in unknown
+    assert "web01 root" in unknown
+    shown = json.loads(run("activities", "show", "Linux Admin", "--json"))
+    assert shown["pre_actions"] == shown["post_actions"] == [], "refused actions are not added"
+    credential = ("credentials", "create", "web01 root", "--username", "root")
+    run(*credential, "--resource", "web01", "--password-stdin", stdin="Service-Pa55word-1\n")
+    run(*add, "post", "linux-remove-account", "--params", service)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from pamcore_ssh.actions import Remote, rotate_credential
+from pamcore_ssh.actions import Remote, check_service_params, rotate_credential
 
 from pamcore import hookimpl
 from pamcore.errors import ActionFailed, NotFound
@@ -187,6 +187,7 @@ def pamcore_register_actions(register: Callable[[ActionType], None]) -> None:
                 "credential": "the managed credential to rotate (default: the session's)",
             },
             platforms=("cisco-ios",),
+            check=check_service_params,
         )
     )
 

@@ -23,10 +23,11 @@ import logging
 import re
 import shlex
 from collections.abc import Awaitable, Callable, Iterable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import asyncssh
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from pamcore import hookimpl
 from pamcore.errors import ActionFailed, NotFound
@@ -108,6 +109,46 @@ def _checked_name(name: str, what: str) -> str:
 def _marker(ctx: ActionContext) -> str:
     """The GECOS comment that makes an account ours: ``pamcore session 42``."""
     return f"pamcore session {ctx.session.id}"
+
+
+# -- checking parameters when an action is added ------------------------------------------
+
+
+def _existing_credential(db: Session, params: dict[str, Any], param: str) -> None:
+    try:
+        get_credential(db, str(params[param]))
+    except NotFound as exc:
+        raise ValueError(f"parameter '{param}': {exc}") from None
+
+
+def check_service_params(db: Session, params: dict[str, Any]) -> None:
+    """The service credential is named and exists, and so does ``credential`` when given
+    (whether it belongs to each resource is known only when a session runs)."""
+    if not params.get(SERVICE_PARAM):
+        raise ValueError(
+            f"parameter '{SERVICE_PARAM}' is missing: name the credential the action logs in "
+            f"with (pamcore credentials list)"
+        )
+    _existing_credential(db, params, SERVICE_PARAM)
+    if params.get("credential"):
+        _existing_credential(db, params, "credential")
+
+
+def _check_create_params(db: Session, params: dict[str, Any]) -> None:
+    check_service_params(db, params)
+    group = params.get("sudo_group")
+    if group and not _NAME.fullmatch(str(group)):
+        raise ValueError(f"parameter 'sudo_group': '{group}' is not a valid Linux group name")
+
+
+def _check_sudoers_params(db: Session, params: dict[str, Any]) -> None:
+    check_service_params(db, params)
+    if _multiline(str(params.get("rule") or "")):
+        raise ValueError("parameter 'rule' must be one line")
+
+
+def _multiline(text: str) -> bool:
+    return "\n" in text or "\r" in text
 
 
 # -- connecting --------------------------------------------------------------------------
@@ -319,6 +360,7 @@ def _remove_account(ctx: ActionContext) -> None:
     async def work(remote: Remote) -> None:
         uid = await _account_uid(remote, name)
         if uid is None:
+            await _delete_sudoers_file(ctx, remote, name)
             ctx.audit("linux.account_absent")
             return
         created = _created_uid(ctx, name)
@@ -327,6 +369,9 @@ def _remove_account(ctx: ActionContext) -> None:
                 f"account {name} on {remote.where} was not created for this session; "
                 f"not removing it"
             )
+        # First, so the rule is gone even when the account can only be locked: it grants
+        # to a name that a later account may take.
+        await _delete_sudoers_file(ctx, remote, name)
         if uid != created:
             reason = f"its UID is {uid}, not {created} as created"
             await _lock_instead(ctx, remote, name, (uid, created), reason)
@@ -421,7 +466,7 @@ def _sudoers_file(name: str) -> str:
 def _add_sudoers(ctx: ActionContext) -> None:
     name = _checked_name(ctx.login_account, "account")
     rule = str(ctx.params.get("rule") or DEFAULT_SUDO_RULE)
-    if "\n" in rule or "\r" in rule:
+    if _multiline(rule):
         raise ActionFailed("parameter 'rule' must be one line")
     content = f"# {_marker(ctx)}\n{name} {rule}\n"
     final = _sudoers_file(name)
@@ -440,12 +485,21 @@ def _add_sudoers(ctx: ActionContext) -> None:
     _over_ssh(ctx, work)
 
 
+async def _delete_sudoers_file(ctx: ActionContext, remote: Remote, name: str) -> None:
+    """Delete the account's ``pamcore-<name>`` rule file if there is one (audited)."""
+    final = _sudoers_file(name)
+    result = await remote.run(
+        f"if [ -e {final} ]; then rm -f {final} && echo removed; fi", "removing the sudoers rule"
+    )
+    if str(result.stdout).strip() == "removed":
+        ctx.audit("linux.sudoers_removed", file=final)
+
+
 def _remove_sudoers(ctx: ActionContext) -> None:
-    final = _sudoers_file(_checked_name(ctx.login_account, "account"))
+    name = _checked_name(ctx.login_account, "account")
 
     async def work(remote: Remote) -> None:
-        await remote.run(f"rm -f {final}", "removing the sudoers rule")
-        ctx.audit("linux.sudoers_removed", file=final)
+        await _delete_sudoers_file(ctx, remote, name)
 
     _over_ssh(ctx, work)
 
@@ -463,15 +517,18 @@ def pamcore_register_actions(register: Callable[[ActionType], None]) -> None:
             run=_create_account,
             params={SERVICE_PARAM: _SERVICE_HELP, "sudo_group": "a group to add it to"},
             platforms=linux,
+            check=_check_create_params,
         )
     )
     register(
         ActionType(
             name="linux-remove-account",
-            description="End the ephemeral account's processes and delete it with its home",
+            description="End the ephemeral account's processes and delete it with its home "
+            "and its pamcore sudoers.d rule",
             run=_remove_account,
             params={SERVICE_PARAM: _SERVICE_HELP},
             platforms=linux,
+            check=check_service_params,
         )
     )
     register(
@@ -484,6 +541,7 @@ def pamcore_register_actions(register: Callable[[ActionType], None]) -> None:
                 "credential": "the managed credential to rotate (default: the session's)",
             },
             platforms=linux,
+            check=check_service_params,
         )
     )
     register(
@@ -493,6 +551,7 @@ def pamcore_register_actions(register: Callable[[ActionType], None]) -> None:
             run=_add_sudoers,
             params={SERVICE_PARAM: _SERVICE_HELP, "rule": f"default '{DEFAULT_SUDO_RULE}'"},
             platforms=linux,
+            check=_check_sudoers_params,
         )
     )
     register(
@@ -502,5 +561,6 @@ def pamcore_register_actions(register: Callable[[ActionType], None]) -> None:
             run=_remove_sudoers,
             params={SERVICE_PARAM: _SERVICE_HELP},
             platforms=linux,
+            check=check_service_params,
         )
     )
