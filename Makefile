@@ -19,12 +19,13 @@ SIBLINGS := $(dir $(wildcard pamcore_ssh/pyproject.toml pamcore_rdp/pyproject.to
 #: Touched after a successful setup, so a second `make test` skips it.
 STAMP := $(VENV)/.pamcore-setup
 
-.PHONY: help setup deps test test-fast run lint format bench clean-pg
+.PHONY: help setup deps test test-fast run lint format bench clean-pg clean-demo
 
 help:
 	@echo "make run    set up, initialise ./$(INSTANCE) with demo data, start pamcore"
 	@echo "make test   set up, start the test PostgreSQL, ruff check, pytest"
 	@echo "make test-fast   pytest without the e2e, browser and slow tiers"
+	@echo "make clean-demo   stop the demo SSH target, delete its accounts and ./$(INSTANCE)"
 	@echo "make lint | format | bench | setup | clean-pg"
 
 setup: $(STAMP)
@@ -69,11 +70,21 @@ test-fast: setup
 	PAMCORE_TEST_PG_URL="$$url" PAMCORE_REQUIRE_PG=1 PAMCORE_STRICT_PLUGINS=1 \
 		$(BIN)/pytest -m "not e2e and not browser and not slow" $(PYTEST_ARGS)
 
-# `pamcore demo` seeds an empty instance and leaves one that has demo users untouched.
+# `pamcore demo` seeds an empty instance and leaves one that has demo users untouched; as root
+# it prepares the demo's SSH target (web01), which runs while pamcore runs (README, "What the
+# demo creates on this machine").
 run: setup
 	$(BIN)/pamcore --instance $(INSTANCE) init
 	$(BIN)/pamcore --instance $(INSTANCE) demo
-	$(BIN)/pamcore --instance $(INSTANCE) run
+	$(BIN)/pamcore --instance $(INSTANCE) demo start
+	trap '$(BIN)/pamcore --instance $(INSTANCE) demo stop' EXIT; \
+		$(BIN)/pamcore --instance $(INSTANCE) run
+
+# Remove what `make run` made: the demo's SSH target, the pamdemo-... accounts its sessions
+# created on this machine, and ./$(INSTANCE) (refused for an instance without demo data).
+clean-demo:
+	if [ -d $(INSTANCE) ]; then $(BIN)/pamcore --instance $(INSTANCE) demo clean; fi
+	rm -rf $(INSTANCE)
 
 lint: setup
 	$(BIN)/ruff check .

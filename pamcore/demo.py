@@ -2,7 +2,9 @@
 validated and audited like anything an administrator types).
 
 Every demo user signs in with :data:`DEMO_PASSWORD`: it is printed once by ``pamcore
-demo`` and is for a throw-away demo instance only.
+demo`` and is for a throw-away demo instance only. Given the demo's SSH target
+(:mod:`pamcore.demo_target`), web01 is that sshd and Linux Admin creates and removes a real
+ephemeral account on it; without one, web01 is a placeholder and the actions write notes.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
+from pamcore.demo_target import PREFIX, RESOURCE, DemoTarget
 from pamcore.model import Platform, Role, User
 from pamcore.passwords import generate_password
 from pamcore.services import activities as activity_svc
@@ -36,7 +40,7 @@ USERS: tuple[tuple[str, Role, str], ...] = (
 )
 GROUPS = {"Linux Admins": ["carol"], "Network Admins": ["dave"], "DBAs": ["bob"]}
 RESOURCES: tuple[tuple[str, str, Platform, str, str], ...] = (
-    ("web01", "127.0.0.1", Platform.LINUX, "ssh:22", "Web server"),
+    (RESOURCE, "127.0.0.1", Platform.LINUX, "ssh:22", "Web server"),
     ("db01", "127.0.0.1", Platform.LINUX, "ssh:22", "Database server"),
     ("core-sw1", "192.0.2.10", Platform.CISCO_IOS, "ssh:22", "Core switch (Cisco IOS)"),
     ("dc01", "192.0.2.20", Platform.WINDOWS, "rdp:3389", "Domain controller"),
@@ -47,6 +51,10 @@ CREDENTIALS = (
     ("core-sw1 enable", "enable", "core-sw1", True),
     ("dc01 Administrator", "Administrator", "dc01", True),
 )
+#: Why an instance is not seeded again (and the sign that it is a demo instance).
+ALREADY_SEEDED = "demo data is already there"
+#: The credential Linux Admin's actions log in to the demo target with (root, by key).
+SERVICE_CREDENTIAL = "web01 service"
 
 
 @dataclass
@@ -68,19 +76,32 @@ class DemoSummary:
         return f"DemoSummary(seeded={self.seeded}, users={[u for u, _ in self.users]})"
 
 
-def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
-    """Create the demo people, inventory and rules in one unit, into an instance that has
-    no users yet; otherwise nothing (running it twice, or on a real instance, is harmless)."""
+def _why_not_seed(db: Session) -> str | None:
     names = [u for u, _, _ in USERS]
+    existing = db.scalars(select(User.username).where(func.lower(User.username).in_(names)))
+    if list(existing):
+        return ALREADY_SEEDED
+    if db.scalar(select(func.count(User.id))):
+        return "this instance already has users; the demo only seeds an empty one"
+    return None
+
+
+def why_not_seed(core: Pamcore) -> str | None:
+    """Why :func:`seed_demo` would change nothing here, or ``None`` when it would seed."""
+    with core.reader() as db:
+        return _why_not_seed(db)
+
+
+def seed_demo(
+    core: Pamcore, actor: Actor = CONSOLE, target: DemoTarget | None = None
+) -> DemoSummary:
+    """Create the demo people, inventory and rules in one unit, into an instance that has
+    no users yet; otherwise nothing (running it twice, or on a real instance, is harmless).
+    With ``target``, web01 is the demo's sshd and Linux Admin runs the Linux actions on it
+    (the ``pamcore-ssh`` plugin must be installed)."""
     with core.unit() as db:
-        existing = db.scalars(select(User.username).where(func.lower(User.username).in_(names)))
-        if list(existing):
-            return DemoSummary(seeded=False, reason="demo data is already there")
-        if db.scalar(select(func.count(User.id))):
-            return DemoSummary(
-                seeded=False,
-                reason="this instance already has users; the demo only seeds an empty one",
-            )
+        if reason := _why_not_seed(db):
+            return DemoSummary(seeded=False, reason=reason)
         summary = DemoSummary(seeded=True)
         for username, role, display in USERS:
             directory.create_user(
@@ -90,6 +111,10 @@ def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
         for group, members in GROUPS.items():
             directory.create_group(core, db, actor, group, members=members)
         for name, address, platform, protocol, description in RESOURCES:
+            host_key = None
+            if target is not None and name == RESOURCE:
+                protocol, host_key = f"ssh:{target.port}", target.host_key_line
+                description = "The demo's SSH target: an sshd of its own on this machine"
             inventory.create_resource(
                 core,
                 db,
@@ -99,7 +124,8 @@ def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
                 platform=platform,
                 protocols=[protocol],
                 description=description,
-                trust_on_first_use=True,
+                host_key=host_key,
+                trust_on_first_use=host_key is None,
             )
             summary.resources.append(name)
         for name, account, resource, managed in CREDENTIALS:
@@ -113,12 +139,23 @@ def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
                 password=generate_password(),
                 managed=managed,
             )
+        if target is not None:
+            inventory.create_credential(
+                core,
+                db,
+                actor,
+                SERVICE_CREDENTIAL,
+                "root",
+                resource=RESOURCE,
+                private_key=target.service_key,
+                description="Creates and removes the demo's ephemeral accounts",
+            )
 
         activities = {
             "Linux Admin": ActivityChanges(
-                description="Root-capable ephemeral account, removed when the session ends",
+                description="An ephemeral account, removed when the session ends",
                 login_mode="ephemeral",
-                login_template="{user}-{random}",
+                login_template=PREFIX + "{user}-{random}",
             ),
             "Check out root on db01": ActivityChanges(
                 description="Check out the root password of db01",
@@ -136,10 +173,18 @@ def seed_demo(core: Pamcore, actor: Actor = CONSOLE) -> DemoSummary:
         for name, changes in activities.items():
             activity_svc.create_activity(core, db, actor, name, changes)
             summary.activities.append(name)
-        for phase, message in (("pre", "create ephemeral account"), ("post", "remove it")):
-            activity_svc.add_action(
-                core, db, actor, "Linux Admin", phase, "audit-note", {"message": message}
-            )
+        if target is not None:
+            service = {"service_credential": SERVICE_CREDENTIAL}
+            for phase, action in (
+                ("pre", "linux-create-account"),
+                ("post", "linux-remove-account"),
+            ):
+                activity_svc.add_action(core, db, actor, "Linux Admin", phase, action, service)
+        else:
+            for phase, message in (("pre", "create ephemeral account"), ("post", "remove it")):
+                activity_svc.add_action(
+                    core, db, actor, "Linux Admin", phase, "audit-note", {"message": message}
+                )
 
         standard = ProfileChanges(
             description="No approval; one hour, extendable twice by 30 minutes",

@@ -42,7 +42,7 @@ def test_alice_linux_admin_tour(core: Pamcore) -> None:
     with core.reader() as db:
         session = get_session(db, session_id)
         assert session.status == Status.AVAILABLE
-        assert session.login_account.startswith("alice-")
+        assert session.login_account.startswith("pamdemo-alice-")
         notes = db.scalars(select(AuditEvent).where(AuditEvent.action == "action.note")).all()
         assert [e.details["message"] for e in notes] == ["create ephemeral account"]
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pamcore.testing.sshd import free_port
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 PAMCORE = Path(sys.executable).parent / "pamcore"
 
@@ -57,6 +59,7 @@ def test_tour_has_the_story() -> None:
 
 
 @pytest.mark.slow  # a dozen `pamcore` processes, each importing the whole app
+@pytest.mark.e2e  # as root, the demo's SSH target (sshd) runs as with `make run`
 def test_tour_runs_as_written(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAMCORE_")}
     env.update(
@@ -64,9 +67,21 @@ def test_tour_runs_as_written(tmp_path: Path) -> None:
         PATH=f"{PAMCORE.parent}:{env['PATH']}",
         PAMCORE_LOG_LEVEL="DEBUG",  # the logs of the whole run are checked for the secret
     )
-    for setup in ("pamcore init", "pamcore demo"):
-        done = subprocess.run(setup.split(), env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+    # what `make run` does before `pamcore run`, the target on a free port (a real `make run`
+    # may be going); `pamcore demo clean` removes the target and the accounts it made
+    setups = ("pamcore init", f"pamcore demo --target-port {free_port()}", "pamcore demo start")
+    try:
+        for setup in setups:
+            done = subprocess.run(
+                setup.split(), env=env, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, done.stderr
+        run_tour(env)
+    finally:
+        subprocess.run(["pamcore", "demo", "clean"], env=env, capture_output=True, timeout=60)
+
+
+def run_tour(env: dict[str, str]) -> None:
     outputs = {}
     logs = []
     for command, expected in tour_steps():
@@ -80,7 +95,7 @@ def test_tour_runs_as_written(tmp_path: Path) -> None:
             assert re.search(expected_pattern(line), done.stdout), (command, line, done.stdout)
         outputs[command.split()[2]] = done.stdout
     show = outputs["show"]
-    assert "Available" in show and re.search(r"login account\s+alice-[0-9a-f]{6}", show)
+    assert "Available" in show and re.search(r"login account\s+pamdemo-alice-[0-9a-f]{6}", show)
     assert "extended until" in outputs["extend"]
     assert len(outputs["password"].strip()) == 24  # the ephemeral password, printed once
     secret = outputs["password"].strip()

@@ -1,21 +1,29 @@
 """OpenSSH ``sshd`` on a free loopback port, for tests with a real SSH peer (the SSH and
 Cisco plugins'). Needs root and ``openssh-server``; the caller writes the configuration
-beyond the port, the address and the pid file.
+beyond the port, the address and the pid file. Starting sshd is :mod:`pamcore.openssh`'s,
+shared with the demo's SSH target.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-#: Absolute: sshd re-executes itself.
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+from pamcore.openssh import answering, keygen, launch_sshd, public_line, sshd_missing
+
+__all__ = [
+    "CLIENT_OPTS",
+    "free_port",
+    "keygen",
+    "public_line",
+    "run_ssh",
+    "sshd_missing",
+    "start_sshd",
+    "stop",
+]
 #: The OpenSSH client's options for a throw-away peer: no prompts, no known_hosts.
 CLIENT_OPTS = [
     "-o",
@@ -29,57 +37,21 @@ CLIENT_OPTS = [
 ]
 
 
-def sshd_missing() -> str | None:
-    """Why sshd cannot run here, or ``None``."""
-    if os.geteuid() != 0 or not os.path.exists(SSHD) or not shutil.which("ssh-keygen"):
-        return "needs root and openssh-server"
-    return None
-
-
-def keygen(path: Path, kind: str = "ed25519") -> None:
-    command = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)]
-    subprocess.run(command, check=True)  # noqa: S603 (a test helper's fixed command)
-
-
-def public_line(path: Path) -> str:
-    """``type base64`` of an OpenSSH ``.pub`` file, without its comment."""
-    return " ".join(path.read_text().split()[:2])
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def answering(port: int, proc: subprocess.Popen[bytes], seconds: float = 10) -> bool:
-    """Whether the server on ``port`` sends an SSH banner before it exits or time is up."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), 1) as s:
-                if s.recv(64).startswith(b"SSH-"):
-                    return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
 def start_sshd(directory: Path, config: str) -> tuple[subprocess.Popen[bytes], int]:
     """``sshd -D`` with ``config`` on a free port; three tries, since the port may be taken
     before sshd binds it. Fails the test with sshd's log when it does not answer."""
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation (containers)
     for _attempt in range(3):
         port = free_port()
         (directory / "sshd_config").write_text(
             f"Port {port}\nListenAddress 127.0.0.1\nPidFile none\n{config}"
         )
-        with (directory / "sshd.log").open("w") as log:
-            proc = subprocess.Popen(  # noqa: S603 (SSHD is an absolute path)
-                [SSHD, "-D", "-e", "-f", str(directory / "sshd_config")],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
+        proc = launch_sshd(directory / "sshd_config", directory / "sshd.log")
         if answering(port, proc):
             return proc, port
         proc.kill()
