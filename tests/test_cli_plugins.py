@@ -138,3 +138,18 @@ def test_uses_the_open_cores_host(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "embedded_only" in result.output
     assert "ssh " not in result.output  # that host loads no entry points
+
+
+def test_actions_lists_each_type_with_its_parameters(tmp_path: Path) -> None:
+    """What ``activities add-action --help`` sends people to, without an instance."""
+    result = run(tmp_path / "never-initialised", "actions")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "audit-note (any): Write a note to the audit log for each resource of the session" in (
+        lines
+    )
+    assert "    message: the text to record" in lines
+    listed = json.loads(run(tmp_path, "actions", "--json").output)
+    create = next(a for a in listed if a["name"] == "linux-create-account")
+    assert set(create["params"]) == {"service_credential", "sudo_group"}
+    assert create["platforms"] == "linux"

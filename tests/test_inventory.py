@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from pamcore.core import Pamcore
 from pamcore.errors import ValidationError
-from pamcore.model import AuditEvent, Platform, Secret
+from pamcore.model import AuditEvent, Platform, Resource, Secret
 from pamcore.services import inventory as inv
 from pamcore.services.common import CONSOLE
 from pamcore.testing import builders as b
@@ -162,3 +162,13 @@ def test_delete_credential_removes_secrets(core: Pamcore) -> None:
         inv.delete_credential(core, db, CONSOLE, "spare")
     with core.reader() as db:
         assert db.scalars(select(Secret)).all() == []
+
+
+def test_a_changed_host_key_refusal_says_how_to_re_pin() -> None:
+    resource = Resource(name="web 01", host_key="ssh-ed25519 AAAAold")
+    reason = inv.host_key_refusal(resource, "ssh-ed25519 AAAAnew", "SHA256:newprint")
+    assert reason is not None
+    assert reason.endswith(
+        "re-pin it: pamcore resources update 'web 01' --host-key SHA256:newprint"
+    )
+    assert inv.host_key_refusal(resource, "ssh-ed25519 AAAAold", "SHA256:old") is None

@@ -38,6 +38,7 @@ COMMANDS = {
     "demo": "pamcore.cli.demo:demo",
     "vault": "pamcore.cli.vault:vault",
     "plugins": "pamcore.cli.plugins:plugins",
+    "actions": "pamcore.cli.actions:actions",
 }
 
 

@@ -139,7 +139,7 @@ def delete_activity(cli: CliContext, name: str) -> None:
 def add_action(
     cli: CliContext, name: str, phase: str, action_type: str, params: str, position: int | None
 ) -> None:
-    """Add a pre- or post-session action (see 'pamcore plugins' for the types)."""
+    """Add a pre- or post-session action (`pamcore actions` lists the types and their --params)."""
     parsed = activity_svc.parse_params(params)
     with cli.core.unit() as db:
         activity_svc.add_action(cli.core, db, CONSOLE, name, phase, action_type, parsed, position)
@@ -241,7 +241,10 @@ def show_profile(cli: CliContext, name: str) -> None:
 @with_json
 @pass_cli
 def create_profile(cli: CliContext, name: str, **fields: Any) -> None:
-    """Create a connection profile (no approval until a tier is added)."""
+    """Create a connection profile. Without options: no approval (until a tier is added),
+    120-minute sessions, extensions on (2 of 30 minutes, offered in the last 5), password
+    not viewable nor copyable (20 s when it is), recording on, clipboard off, notes and
+    ticket optional, no escalation."""
     with cli.core.unit() as db:
         profile = profile_svc.create_profile(cli.core, db, CONSOLE, name, _profile_changes(fields))
         record = profile_svc.profile_record(profile)

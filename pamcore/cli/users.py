@@ -23,7 +23,10 @@ USER_COLUMNS = ("username", "display_name", "role", "active", "locked_until", "g
 GROUP_COLUMNS = ("name", "description", "members")
 
 password_stdin_option = click.option(
-    "--password-stdin", is_flag=True, help="Read the password from standard input."
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input: all of it but one trailing newline "
+    "(\\n or \\r\\n), so `echo PASS |` gives PASS; other spaces are kept.",
 )
 confirm_delete = click.confirmation_option(prompt="Delete it? This cannot be undone")
 

@@ -4,6 +4,7 @@ credentials. Secrets go straight to the vault; nothing here returns or logs them
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -482,7 +483,9 @@ def host_key_refusal(resource: Resource, offered_line: str, offered_fingerprint:
         return None
     return (
         f"the host key of {resource.name} changed (it offered {offered_fingerprint}); "
-        f"connection refused; an administrator must check and re-pin it"
+        f"connection refused; an administrator must check the new key on the target "
+        f"(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and re-pin it: "
+        f"pamcore resources update {shlex.quote(resource.name)} --host-key {offered_fingerprint}"
     )
 
 

@@ -85,6 +85,10 @@ def test_pamcore_init_creates_the_proxy_host_key_once(tmp_path: Path) -> None:
         return line
 
     first, second = init(), init()
+    again = CliRunner().invoke(
+        build_cli(), ["--instance", str(instance), "ssh", "fingerprint"], obj=CliContext(None)
+    )
+    assert again.exit_code == 0, again.output
 
     core = open_core(instance)
     try:
@@ -99,6 +103,7 @@ def test_pamcore_init_creates_the_proxy_host_key_once(tmp_path: Path) -> None:
     finally:
         core.dispose()
     assert first == second == f"proxy host key {shown}"
+    assert f"sha256     {shown}" in again.output  # pamcore ssh fingerprint shows it again
     assert shown.startswith("SHA256:")
     assert created == 1
     assert not list(instance.glob("*host*key*"))

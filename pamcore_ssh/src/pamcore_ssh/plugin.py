@@ -58,6 +58,14 @@ def pamcore_register_blueprints(register: Callable[..., None]) -> None:
 
 
 @hookimpl
+def pamcore_register_commands(register: Callable[..., None]) -> None:
+    """``pamcore ssh fingerprint``: the proxy's host key fingerprint, any time."""
+    from pamcore_ssh.cli import ssh
+
+    register(ssh)
+
+
+@hookimpl
 def pamcore_register_protocols(register: Callable[[ProtocolHandler], None]) -> None:
     register(
         ProtocolHandler(
