@@ -32,7 +32,7 @@ from pamcore.services.paging import Page, fetch_page, page_request
 WELL_KNOWN_PORTS = {"ssh": 22, "telnet": 23, "rdp": 3389, "vnc": 5900}
 _PROTOCOL = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _ADDRESS = re.compile(r"^[A-Za-z0-9._:\[\]%-]{1,255}$")
-_HOST_KEY = re.compile(r"^(sha256:\S+|(ssh|ecdsa)-\S+ [A-Za-z0-9+/=]+( .*)?)$")
+_HOST_KEY = re.compile(r"^((?i:sha256):\S+|(ssh|ecdsa)-\S+ [A-Za-z0-9+/=]+( .*)?)$")
 _KEY_MARKER = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 
 
