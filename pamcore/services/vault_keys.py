@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -116,14 +117,15 @@ class Rotation:
     retirable: tuple[str, ...]
 
 
-def _followed_vault(core: Pamcore) -> Vault:
+def _followed_vault(core: Pamcore) -> tuple[Vault, Path]:
+    """The vault and the keyring file it follows; a key from the environment cannot change."""
     vault = core.vault
     if vault.source is None:
         raise ConfigurationError(
             f"the master key comes from {MASTER_KEY_ENV}, which holds one key and cannot "
             f"rotate; move it into a keyring file ('pamcore init' writes one) and unset it"
         )
-    return vault
+    return vault, vault.source
 
 
 def rotate_key(
@@ -135,9 +137,7 @@ def rotate_key(
     """Add a new active key and move every secret under it; or, when secrets are still
     under older keys (an interrupted rotation), finish moving them without a new key."""
     require_admin(actor, "rotate the master key")
-    vault = _followed_vault(core)
-    source = vault.source
-    assert source is not None
+    vault, source = _followed_vault(core)
     with instance_lock(core, LOCK, LOCK_DOING):
         keyring = vault.keyring
         legacy = source.with_suffix(source.suffix + ".new")
@@ -216,9 +216,7 @@ def retire_key(core: Pamcore, key_id: str, actor: Actor) -> None:
     """Remove ``key_id`` from the keyring: refused while it is active, while any secret
     uses it, and during the grace period after it stopped being active."""
     require_admin(actor, "retire a master key")
-    vault = _followed_vault(core)
-    source = vault.source
-    assert source is not None
+    vault, source = _followed_vault(core)
     with instance_lock(core, LOCK, LOCK_DOING):
         keyring = vault.keyring
         if key_id not in keyring.keys:
