@@ -206,7 +206,8 @@ def test_pamcore_init_creates_the_certificate_once(tmp_path: Path) -> None:
 
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
     assert stat.S_IMODE((instance / KEY_FILE).stat().st_mode) == 0o600
-    assert stat.S_IMODE((instance / CERT_FILE).stat().st_mode) == 0o644
+    # init leaves every file of the instance private, the public certificate too
+    assert stat.S_IMODE((instance / CERT_FILE).stat().st_mode) == 0o600
     assert (instance / CERT_FILE).read_bytes() == cert
     core = Pamcore(load_config(instance), plugins=build_plugin_host(entry_points=False))
     info = certificate_info(core)
