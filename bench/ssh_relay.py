@@ -3,7 +3,7 @@
 Issue 4's "Done when": bulk throughput, ``ssh ... true`` time, keystroke echo latency
 (p50/p99) and N idle sessions with memory per session, side by side in one run, with key
 exchange (curve25519-sha256) and cipher (aes128-gcm@openssh.com) pinned for fairness
-(notes/ssh.md §4, §9). Needs root, openssh-server and openssh-client; it starts two sshd
+(docs/design/ssh.md §4, §9). Needs root, openssh-server and openssh-client; it starts two sshd
 on loopback ports (target and bastion) and removes everything it made.
 
 The pamcore route goes through ``pamcore proxy`` running as its own process on a

@@ -1,6 +1,6 @@
 """The activity-session state machine: the one place that says which moves are legal.
 
-See ARCHITECTURE.md, "Session lifecycle". Every status change in pamcore goes through
+See docs/design/lifecycle.md for the diagram. Every status change in pamcore goes through
 :func:`transition`; an illegal move raises :class:`~pamcore.errors.InvalidTransition`.
 """
 

@@ -19,7 +19,7 @@ class Thing:
     id: int | None = 7
 
 
-# The lifecycle of ARCHITECTURE.md, written out independently of the module's table.
+# The lifecycle of docs/design/lifecycle.md, written out independently of the module's table.
 EXPECTED = {
     (S.REQUESTED, S.WAITING_FOR_APPROVAL),
     (S.REQUESTED, S.SCHEDULED),
