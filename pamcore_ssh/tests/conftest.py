@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import asyncssh
 import pytest
+from proxy_world import World, proxy_world
 from ssh_peers import EchoTarget, Sshd
 
 from pamcore.testing import LoopThread
@@ -90,3 +92,13 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         public_line(d / "other_host.pub"),
     )
     stop(proc)
+
+
+@pytest.fixture
+def world(tmp_path: Path, sshd: Sshd) -> Iterator[World]:
+    """The proxy in front of the real ``sshd`` with alice's Available session on web01
+    (:func:`proxy_world.proxy_world`). The browser-terminal tests define their own."""
+    if not shutil.which("ssh"):
+        pytest.skip("needs openssh-client")
+    with proxy_world(tmp_path, sshd) as world:
+        yield world
