@@ -225,9 +225,9 @@ class LoopThread:
         self._thread.join(5)
 
 
-def audited(core: Pamcore, action: str, timeout: float = 5) -> list[AuditEvent]:
-    """The audit events of one kind, waiting up to ``timeout`` seconds for the first:
-    proxies audit from their own threads, after the client saw the result."""
+def audited(core: Pamcore, action: str, timeout: float = 5, count: int = 1) -> list[AuditEvent]:
+    """The audit events of one kind, waiting up to ``timeout`` seconds for ``count`` of
+    them: proxies audit from their own threads, after the client saw the result."""
     deadline = time.monotonic() + timeout
     while True:
         with core.reader() as db:
@@ -237,6 +237,6 @@ def audited(core: Pamcore, action: str, timeout: float = 5) -> list[AuditEvent]:
                 )
             )
             db.expunge_all()
-        if events or time.monotonic() > deadline:
+        if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.1)

@@ -63,9 +63,9 @@ class World:
         with self.core.reader() as db:
             return [e.action for e in db.scalars(select(AuditEvent).order_by(AuditEvent.id))]
 
-    def audited(self, action: str, timeout: float = 5) -> list[AuditEvent]:
-        """Events of one kind, waiting for the first (the proxy audits asynchronously)."""
-        return audited(self.core, action, timeout)
+    def audited(self, action: str, timeout: float = 5, count: int = 1) -> list[AuditEvent]:
+        """Events of one kind, waiting for ``count`` (the proxy audits asynchronously)."""
+        return audited(self.core, action, timeout, count)
 
 
 @contextlib.contextmanager

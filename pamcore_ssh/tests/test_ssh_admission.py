@@ -223,7 +223,7 @@ def test_forwarding_is_refused_with_a_reason_and_audited(world: World) -> None:
         tunnel.terminate()
         _, err = tunnel.communicate(timeout=10)
     assert f"administratively prohibited: {FORWARDING}" in err
-    refused = world.audited("connection.forwarding_refused")
+    refused = world.audited("connection.forwarding_refused", count=2)  # -W, then -L
     assert [(e.actor, e.target, e.details["kind"], e.details["destination"]) for e in refused] == [
         ("alice", "web01", "direct-tcpip", "127.0.0.1:22")
     ] * 2
