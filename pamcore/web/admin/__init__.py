@@ -40,7 +40,7 @@ bp = Blueprint(
 
 
 def register(app: Flask) -> None:
-    from pamcore.web.admin import pages  # noqa: F401 (routes)
+    from pamcore.web.admin import activities, credentials, pages, resources, users  # noqa: F401 (routes)
 
     app.register_blueprint(bp)
 
