@@ -1,0 +1,76 @@
+"""The topology of docs/deploy.md as separate processes on one PostgreSQL: two proxy nodes,
+two workers and the dashboard (see :mod:`tests.topology.cluster`). Each test tells one thing
+an operator relies on when pamcore runs on several nodes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pexpect
+import pytest
+
+from pamcore.demo_target import load_target
+from pamcore.openssh import sshd_missing
+from pamcore.testing import require_pg_admin_url
+from tests.topology.cluster import Cluster, pamcore, running_cluster
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    admin = require_pg_admin_url()
+    if missing := sshd_missing():
+        pytest.skip(f"the demo SSH target {missing}")
+    with running_cluster(tmp_path_factory.mktemp("cluster"), admin) as running:
+        assert load_target(running.a.instance) is not None, "the demo target needs root"
+        yield running
+
+
+def closed_within(children: list[pexpect.spawn], seconds: float) -> float:
+    """Seconds until every client's connection closed (fails after ``seconds``)."""
+    started = time.monotonic()
+    for child in children:
+        left = max(seconds - (time.monotonic() - started), 0.1)
+        child.expect(pexpect.EOF, timeout=left)
+    return time.monotonic() - started
+
+
+def test_ending_a_session_closes_its_connections_on_both_nodes(cluster: Cluster) -> None:
+    """alice works through proxy a and proxy b at once; she ends the session with the
+    dashboard's REST API on the web process; both proxies close her connections, telling
+    her why, within 2 s."""
+    session_id = cluster.available_session()
+    on_a, on_b = cluster.shell(cluster.a), cluster.shell(cluster.b)
+    token = cluster.api_token("alice")
+    cluster.api(token, "POST", f"/sessions/{session_id}/end", {})
+    took = closed_within([on_a, on_b], 2.0)
+    for child in (on_a, on_b):
+        assert "the session was ended" in (child.before or "")
+    assert took < 2.0
+    cluster.wait_for(lambda: cluster.status(session_id) == "ended", "Ended", 60)
+
+
+def test_vault_rotation_while_every_node_runs(cluster: Cluster) -> None:
+    """``pamcore vault rotate-key`` while both nodes serve: the next session's account is
+    made by a worker and its password injected by proxy b, and the password reveal works,
+    with no process restarted."""
+    rotated = pamcore(cluster.a.instance, "vault", "rotate-key", "--yes")
+    assert "master key rotated to" in rotated, rotated
+    session_id = cluster.available_session()
+    shell = cluster.shell(cluster.b)
+    shell.sendline("id -un")
+    shell.expect(r"pamdemo-alice-[0-9a-f]{6}")
+    shell.sendline("exit")
+    shell.expect(pexpect.EOF)
+    revealed = json.loads(
+        pamcore(
+            cluster.a.instance, "--json", "sessions", "password", str(session_id), "--as", "alice"
+        )
+    )
+    assert len(revealed["password"]) >= 16
+    status = json.loads(pamcore(cluster.a.instance, "--json", "vault", "status"))
+    assert status["undecryptable"] == []
+    pamcore(cluster.a.instance, "sessions", "end", str(session_id), "--as", "alice")
