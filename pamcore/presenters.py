@@ -3,13 +3,28 @@ the REST API, the dashboard and the admin pages, so all of them say the same thi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import enum
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from pamcore.lifecycle import Status
-from pamcore.model import AccessPolicy, ActivitySession, ApprovalTier, AuditEvent, ConnectionProfile
+from pamcore.model import (
+    AccessPolicy,
+    Activity,
+    ActivityAction,
+    ActivityKind,
+    ActivitySession,
+    ApprovalTier,
+    AuditEvent,
+    ConnectionProfile,
+    LoginMode,
+    Resource,
+)
+from pamcore.registry import ActionType
 from pamcore.services.sessions import describe_remaining
 
 
@@ -138,6 +153,72 @@ def policy_sentence(policy: AccessPolicy) -> str:
         f"{_both(who) if who else 'Nobody'} may run {_either([a.name for a in policy.activities])}"
         f" on {_either([r.name for r in policy.resources])} under {policy.profile.name}."
     )
+
+
+def activity_rules(activity: Activity) -> list[tuple[str, str]]:
+    """What an activity lets a user do and how its sessions log in, as (topic, sentence)."""
+    credential = activity.credential
+    if activity.kind == ActivityKind.CREDENTIAL:
+        kind = "Credential checkout: the user is given the credential's password for the session."
+    else:
+        kind = (
+            "Work on resources: the user connects through pamcore to the resources a policy names."
+        )
+    if activity.login_mode == LoginMode.EPHEMERAL:
+        template = activity.login_template or "{user}-{random}"
+        login = f"A new account for each session, named from the template {template}."
+    elif credential is not None:
+        login = f"As {credential.username}, with the vaulted credential {credential.name}."
+    else:
+        login = "No credential chosen: sessions cannot log in until one is."
+    return [("Kind", kind), ("Login", login)]
+
+
+def action_words(action: ActivityAction, spec: ActionType | None) -> str:
+    """``Write a note to the audit log ..., with message "create account".``"""
+    if spec is None:
+        return "No installed plugin provides this action type."
+    given = [f'{key.replace("_", " ")} "{value}"' for key, value in sorted(action.params.items())]
+    return spec.description + (f", with {_both(given)}." if given else ".")
+
+
+_PLATFORMS = {"linux": "Linux", "windows": "Windows", "cisco-ios": "Cisco IOS", "other": "Other"}
+
+
+def _key_fingerprint(key_line: str) -> str:
+    """``ssh-ed25519 SHA256:...`` as ``ssh-keygen -l`` shows a public-key line."""
+    kind, blob = key_line.split()[:2]  # the service only pins "TYPE BASE64 [comment]"
+    try:
+        digest = hashlib.sha256(base64.b64decode(blob, validate=True)).digest()
+    except (binascii.Error, ValueError):
+        return f"{kind} {blob[:16]}..."
+    return f"{kind} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
+
+
+def host_key_words(resource: Resource) -> str:
+    """Which host key (SSH) or certificate (RDP) a proxy accepts from the resource."""
+    pinned = (resource.host_key or "").strip()
+    if pinned.lower().startswith("sha256:"):
+        return f"Pinned to SHA256:{pinned[7:]}; any other key is refused."
+    if pinned:
+        return f"Pinned to {_key_fingerprint(pinned)}; any other key is refused."
+    if resource.trust_on_first_use:
+        return (
+            "Not pinned yet: the first host key (SSH) or certificate (RDP) a proxy sees "
+            "is trusted and pinned."
+        )
+    return "Not pinned, and a first key is not trusted: connections are refused until one is."
+
+
+def resource_rules(resource: Resource) -> list[tuple[str, str]]:
+    """Where a resource is and how pamcore reaches it, as (topic, sentence) pairs."""
+    ports = [f"{p.name} on port {p.port}" for p in resource.protocols]
+    return [
+        ("Address", resource.address),
+        ("Platform", _PLATFORMS.get(resource.platform.value, resource.platform.value)),
+        ("Protocols", _both(ports) + "." if ports else "None."),
+        ("Host key", host_key_words(resource)),
+    ]
 
 
 def session_row(session: ActivitySession, now: dt.datetime) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +26,9 @@ from pamcore.model import (
 )
 from pamcore.services.common import Actor, by_name, require_admin
 from pamcore.services.directory import unique_name
+
+#: What a policy names that can be placed in policies from its own page.
+Granted = Literal["activities", "resources"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,39 @@ def set_policy_enabled(
         db, actor.username, "policy.enabled" if enabled else "policy.disabled", target=policy.name
     )
     return policy
+
+
+def policies_by(db: Session, field: Granted) -> dict[str, list[AccessPolicy]]:
+    """The policies naming each activity (``field="activities"``) or resource, by its name."""
+    found: dict[str, list[AccessPolicy]] = {}
+    for policy in list_policies(db):
+        for item in getattr(policy, field):
+            found.setdefault(item.name, []).append(policy)
+    return found
+
+
+def set_policies_naming(
+    core: Pamcore, db: Session, actor: Actor, field: Granted, name: str, wanted: Sequence[str]
+) -> list[AccessPolicy]:
+    """Make exactly the ``wanted`` policies name one activity (``field="activities"``) or
+    resource, from that item's own page. Each policy that gains or loses it goes through
+    :func:`update_policy`, so the same rules hold and each change is audited; one that
+    would be left naming nothing is refused and nothing changes. Returns those changed."""
+    require_admin(actor, "change access policies")
+    item = by_name(db, Activity if field == "activities" else Resource, name)
+    chosen = {get_policy(db, n).name for n in wanted}
+    changed = []
+    for policy in list_policies(db):
+        names = [x.name for x in getattr(policy, field)]
+        if (policy.name in chosen) == (item.name in names):
+            continue
+        names = [n for n in names if n != item.name] if item.name in names else [*names, item.name]
+        try:
+            changes = PolicyChanges(**{field: names})
+            changed.append(update_policy(core, db, actor, policy.name, changes))
+        except ValidationError as exc:
+            raise ValidationError("policies", f"'{policy.name}': {exc.reason}") from None
+    return changed
 
 
 def _apply_policy(db: Session, policy: AccessPolicy, ch: PolicyChanges) -> None:

@@ -100,7 +100,7 @@ def test_the_admin_page_shows_the_settings_and_refuses_an_unknown_name(core: Any
         b.make_resource(db, "sw01")
     client = create_app(core, {"TESTING": True, "WTF_CSRF_ENABLED": False}).test_client()
     assert client.post("/login", data={"username": "erin", "password": "Erin-admin-pw-1"})
-    page = client.get("/admin/resources").get_data(as_text=True)
+    page = client.get("/admin/resource/sw01/edit").get_data(as_text=True)
     assert "cisco_legacy.legacy_algorithms" in page and "cisco_legacy.enable_credential" in page
 
     def set_ciphers(value: str) -> str:

@@ -162,7 +162,7 @@ def test_plugin_settings_render_and_are_validated_by_the_plugin(core: Pamcore, a
     name = core.plugins.register(SettingsPlugin(), name="testplug")
     try:
         client = signed_in(app, core, "erin")
-        page = client.get("/admin/resources").get_data(as_text=True)
+        page = client.get("/admin/resource/web01/edit").get_data(as_text=True)
         assert "testplug.timeout" in page and "connect timeout" in page
         set_ = lambda value: _flash(  # noqa: E731
             _post(
@@ -176,7 +176,7 @@ def test_plugin_settings_render_and_are_validated_by_the_plugin(core: Pamcore, a
         )
         assert set_("soon") == "error: testplug.timeout: 'soon' is not a positive number of seconds"
         assert set_("30") == "success: testplug.timeout set on web01"
-        assert 'value="30"' in client.get("/admin/resources").get_data(as_text=True)
+        assert 'value="30"' in client.get("/admin/resource/web01/edit").get_data(as_text=True)
         assert set_("") == "success: testplug.timeout removed from web01"
         unknown = _post(
             app, client, "/admin/resources/setting", resource="web01", setting="x.y", value="1"

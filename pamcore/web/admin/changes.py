@@ -124,6 +124,21 @@ def delete_policy(core: Pamcore, db: Session, actor: User, form: Form) -> str:
     return f"deleted access policy {form.text('policy')}"
 
 
+def policies_naming(field: policies.Granted, item: str) -> Change:
+    """The change an activity's or resource's edit page sends to set which access policies
+    name it; the form names the item in the field ``item`` and the policies in ``policies``."""
+
+    def run(core: Pamcore, db: Session, actor: User, form: Form) -> str:
+        name = form.text(item)
+        wanted = form.names("policies")
+        changed = policies.set_policies_naming(core, db, actor, field, name, wanted)
+        if not changed:
+            return f"the access policies naming {name} are unchanged"
+        return f"updated access policies {', '.join(p.name for p in changed)}"
+
+    return run
+
+
 # -- live connections -----------------------------------------------------------------------
 
 
