@@ -140,6 +140,27 @@ def test_groups_and_members(core: Pamcore) -> None:
         d.get_group(db, "Linux Admins")
 
 
+def test_update_group_replaces_its_members_and_audits_who_joined_and_left(core: Pamcore) -> None:
+    with core.unit() as db:
+        for name in ("carol", "dave", "erin"):
+            d.create_user(core, db, CONSOLE, name)
+        d.create_group(core, db, CONSOLE, "DBAs", members=["carol", "dave"])
+    with core.unit() as db:
+        d.update_group(core, db, CONSOLE, "DBAs", members=["dave", "erin", "Erin"])
+    with core.unit() as db, pytest.raises(NotFound):
+        d.update_group(core, db, CONSOLE, "DBAs", members=["dave", "nobody"])
+    with core.unit() as db:
+        d.update_group(core, db, CONSOLE, "DBAs", description="Database people")
+    with core.reader() as db:
+        record = d.group_record(d.get_group(db, "DBAs"))
+        assert sorted(record["members"]) == ["dave", "erin"]
+        assert record["description"] == "Database people"
+        updated = select(AuditEvent).where(AuditEvent.action == "group.updated")
+        details = [e.details for e in db.scalars(updated.order_by(AuditEvent.id))]
+    assert details[0]["joined"] == ["erin"] and details[0]["left"] == ["carol"]
+    assert "joined" not in details[1]  # the members were not sent: they stay
+
+
 def test_group_in_use_is_not_deleted(core: Pamcore) -> None:
     with core.unit() as db:
         group = b.make_group(db, "Approvers")

@@ -292,7 +292,10 @@ def update_group(
     *,
     new_name: str | None = None,
     description: str | None = None,
+    members: Iterable[str] | None = None,
 ) -> Group:
+    """Change a group; ``members`` (when given) replaces the member list, and the audit
+    event names who joined and who left."""
     require_admin(actor, "change groups")
     group = get_group(db, name)
     before = group.name
@@ -300,7 +303,13 @@ def update_group(
         group.name = unique_name(db, Group, new_name, current=group)
     if description is not None:
         group.description = check_text("description", description, 512)
-    core.audit(db, actor.username, "group.updated", target=before, name=group.name)
+    changes: dict[str, list[str]] = {}
+    if members is not None:
+        wanted = list(dict.fromkeys(get_user(db, m) for m in members))
+        changes["joined"] = [u.username for u in wanted if u not in group.members]
+        changes["left"] = [u.username for u in group.members if u not in wanted]
+        group.members = wanted
+    core.audit(db, actor.username, "group.updated", target=before, name=group.name, **changes)
     return group
 
 

@@ -349,13 +349,19 @@ def _visible_sessions(actor: Actor, view: str) -> Select[tuple[ActivitySession]]
 
 
 def list_sessions(
-    db: Session, actor: Actor, view: str = "active", limit: int = 200
+    db: Session,
+    actor: Actor,
+    view: str = "active",
+    limit: int = 200,
+    requester: User | None = None,
 ) -> list[ActivitySession]:
     """The first ``limit`` sessions the actor may see, latest start first (the dashboard's
-    and the CLI's order)."""
+    and the CLI's order); only ``requester``'s when given (a user's page for admins)."""
     query = _visible_sessions(actor, view).order_by(
         ActivitySession.scheduled_start.desc(), ActivitySession.id.desc()
     )
+    if requester is not None:
+        query = query.where(ActivitySession.requester_id == requester.id)
     return list(db.scalars(query.limit(limit)))
 
 

@@ -40,7 +40,14 @@ bp = Blueprint(
 
 
 def register(app: Flask) -> None:
-    from pamcore.web.admin import activities, credentials, pages, resources, users  # noqa: F401 (routes)
+    from pamcore.web.admin import (  # noqa: F401 (routes)
+        activities,
+        credentials,
+        groups,
+        pages,
+        resources,
+        users,
+    )
 
     app.register_blueprint(bp)
 

@@ -1,4 +1,6 @@
-"""Admin: users and groups, their page and the changes it sends."""
+"""Admin: users, like connection profiles: a list, a detail page per user saying their role,
+state, groups and recent sessions with the sign-in actions, and an edit form; and the changes
+those pages send. Groups have their module, :mod:`pamcore.web.admin.groups`."""
 
 from __future__ import annotations
 
@@ -7,13 +9,17 @@ from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.model import Role, User
-from pamcore.services import directory, signins
+from pamcore.presenters import session_row
+from pamcore.services import directory, sessions, signins
 from pamcore.web.admin import bp
 from pamcore.web.admin.changes import change
 from pamcore.web.admin.forms import Form
 from pamcore.web.admin.rendering import render
 from pamcore.web.auth import role_required
-from pamcore.web.context import current_core
+from pamcore.web.context import acting_user, current_core
+
+#: How many of a user's sessions their page lists (the sessions page has them all).
+RECENT_SESSIONS = 10
 
 
 @bp.get("/users")
@@ -21,9 +27,40 @@ from pamcore.web.context import current_core
 def users() -> ResponseReturnValue:
     with current_core().reader() as db:
         return render(
-            "users.html",
-            users=[directory.user_record(u) for u in directory.list_users(db)],
-            groups=[directory.group_record(g) for g in directory.list_groups(db)],
+            "users.html", users=[directory.user_record(u) for u in directory.list_users(db)]
+        )
+
+
+@bp.get("/users/new")
+@role_required("admin")
+def user_new() -> ResponseReturnValue:
+    return render("user_edit.html", u=None, roles=[r.value for r in Role])
+
+
+@bp.get("/user/<name>")
+@role_required("admin")
+def user_detail(name: str) -> ResponseReturnValue:
+    core = current_core()
+    with core.reader() as db:
+        user = directory.get_user(db, name)
+        recent = sessions.list_sessions(
+            db, acting_user(db), "all", limit=RECENT_SESSIONS, requester=user
+        )
+        return render(
+            "user_detail.html",
+            u=directory.user_record(user),
+            sessions=[session_row(s, core.now()) for s in recent],
+            groups=[g.name for g in directory.list_groups(db)],
+        )
+
+
+@bp.get("/user/<name>/edit")
+@role_required("admin")
+def user_edit(name: str) -> ResponseReturnValue:
+    with current_core().reader() as db:
+        return render(
+            "user_edit.html",
+            u=directory.user_record(directory.get_user(db, name)),
             roles=[r.value for r in Role],
         )
 
@@ -44,6 +81,19 @@ def create_user(core: Pamcore, db: Session, actor: User, form: Form) -> str:
         password=form.text("password") or None,
     )
     return f"created user {user.username}"
+
+
+@change("users", "update")
+def update_user(core: Pamcore, db: Session, actor: User, form: Form) -> str:
+    user = directory.update_user(
+        core,
+        db,
+        actor,
+        form.text("username"),
+        display_name=form.text("display_name"),
+        email=form.text("email"),
+    )
+    return f"updated user {user.username}"
 
 
 @change("users", "role")
@@ -80,29 +130,3 @@ def unlock_user(core: Pamcore, db: Session, actor: User, form: Form) -> str:
 def delete_user(core: Pamcore, db: Session, actor: User, form: Form) -> str:
     directory.delete_user(core, db, actor, form.text("username"))
     return f"deleted user {form.text('username')}"
-
-
-@change("users", "group_create")
-def create_group(core: Pamcore, db: Session, actor: User, form: Form) -> str:
-    group = directory.create_group(
-        core, db, actor, form.text("name"), form.text("description"), form.names("members")
-    )
-    return f"created group {group.name}"
-
-
-@change("users", "member_add")
-def add_member(core: Pamcore, db: Session, actor: User, form: Form) -> str:
-    group = directory.add_member(core, db, actor, form.text("group"), form.text("username"))
-    return f"added {form.text('username')} to {group.name}"
-
-
-@change("users", "member_remove")
-def remove_member(core: Pamcore, db: Session, actor: User, form: Form) -> str:
-    group = directory.remove_member(core, db, actor, form.text("group"), form.text("username"))
-    return f"removed {form.text('username')} from {group.name}"
-
-
-@change("users", "group_delete")
-def delete_group(core: Pamcore, db: Session, actor: User, form: Form) -> str:
-    directory.delete_group(core, db, actor, form.text("group"))
-    return f"deleted group {form.text('group')}"

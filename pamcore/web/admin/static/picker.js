@@ -1,7 +1,9 @@
 /* Searchable pickers for the admin forms: each <select multiple class="picker"> keeps
    working without JavaScript; with it, the select is hidden and replaced by the chosen
    names (each a button that removes it) and a search box listing the matching names to
-   add. The select stays the form's field, so the server sees the same values. */
+   add. The select stays the form's field, so the server sees the same values.
+   A single <select class="picker"> (not multiple) holds at most one name: choosing one
+   replaces it, and its option with an empty value stands for "none" (never offered). */
 (function () {
   "use strict";
   var LIMIT = 8;
@@ -13,6 +15,8 @@
     var chosen = document.createElement("ul");
     chosen.className = "picker-chosen";
     chosen.setAttribute("aria-label", "Chosen " + (select.dataset.pickerLabel || "").toLowerCase());
+    var none = option("");
+    if (none) chosen.dataset.none = none.textContent;  // what choosing nothing means
     var search = document.createElement("input");
     search.type = "search";
     search.id = select.id + "-search";
@@ -38,7 +42,7 @@
     function render() {
       chosen.textContent = "";
       Array.prototype.forEach.call(select.options, function (o) {
-        if (!o.selected) return;
+        if (!o.selected || !o.value) return;
         var li = document.createElement("li");
         var b = document.createElement("button");
         b.type = "button";
@@ -51,7 +55,7 @@
       });
       var q = search.value.trim().toLowerCase();
       var found = Array.prototype.filter.call(select.options, function (o) {
-        return !o.selected && o.value.toLowerCase().indexOf(q) >= 0;
+        return !o.selected && o.value && o.value.toLowerCase().indexOf(q) >= 0;
       });
       matches.textContent = "";
       found.slice(0, LIMIT).forEach(function (o) {
@@ -81,6 +85,7 @@
     function choose(value, on) {
       var o = option(value);
       if (!o) return;
+      if (!select.multiple) select.value = "";  // one name at most: drop the previous one
       o.selected = on;
       render();
     }
@@ -104,6 +109,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("select[multiple].picker").forEach(enhance);
+    document.querySelectorAll("select.picker").forEach(enhance);
   });
 })();
