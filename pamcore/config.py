@@ -57,6 +57,20 @@ class Config:
     web_session_hours: float = 12.0
     #: Seconds between scheduler ticks in ``pamcore run`` / ``pamcore worker``.
     scheduler_interval: float = 5.0
+    #: Seconds a session's claim may go without its owner's heartbeat (refreshed every third
+    #: of this while it runs the session's actions) before another process takes it over.
+    claim_timeout: float = 30.0
+    #: Seconds a proxy node may go without refreshing its connections' heartbeat (it does
+    #: every second) before another node closes them as stopped answering.
+    heartbeat_timeout: float = 30.0
+    #: Whether the dashboard answers ``/metrics`` (``/healthz`` and ``/readyz`` always).
+    web_metrics: bool = True
+    #: ``pamcore worker`` and ``pamcore proxy`` serve ``/metrics``, ``/healthz`` and
+    #: ``/readyz`` on this port (0: any free one, shown at start); ``None``: they do not.
+    metrics_port: int | None = None
+    metrics_bind: str = "127.0.0.1"
+    #: Log lines as human text, or one JSON object per line (``json``).
+    log_format: str = "text"
     plugins_dir: Path | None = None
     #: Per-plugin configuration tables: ``[plugins.NAME]`` in pamcore.toml.
     plugin_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -135,6 +149,12 @@ def load_config(instance_path: Path | str | None = None, **overrides: Any) -> Co
             web_idle_minutes=_positive("web_idle_minutes", core.get("web_idle_minutes", 30)),
             web_session_hours=_positive("web_session_hours", core.get("web_session_hours", 12)),
             scheduler_interval=float(core.get("scheduler_interval", 5.0)),
+            claim_timeout=_positive("claim_timeout", core.get("claim_timeout", 30)),
+            heartbeat_timeout=_positive("heartbeat_timeout", core.get("heartbeat_timeout", 30)),
+            web_metrics=_flag("web_metrics", core.get("web_metrics", True)),
+            metrics_port=_port("metrics_port", core.get("metrics_port")),
+            metrics_bind=core.get("metrics_bind", "127.0.0.1"),
+            log_format=_log_format(core.get("log_format", "text")),
             plugins_dir=Path(plugins_dir) if plugins_dir else None,
             plugin_settings=data.get("plugins", {}),
             secret_key_path=instance / "web-secret.key",
@@ -164,6 +184,25 @@ def _count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a whole number, 0 or more (got {value!r})")
     return value
+
+
+def _port(name: str, value: Any) -> int | None:
+    """A TCP port, or ``None`` when not set."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ValueError(f"{name} must be a port number from 0 to 65535 (got {value!r})")
+    return value
+
+
+#: The log formats ``log_format`` and ``--log-format`` accept.
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(value: Any) -> str:
+    if value not in LOG_FORMATS:
+        raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)} (got {value!r})")
+    return str(value)
 
 
 def _path(instance: Path, value: str | None) -> Path | None:
@@ -226,7 +265,21 @@ web_port = 8080
 web_idle_minutes = 30
 web_session_hours = 12
 scheduler_interval = 5.0
+# A session's actions are taken over by another process once their owner's heartbeat is this
+# many seconds old (the owner was killed or lost the database).
+claim_timeout = 30
+# Seconds after which a proxy node that stopped refreshing its connections' heartbeat has
+# them closed by another node ("node ... stopped answering").
+heartbeat_timeout = 30
 # plugins_dir = "plugins.d"
+# Log lines as text (default) or one JSON object per line; --log-format overrides it.
+# log_format = "json"
+# /metrics, /healthz and /readyz: the dashboard serves them on web_port (web_metrics = false
+# turns /metrics off there); pamcore worker and pamcore proxy serve them on metrics_port.
+# Scrape them over loopback or a firewalled network: they need no sign-in.
+# web_metrics = true
+# metrics_port = 9464
+# metrics_bind = "127.0.0.1"
 
 [pamcore.proxy_ports]
 # ssh = 4422

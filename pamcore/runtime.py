@@ -21,6 +21,7 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from pamcore.core import Pamcore
+from pamcore.health import ServiceStates
 from pamcore.registry import Listener
 from pamcore.services.scheduler import TickReport, tick
 
@@ -178,23 +179,30 @@ class Started:
 
 
 class Runtime:
-    """Starts services in order, runs until asked to stop, stops them in reverse order."""
+    """Starts services in order, runs until asked to stop, stops them in reverse order;
+    ``states`` follows them for ``/readyz``."""
 
-    def __init__(self, services: list[Service]) -> None:
+    def __init__(self, services: list[Service], states: ServiceStates | None = None) -> None:
         self.services = services
+        self.states = ServiceStates() if states is None else states
         self._running: list[Service] = []
         self._stop: asyncio.Event | None = None
 
     async def start(self) -> list[Started]:
+        for service in self.services:
+            self.states.expect(service.name)
         results = []
         for service in self.services:
             try:
                 detail = await service.start()
             except Exception as exc:
                 log.error("%s did not start: %s", service.name, exc)
-                results.append(Started(service.name, False, str(exc) or type(exc).__name__))
+                reason = str(exc) or type(exc).__name__
+                self.states.failed(service.name, reason)
+                results.append(Started(service.name, False, reason))
                 continue
             log.info("%s started (%s)", service.name, detail)
+            self.states.started(service.name)
             self._running.append(service)
             results.append(Started(service.name, True, detail))
         return results
@@ -202,6 +210,7 @@ class Runtime:
     async def stop(self) -> None:
         while self._running:
             service = self._running.pop()
+            self.states.stopping(service.name)
             try:
                 await service.stop()
             except Exception:
@@ -256,6 +265,8 @@ def run_services(
     services: list[Service],
     duration: float | None = None,
     on_started: Callable[[list[Started]], None] | None = None,
+    states: ServiceStates | None = None,
 ) -> list[Started]:
-    """Run ``services`` on a fresh event loop until SIGINT/SIGTERM or ``duration``."""
-    return asyncio.run(Runtime(services).serve(duration, on_started))
+    """Run ``services`` on a fresh event loop until SIGINT/SIGTERM or ``duration``;
+    ``states`` is what the process's ``/readyz`` reads."""
+    return asyncio.run(Runtime(services, states).serve(duration, on_started))

@@ -19,6 +19,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 class CliContext:
     instance: Path | None
     as_json: bool = False
+    #: ``--log-format`` when given (``pamcore.toml``'s ``log_format`` applies otherwise).
+    log_format: str | None = None
     _core: Pamcore | None = field(default=None, repr=False)
 
     @property

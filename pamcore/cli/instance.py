@@ -16,6 +16,8 @@ from pamcore.cli.output import emit_message, emit_record
 from pamcore.config import CONFIG_FILE, Config, default_config_text, load_config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError, PamError
+from pamcore.health import ServiceStates
+from pamcore.logs import use_json_logs
 from pamcore.runtime import (
     SchedulerService,
     Service,
@@ -29,7 +31,7 @@ from pamcore.schema import upgrade_database
 from pamcore.services import audit_keys
 from pamcore.services.scheduler import TickReport
 from pamcore.vault import MASTER_KEY_ENV, MasterKey, write_key_file
-from pamcore.web.server import WebService
+from pamcore.web.server import WebService, monitoring_services
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,13 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
-def service_logging() -> None:
-    """Long-running commands report what they do at INFO unless the operator chose a level."""
+def service_logging(cli: CliContext) -> None:
+    """Long-running commands report what they do at INFO unless the operator chose a level,
+    in the instance's ``log_format`` unless ``--log-format`` chose one."""
     if not os.environ.get("PAMCORE_LOG_LEVEL"):
         logging.getLogger("pamcore").setLevel(logging.INFO)
+    if cli.log_format is None and cli.core.config.log_format == "json":
+        use_json_logs()
 
 
 @click.command()
@@ -199,14 +204,24 @@ def worker(cli: CliContext, once: bool, interval: float | None) -> None:
             raise PamError("the scheduler tick failed; see the log above")
         emit_message(describe_tick(report), cli.as_json, **dataclasses.asdict(report))
         return
-    service_logging()
+    service_logging(cli)
     seconds = interval or core.config.scheduler_interval
 
     def print_tick(report: TickReport) -> None:
         emit_message(describe_tick(report), cli.as_json, **dataclasses.asdict(report))
 
-    click.echo(f"pamcore worker: scheduler every {seconds:g}s; Ctrl+C to stop", err=True)
-    run_services([SchedulerService(core, seconds, on_tick=print_tick)])
+    def show(results: list[Started]) -> None:
+        for r in results:
+            if r.name != SchedulerService.name:
+                click.echo(f"{'started' if r.ok else 'FAILED '} {r.name}: {r.detail}", err=True)
+        click.echo(f"pamcore worker: scheduler every {seconds:g}s; Ctrl+C to stop", err=True)
+
+    states = ServiceStates()
+    services: list[Service] = [
+        SchedulerService(core, seconds, on_tick=print_tick),
+        *monitoring_services(core, states),
+    ]
+    run_services(services, on_started=show, states=states)
     click.echo("pamcore worker stopped", err=True)
 
 
@@ -217,10 +232,11 @@ def worker(cli: CliContext, once: bool, interval: float | None) -> None:
 def run(cli: CliContext, stop_after: float | None) -> None:
     """Run everything installed in one process: scheduler, web dashboard, proxy listeners."""
     core = cli.core
-    service_logging()
+    service_logging(cli)
+    states = ServiceStates()
     services: list[Service] = [
         SchedulerService(core, core.config.scheduler_interval),
-        WebService(core),
+        WebService(core, states=states),
         *proxy_services(core),
     ]
 
@@ -235,7 +251,7 @@ def run(cli: CliContext, stop_after: float | None) -> None:
             click.echo(f"{'started' if r.ok else 'FAILED '} {r.name}: {r.detail}")
         click.echo("pamcore is running; Ctrl+C to stop", err=True)
 
-    results = run_services(services, duration=stop_after, on_started=show)
+    results = run_services(services, duration=stop_after, on_started=show, states=states)
     click.echo("pamcore stopped", err=True)
     if not any(r.ok for r in results):
         raise ConfigurationError("no component started; see the messages above")

@@ -13,7 +13,9 @@ import click
 
 from pamcore import __version__
 from pamcore.cli.context import CliContext
+from pamcore.config import LOG_FORMATS
 from pamcore.errors import PamError
+from pamcore.logs import TEXT_FORMAT, use_json_logs
 from pamcore.plugins import build_plugin_host
 
 log = logging.getLogger(__name__)
@@ -76,13 +78,25 @@ def build_cli() -> click.Group:
         help="Instance folder (default ./instance, or $PAMCORE_INSTANCE).",
     )
     @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    @click.option(
+        "--log-format",
+        type=click.Choice(LOG_FORMATS),
+        envvar="PAMCORE_LOG_FORMAT",
+        help="Log lines as text or one JSON object per line (default: log_format in "
+        "pamcore.toml, else text).",
+    )
     @click.version_option(__version__, prog_name="pamcore")
     @click.pass_context
-    def cli(ctx: click.Context, instance: Path | None, as_json: bool) -> None:
+    def cli(
+        ctx: click.Context, instance: Path | None, as_json: bool, log_format: str | None
+    ) -> None:
         """pamcore: approved, time-boxed, audited privileged access."""
         obj = ctx.ensure_object(CliContext)
         obj.instance = instance or obj.instance
         obj.as_json = as_json or obj.as_json
+        obj.log_format = log_format or obj.log_format
+        if obj.log_format == "json":
+            use_json_logs()
         ctx.call_on_close(obj.close)
 
     for name, target in COMMANDS.items():
@@ -96,7 +110,7 @@ def build_cli() -> click.Group:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=os.environ.get("PAMCORE_LOG_LEVEL", "WARNING").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=TEXT_FORMAT,
         stream=sys.stderr,
     )
     try:

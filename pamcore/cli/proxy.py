@@ -6,8 +6,11 @@ from __future__ import annotations
 import click
 
 from pamcore.cli.context import CliContext, pass_cli, stop_after_option
+from pamcore.cli.instance import service_logging
 from pamcore.errors import ConfigurationError
-from pamcore.runtime import Started, proxy_services, run_services
+from pamcore.health import ServiceStates
+from pamcore.runtime import Service, Started, proxy_services, run_services
+from pamcore.web.server import monitoring_services
 
 
 @click.command()
@@ -15,16 +18,19 @@ from pamcore.runtime import Started, proxy_services, run_services
 @pass_cli
 def proxy(cli: CliContext, stop_after: float | None) -> None:
     """Run the proxy listeners of every installed protocol plugin."""
-    services = proxy_services(cli.core)
-    if not services:
+    listeners = proxy_services(cli.core)
+    if not listeners:
         raise ConfigurationError("no proxy listeners: no installed protocol plugin provides one")
+    service_logging(cli)
+    states = ServiceStates()
+    services: list[Service] = [*listeners, *monitoring_services(cli.core, states)]
 
     def show(results: list[Started]) -> None:
         for r in results:
             click.echo(f"{'started' if r.ok else 'FAILED '} {r.name}: {r.detail}")
         click.echo("pamcore proxy is running; Ctrl+C to stop", err=True)
 
-    results = run_services(services, duration=stop_after, on_started=show)
+    results = run_services(services, duration=stop_after, on_started=show, states=states)
     click.echo("pamcore proxy stopped", err=True)
-    if not any(r.ok for r in results):
+    if not any(r.ok for r in results[: len(listeners)]):
         raise ConfigurationError("no listener started; see the messages above")

@@ -8,6 +8,7 @@ import click
 from pamcore.cli.context import CliContext, pass_cli, stop_after_option
 from pamcore.cli.instance import service_logging
 from pamcore.errors import ConfigurationError
+from pamcore.health import ServiceStates
 from pamcore.runtime import Started, run_services
 from pamcore.web.server import WebService
 
@@ -21,13 +22,16 @@ from pamcore.web.server import WebService
 @pass_cli
 def web(cli: CliContext, bind: str | None, port: int | None, stop_after: float | None) -> None:
     """Serve the web dashboard (cheroot) until Ctrl+C or SIGTERM."""
-    service_logging()
+    service_logging(cli)
 
     def show(results: list[Started]) -> None:
         for r in results:
             if r.ok:
                 click.echo(f"pamcore dashboard on {r.detail}; Ctrl+C to stop", err=True)
 
-    results = run_services([WebService(cli.core, bind, port)], stop_after, on_started=show)
+    states = ServiceStates()
+    results = run_services(
+        [WebService(cli.core, bind, port, states)], stop_after, on_started=show, states=states
+    )
     if not any(r.ok for r in results):
         raise ConfigurationError(f"the dashboard did not start: {results[0].detail}")

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pamcore import metrics
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, PolicyDenied, ValidationError
 from pamcore.model import (
@@ -393,6 +394,7 @@ def authenticate(
         )
         core.audit(db, claimed or "-", "auth.failed", target=claimed, reason=reason)
         db.commit()
+        metrics.SIGN_IN_FAILURES.labels(method="password").inc()
         raise AuthenticationFailed(reason)
     core.audit(db, result.user.username, "auth.succeeded", target=result.user.username)
     return result.user
@@ -415,6 +417,7 @@ def authenticate_key(core: Pamcore, db: Session, username: str, fingerprint: str
     if reason or user is None:
         core.audit(db, claimed or "-", "auth.failed", target=claimed, reason=reason, method="key")
         db.commit()
+        metrics.SIGN_IN_FAILURES.labels(method="key").inc()
         raise AuthenticationFailed(reason)
     core.audit(db, user.username, "auth.succeeded", target=user.username, method="key")
     return user

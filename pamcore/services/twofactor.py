@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pyotp
 from sqlalchemy.orm import Session
 
+from pamcore import metrics
 from pamcore.clock import format_utc
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, NotFound, PolicyDenied, ValidationError
@@ -127,6 +128,7 @@ def verify_second_factor(core: Pamcore, db: Session, user_id: int, code: str) ->
     if reason:
         core.audit(db, user.username, "auth.failed", target=user.username, reason=reason)
         db.commit()
+        metrics.SIGN_IN_FAILURES.labels(method="second_factor").inc()
         raise AuthenticationFailed(reason)
     user.failed_logins = 0
     core.audit(db, user.username, "auth.second_factor", target=user.username)

@@ -17,10 +17,22 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, NotFound, PamError
+from pamcore.health import ServiceStates
 from pamcore.lifecycle import Status
+from pamcore.monitoring import Monitor
 from pamcore.services.sessions import describe_remaining
 from pamcore.services.terminal_tokens import instance_secret
-from pamcore.web import admin, api, approvals, auditing, auth, dashboard, sessions, wizard
+from pamcore.web import (
+    admin,
+    api,
+    approvals,
+    auditing,
+    auth,
+    dashboard,
+    monitoring,
+    sessions,
+    wizard,
+)
 from pamcore.web.auth import is_safe_next, load_user
 from pamcore.web.ratelimit import AttemptLimiter
 
@@ -52,9 +64,15 @@ def _secret_key(core: Pamcore) -> str:
     return secrets.token_urlsafe(48)
 
 
-def create_app(core: Pamcore, config_overrides: dict[str, Any] | None = None) -> Flask:
+def create_app(
+    core: Pamcore,
+    config_overrides: dict[str, Any] | None = None,
+    *,
+    states: ServiceStates | None = None,
+) -> Flask:
     """Build the dashboard for ``core``; ``config_overrides`` are Flask settings (tests set
-    ``TESTING``, ``WTF_CSRF_ENABLED``)."""
+    ``TESTING``, ``WTF_CSRF_ENABLED``); ``states`` are the services of the process it runs
+    in, which ``/readyz`` reports on."""
     https = core.config.web_https
     app = Flask(__name__)
     app.config.update(
@@ -89,6 +107,7 @@ def create_app(core: Pamcore, config_overrides: dict[str, Any] | None = None) ->
     app.extensions["pamcore_sign_in_limiter"] = AttemptLimiter(
         app.config["PAMCORE_SIGN_IN_ATTEMPTS"], app.config["PAMCORE_SIGN_IN_WINDOW"]
     )
+    app.extensions["pamcore_monitor"] = Monitor(core, states, metrics=core.config.web_metrics)
     login_manager.init_app(app)
     csrf.init_app(app)
 
@@ -97,6 +116,7 @@ def create_app(core: Pamcore, config_overrides: dict[str, Any] | None = None) ->
     app.register_blueprint(wizard.bp)
     app.register_blueprint(sessions.bp)
     app.register_blueprint(approvals.bp)
+    app.register_blueprint(monitoring.bp)
     api.register(app)
     admin.register(app)
     auditing.register(app)
