@@ -2,7 +2,8 @@
 is never overwritten, a writer whose SHA-256 covers exactly the bytes that reached the
 disk (a full disk stops the recording, never the relay), and the per-session size cap a
 plugin reads from its ``[plugins.<name>]`` section. Registration and its audit event are
-in :mod:`pamcore.services.recordings`."""
+in :mod:`pamcore.services.recordings`; a session's budget across nodes is a
+:class:`pamcore.services.recording_budgets.SessionBudget`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, Protocol, TypeVar
 
 from pamcore.config import Config
 from pamcore.errors import ConfigurationError
@@ -35,6 +36,34 @@ def recording_cap(config: Config, plugin: str, default_mib: float) -> int:
             f"{MIN_CAP_BYTES / MIB:.3f}, not {value!r}"
         )
     return int(value * MIB)
+
+
+class ByteBudget(Protocol):
+    """What a recorder may still write: asked before queueing, told after writing."""
+
+    cap: int
+
+    def allows(self, size: int) -> bool: ...
+
+    def spend(self, size: int) -> None: ...
+
+
+class FixedBudget:
+    """A budget of ``cap`` bytes in memory, for a recorder given a plain size cap."""
+
+    def __init__(self, cap: int) -> None:
+        if cap < MIN_CAP_BYTES:
+            raise ConfigurationError(
+                f"recording size cap must be at least {MIN_CAP_BYTES} bytes, not {cap}"
+            )
+        self.cap = cap
+        self.left = cap
+
+    def allows(self, size: int) -> bool:
+        return size <= self.left
+
+    def spend(self, size: int) -> None:
+        self.left -= size
 
 
 def create_private(path: Path, root: Path | None = None) -> BinaryIO:

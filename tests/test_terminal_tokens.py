@@ -12,7 +12,6 @@ from pamcore.services import scheduler
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.services.terminal_tokens import (
     TERMINAL,
-    SpentTokens,
     TokenUse,
     issue_terminal_token,
     redeem_terminal_token,
@@ -39,30 +38,38 @@ def issue(core: Pamcore, world: World, sid: int, use: TokenUse) -> str:
         )
 
 
-def redeem(core: Pamcore, token: str, spent: SpentTokens, use: TokenUse) -> int:
+def redeem(core: Pamcore, token: str, use: TokenUse) -> int:
     with core.reader() as db:
-        return redeem_terminal_token(core, db, token, "ssh", SECRET, spent, use).session_id
+        return redeem_terminal_token(core, db, token, "ssh", SECRET, use).session_id
 
 
 def test_a_token_is_only_good_for_its_own_use(core: Pamcore, world: World, sid: int) -> None:
-    spent = SpentTokens()
     token = issue(core, world, sid, FILE)
     with pytest.raises(AuthenticationFailed, match="^the terminal token is not valid; open the"):
-        redeem(core, token, spent, TERMINAL)
-    assert redeem(core, token, spent, FILE) == sid
+        redeem(core, token, TERMINAL)
+    assert redeem(core, token, FILE) == sid
     with pytest.raises(AuthenticationFailed, match="^the file token was already used; download"):
-        redeem(core, token, spent, FILE)
+        redeem(core, token, FILE)
 
 
 def test_each_use_has_its_own_lifetime(
     core: Pamcore, world: World, sid: int, clock: FrozenClock
 ) -> None:
-    spent = SpentTokens()
     terminal, file, late = (issue(core, world, sid, use) for use in (TERMINAL, FILE, FILE))
     clock.advance(seconds=TERMINAL.seconds + 1)
     with pytest.raises(AuthenticationFailed, match="^the terminal token expired"):
-        redeem(core, terminal, spent, TERMINAL)
-    assert redeem(core, file, spent, FILE) == sid
+        redeem(core, terminal, TERMINAL)
+    assert redeem(core, file, FILE) == sid
     clock.advance(seconds=FILE.seconds - TERMINAL.seconds)
     with pytest.raises(AuthenticationFailed, match="^the file token expired; download the file"):
-        redeem(core, late, spent, FILE)
+        redeem(core, late, FILE)
+
+
+def test_a_token_redeemed_on_one_node_is_refused_on_another(
+    core: Pamcore, other_node: Pamcore, world: World, sid: int
+) -> None:
+    """Two proxy nodes (two cores on one database): the second hears "already used"."""
+    token = issue(core, world, sid, TERMINAL)
+    assert redeem(other_node, token, TERMINAL) == sid
+    with pytest.raises(AuthenticationFailed, match="^the terminal token was already used"):
+        redeem(core, token, TERMINAL)

@@ -22,6 +22,7 @@ from pamcore.model.sessions import (
     LiveConnection,
     Recording,
 )
+from pamcore.model.single_use import RecordingBudget, SingleUse
 
 __all__ = [
     "AccessPolicy",
@@ -44,10 +45,12 @@ __all__ = [
     "LoginMode",
     "Platform",
     "Recording",
+    "RecordingBudget",
     "Resource",
     "ResourceProtocol",
     "Role",
     "Secret",
+    "SingleUse",
     "Status",
     "User",
     "UserKey",

@@ -4,15 +4,15 @@ A :class:`TokenUse` says what a token is for: the browser terminal's (a minute, 
 WebSocket's first message) or, e.g., the RDP plugin's ``.rdp`` file routing token.
 
 Signed with the instance's secret key (itsdangerous, HMAC-SHA1 over a salted key
-derivation); the expiry is in the payload and read from the core's clock. Spent tokens are
-remembered by the redeeming process until they expire, so a token cannot be replayed.
+derivation); the expiry is in the payload and read from the core's clock. A redeemed
+token's nonce is spent in the database (:mod:`pamcore.services.single_use`), so it cannot
+be replayed on any node, nor after a restart.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
-import threading
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, NotFound, PolicyDenied
 from pamcore.model import Resource, User
+from pamcore.services import single_use
 from pamcore.services.access import own_connectable_session
 
 #: How long a token may wait between the dashboard and the WebSocket's first message.
@@ -100,30 +101,12 @@ def issue_terminal_token(
     return str(URLSafeSerializer(secret, salt=use.salt).dumps(payload))
 
 
-class SpentTokens:
-    """Nonces of redeemed tokens, kept until they would have expired anyway."""
-
-    def __init__(self) -> None:
-        self._until: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def spend(self, nonce: str, expires: int, now: int) -> bool:
-        """``False`` when ``nonce`` was spent before."""
-        with self._lock:
-            self._until = {n: x for n, x in self._until.items() if x >= now}
-            if nonce in self._until:
-                return False
-            self._until[nonce] = expires
-            return True
-
-
 def redeem_terminal_token(
     core: Pamcore,
     db: Session,
     token: str,
     protocol: str,
     secret: str,
-    spent: SpentTokens,
     use: TokenUse = TERMINAL,
 ) -> TerminalPass:
     """Check the signature, the protocol, the expiry and that the token is unused; raises
@@ -135,10 +118,10 @@ def redeem_terminal_token(
         raise AuthenticationFailed(f"the {what} is not valid; {again}") from None
     if not isinstance(data, dict) or data.get("p") != protocol:
         raise AuthenticationFailed(f"the {what} is not for {protocol}; {again}")
-    now = int(core.now().timestamp())
-    if now > int(data["x"]):
+    if int(core.now().timestamp()) > int(data["x"]):
         raise AuthenticationFailed(f"the {what} expired; {again}")
-    if not spent.spend(str(data["n"]), int(data["x"]), now):
+    expires = dt.datetime.fromtimestamp(int(data["x"]), dt.UTC)
+    if not single_use.spend(core, use.salt, str(data["n"]), expires):
         raise AuthenticationFailed(f"the {what} was already used; {again}")
     resource = db.get(Resource, int(data["r"]))
     if resource is None:

@@ -6,9 +6,10 @@ Use from a ``conftest.py``::
 
 which provides the fixtures ``clock`` (a :class:`~pamcore.clock.FrozenClock`), ``db_url``
 (SQLite, and PostgreSQL when ``PAMCORE_TEST_PG_URL`` names a server), ``empty_db_url`` (the
-same without a schema) and ``core`` (a fresh instance with schema, master key and the
-installed plugins, in strict mode). A project that registers the markers ``e2e``,
-``browser`` and ``slow`` gets its tests sorted into those tiers (:mod:`pamcore.testing.tiers`).
+same without a schema), ``core`` (a fresh instance with schema, master key and the
+installed plugins, in strict mode) and ``other_node`` (a second core on ``core``'s
+database). A project that registers the markers ``e2e``, ``browser`` and ``slow`` gets its
+tests sorted into those tiers (:mod:`pamcore.testing.tiers`).
 """
 
 from __future__ import annotations
@@ -184,6 +185,19 @@ def core(
     core = make_core(instance, db_url, clock, plugin_host)
     yield core
     core.dispose()
+
+
+@pytest.fixture
+def other_node(
+    core: Pamcore, tmp_path: Path, clock: FrozenClock, plugin_host: PluginHost
+) -> Iterator[Pamcore]:
+    """Another process of ``core``'s instance: its own core (engine, pool, memory) on the
+    same database, as a second proxy node would be, or the first one after a restart."""
+    instance = tmp_path / "other-node"
+    instance.mkdir()
+    node = make_core(instance, core.config.database_url, clock, plugin_host)
+    yield node
+    node.dispose()
 
 
 class FullDisk(io.RawIOBase):

@@ -218,7 +218,7 @@ def gated(core: Pamcore) -> Gated:
         sid = create_session(core, db, alice, SessionRequest("Windows Admin", ("win01",))).id
     scheduler.tick(core)
     (core.config.instance_path / "web-secret.key").write_text(SECRET + "\n")
-    return Gated(core, CoreGate(core, TicketBook(), FileTokens(core), "10.0.0.5"), sid)
+    return Gated(core, CoreGate(core, TicketBook(core), FileTokens(core), "10.0.0.5"), sid)
 
 
 SECRET = "gate-test-secret-" + "x" * 20
@@ -304,7 +304,11 @@ def test_gate_polls_a_waiting_session_until_it_is_available(gated: Gated) -> Non
 
 def test_gate_stops_waiting_at_the_bound(gated: Gated, clock: FrozenClock) -> None:
     gate = CoreGate(
-        gated.core, TicketBook(), FileTokens(gated.core), "10.0.0.5", dt.timedelta(minutes=3)
+        gated.core,
+        TicketBook(gated.core),
+        FileTokens(gated.core),
+        "10.0.0.5",
+        dt.timedelta(minutes=3),
     )
     visitor = asyncio.run(gate.identify(ConnectionRequest(), info("alice+Audit+win01")))
     waiting = asyncio.run(gate.sign_in(visitor, PASSWORD))

@@ -29,6 +29,7 @@ from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError
 from pamcore.model import AuditEvent, Recording, User
 from pamcore.services import scheduler
+from pamcore.services.recording_budgets import reserve
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import FullDisk
 from pamcore.testing import builders as b
@@ -203,12 +204,13 @@ def test_a_recording_that_cannot_start_is_audited_and_the_relay_goes_on(core: Pa
         assert "cannot record 4-rdp.jsonl" in failed.details["reason"]
 
 
-def test_the_budget_counts_the_sessions_earlier_recordings(core: Pamcore) -> None:
+def test_the_budget_counts_what_the_sessions_other_connections_reserved(
+    core: Pamcore,
+) -> None:
     session_id, resource_id = _session(core)
-    earlier = recording_cap(core.config) - 4096  # what the session's other connections used
-    info = RecordingInfo(
-        session_id, 5, resource_id, "alice", "lab01", "10.0.0.7:3389", "admin", earlier
-    )
+    cap = recording_cap(core.config)
+    assert reserve(core, session_id, cap - 4096, cap) == cap - 4096  # other connections' share
+    info = RecordingInfo(session_id, 5, resource_id, "alice", "lab01", "10.0.0.7:3389", "admin")
 
     async def record() -> ConnectionRecording:
         recording = await ConnectionRecording.start(core, info)

@@ -16,7 +16,6 @@ from pamcore_ssh.recording import (
     CAP_MARKER,
     FLUSH_BYTES,
     FLUSH_INTERVAL,
-    Budget,
     Recorder,
     RecordingFailed,
 )
@@ -24,6 +23,7 @@ from pamcore_ssh.session_recording import DEFAULT_CAP_MIB, MIB, SessionRecording
 
 from pamcore.config import Config
 from pamcore.errors import ConfigurationError, ProtocolError
+from pamcore.recording_files import FixedBudget
 from pamcore.testing import FullDisk
 
 
@@ -51,7 +51,7 @@ def cast(tmp_path: Path) -> Path:
     return tmp_path / "recordings" / "7-1.cast"
 
 
-def clocked(cast: Path, cap: int | Budget, clock: FakeClock) -> Recorder:
+def clocked(cast: Path, cap: int | FixedBudget, clock: FakeClock) -> Recorder:
     """A recorder on a hand-moved clock (the file opened plainly, not through ``open``)."""
     cast.parent.mkdir(mode=0o700, exist_ok=True)
     return Recorder(cast.open("wb", buffering=0), cast, 80, 24, cap, clock=clock)
@@ -175,7 +175,7 @@ def test_cap_below_minimum_is_a_configuration_error(cast: Path) -> None:
 
 
 def test_a_shared_budget_caps_a_sessions_channels_together(cast: Path) -> None:
-    budget = Budget(8192)
+    budget = FixedBudget(8192)
     clock = FakeClock()
     first = clocked(cast, budget, clock)
     second = clocked(cast.with_name("7-2.cast"), budget, clock)
@@ -251,7 +251,7 @@ def test_each_channel_of_a_connection_has_its_own_cast(tmp_path: Path) -> None:
     )
     ticket_standin = SimpleNamespace(connection_id=7, session_id=3)
     terminal_standin = SimpleNamespace(term_size=(80, 24, 0, 0), term_type="xterm")
-    recordings = SessionRecordings(core_standin, ticket_standin, Budget(1 << 20), print)  # type: ignore[arg-type]
+    recordings = SessionRecordings(core_standin, ticket_standin, FixedBudget(1 << 20), print)  # type: ignore[arg-type]
 
     def channel() -> Path:
         recorder = recordings.start(terminal_standin)  # type: ignore[arg-type]

@@ -20,12 +20,7 @@ from pamcore.core import Pamcore
 from pamcore.directconnect import GRAMMAR, DirectConnectName, parse_login
 from pamcore.errors import AuthenticationFailed, PamError, PolicyDenied
 from pamcore.model import User
-from pamcore.services.terminal_tokens import (
-    SpentTokens,
-    TerminalPass,
-    instance_secret,
-    redeem_terminal_token,
-)
+from pamcore.services.terminal_tokens import TerminalPass, instance_secret, redeem_terminal_token
 from pamcore_rdp import admission
 from pamcore_rdp.clientinfo import ClientInfo
 from pamcore_rdp.front import Admitted, Outcome, Retry, Visitor, Waiting, sentence
@@ -36,11 +31,10 @@ from pamcore_rdp.x224 import ConnectionRequest
 
 
 class FileTokens:
-    """Redeems the routing tokens of ``.rdp`` files, once each, in this listener."""
+    """Redeems the routing tokens of ``.rdp`` files, once each across every node."""
 
     def __init__(self, core: Pamcore) -> None:
         self.core = core
-        self._spent = SpentTokens()
 
     def redeem(self, token: str) -> tuple[TerminalPass, str]:
         """The token's pass and the user's name; raises PamError with the reason."""
@@ -49,7 +43,7 @@ class FileTokens:
             raise PolicyDenied("this proxy cannot check .rdp files (no instance secret key)")
         with self.core.reader() as db:
             granted = redeem_terminal_token(
-                self.core, db, token, admission.PROTOCOL, secret, self._spent, RDP_FILE
+                self.core, db, token, admission.PROTOCOL, secret, RDP_FILE
             )
             user = db.get(User, granted.user_id)
             if user is None:
@@ -150,7 +144,10 @@ class CoreGate:
             session_id, resource = route.session_id, route.resource_name
             waiting = route.waiting
         if waiting is None:
-            return Admitted(self.tickets.issue(user_id, session_id, resource, self.client_ip))
+            ticket = await asyncio.to_thread(
+                self.tickets.issue, user_id, session_id, resource, self.client_ip
+            )
+            return Admitted(ticket)
         until = self.core.now() + self.waiting_room
         return self._waiting(_Pending(user_id, session_id, resource, until), waiting)
 
@@ -161,8 +158,12 @@ class CoreGate:
         assert isinstance(pending, _Pending)
         reason = await asyncio.to_thread(admission.still_waiting, self.core, pending.session_id)
         if reason is None:
-            ticket = self.tickets.issue(
-                pending.user_id, pending.session_id, pending.resource_name, self.client_ip
+            ticket = await asyncio.to_thread(
+                self.tickets.issue,
+                pending.user_id,
+                pending.session_id,
+                pending.resource_name,
+                self.client_ip,
             )
             return Admitted(ticket)
         if self.core.now() >= pending.until:

@@ -44,14 +44,14 @@ STOP_SECONDS = 10.0
 
 
 class RdpListener:
-    """The RDP proxy of one ``pamcore run`` / ``pamcore proxy`` process; tickets are only
-    good at the listener that issued them (the client reconnects to the same address)."""
+    """The RDP proxy of one ``pamcore run`` / ``pamcore proxy`` process; its tickets are
+    held in the database, so the client's reconnection may reach any node."""
 
     def __init__(self, core: Pamcore, host: str, port: int) -> None:
         self.core = core
         self.host = host
         self._requested_port = port
-        self.tickets = TicketBook()
+        self.tickets = TicketBook(core)
         #: How long a connection waits for its session (``[plugins.rdp]``, checked here).
         self.waiting_room = waiting_room(core.config)
         #: Seconds a new connection has for its Connection Request (tests shorten it).
@@ -142,7 +142,7 @@ class RdpListener:
             await front.serve(conn, request, self._tls, gate)
             return
         try:
-            ticket = self.tickets.redeem(token, peer)
+            ticket = await asyncio.to_thread(self.tickets.redeem, token, peer)
         except TicketRefused as exc:
             log.info("rdp %s: redirection ticket refused: %s", peer, exc)
             await front.refuse(conn, request, self._tls, sentence(str(exc)))

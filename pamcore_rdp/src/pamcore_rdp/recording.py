@@ -12,8 +12,9 @@ written with its password field emptied by the relay, so neither the user's pass
 the injected vaulted one is recorded.
 
 All recordings of one session share one byte budget, ``recording_cap_mib`` in
-``[plugins.rdp]``. A failure to record never stops the relay: it is logged and audited,
-and the file is registered as ``incomplete`` with what reached the disk.
+``[plugins.rdp]``, on every proxy node (:mod:`pamcore.services.recording_budgets`). A
+failure to record never stops the relay: it is logged and audited, and the file is
+registered as ``incomplete`` with what reached the disk.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from typing import Any, BinaryIO
 from pamcore.config import Config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError, ProtocolError
-from pamcore.recording_files import DigestWriter, on_private
+from pamcore.recording_files import ByteBudget, DigestWriter, FixedBudget, on_private
 from pamcore.recording_files import recording_cap as plugin_recording_cap
+from pamcore.services.recording_budgets import SessionBudget
 from pamcore.services.recordings import recording_failed, register_recording
 from pamcore_rdp.errors import RdpProtocolError
 from pamcore_rdp.wire import TPKT_VERSION, fastpath_length, tpkt_length
@@ -66,8 +68,6 @@ class RecordingInfo:
     resource_name: str
     target: str
     login: str
-    #: Bytes the session's earlier recordings hold, counted against the cap.
-    recorded_bytes: int = 0
 
 
 class Frames:
@@ -108,10 +108,13 @@ class Frames:
 class PduRecorder:
     """Writes one ``pamcore-rdp-pdus-v1`` file; create it with :meth:`open`."""
 
-    def __init__(self, out: BinaryIO, path: Path, header: dict[str, Any], budget: int) -> None:
+    def __init__(
+        self, out: BinaryIO, path: Path, header: dict[str, Any], budget: int | ByteBudget
+    ) -> None:
+        """``budget``: this file's size cap, or its session's budget."""
         self.path = path
         self._file = DigestWriter(out, path.name)
-        self._left = budget
+        self._budget = FixedBudget(budget) if isinstance(budget, int) else budget
         self._start = time.monotonic()
         self._lines = bytearray()
         self._timer: asyncio.TimerHandle | None = None
@@ -123,7 +126,7 @@ class PduRecorder:
 
     @classmethod
     def open(
-        cls, path: Path, header: dict[str, Any], budget: int, root: Path | None = None
+        cls, path: Path, header: dict[str, Any], budget: int | ByteBudget, root: Path | None = None
     ) -> PduRecorder:
         """Create ``path`` privately (:func:`~pamcore.recording_files.create_private`)."""
         return on_private(path, lambda out: cls(out, path, header, budget), root)
@@ -182,7 +185,7 @@ class PduRecorder:
 
     def _queue(self, value: Any) -> None:
         line = _line(value)
-        if len(self._lines) + len(line) > self._left - _TAIL_ROOM:
+        if not self._budget.allows(len(self._lines) + len(line) + _TAIL_ROOM):
             self.capped = True
             self._lines += _line({"capped": "recording size limit reached"})
             log.info("recording %s reached its session's size cap", self.path.name)
@@ -201,7 +204,7 @@ class PduRecorder:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._left -= self._file.write(self._lines)
+        self._budget.spend(self._file.write(self._lines))
         self._lines.clear()
 
 
@@ -218,10 +221,13 @@ class RecordingIncomplete(ProtocolError):
 class ConnectionRecording:
     """The recording of one relayed connection, from open to registration."""
 
-    def __init__(self, core: Pamcore, info: RecordingInfo, recorder: PduRecorder) -> None:
+    def __init__(
+        self, core: Pamcore, info: RecordingInfo, recorder: PduRecorder, budget: SessionBudget
+    ) -> None:
         self.core = core
         self.info = info
         self.recorder = recorder
+        self.budget = budget
         self.started_at = core.now()
 
     @classmethod
@@ -240,7 +246,7 @@ class ConnectionRecording:
             "started": _iso(core.now()),
         }
         try:
-            budget = recording_cap(core.config) - info.recorded_bytes
+            budget = SessionBudget(core, info.session_id, recording_cap(core.config))
             recorder = PduRecorder.open(folder / f"{stem}.jsonl", header, budget, root)
         except (OSError, ConfigurationError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -250,10 +256,11 @@ class ConnectionRecording:
                 core, recording_failed, info.session_id, info.resource_id, PROTOCOL, reason
             )
             return None
-        return cls(core, info, recorder)
+        return cls(core, info, recorder, budget)
 
     async def finish(self, reason: str) -> None:
-        """Close the file and register it with its SHA-256 (audited by the service)."""
+        """Close the file and register it with its SHA-256 (audited by the service); give
+        the unwritten budget back to the session."""
         meta: dict[str, Any] = {
             "connection": self.info.connection_id,
             "bytes_client": self.recorder.counts["client"],
@@ -264,6 +271,7 @@ class ConnectionRecording:
         except RecordingIncomplete as exc:
             sha256, size = exc.sha256, exc.size
             meta["incomplete"] = exc.reason
+        await asyncio.to_thread(self.budget.release)
         if self.recorder.capped:
             meta["capped"] = True
         await _in_thread(

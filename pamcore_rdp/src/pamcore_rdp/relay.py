@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 from pamcore.core import Pamcore
 from pamcore.errors import ProtocolError
-from pamcore.services.recordings import recorded_bytes
 from pamcore_rdp.activation import parse_confirm_active
 from pamcore_rdp.admission import Grant
 from pamcore_rdp.clientinfo import SEC_INFO_PKT, rewrite_client_info
@@ -183,11 +182,6 @@ class Relay:
 
     async def _start_recording(self) -> ConnectionRecording | None:
         grant = self.grant
-
-        def earlier() -> int:
-            with self.core.reader() as db:
-                return recorded_bytes(db, grant.session_id)
-
         info = RecordingInfo(
             session_id=grant.session_id,
             connection_id=grant.connection_id,
@@ -196,7 +190,6 @@ class Relay:
             resource_name=grant.resource_name,
             target=f"{grant.address}:{grant.port}",
             login=grant.login_account,
-            recorded_bytes=await asyncio.to_thread(earlier),
         )
         return await ConnectionRecording.start(self.core, info)
 

@@ -19,9 +19,8 @@ from pamcore.services.common import get_session
 from pamcore.services.connections import LEGACY_ALGORITHMS, admit_connection, connectable_choices
 from pamcore.services.directory import authenticate, authenticate_key
 from pamcore.services.inventory import host_key_refusal, pin_host_key
-from pamcore.services.recordings import recorded_bytes
 from pamcore.services.sessions import find_or_request
-from pamcore.services.terminal_tokens import SpentTokens, TerminalPass, redeem_terminal_token
+from pamcore.services.terminal_tokens import TerminalPass, redeem_terminal_token
 from pamcore.services.twofactor import totp_enabled, verify_second_factor
 from pamcore_ssh.target import TargetSpec
 
@@ -41,8 +40,6 @@ class Ticket:
     #: Whether the profile allows extensions: Ctrl+X is offered and taken only then.
     extendable: bool
     recording: bool
-    #: What the session's earlier connections recorded, against its recording cap.
-    recorded_bytes: int
     target: TargetSpec
     #: A detached copy of the resource's pin and first-use flag, for the host-key rule.
     key_policy: Resource
@@ -154,7 +151,6 @@ def admit(
             warning=dt.timedelta(minutes=session.profile.warning_minutes),
             extendable=session.profile.allows_extension,
             recording=session.profile.recording,
-            recorded_bytes=recorded_bytes(db, session.id) if session.profile.recording else 0,
             target=TargetSpec(
                 resource_id=target.id,
                 resource_name=target.name,
@@ -175,10 +171,10 @@ def admit(
         )
 
 
-def redeem(core: Pamcore, token: str, secret: str, spent: SpentTokens) -> TerminalPass:
-    """A browser terminal's token, spent; raises AuthenticationFailed."""
+def redeem(core: Pamcore, token: str, secret: str) -> TerminalPass:
+    """A browser terminal's token, spent on every node; raises AuthenticationFailed."""
     with core.reader() as db:
-        return redeem_terminal_token(core, db, token, PROTOCOL, secret, spent)
+        return redeem_terminal_token(core, db, token, PROTOCOL, secret)
 
 
 def host_key_outcome(

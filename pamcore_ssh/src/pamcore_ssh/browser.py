@@ -25,7 +25,6 @@ from websockets.exceptions import ConnectionClosed
 from pamcore.config import Config
 from pamcore.errors import AuthenticationFailed, ConfigurationError, PamError
 from pamcore.services.origins import check_terminal_origin
-from pamcore.services.terminal_tokens import SpentTokens
 from pamcore_ssh import admission, lobby
 
 if TYPE_CHECKING:
@@ -185,7 +184,6 @@ class TerminalListener:
         self.proxy = proxy
         self.core = proxy.core
         self._secret = secret
-        self._spent = SpentTokens()
         self._server: Server | None = None
 
     @property
@@ -242,9 +240,7 @@ class TerminalListener:
         except (TimeoutError, ConnectionClosed):
             raise AuthenticationFailed("no terminal token arrived; reload the page") from None
         token = terminal.hello(message)
-        grant = await asyncio.to_thread(
-            admission.redeem, self.core, token, self._secret, self._spent
-        )
+        grant = await asyncio.to_thread(admission.redeem, self.core, token, self._secret)
         return await self.proxy.open_link(
             terminal, grant.user_id, None, grant.resource_name, peer, grant.session_id
         )

@@ -22,13 +22,13 @@ from pamcore.core import Pamcore
 from pamcore.errors import PamError, PolicyDenied
 from pamcore.proxywatch import start_watch
 from pamcore.services.connections import close_connection, session_ends
+from pamcore.services.recording_budgets import SessionBudget
 from pamcore.services.sessions import extend_from_connection, extensions_left_phrase
 from pamcore.services.terminal_tokens import instance_secret
 from pamcore_ssh import admission
 from pamcore_ssh.admission import Ticket
 from pamcore_ssh.browser import TerminalListener
 from pamcore_ssh.hostkeys import proxy_host_key
-from pamcore_ssh.recording import Budget
 from pamcore_ssh.relay import Client, Link
 from pamcore_ssh.server import ProxyServer
 from pamcore_ssh.session_end import EndWatch
@@ -299,21 +299,11 @@ class ProxyListener:
         )
 
     def recordings_for(self, ticket: Ticket) -> SessionRecordings | None:
-        """The connection's recordings when its session is recorded, sharing the session's
-        budget with its other live connections here."""
+        """The connection's recordings when its session is recorded, within the session's
+        budget, which its connections on every node share."""
         if not ticket.recording:
             return None
-        budget = next(
-            (
-                link.recordings.budget
-                for link in self._links
-                if link.ticket.session_id == ticket.session_id and link.recordings is not None
-            ),
-            None,
-        )
-        if budget is None:
-            budget = Budget(self._recording_cap)
-            budget.left -= ticket.recorded_bytes
+        budget = SessionBudget(self.core, ticket.session_id, self._recording_cap)
         return SessionRecordings(self.core, ticket, budget, self.in_background)
 
     def finish(self, link: Link, reason: str) -> None:

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pamcore.errors import ConfigurationError, ProtocolError
-from pamcore.recording_files import MIN_CAP_BYTES, DigestWriter, on_private
+from pamcore.errors import ProtocolError
+from pamcore.recording_files import ByteBudget, DigestWriter, FixedBudget, on_private
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +54,6 @@ class RecordingFailed(ProtocolError):
         self.size = size
 
 
-class Budget:
-    """Bytes still to be written by the recordings that share it: one per session, so the
-    per-session cap holds however many channels record at once. Each file may pass it by
-    one marker line."""
-
-    def __init__(self, cap_bytes: int) -> None:
-        if cap_bytes < MIN_CAP_BYTES:
-            raise ConfigurationError(
-                f"recording size cap must be at least {MIN_CAP_BYTES} bytes, not {cap_bytes}"
-            )
-        self.cap = cap_bytes
-        self.left = cap_bytes
-
-
 class Recorder:
     """Writes one asciicast v2 file; create it with :meth:`open`."""
 
@@ -77,15 +63,15 @@ class Recorder:
         path: Path,
         width: int,
         height: int,
-        cap: int | Budget,
+        cap: int | ByteBudget,
         *,
         term: str = "xterm-256color",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Wrap an open, empty binary file ``out`` (``path`` names it in messages); the
-        header is written at once. ``cap``: this file's size cap, or a budget shared with
-        other recordings."""
-        self._budget = cap if isinstance(cap, Budget) else Budget(cap)
+        header is written at once. ``cap``: this file's size cap, or its session's budget,
+        shared with the session's other recordings on every node."""
+        self._budget = FixedBudget(cap) if isinstance(cap, int) else cap
         self.path = path
         self._file = DigestWriter(out, path.name)
         self._clock = clock
@@ -114,7 +100,7 @@ class Recorder:
         path: Path,
         width: int,
         height: int,
-        cap: int | Budget,
+        cap: int | ByteBudget,
         *,
         term: str = "xterm-256color",
         root: Path | None = None,
@@ -209,7 +195,7 @@ class Recorder:
         if self._capped or self.failed or self._closed:
             return
         line = _line([round(at - self._start, 6), code, data])
-        if len(self._lines) + len(line) > self._budget.left - _MARKER_ROOM:
+        if not self._budget.allows(len(self._lines) + len(line) + _MARKER_ROOM):
             self._capped = True
             self._lines += _line([round(self._clock() - self._start, 6), "m", CAP_MARKER])
             log.info(
@@ -220,7 +206,7 @@ class Recorder:
 
     def _write_out(self) -> None:
         """Write the queued lines; only bytes that reached the file enter the digest."""
-        self._budget.left -= self._file.write(self._lines)
+        self._budget.spend(self._file.write(self._lines))
         self._lines.clear()
         if self.failed:
             self._pending.clear()

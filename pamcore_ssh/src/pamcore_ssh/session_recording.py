@@ -9,7 +9,7 @@ Not recorded: sftp (which also carries scp) and exec channels without a terminal
 (docs/design/ssh.md §5) and no player can show.
 
 All recordings of one session share one byte budget, ``recording_cap_mib`` in
-``[plugins.ssh]``, counting what the session's earlier connections registered. A failure to
+``[plugins.ssh]``, on every proxy node (:mod:`pamcore.services.recording_budgets`). A failure to
 record never stops the relay: it is audited, and the channel goes on unrecorded.
 """
 
@@ -27,10 +27,11 @@ from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError
 from pamcore.recording_files import MIB as MIB  # the unit of recording_cap_mib
 from pamcore.recording_files import recording_cap as plugin_recording_cap
+from pamcore.services.recording_budgets import SessionBudget
 from pamcore.services.recordings import recording_failed, register_recording
 from pamcore_ssh.admission import PROTOCOL, Ticket
 from pamcore_ssh.process import Terminal
-from pamcore_ssh.recording import Budget, Recorder, RecordingFailed
+from pamcore_ssh.recording import Recorder, RecordingFailed
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class _Channel:
 class SessionRecordings:
     """The recordings of one client connection, sharing their session's budget."""
 
-    def __init__(self, core: Pamcore, ticket: Ticket, budget: Budget, spawn: Spawn) -> None:
+    def __init__(self, core: Pamcore, ticket: Ticket, budget: SessionBudget, spawn: Spawn) -> None:
         """``spawn`` runs the registration after the channel, tracked by the listener so a
         stopping proxy waits for it."""
         self.core = core
@@ -103,7 +104,8 @@ class SessionRecordings:
         return recorder
 
     def finish(self, recorder: Recorder) -> None:
-        """Close the file and register it, partial (``incomplete``) after a write failure."""
+        """Close the file and register it, partial (``incomplete``) after a write failure;
+        the last one open gives the unwritten budget back to the session."""
         channel = self._open.pop(recorder)
         meta: dict[str, Any] = {
             "connection": self.ticket.connection_id,
@@ -116,6 +118,8 @@ class SessionRecordings:
         except RecordingFailed as exc:
             sha256, size = exc.sha256, exc.size
             meta["incomplete"] = exc.reason
+        if not self._open:
+            self.budget.release()
         self._spawn(
             self._run(
                 register_recording,

@@ -1,0 +1,81 @@
+"""One recording cap per session across nodes: two cores on one database stand for two
+proxies recording the same session; threads race as concurrent relays do."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pamcore.core import Pamcore
+from pamcore.services.recording_budgets import CHUNK_BYTES, SessionBudget, release, reserve
+from tests.test_recordings import saved, session_of
+from tests.world import World
+
+MIB = 1024 * 1024
+RACERS = 16
+
+
+def test_two_nodes_share_one_cap(core: Pamcore, other_node: Pamcore, world: World) -> None:
+    sid = session_of(core, world.alice)
+    assert reserve(core, sid, 600, 1000) == 600
+    assert reserve(other_node, sid, 600, 1000) == 400  # what is left, no more
+    assert reserve(core, sid, 1, 1000) == 0
+    release(other_node, sid, 150)  # a connection that ended with allowance to spare
+    assert reserve(core, sid, 600, 1000) == 150
+
+
+def test_the_first_reservation_counts_what_the_session_registered(
+    core: Pamcore, world: World, tmp_path: Path
+) -> None:
+    sid = session_of(core, world.alice)
+    saved(core, world, sid, tmp_path)  # an earlier connection's recording
+    size = (tmp_path / f"{sid}.cast").stat().st_size
+    assert reserve(core, sid, 10_000, 1000) == 1000 - size
+
+
+def test_racing_reservations_add_up_to_the_cap(
+    core: Pamcore, other_node: Pamcore, world: World
+) -> None:
+    sid = session_of(core, world.alice)
+    start = threading.Barrier(RACERS)
+
+    def take(n: int) -> int:
+        start.wait()
+        return reserve((core, other_node)[n % 2], sid, 100, 1000)
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        grants = list(pool.map(take, range(RACERS)))
+    assert sum(grants) == 1000 and grants.count(100) == 10
+
+
+def test_budgets_on_two_nodes_stop_at_the_cap_and_reserve_in_chunks(
+    core: Pamcore, other_node: Pamcore, world: World
+) -> None:
+    sid = session_of(core, world.alice)
+    cap = 8 * MIB
+    here, there = SessionBudget(core, sid, cap), SessionBudget(other_node, sid, cap)
+    assert here.chunk == CHUNK_BYTES
+    assert here.allows(100) and here.left == CHUNK_BYTES  # one chunk, not 100 bytes
+    written = 0
+    while here.allows(4096) and there.allows(4096):
+        here.spend(4096)
+        there.spend(4096)
+        written += 2 * 4096
+    assert cap - 2 * 4096 < written <= cap
+    assert reserve(core, sid, 1, cap) == 0
+    here.release()
+    there.release()
+    assert reserve(core, sid, cap, cap) == cap - written  # unwritten allowance came back
+
+
+def test_a_small_cap_is_reserved_in_small_chunks(core: Pamcore, world: World) -> None:
+    sid = session_of(core, world.alice)
+    budget = SessionBudget(core, sid, 16 * 1024)
+    assert budget.allows(1) and budget.left == 1024
+
+
+def test_a_database_failure_stops_the_recording_not_the_caller(core: Pamcore, world: World) -> None:
+    budget = SessionBudget(core, 999_999, MIB)  # no such session: the insert fails
+    assert not budget.allows(1)
+    budget.release()  # nothing reserved, nothing to give back
