@@ -259,6 +259,11 @@ def test_activities_in_chromium(
     erin.get(f"{server}/admin/activities")
     assert "1 before, 1 after" in erin.find_element(By.ID, "activity-table").text
     shots(erin, "activities-list")
+    erin.find_element(By.ID, "activities-filter").send_keys("vaulted")
+    rows = erin.find_elements(By.CSS_SELECTOR, "#activity-table tbody tr")
+    assert [r.find_element(By.TAG_NAME, "a").text for r in rows if r.is_displayed()] == [
+        "Check out root"
+    ]
 
     # The edit form: pick a type, fill its parameters (the credential from the list).
     erin.get(f"{server}/admin/activity/Linux%20Admin")

@@ -225,6 +225,12 @@ def test_resources_in_chromium(
     erin.get(f"{server}/admin/resources")
     assert "ssh:22, tcp:5432" in erin.find_element(By.ID, "resource-table").text
     shots(erin, "resources-list")
+    erin.find_element(By.ID, "resources-filter").send_keys("alice web")
+    rows = erin.find_elements(By.CSS_SELECTOR, "#resource-table tbody tr")
+    assert [r.find_element(By.TAG_NAME, "a").text for r in rows if r.is_displayed()] == [
+        "web01",
+        "web02",
+    ]
 
     # The edit form: tick rdp (its well-known port is filled in), pick a policy, save each.
     erin.get(f"{server}/admin/resource/db01")
