@@ -21,6 +21,7 @@ from typing import Protocol
 
 import asyncssh
 
+from pamcore import metrics
 from pamcore.registry import TerminalAssistant
 from pamcore_ssh.admission import Ticket
 from pamcore_ssh.process import Output, Terminal
@@ -31,6 +32,8 @@ from pamcore_ssh.session_recording import SessionRecordings
 log = logging.getLogger(__name__)
 
 CHUNK = 65536
+TO_TARGET = metrics.relayed("ssh", "to_target")
+TO_CLIENT = metrics.relayed("ssh", "to_client")
 #: How long a closing notice may take to leave for the client before the connection drops.
 NOTICE_GRACE = 2.0
 #: How long the channels may take to close after the target's side before the connection
@@ -221,6 +224,7 @@ class Link:
             for assistant in assistants:
                 assistant.typed(data)
             if data:
+                TO_TARGET.inc(len(data))
                 remote.stdin.write(data)
                 await remote.stdin.drain()
 
@@ -247,6 +251,7 @@ async def _down(
     shown: Callable[[bytes], None] | None = None,
 ) -> None:
     while data := await source.read(CHUNK):
+        TO_CLIENT.inc(len(data))
         if recorder is not None:
             recorder.output(data)
         sink.write(data)
