@@ -31,6 +31,7 @@ from relay_standin import ALICE_PASSWORD, RESOURCE, STEPS, Proxy, lab_session, m
 from sqlalchemy import select
 
 from pamcore.core import Pamcore
+from pamcore.metrics import PROCESS
 from pamcore.model import AuditEvent, Recording
 from pamcore.testing.contract import closed_port
 
@@ -96,6 +97,12 @@ def frames(lines: list[object]) -> bytes:
     )
 
 
+def relayed(direction: str) -> float:
+    """This process's ``pamcore_relayed_bytes_total`` for RDP in one direction."""
+    labels = {"protocol": "rdp", "direction": direction}
+    return PROCESS.get_sample_value("pamcore_relayed_bytes_total", labels) or 0.0
+
+
 def test_xrdp_logs_in_with_the_injected_password_and_the_session_is_recorded(
     core: Pamcore,
     xvfb_display: str,
@@ -105,6 +112,7 @@ def test_xrdp_logs_in_with_the_injected_password_and_the_session_is_recorded(
     caplog.set_level(logging.DEBUG)
     admit = lab_session(core, xrdp_target.port, xrdp_target.username, xrdp_target.password)
     proxy = Proxy(core, admit)
+    before = {direction: relayed(direction) for direction in ("to_client", "to_target")}
     mark = log_mark(xrdp_target.sesman_log)
     client = start_xfreerdp(proxy.client_args(), xvfb_display)
     try:
@@ -126,6 +134,9 @@ def test_xrdp_logs_in_with_the_injected_password_and_the_session_is_recorded(
     assert isinstance(header, dict) and header["user"] == "alice"
     assert header["resource"] == RESOURCE and header["login"] == xrdp_target.username
     assert isinstance(last, dict) and last["bytes"]["server"] > 1000
+    # /metrics counts what the relay counted, both ways (issue 13).
+    assert relayed("to_client") - before["to_client"] == relay.bytes["server"] > 1000
+    assert relayed("to_target") - before["to_target"] == relay.bytes["client"] > 0
     directions = {line[1] for line in lines if isinstance(line, list)}
     assert directions == {"c", "s"}
     # The Client Info went out with the account, and into the file without the password.

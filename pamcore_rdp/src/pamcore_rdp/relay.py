@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from pamcore import metrics
 from pamcore.core import Pamcore
 from pamcore.errors import ProtocolError
 from pamcore_rdp.activation import parse_confirm_active
@@ -76,6 +77,8 @@ _PASSED_FLAGS = EXTENDED_CLIENT_DATA_SUPPORTED | DYNVC_GFX_PROTOCOL_SUPPORTED
 _MAX_SEQUENCE_FRAMES = 40
 #: How long the status card of a refusal may take (the front shows it for 6 s).
 REFUSAL_SECONDS = 15.0
+TO_TARGET = metrics.relayed("rdp", "to_target")
+TO_CLIENT = metrics.relayed("rdp", "to_client")
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,7 @@ class Relay:
         if self.recorder is not None:
             self.recorder.client_frame(record)
         self.bytes["client"] += len(frame)
+        TO_TARGET.inc(len(frame))
         self._target.write(frame)
 
     # -- the pump ------------------------------------------------------------------------
@@ -308,6 +312,7 @@ class Relay:
     def _to_client(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
         self.bytes["server"] += len(data)
+        TO_CLIENT.inc(len(data))
         if self.recorder is not None:
             self.recorder.server(data)
         if not self.end.on:
@@ -331,6 +336,7 @@ class Relay:
         if self.end.on:
             data = b"".join(map(self._client_frame, self._client_frames.feed(data)))
         self.bytes["client"] += len(data)
+        TO_TARGET.inc(len(data))
         if self.recorder is not None:
             self.recorder.client_bytes(len(data))
         self._target.write(data)
