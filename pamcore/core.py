@@ -22,6 +22,8 @@ from pamcore.errors import ConfigurationError, PamError
 from pamcore.model import AuditEvent
 from pamcore.plugins import PluginHost, build_plugin_host
 from pamcore.schema import require_current
+from pamcore.services.common import worker_name
+from pamcore.session_changes import SessionChanges
 from pamcore.storage import create_db_engine, make_session_factory, unit_of_work
 from pamcore.vault import KeyringFile, Vault
 
@@ -34,7 +36,10 @@ class Pamcore:
         plugins: PluginHost | None = None,
         clock: Clock = utcnow,
         engine: Engine | None = None,
+        node: str | None = None,
     ) -> None:
+        """``node``: this process's name by default (:func:`worker_name`); a test running
+        two cores to stand for two processes names the second."""
         self.config = config
         self.clock = clock
         self.plugins = plugins or build_plugin_host(plugins_dir=config.plugins_dir)
@@ -44,6 +49,11 @@ class Pamcore:
         self._reader = make_session_factory(
             self.engine.execution_options(sqlite_begin="DEFERRED"), self.now
         )
+        #: This process as the proxies' connection rows name it: whose heartbeat they
+        #: carry, and whose watch acts on an administrator's termination.
+        self.node = node or worker_name()
+        self.session_changes = SessionChanges(self.engine, self.node)
+        self.session_changes.watch_units(self._factory)
         self._vault: Vault | None = None
         self._audit_keys: KeyringFile[audit.AuditKeyring] | None = None
 
@@ -125,6 +135,7 @@ class Pamcore:
         )
 
     def dispose(self) -> None:
+        self.session_changes.close()
         self.engine.dispose()
 
 

@@ -14,7 +14,6 @@ Conventions (after pytest's ``hookspec.py``):
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -227,30 +226,6 @@ def pamcore_on_session_available(session: ActivitySession) -> None:
     """
 
 
-@hookspec
-def pamcore_on_session_ending(session: ActivitySession, reason: str) -> None:
-    """Notify that a session is ending, so proxies close its live connections.
-
-    Called before the post-session actions run, whether the session ended, expired or was
-    canceled. Exceptions are logged and do not stop the ending.
-
-    :param session: the session, status ``ending``.
-    :param reason: ``ended``, ``expired`` or ``canceled``.
-    """
-
-
-@hookspec
-def pamcore_on_session_extended(session: ActivitySession, new_end: dt.datetime) -> None:
-    """Notify that a session was extended (proxies move their hard stop).
-
-    Called by the extend-session service after the new end time is set, whichever edge
-    asked (dashboard, Ctrl+X in SSH, RDP pop-up). Exceptions are logged and ignored.
-
-    :param session: the session after the extension.
-    :param new_end: its new end time, UTC.
-    """
-
-
 # -- password display -----------------------------------------------------------------------
 
 
@@ -375,7 +350,8 @@ def pamcore_authenticate(
 def pamcore_audit_event(event: AuditEvent) -> None:
     """Forward an audit event (to a SIEM, syslog...) after it was appended to the chain.
 
-    Called once per event, after the chain row is written in the same unit of work.
+    Called once per event, after the unit of work that recorded it committed (an event of
+    a unit that rolled back is never announced).
     Exceptions are logged and never lose the event. Details never contain secrets.
 
     :param event: the stored event.

@@ -35,8 +35,6 @@ from pamcore.registry import (
 )
 
 if TYPE_CHECKING:
-    import datetime as dt
-
     import click
     import flask
     from sqlalchemy.orm import Session
@@ -429,14 +427,6 @@ class Hooks:
 
     def on_session_available(self, session: ActivitySession) -> None:
         self._host.call_each("pamcore_on_session_available", "notify", session=session)
-
-    def on_session_ending(self, session: ActivitySession, reason: str) -> None:
-        self._host.call_each("pamcore_on_session_ending", "notify", session=session, reason=reason)
-
-    def on_session_extended(self, session: ActivitySession, new_end: dt.datetime) -> None:
-        self._host.call_each(
-            "pamcore_on_session_extended", "notify", session=session, new_end=new_end
-        )
 
     def audit_event(self, event: AuditEvent) -> None:
         self._host.call_each("pamcore_audit_event", "notify", event=event)

@@ -1,6 +1,9 @@
-"""The once-a-second watch each protocol proxy runs over its live connections: one small
-query a second for all of them (not one per connection) applies session ends, extensions
-and administrators' termination requests."""
+"""The watch each protocol proxy runs over its live connections: one small query for all
+of them (not one per connection) applies session ends, extensions and administrators'
+termination requests, refreshes the node's heartbeat, and closes the connections of nodes
+that stopped answering. It runs at once when a session change is announced (on any node,
+with PostgreSQL; in this process, with SQLite) and at least once a second.
+(docs/design/session-changes.md)"""
 
 from __future__ import annotations
 
@@ -8,10 +11,12 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from typing import Protocol, TypeVar
 
 from pamcore.core import Pamcore
-from pamcore.services.connections import live_state
+from pamcore.services.connections import close_silent_nodes, heartbeat, live_state
+from pamcore.session_changes import SessionChange
 
 log = logging.getLogger(__name__)
 
@@ -54,31 +59,57 @@ async def watch_connections(
     update: Callable[[T, dt.datetime | None, dt.datetime], None],
     seconds: float = WATCH_SECONDS,
 ) -> None:
-    """Every ``seconds`` until cancelled: ``terminate(conn, reason)`` the connections an
-    administrator terminated, ``update(conn, ends_at, now)`` the others (``ends_at``
-    ``None``: the session can no longer be used). ``live()`` lists the connections held
-    now; one that arrived during the query waits for the next round (its session was
-    not asked about). A failed query is logged and retried."""
-    while True:
-        await asyncio.sleep(seconds)
-        session_ids = [admitted.session_id for admitted, _ in live()]
-        if not session_ids:
-            continue
-        try:
-            ends, doomed = await asyncio.to_thread(_poll, core, session_ids)
-        except Exception:
-            log.exception("%s watch failed; retrying", label)
-            continue
-        now = core.now()
-        for admitted, conn in list(live()):
-            if admitted.connection_id in doomed:
-                terminate(conn, doomed[admitted.connection_id] or TERMINATED)
-            elif admitted.session_id in ends:
-                update(conn, ends[admitted.session_id], now)
+    """Until cancelled, whenever a session change is announced and at least every
+    ``seconds``: ``terminate(conn, reason)`` the connections an administrator terminated,
+    ``update(conn, ends_at, now)`` the others (``ends_at`` ``None``: the session can no
+    longer be used). ``live()`` lists the connections held now; one that arrived during
+    the query waits for the next round (its session was not asked about). A failed round
+    is logged and retried."""
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+
+    def wake(_change: SessionChange) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(woken.set)
+
+    unsubscribe = core.session_changes.subscribe(wake)
+    try:
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), seconds)
+            woken.clear()
+            try:
+                await _round(core, live, terminate, update)
+            except Exception:
+                log.exception("%s watch failed; retrying", label)
+    finally:
+        unsubscribe()
+
+
+async def _round(
+    core: Pamcore,
+    live: Callable[[], Iterable[tuple[Admitted, T]]],
+    terminate: Callable[[T, str], None],
+    update: Callable[[T, dt.datetime | None, dt.datetime], None],
+) -> None:
+    await asyncio.to_thread(close_silent_nodes, core)
+    held = [(admitted.session_id, admitted.connection_id) for admitted, _ in live()]
+    if not held:
+        return
+    ends, doomed = await asyncio.to_thread(_poll, core, held)
+    now = core.now()
+    for admitted, conn in list(live()):
+        if admitted.connection_id in doomed:
+            terminate(conn, doomed[admitted.connection_id] or TERMINATED)
+        elif admitted.session_id in ends:
+            update(conn, ends[admitted.session_id], now)
 
 
 def _poll(
-    core: Pamcore, session_ids: list[int]
+    core: Pamcore, held: list[tuple[int, int]]
 ) -> tuple[dict[int, dt.datetime | None], dict[int, str]]:
-    with core.reader() as db:
-        return live_state(db, session_ids)
+    """Refresh the node's heartbeat and read what the held (session id, connection id)
+    must do, in one unit."""
+    with core.unit() as db:
+        heartbeat(core, db)
+        return live_state(db, [s for s, _ in held], [c for _, c in held])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
+from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.errors import NotFound, PolicyDenied
 from pamcore.lifecycle import Status
@@ -19,13 +20,15 @@ from pamcore.services import scheduler
 from pamcore.services.common import worker_name
 from pamcore.services.connections import (
     LEGACY_ALGORITHMS,
+    close_silent_nodes,
     connection_closed,
     connection_opened,
+    heartbeat,
     legacy_algorithms,
     list_connections,
     open_count,
     request_termination,
-    to_terminate,
+    to_close,
 )
 from pamcore.services.ending import complete_ending
 from pamcore.services.sessions import SessionRequest, create_session, end_session
@@ -134,12 +137,11 @@ def test_admin_lists_and_terminates(core: Pamcore, world: World, sid: int) -> No
     with core.unit() as db:
         request_termination(core, db, fresh(db, world.erin), live, "suspicious commands")
     with core.reader() as db:
-        assert to_terminate(db, worker_name()) == [(live, "suspicious commands")]
-        assert to_terminate(db, "another-node:1") == []
+        assert to_close(db, [live, live + 1]) == {live: "suspicious commands"}
     closed(core, live, "terminated by an administrator")
     with core.reader() as db:
         assert list_connections(db, fresh(db, world.erin)) == []
-        assert to_terminate(db, worker_name()) == []
+        assert to_close(db, [live]) == {live: "terminated by an administrator"}
     with core.unit() as db, pytest.raises(NotFound, match=f"no live connection #{live}"):
         request_termination(core, db, fresh(db, world.erin), live)
 
@@ -187,6 +189,71 @@ def test_proxy_watch_terminates_updates_and_waits_for_newcomers(
 
     asyncio.run(one_round())
     assert seen == [("terminate", doomed, "suspicious commands"), ("update", kept, ends_at)]
+
+
+def test_a_silent_nodes_connections_are_closed_once_after_the_timeout(
+    core: Pamcore, world: World, sid: int, clock: FrozenClock
+) -> None:
+    """This node keeps beating, another stopped: once ``heartbeat_timeout`` passed, a third
+    node's sweep closes the silent node's connection, audited once with the reason; a
+    second sweep (any node) finds nothing, and the dead node, should it wake, is told."""
+    dead = Pamcore(core.config, plugins=core.plugins, clock=clock, node=f"{core.node}-dead")
+    sweeper = Pamcore(core.config, plugins=core.plugins, clock=clock, node=f"{core.node}-c")
+    try:
+        mine, theirs = opened(core, world, sid), opened(dead, world, sid)
+        clock.advance(seconds=core.config.heartbeat_timeout - 1)
+        assert close_silent_nodes(sweeper) == 0
+        with core.unit() as db:
+            heartbeat(core, db)
+        clock.advance(seconds=2)
+        assert close_silent_nodes(sweeper) == 1
+        assert close_silent_nodes(core) == 0
+        reason = f"node {dead.node} stopped answering"
+        assert lifecycle_events(core, sid)[2:] == [("connection.closed", theirs, reason)]
+        assert status(core, sid) == (Status.ACTIVE, 1)
+        with core.reader() as db:
+            assert db.get(LiveConnection, theirs).closed_at == clock.now
+            assert db.get(LiveConnection, mine).closed_at is None
+            assert to_close(db, [mine, theirs]) == {theirs: reason}
+    finally:
+        dead.dispose()
+        sweeper.dispose()
+
+
+def test_the_watch_beats_for_its_node_and_sweeps_silent_ones(
+    core: Pamcore, world: World, sid: int, clock: FrozenClock
+) -> None:
+    """A watch's round refreshes the heartbeat of its node's connections and closes those
+    of a node silent past the timeout, even while it holds nothing of that session."""
+    dead = Pamcore(core.config, plugins=core.plugins, clock=clock, node=f"{core.node}-dead")
+    try:
+        mine, theirs = opened(core, world, sid), opened(dead, world, sid)
+        clock.advance(seconds=core.config.heartbeat_timeout + 1)
+        held = [Held(mine, sid)]
+        updated: list[int] = []
+
+        async def one_round() -> None:
+            task = asyncio.create_task(
+                watch_connections(
+                    core,
+                    "test",
+                    lambda: [(h, h) for h in held],
+                    lambda h, reason: None,
+                    lambda h, end, now: updated.append(h.connection_id),
+                    seconds=0.01,
+                )
+            )
+            while not updated:
+                await asyncio.sleep(0.01)
+            task.cancel()
+
+        asyncio.run(asyncio.wait_for(one_round(), 10))
+        with core.reader() as db:
+            assert db.get(LiveConnection, mine).heartbeat_at == clock.now
+            assert db.get(LiveConnection, mine).closed_at is None
+            assert db.get(LiveConnection, theirs).closed_at == clock.now
+    finally:
+        dead.dispose()
 
 
 def test_legacy_algorithm_marks_come_from_the_audit_log(core: Pamcore) -> None:

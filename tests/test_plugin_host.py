@@ -258,14 +258,6 @@ def test_every_notification_reaches_every_plugin() -> None:
         def pamcore_on_session_due(self, session: Any) -> None:
             calls.append("due")
 
-        @hookimpl
-        def pamcore_on_session_ending(self, session: Any, reason: str) -> None:
-            calls.append(f"ending:{reason}")
-
-        @hookimpl
-        def pamcore_on_session_extended(self, session: Any, new_end: Any) -> None:
-            calls.append("extended")
-
     host = bare_host()
     host.register(Listener(), name="one")
     host.register(Listener(), name="two")
@@ -273,11 +265,7 @@ def test_every_notification_reaches_every_plugin() -> None:
     hooks.on_approval_decided(s, object())  # type: ignore[arg-type]
     hooks.on_approval_escalated(s, object())  # type: ignore[arg-type]
     hooks.on_session_due(s)  # type: ignore[arg-type]
-    hooks.on_session_ending(s, "expired")  # type: ignore[arg-type]
-    hooks.on_session_extended(s, T0)  # type: ignore[arg-type]
-    assert calls == [
-        c for c in ["decided", "escalated", "due", "ending:expired", "extended"] for _ in range(2)
-    ]
+    assert calls == [c for c in ["decided", "escalated", "due"] for _ in range(2)]
 
 
 # -- decisions: deny wins, unions, merges -------------------------------------------------

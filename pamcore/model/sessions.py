@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, String, Table, Text
+from sqlalchemy import JSON, Column, ForeignKey, Index, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pamcore.lifecycle import Status
@@ -69,9 +69,10 @@ class ActivitySession(Base):
     pending_outcome: Mapped[Status | None] = mapped_column(
         enum_column(Status, "pending_outcome"), default=None
     )
-    #: Scheduler row claim: which worker runs this session's actions, and until when.
+    #: Which process (its node id) runs this session's actions, and when it last said it
+    #: still does; a claim whose heartbeat stopped is taken over (pamcore.services.claims).
     claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
-    claim_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    claim_heartbeat_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = stamped_column()
     version: Mapped[int] = mapped_column(default=1)
 
@@ -128,6 +129,22 @@ class Approval(Base):
     approver: Mapped[User] = relationship()
 
 
+class CompletedAction(Base):
+    """One pre- or post-session action that finished on one resource of a session, written
+    with the audit events it recorded: whoever takes a claim over resumes after it, so an
+    action is never run twice."""
+
+    __tablename__ = "completed_actions"
+    __table_args__ = (UniqueConstraint("session_id", "resource_id", "action_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("activity_sessions.id", ondelete="CASCADE"))
+    #: Plain ids, not foreign keys: the record outlives an edit of the activity's steps.
+    resource_id: Mapped[int]
+    action_id: Mapped[int]
+    finished_at: Mapped[dt.datetime] = stamped_column()
+
+
 class Recording(Base):
     """Metadata of a session recording written by a protocol plugin; the file lives on disk."""
 
@@ -152,8 +169,8 @@ class Recording(Base):
 
 class LiveConnection(Base):
     """A connection through a proxy, on any node. Open ones (``closed_at`` unset) are listed
-    in the dashboard and an admin may ask for one to be terminated (the owning proxy polls
-    ``terminate_requested``). Rows are kept once closed and ids are never reused
+    in the dashboard and an admin may ask for one to be terminated (the owning node's watch
+    reads ``terminate_requested``). Rows are kept once closed and ids are never reused
     (AUTOINCREMENT on SQLite), so audit events and recordings name one connection for good."""
 
     __tablename__ = "live_connections"
@@ -168,10 +185,14 @@ class LiveConnection(Base):
         ForeignKey("resources.id", ondelete="SET NULL"), default=None
     )
     protocol: Mapped[str] = mapped_column(String(32))
-    #: The proxy process holding it (``host:pid``), and the client's address.
-    node: Mapped[str] = mapped_column(String(128))
+    #: The proxy process holding it (:attr:`pamcore.core.Pamcore.node`), and the client's
+    #: address.
+    node: Mapped[str] = mapped_column(String(128), index=True)
     peer: Mapped[str] = mapped_column(String(128), default="")
     opened_at: Mapped[dt.datetime] = stamped_column()
+    #: When its node last said it still holds it; a node silent for longer than
+    #: ``heartbeat_timeout`` has its connections closed by another.
+    heartbeat_at: Mapped[dt.datetime] = stamped_column()
     #: When and why it closed; set once, by whoever closed it first (its proxy, or the
     #: session's ending).
     closed_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)

@@ -1,6 +1,8 @@
 """Connections through the proxies, on any node: the first open one makes a session
 ``active``, the last one to close makes it ``available`` again. Admins can list the open
-ones and ask for one to be terminated; the proxy holding it polls for that.
+ones and ask for one to be terminated; the watch of the node holding it reads that. Each
+node's watch refreshes its connections' heartbeat; those of a node silent for longer than
+``heartbeat_timeout`` are closed by another node's watch.
 
 Each connection is one row, kept once closed, with an id never reused: it has exactly one
 ``connection.opened`` and one ``connection.closed`` event, whoever closes it first (its
@@ -19,7 +21,8 @@ from pamcore.errors import NotFound, PolicyDenied
 from pamcore.lifecycle import CONNECTABLE, Status, transition
 from pamcore.model import Activity, ActivitySession, AuditEvent, LiveConnection, Resource, User
 from pamcore.services.access import ConnectionGrant, authorize_connection
-from pamcore.services.common import Actor, by_name, require_admin, worker_name
+from pamcore.services.common import Actor, by_name, require_admin
+from pamcore.session_changes import TERMINATED
 
 #: Audited when a proxy connection negotiated an algorithm that only a plugin enabled for the
 #: resource (legacy SSH algorithms): the event holds what was negotiated, and the dashboard
@@ -70,7 +73,7 @@ def connection_opened(
         user_id=user.id,
         resource_id=resource.id,
         protocol=protocol,
-        node=worker_name(),
+        node=core.node,
         peer=peer,
     )
     db.add(connection)
@@ -205,7 +208,8 @@ def list_connections(db: Session, actor: Actor) -> list[LiveConnection]:
 def request_termination(
     core: Pamcore, db: Session, actor: Actor, connection_id: int, reason: str = ""
 ) -> LiveConnection:
-    """Ask the proxy holding a connection to close it (it polls :func:`to_terminate`)."""
+    """Ask the node holding a connection to close it: its watch reads :func:`to_close`,
+    at once when told by the session change, else at its next poll."""
     require_admin(actor, "terminate connections")
     connection = db.get(LiveConnection, connection_id)
     if connection is None or connection.closed_at is not None:
@@ -220,19 +224,31 @@ def request_termination(
         connection=connection_id,
         reason=reason,
     )
+    core.session_changes.announce(db, connection.session_id, TERMINATED, connection_id)
     return connection
 
 
-def to_terminate(db: Session, node: str) -> list[tuple[int, str]]:
-    """(connection id, reason) a proxy on ``node`` must close now."""
+def to_close(db: Session, connection_ids: list[int]) -> dict[int, str]:
+    """Connection id -> reason, among ``connection_ids`` (held by a proxy), of those an
+    administrator asked to terminate or that were closed without their proxy (their node
+    was taken for dead, or their session's ending closed them)."""
+    if not connection_ids:
+        return {}
     rows = db.execute(
-        select(LiveConnection.id, LiveConnection.terminate_reason).where(
-            LiveConnection.node == node,
-            LiveConnection.terminate_requested.is_(True),
-            LiveConnection.closed_at.is_(None),
+        select(
+            LiveConnection.id,
+            LiveConnection.closed_at,
+            LiveConnection.close_reason,
+            LiveConnection.terminate_reason,
+        ).where(
+            LiveConnection.id.in_(connection_ids),
+            LiveConnection.terminate_requested.is_(True) | LiveConnection.closed_at.is_not(None),
         )
     )
-    return [(row.id, row.terminate_reason) for row in rows]
+    return {
+        row.id: row.close_reason if row.closed_at is not None else row.terminate_reason
+        for row in rows
+    }
 
 
 def session_ends(db: Session, session_ids: list[int]) -> dict[int, dt.datetime | None]:
@@ -253,11 +269,49 @@ def session_ends(db: Session, session_ids: list[int]) -> dict[int, dt.datetime |
 
 
 def live_state(
-    db: Session, session_ids: list[int]
+    db: Session, session_ids: list[int], connection_ids: list[int]
 ) -> tuple[dict[int, dt.datetime | None], dict[int, str]]:
     """What a proxy's watch applies to the connections it holds: :func:`session_ends` of
-    their sessions, and connection id -> reason of those to terminate on this node."""
-    return session_ends(db, session_ids), dict(to_terminate(db, worker_name()))
+    their sessions, and :func:`to_close` of the connections."""
+    return session_ends(db, session_ids), to_close(db, connection_ids)
+
+
+def heartbeat(core: Pamcore, db: Session) -> None:
+    """This node still holds its open connections: one UPDATE for all of them (those being
+    admitted too, not yet handed to a listener's watch)."""
+    db.execute(
+        update(LiveConnection)
+        .where(LiveConnection.node == core.node, LiveConnection.closed_at.is_(None))
+        .values(heartbeat_at=core.now())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def silent_connections(db: Session, node: str, cutoff: dt.datetime) -> list[tuple[int, str]]:
+    """(connection id, node) of the open connections of other nodes than ``node`` last
+    heard from before ``cutoff``."""
+    rows = db.execute(
+        select(LiveConnection.id, LiveConnection.node).where(
+            LiveConnection.closed_at.is_(None),
+            LiveConnection.heartbeat_at < cutoff,
+            LiveConnection.node != node,
+        )
+    )
+    return [(row.id, row.node) for row in rows]
+
+
+def close_silent_nodes(core: Pamcore) -> int:
+    """Close the connections of nodes silent for longer than ``heartbeat_timeout``, each
+    audited once as ``connection.closed`` (several nodes' watches may race; one wins).
+    Read first, so a quiet database costs no write; returns how many were found."""
+    cutoff = core.now() - dt.timedelta(seconds=core.config.heartbeat_timeout)
+    with core.reader() as db:
+        silent = silent_connections(db, core.node, cutoff)
+    if silent:
+        with core.unit() as db:
+            for connection_id, node in silent:
+                connection_closed(core, db, connection_id, f"node {node} stopped answering")
+    return len(silent)
 
 
 def connectable_choices(

@@ -1,8 +1,8 @@
-"""Ending a session in two steps: ``ending`` is recorded first (the proxies are told to
-close its connections), then the post-session actions run outside any write transaction
-(they may wait seconds on the network), and the outcome is settled.
+"""Ending a session in two steps: ``ending`` is recorded first (every node's proxies are
+told to close its connections once it commits), then the post-session actions run outside
+any write transaction (they may wait seconds on the network), and the outcome is settled.
 
-Whoever begins an ending claims the session; if that process dies, the claim expires and
+Whoever begins an ending claims the session; if that process dies, its heartbeat stops and
 the scheduler completes the ending, so an ephemeral account is never left behind.
 """
 
@@ -14,7 +14,7 @@ from pamcore.core import Pamcore
 from pamcore.lifecycle import Status, transition
 from pamcore.model import ActionPhase, ActivitySession
 from pamcore.services.actions import run_actions
-from pamcore.services.common import CLAIM_TTL
+from pamcore.services.claims import heartbeat, release, stake
 from pamcore.services.connections import close_session_connections
 
 
@@ -31,13 +31,12 @@ def begin_ending(
     transition(session, Status.ENDING)
     session.pending_outcome = outcome
     session.outcome_reason = reason
-    session.claimed_by = worker
-    session.claim_expires_at = core.now() + CLAIM_TTL
+    stake(session, worker, core.now())
     core.audit(
         db, actor, "session.ending", session_id=session.id, outcome=outcome.value, reason=reason
     )
     db.flush()
-    core.hooks.on_session_ending(session, outcome.value)
+    core.session_changes.announce(db, session.id, outcome.value)
 
 
 def complete_ending(core: Pamcore, session_id: int, worker: str, actor: str) -> Status | None:
@@ -50,7 +49,8 @@ def complete_ending(core: Pamcore, session_id: int, worker: str, actor: str) -> 
         secret = session.login_secret
         password = core.vault.reveal(secret) if secret else None
         # Every removal is attempted even if one fails: one stuck step must not leave the rest.
-        failures = run_actions(core, session, ActionPhase.POST, password, best_effort=True)
+        with heartbeat(core, worker):
+            failures = run_actions(core, session, ActionPhase.POST, password, best_effort=True)
     with core.unit() as db:
         session = db.get(ActivitySession, session_id)
         if session is None or session.status != Status.ENDING or session.claimed_by != worker:
@@ -60,12 +60,12 @@ def complete_ending(core: Pamcore, session_id: int, worker: str, actor: str) -> 
         if failures:
             outcome, reason = Status.FAILED, "; ".join(failures)
         transition(session, outcome)
-        # The proxies were told to close them (on_session_ending); one may not have yet.
+        # The proxies were told to close them (begin_ending's change); one may not have yet.
         close_session_connections(core, db, session, f"session {outcome.value}")
         session.finished_at = core.now()
         session.outcome_reason = reason
         session.pending_outcome = None
-        session.claimed_by = session.claim_expires_at = None
+        release(session)
         if session.login_secret is not None:
             # The ephemeral account is gone; its password must not outlive it.
             doomed, session.login_secret = session.login_secret, None

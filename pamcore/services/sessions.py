@@ -35,6 +35,7 @@ from pamcore.services.common import (
 )
 from pamcore.services.ending import begin_ending
 from pamcore.services.paging import Page, fetch_page, page_request
+from pamcore.session_changes import EXTENDED
 
 MAX_NOTES = 4000
 MAX_TICKET = 64
@@ -304,7 +305,7 @@ def extend_session(core: Pamcore, db: Session, actor: Actor, session_id: int) ->
         new_end=session.ends_at.isoformat(),
         extensions_used=session.extensions_used,
     )
-    core.hooks.on_session_extended(session, session.ends_at)
+    core.session_changes.announce(db, session.id, EXTENDED)
     return Extension(session.id, session.ends_at, session.extensions_left)
 
 

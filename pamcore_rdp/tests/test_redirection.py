@@ -193,8 +193,8 @@ def test_the_end_time_closes_the_relay(
 def test_an_extended_session_is_not_closed_at_its_old_end_time(
     world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
 ) -> None:
-    """The plugin implements no ``pamcore_on_session_extended``: the listener's watch reads
-    the session's end time, so an extension needs nothing from the plugin."""
+    """The core's watch reads the session's end time again when told of the extension, so
+    an extension needs nothing from the plugin."""
     old_end = world.session_ends()
     mark = log_mark(xrdp_target.sesman_log)
     run = start_xfreerdp(

@@ -201,7 +201,8 @@ def test_terminate_a_live_connection(core: Pamcore, app: Flask, world: World) ->
         )
         cid = opened.id
     client = signed_in(app, core, "erin")
-    assert "10.1.1.1" in client.get("/admin/connections").get_data(as_text=True)
+    listed = client.get("/admin/connections").get_data(as_text=True)
+    assert "10.1.1.1" in listed and core.node in listed  # the node that holds it
     page = _post(app, client, "/admin/connections/terminate", connection=str(cid), reason="x")
     assert _flash(page) == f"success: connection #{cid} will be closed by its proxy"
     with core.reader() as db:

@@ -1,8 +1,9 @@
 """The RDP proxy listener started by ``pamcore run`` / ``pamcore proxy``: it reads each
 client's X.224 Connection Request and sends it to Phase B (the relay) when it carries a
 redirection ticket that redeems, else to Phase A (the front, which signs the user in and
-redirects back here with a ticket). A once-a-second watch closes live relays whose
-session ended or that an administrator terminated.
+redirects back here with a ticket). The core's watch (:mod:`pamcore.proxywatch`) closes
+live relays whose session ended or that an administrator terminated, at once when
+announced and at least once a second.
 
 Nothing a client sends can stop the listener: every connection's failure is logged (the
 layer and what was malformed, never a secret) and only that connection closes.
@@ -14,7 +15,6 @@ import asyncio
 import datetime as dt
 import logging
 import ssl
-import weakref
 from contextlib import suppress
 
 from pamcore.core import Pamcore
@@ -35,8 +35,6 @@ from pamcore_rdp.x224 import ConnectionRequest, parse_connection_request
 
 log = logging.getLogger(__name__)
 
-#: Running listeners, so the session-ending hook reaches their relays.
-LISTENERS: weakref.WeakSet[RdpListener] = weakref.WeakSet()
 #: How long a new connection may take to send its X.224 Connection Request.
 REQUEST_TIMEOUT = 10.0
 #: How long stop() waits for connections to record their close.
@@ -59,7 +57,6 @@ class RdpListener:
         self.file_tokens = FileTokens(core)
         self._server: asyncio.Server | None = None
         self._tls: ssl.SSLContext | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._relays: set[Relay] = set()
         self._watch: asyncio.Task[None] | None = None
@@ -76,7 +73,6 @@ class RdpListener:
         return tuple(self._relays)
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._tls = await asyncio.to_thread(proxy_tls_context, self.core)
         self._server = await asyncio.start_server(self._accept, self.host, self._requested_port)
         self._watch = start_watch(
@@ -86,12 +82,10 @@ class RdpListener:
             Relay.close,
             _update,
         )
-        LISTENERS.add(self)
         log.info("rdp proxy listening on %s:%s", self.host, self.port)
 
     async def stop(self) -> None:
         """Stop accepting, close every connection and let them record their close."""
-        LISTENERS.discard(self)
         if self._watch is not None:
             self._watch.cancel()
         if self._server is None:
@@ -178,34 +172,15 @@ class RdpListener:
                 asyncio.to_thread(close_connection, self.core, grant.connection_id, reason)
             )
 
-    # -- session ends and terminations ------------------------------------------------------
-
-    def _apply(self, session_id: int, ends_at: dt.datetime | None, now: dt.datetime) -> None:
-        """Close the session's relays when it ended (``None``) or its end time passed."""
-        for relay in list(self._relays):
-            if relay.grant.session_id == session_id:
-                _expire(relay, ends_at, now)
-
-    # -- session hooks, called from any thread -----------------------------------------------
-
-    def session_ending(self, session_id: int) -> None:
-        """The session can no longer be used: close its relays now."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._apply, session_id, None, self.core.now())
-
 
 def _update(relay: Relay, ends_at: dt.datetime | None, now: dt.datetime) -> None:
-    """The watch's news for ``relay``: its banner, then the close when the end came."""
-    if ends_at is not None:
-        relay.session_end(ends_at, now)
-    _expire(relay, ends_at, now)
-
-
-def _expire(relay: Relay, ends_at: dt.datetime | None, now: dt.datetime) -> None:
-    """Close ``relay`` when its session ended (``None``) or its end time passed."""
+    """The watch's news for ``relay``: its banner, then the close when its session ended
+    (``None``) or its end time passed."""
     if ends_at is None:
         relay.close("the session was ended")
-    elif ends_at <= now:
+        return
+    relay.session_end(ends_at, now)
+    if ends_at <= now:
         relay.close("session end time reached")
 
 

@@ -1,6 +1,7 @@
 """The ``rdp`` protocol registration: default port, ``.rdp`` file for DirectConnect, probe,
 resource settings, the dashboard's ``.rdp`` download, the listener's certificate at
-``pamcore init``.
+``pamcore init``. Session ends reach the listener's relays through the core's watch
+(:mod:`pamcore.proxywatch`).
 
 Plugin modules do no I/O at import time; everything happens inside the hooks.
 """
@@ -17,7 +18,7 @@ from pamcore import hookimpl
 from pamcore.directconnect import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler, ResourceSetting
 from pamcore_rdp.certs import certificate_info
-from pamcore_rdp.listener import LISTENERS, RdpListener
+from pamcore_rdp.listener import RdpListener
 from pamcore_rdp.probe import probe_rdp
 from pamcore_rdp.rdpfile import MEDIA_TYPE, clipboard_allowed, rdp_file
 from pamcore_rdp.settings import SETTINGS
@@ -101,11 +102,3 @@ def pamcore_register_resource_settings(register: Callable[[ResourceSetting], Non
     """``rdp.security``, ``rdp.nla_mechanism``, ``rdp.domain`` (:mod:`pamcore_rdp.settings`)."""
     for setting in SETTINGS:
         register(setting)
-
-
-@hookimpl
-def pamcore_on_session_ending(session: ActivitySession, reason: str) -> None:
-    """Close the session's live RDP connections now (ended, expired or canceled); an
-    extension needs no hook: the listener's watch reads the new end time."""
-    for listener in list(LISTENERS):
-        listener.session_ending(session.id)

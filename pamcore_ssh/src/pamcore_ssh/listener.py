@@ -1,7 +1,8 @@
 """The SSH proxy listener started by ``pamcore run`` / ``pamcore proxy``: an asyncssh
 server offering modern algorithms only (and, beside it, the browser terminal's WebSocket
-listener), the admission of a client into a link to its target, and a once-a-second watch
-that applies session ends, extensions and termination requests to the live connections.
+listener), the admission of a client into a link to its target, and the core's watch
+(:mod:`pamcore.proxywatch`) that applies session ends, extensions and termination requests
+to the live connections, at once when announced and at least once a second.
 
 One watch per listener (not per connection) keeps a thousand idle sessions at one small
 query a second.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import weakref
 from collections.abc import Coroutine
 from typing import Any
 
@@ -44,8 +44,6 @@ from pamcore_ssh.target import (
 
 log = logging.getLogger(__name__)
 
-#: Running listeners, so the session hooks (extended, ending) reach their connections.
-LISTENERS: weakref.WeakSet[ProxyListener] = weakref.WeakSet()
 #: What the proxy offers its users: a current OpenSSH server's defaults (sshd_config(5),
 #: OpenSSH 10) less what ssh-audit flags there: the NIST-curve and finite-field key
 #: exchanges, umac-64 and the encrypt-and-MAC modes. Post-quantum hybrid key exchange
@@ -105,7 +103,6 @@ class ProxyListener:
         self._terminal_port = terminal_port
         self.terminals: TerminalListener | None = None
         self._server: asyncssh.SSHAcceptor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._links: set[Link] = set()
         self._finishing: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
@@ -118,7 +115,6 @@ class ProxyListener:
         return int(self._server.get_port())
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         key = await asyncio.to_thread(proxy_host_key, self.core)
         self._server = await asyncssh.create_server(
             lambda: ProxyServer(self),
@@ -141,7 +137,6 @@ class ProxyListener:
             Link.close,
             lambda link, ends_at, now: link.watch.update(ends_at, now),
         )
-        LISTENERS.add(self)
         log.info("ssh proxy listening on %s:%s", self.host, self.port)
         if self._terminal_port is not None:
             await self._start_terminals(self._terminal_port)
@@ -164,7 +159,6 @@ class ProxyListener:
     async def stop(self) -> None:
         """Stop accepting, close every live connection, record them closed and register
         their recordings (for up to 10 s)."""
-        LISTENERS.discard(self)
         if self._watch is not None:
             self._watch.cancel()
         if self._server is None:
@@ -327,21 +321,3 @@ class ProxyListener:
             log.exception(
                 "recording the close of ssh connection #%s failed", link.ticket.connection_id
             )
-
-    # -- session hooks, called from any thread -----------------------------------------------
-
-    def session_extended(self, session_id: int, new_end: dt.datetime) -> None:
-        self._call_in_loop(self._apply, session_id, new_end)
-
-    def session_ending(self, session_id: int) -> None:
-        self._call_in_loop(self._apply, session_id, None)
-
-    def _call_in_loop(self, func, *args) -> None:  # type: ignore[no-untyped-def]
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(func, *args)
-
-    def _apply(self, session_id: int, ends_at: dt.datetime | None) -> None:
-        now = self.core.now()
-        for link in list(self._links):
-            if link.ticket.session_id == session_id:
-                link.watch.update(ends_at, now)

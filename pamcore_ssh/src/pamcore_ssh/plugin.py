@@ -1,14 +1,13 @@
 """The ``ssh`` protocol registration: default port, proxy listener (with the browser
 terminal beside it), DirectConnect launch string, probe; the browser terminal's dashboard
-pages; the proxy host key at ``pamcore init``; and the session hooks that reach the
-running listeners' connections.
+pages; and the proxy host key at ``pamcore init``. Session ends and extensions reach the
+listener's connections through the core's watch (:mod:`pamcore.proxywatch`).
 
 Plugin modules do no I/O at import time; everything happens inside the hooks.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ from pamcore.registry import LaunchInfo, ProtocolHandler
 from pamcore_ssh.actions import pamcore_register_actions as pamcore_register_actions
 from pamcore_ssh.browser import terminal_port
 from pamcore_ssh.hostkeys import fingerprint, proxy_host_key
-from pamcore_ssh.listener import LISTENERS, ProxyListener
+from pamcore_ssh.listener import ProxyListener
 from pamcore_ssh.probe import probe_ssh
 
 if TYPE_CHECKING:
@@ -84,17 +83,3 @@ def pamcore_init_instance(core: Pamcore) -> list[str]:
     """Create the proxy's host key now (kept if it exists), so the operator can publish
     its fingerprint before the first user's ``ssh`` asks them to trust it."""
     return [f"proxy host key {fingerprint(proxy_host_key(core))}"]
-
-
-@hookimpl
-def pamcore_on_session_extended(session: ActivitySession, new_end: dt.datetime) -> None:
-    """Move the end of the session's live SSH connections (warning, forced close)."""
-    for listener in list(LISTENERS):
-        listener.session_extended(session.id, new_end)
-
-
-@hookimpl
-def pamcore_on_session_ending(session: ActivitySession, reason: str) -> None:
-    """Close the session's live SSH connections now (ended, expired or canceled)."""
-    for listener in list(LISTENERS):
-        listener.session_ending(session.id)

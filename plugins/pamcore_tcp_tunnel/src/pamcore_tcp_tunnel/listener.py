@@ -1,8 +1,11 @@
 """The proxy side of the tunnel: authenticate, authorise, connect, relay until the end time.
 
-Every step has a timeout, so a silent client, a slow database or an unreachable resource
-never pins a connection. Database work runs in a worker thread (``asyncio.to_thread``):
-the services are synchronous, and password hashing must not stall other tunnels.
+The core's watch (:mod:`pamcore.proxywatch`) moves each tunnel's hard stop when its session
+is extended and cuts it when the session ends or an administrator terminates it, whichever
+node made the change. Every step has a timeout, so a silent client, a slow database or an
+unreachable resource never pins a connection. Database work runs in a worker thread
+(``asyncio.to_thread``): the services are synchronous, and password hashing must not stall
+other tunnels.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ import asyncio
 import datetime as dt
 import logging
 import ssl
-import weakref
 from dataclasses import dataclass
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
+from pamcore.proxywatch import start_watch
 from pamcore.services.connections import admit_connection, close_connection
 from pamcore.services.directory import authenticate
 from pamcore_tcp_tunnel.wire import MAX_LINE, HandshakeError, Hello, one_line, parse_hello, relay
@@ -26,9 +29,6 @@ PROTOCOL = "tcp"
 HELLO_TIMEOUT = 15.0
 AUTH_TIMEOUT = 20.0
 CONNECT_TIMEOUT = 10.0
-
-#: Running listeners, so session hooks (extended, ending) reach their live tunnels.
-LISTENERS: weakref.WeakSet[TunnelListener] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,17 @@ class Ticket:
     ends_at: dt.datetime
 
 
+@dataclass(eq=False)
+class Tunnel:
+    """A live tunnel as the watch sees it: its hard stop, the end time that stop was set
+    for, and why the proxy cut it (empty: its end time came)."""
+
+    ticket: Ticket
+    deadline: asyncio.Timeout
+    ends_at: dt.datetime
+    reason: str = ""
+
+
 class TunnelListener:
     """One listening socket; each accepted connection is one tunnel."""
 
@@ -55,10 +66,9 @@ class TunnelListener:
         self._requested_port = port
         self._ssl = ssl_context
         self._server: asyncio.Server | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        #: session id -> deadlines of its live tunnels (moved by extensions, fired by ending).
-        self._deadlines: dict[int, set[asyncio.Timeout]] = {}
+        self._tunnels: set[Tunnel] = set()
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -67,16 +77,22 @@ class TunnelListener:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._server = await asyncio.start_server(
             self._handle, self.host, self._requested_port, limit=MAX_LINE, ssl=self._ssl
         )
-        LISTENERS.add(self)
+        self._watch = start_watch(
+            self.core,
+            "tcp tunnel",
+            lambda: [(tunnel.ticket, tunnel) for tunnel in self._tunnels],
+            self._cut,
+            self._move,
+        )
         log.info("tcp tunnel listening on %s:%s", self.host, self.port)
 
     async def stop(self) -> None:
         """Stop accepting and close every live tunnel."""
-        LISTENERS.discard(self)
+        if self._watch is not None:
+            self._watch.cancel()
         if self._server is None:
             return
         self._server.close()
@@ -87,25 +103,21 @@ class TunnelListener:
         await self._server.wait_closed()
         self._server = None
 
-    # -- session hooks, called from any thread ----------------------------------------------
+    # -- the watch's news ----------------------------------------------------------------------
 
-    def session_extended(self, session_id: int, new_end: dt.datetime) -> None:
-        self._call_in_loop(self._move_deadlines, session_id, new_end)
+    def _move(self, tunnel: Tunnel, ends_at: dt.datetime | None, now: dt.datetime) -> None:
+        """Cut the tunnel when its session can no longer be used, else move its hard stop
+        to the session's end time if that changed (an extension)."""
+        if ends_at is None:
+            self._cut(tunnel, "the session was ended")
+        elif ends_at != tunnel.ends_at and not tunnel.deadline.expired():
+            tunnel.ends_at = ends_at
+            tunnel.deadline.reschedule(self._loop_time(ends_at))
 
-    def session_ending(self, session_id: int) -> None:
-        self._call_in_loop(self._move_deadlines, session_id, None)
-
-    def _call_in_loop(self, func, *args) -> None:  # type: ignore[no-untyped-def]
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(func, *args)
-
-    def _move_deadlines(self, session_id: int, new_end: dt.datetime | None) -> None:
-        loop = asyncio.get_running_loop()
-        for deadline in self._deadlines.get(session_id, ()):
-            if deadline.expired():
-                continue
-            when = loop.time() if new_end is None else self._loop_time(new_end)
-            deadline.reschedule(when)
+    def _cut(self, tunnel: Tunnel, reason: str) -> None:
+        if not tunnel.deadline.expired() and not tunnel.reason:
+            tunnel.reason = reason
+            tunnel.deadline.reschedule(asyncio.get_running_loop().time())
 
     def _loop_time(self, moment: dt.datetime) -> float:
         return asyncio.get_running_loop().time() + (moment - self.core.now()).total_seconds()
@@ -177,23 +189,21 @@ class TunnelListener:
         client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         target: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     ) -> str:
-        """Relay until a side closes, or the session's end time passes (hard stop);
-        returns why it stopped."""
-        deadline = asyncio.timeout_at(self._loop_time(ticket.ends_at))
-        live = self._deadlines.setdefault(ticket.session_id, set())
-        live.add(deadline)
+        """Relay until a side closes, the session's end time passes (hard stop) or the
+        watch cuts the tunnel; returns why it stopped."""
+        tunnel = Tunnel(ticket, asyncio.timeout_at(self._loop_time(ticket.ends_at)), ticket.ends_at)
+        self._tunnels.add(tunnel)
         try:
-            async with deadline:
+            async with tunnel.deadline:
                 await relay(client, target)
         except TimeoutError:
-            log.info("tcp tunnel closed: session #%s reached its end time", ticket.session_id)
+            reason = tunnel.reason or "end time reached"
+            log.info("tcp tunnel of session #%s closed: %s", ticket.session_id, reason)
             client[1].close()
             target[1].close()
-            return "end time reached"
+            return reason
         finally:
-            live.discard(deadline)
-            if not live:
-                self._deadlines.pop(ticket.session_id, None)
+            self._tunnels.discard(tunnel)
         return "closed"
 
     def _admit(self, hello: Hello) -> Ticket:

@@ -1,12 +1,12 @@
 """The ``tcp`` protocol registration: listener, client launch string, connection test.
 
 Plugin modules do no I/O at import time; the listener is created by the proxy runtime
-through ``listener_factory`` and the session hooks reach the running listeners.
+through ``listener_factory``, and session changes reach its tunnels through the core's
+watch (:mod:`pamcore.proxywatch`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -15,7 +15,7 @@ from pamcore import hookimpl
 from pamcore.directconnect import login_name
 from pamcore.probe import probe
 from pamcore.registry import ConnectionTest, LaunchInfo, ProtocolHandler
-from pamcore_tcp_tunnel.listener import LISTENERS, PROTOCOL, TunnelListener
+from pamcore_tcp_tunnel.listener import PROTOCOL, TunnelListener
 
 if TYPE_CHECKING:
     from pamcore.core import Pamcore
@@ -55,17 +55,3 @@ def pamcore_register_protocols(register: Callable[[ProtocolHandler], None]) -> N
             connection_test=connection_test,
         )
     )
-
-
-@hookimpl
-def pamcore_on_session_extended(session: ActivitySession, new_end: dt.datetime) -> None:
-    """Move the hard stop of the session's live tunnels."""
-    for listener in list(LISTENERS):
-        listener.session_extended(session.id, new_end)
-
-
-@hookimpl
-def pamcore_on_session_ending(session: ActivitySession, reason: str) -> None:
-    """Close the session's live tunnels now (ended, expired or canceled)."""
-    for listener in list(LISTENERS):
-        listener.session_ending(session.id)
