@@ -3,11 +3,14 @@
 Each event's hash is HMAC-SHA256, under the audit key the event names (``key_id``), of its
 canonical JSON (id, time, actor, action, target, session, details, key id) and the previous
 event's hash. Without the key file nobody can recompute a link, so an edit made in the
-database alone always breaks the chain. ``audit_head`` holds the tip; appends lock it
-(``SELECT ... FOR UPDATE`` on PostgreSQL, the write lock on SQLite), so the chain never
-forks. :func:`verify_chain` finds an edited row (its MAC no longer matches), a deleted or
-inserted row (the next row's ``prev_hash`` breaks), a deleted tail (the head disagrees),
-and, given an :class:`Anchor` kept outside, a chain cut or rebuilt after the anchor.
+database alone always breaks the chain. :func:`append` only stages an event in the
+caller's unit of work; when the unit commits, its events are chained in one batch under one
+lock of ``audit_head`` (``SELECT ... FOR UPDATE`` on PostgreSQL, the write lock on SQLite),
+taken last and held only while the commit writes, so the chain never forks and writers do
+not queue behind each other's whole units. :func:`verify_chain` finds an edited row (its
+MAC no longer matches), a deleted or inserted row (the next row's ``prev_hash`` breaks), a
+deleted tail (the head disagrees), and, given an :class:`Anchor` kept outside, a chain cut
+or rebuilt after the anchor.
 
 Events written before the instance had an audit key are plain SHA-256 (``key_id`` NULL).
 The key file records the last of them (``@legacy_until``), and only those may be unkeyed.
@@ -21,10 +24,12 @@ import hashlib
 import hmac
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.event import listen
 from sqlalchemy.orm import Session
 
 from pamcore.errors import AuditChainBroken, NotFound, ValidationError
@@ -113,6 +118,26 @@ def _seal_problem(event: AuditEvent, keyring: AuditKeyring) -> str | None:
     return None
 
 
+def check_details(details: dict[str, Any]) -> None:
+    """Refuse details named like a secret, whoever records them (defence in depth)."""
+    leaked = FORBIDDEN_DETAIL_KEYS & {k.lower() for k in details}
+    if leaked:
+        raise ValueError(f"audit details may not carry {sorted(leaked)}")
+
+
+@dataclass
+class _Staged:
+    """The events a unit of work recorded, waiting for its commit to chain them."""
+
+    keyring: AuditKeyring
+    hooks: Hooks | None
+    events: list[AuditEvent] = field(default_factory=list)
+    chained: list[AuditEvent] = field(default_factory=list)
+
+
+_STAGED = "pamcore.audit.staged"
+
+
 def append(
     db: Session,
     *,
@@ -125,35 +150,76 @@ def append(
     details: dict[str, Any] | None = None,
     hooks: Hooks | None = None,
 ) -> AuditEvent:
-    """Append one event in the caller's unit of work (it commits with the change it records),
-    MACed with the keyring's active key."""
+    """Record one event in the caller's unit of work: it is chained and written when the
+    unit commits (with the change it records), and dropped if the unit rolls back. Its
+    ``id`` and ``hash`` are set at that commit; ``hooks`` hear of it after the commit."""
     details = dict(details or {})
-    leaked = FORBIDDEN_DETAIL_KEYS & {k.lower() for k in details}
-    if leaked:
-        raise ValueError(f"audit details may not carry {sorted(leaked)}")
-    key = keyring.active
-    head = db.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
-    if head is None:
-        head = AuditHead(id=1, last_id=0, last_hash=GENESIS, count=0)
-        db.add(head)
-    event = AuditEvent(
-        id=head.last_id + 1,
-        at=at,
-        actor=actor,
-        action=action,
-        target=target,
-        session_id=session_id,
-        details=details,
-        prev_hash=head.last_hash,
-        key_id=key.key_id,
+    check_details(details)
+    staged = db.info.get(_STAGED)
+    if staged is None:
+        staged = db.info[_STAGED] = _Staged(keyring, hooks)
+        listen(db, "before_commit", _chain_staged)
+        listen(db, "after_commit", _announce_chained)
+        listen(db, "after_soft_rollback", _drop_staged)
+    staged.events.append(
+        AuditEvent(
+            at=at,
+            actor=actor,
+            action=action,
+            target=target,
+            session_id=session_id,
+            details=details,
+        )
     )
-    event.hash = _mac(key, event)
-    db.add(event)
-    head.last_id, head.last_hash, head.count = event.id, event.hash, head.count + 1
+    return staged.events[-1]
+
+
+def _chain_staged(db: Session) -> None:
+    """Chain the unit's events in one batch: one head lock per unit, taken after every other
+    write of the unit (one lock order, so no deadlock) and released by this same commit."""
+    staged: _Staged = db.info[_STAGED]
+    if not staged.events:
+        return
+    key = staged.keyring.active
+    head = _locked_head(db)
+    for event in staged.events:
+        event.id, event.prev_hash, event.key_id = head.last_id + 1, head.last_hash, key.key_id
+        event.hash = _mac(key, event)
+        head.last_id, head.last_hash = event.id, event.hash
+    head.count += len(staged.events)
+    db.add_all(staged.events)
+    staged.chained += staged.events
+    staged.events = []
     db.flush()
-    if hooks is not None:
-        hooks.audit_event(event)
-    return event
+
+
+def _locked_head(db: Session) -> AuditHead:
+    locked = select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    head = db.scalar(locked)
+    if head is None:  # the first event ever: of two first writers, one creates the head
+        dialect = db.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        db.execute(
+            insert(AuditHead)
+            .values(id=1, last_id=0, last_hash=GENESIS, count=0)
+            .on_conflict_do_nothing()
+        )
+        head = db.scalar(locked)
+        assert head is not None
+    return head
+
+
+def _announce_chained(db: Session) -> None:
+    staged: _Staged = db.info[_STAGED]
+    chained, staged.chained = staged.chained, []
+    if staged.hooks is not None:
+        for event in chained:
+            staged.hooks.audit_event(event)
+
+
+def _drop_staged(db: Session, _previous_transaction: object) -> None:
+    staged: _Staged = db.info[_STAGED]
+    staged.events, staged.chained = [], []
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,10 @@ class ActionContext:
     password (for ephemeral accounts), the core (vault, configuration), and ``audit`` to
     record what it did. Runners may take seconds (network): the scheduler calls them
     outside any write transaction, so they must not write through ``session``'s database
-    session; ``audit(action, **details)`` is the way to leave a trace (never a secret)."""
+    session; ``audit(action, **details)`` is the way to leave a trace (never a secret). Its
+    events are written when the action returns, with the record that it finished, in one
+    unit: after a crash an action either left both or neither, and then runs again, so a
+    runner should cope with finding its work already done."""
 
     core: Pamcore
     session: ActivitySession

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
+from collections.abc import Iterator
 from itertools import pairwise
 
 import pytest
@@ -110,6 +112,73 @@ def test_events_reach_plugins_after_append(core: Pamcore) -> None:
     assert seen == [(1, "test.event"), (2, "test.event")]
     assert verify(core) == (2, [])  # a failing forwarder loses nothing
     assert any(f.name == "broken" for f in core.plugins.failures)
+
+
+@pytest.fixture
+def announced(core: Pamcore) -> Iterator[list[tuple[int, str]]]:
+    """(id, action) of each event ``pamcore_audit_event`` hears of, in order."""
+    seen: list[tuple[int, str]] = []
+
+    class Siem:
+        @hookimpl
+        def pamcore_audit_event(self, event):
+            seen.append((event.id, event.action))
+
+    name = core.plugins.register(Siem(), "siem")
+    yield seen
+    core.plugins.unregister(name)
+
+
+def test_a_units_events_are_chained_together_when_it_commits(
+    core: Pamcore, announced: list[tuple[int, str]]
+) -> None:
+    """Appends only stage: the unit's events get their ids and links in one batch at commit,
+    and plugins hear of them after it."""
+    write_events(core, 1)
+    with core.unit() as db:
+        staged = [core.audit(db, "alice", "test.batch", index=i) for i in range(3)]
+        assert [e.id for e in staged] == [None] * 3
+        assert announced == [(1, "test.event")]
+    assert [e.id for e in staged] == [2, 3, 4]
+    assert announced == [(1, "test.event")] + [(i, "test.batch") for i in (2, 3, 4)]
+    assert verify(core) == (4, [])
+
+
+def test_events_of_a_rolled_back_unit_are_neither_written_nor_announced(
+    core: Pamcore, announced: list[tuple[int, str]]
+) -> None:
+    with pytest.raises(RuntimeError), core.unit() as db:
+        core.audit(db, "alice", "test.undone")
+        raise RuntimeError("the change failed")
+    write_events(core, 1)
+    assert announced == [(1, "test.event")]
+    assert verify(core) == (1, [])
+
+
+def test_concurrent_writers_keep_one_chain(core: Pamcore) -> None:
+    """Threads committing units of several events at once: one gapless chain, each unit's
+    events consecutive (a unit's batch is chained under one head lock)."""
+
+    def writer(n: int) -> None:
+        for unit in range(10):
+            with core.unit() as db:
+                for i in range(3):
+                    core.audit(db, f"writer{n}", "test.concurrent", target=f"{unit}", index=i)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert verify(core) == (120, [])
+    with core.reader() as db:
+        events = db.execute(
+            select(AuditEvent.actor, AuditEvent.target, AuditEvent.details).order_by(AuditEvent.id)
+        ).all()
+    for first in range(0, 120, 3):
+        batch = events[first : first + 3]
+        assert [details["index"] for _, _, details in batch] == [0, 1, 2]
+        assert len({(actor, target) for actor, target, _ in batch}) == 1
 
 
 def test_head_tracks_the_tip(core: Pamcore) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -15,10 +19,18 @@ from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.errors import ActionFailed
 from pamcore.lifecycle import Status
-from pamcore.model import AccessPolicy, ActivitySession, AuditEvent, LoginMode, User
+from pamcore.model import (
+    AccessPolicy,
+    ActionPhase,
+    ActivitySession,
+    AuditEvent,
+    CompletedAction,
+    LoginMode,
+    User,
+)
 from pamcore.registry import ActionContext, ActionType
-from pamcore.services import scheduler
-from pamcore.services.common import CLAIM_TTL
+from pamcore.services import claims, scheduler
+from pamcore.services.common import this_host
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
 from tests.world import World, fresh
@@ -75,6 +87,47 @@ def request(core: Pamcore, user, start: dt.datetime | None = None, *resources: s
     with core.unit() as db:
         req = SessionRequest("Ephemeral", resources or ("web01", "web02"), start=start)
         return create_session(core, db, fresh(db, user), req).id
+
+
+def provision_with(
+    core: Pamcore, world: World, action: str, run: Callable[[ActionContext], None]
+) -> Status:
+    """Provision one session of alice's on web01 whose only pre-session action is ``run``;
+    the status the scheduler's tick left it in."""
+
+    class OneAction:
+        @hookimpl
+        def pamcore_register_actions(self, register):
+            register(ActionType(name=action, description=action, run=run))
+
+    name = core.plugins.register(OneAction(), action)
+    try:
+        with core.unit() as db:
+            activity = b.make_activity(
+                db, action.title(), pre=[(action, {})], credential=fresh(db, world.root_cred)
+            )
+            b.make_policy(
+                db,
+                action,
+                fresh(db, world.standard),
+                [activity],
+                [fresh(db, world.web01)],
+                users=[fresh(db, world.alice)],
+            )
+            req = SessionRequest(action.title(), ("web01",))
+            sid = create_session(core, db, fresh(db, world.alice), req).id
+        scheduler.tick(core)
+        return session_state(core, sid)[0]
+    finally:
+        core.plugins.unregister(name)
+
+
+def claimed(core: Pamcore, sid: int, owner: str) -> None:
+    """Put a session in provisioning under ``owner``'s claim, beating now."""
+    with core.unit() as db:
+        session = db.get(ActivitySession, sid)
+        session.status = Status.PROVISIONING
+        claims.stake(session, owner, core.now())
 
 
 def session_state(core: Pamcore, sid: int) -> tuple[Status, str]:
@@ -184,14 +237,72 @@ def test_stale_provisioning_claim_is_recovered(
     core: Pamcore, world: World, recorder: Recorder, clock: FrozenClock
 ) -> None:
     sid = request(core, world.alice)
-    with core.unit() as db:  # a worker claimed it, then died
-        s = db.get(ActivitySession, sid)
-        s.status = Status.PROVISIONING
-        s.claimed_by = "dead-worker"
-        s.claim_expires_at = clock.now + CLAIM_TTL
+    claimed(core, sid, "other-host:4242:0badc0de")  # a worker claimed it, then died
     assert scheduler.tick(core).activated == []
-    clock.advance(minutes=11)
+    clock.advance(seconds=core.config.claim_timeout - 1)
+    assert scheduler.tick(core).activated == []  # its owner may still be working
+    clock.advance(seconds=2)
     assert scheduler.tick(core).activated == [sid]
+
+
+def test_a_working_owners_heartbeat_keeps_its_claim(
+    core: Pamcore, world: World, recorder: Recorder, clock: FrozenClock
+) -> None:
+    sid = request(core, world.alice)
+    claimed(core, sid, "busy-worker")
+    clock.advance(seconds=25)
+    assert claims.beat(core, "busy-worker") == 1
+    clock.advance(seconds=25)  # 50 s after the claim, 25 s after the last beat
+    assert scheduler.tick(core).activated == []
+    clock.advance(seconds=6)
+    assert scheduler.tick(core).activated == [sid]
+
+
+def test_claims_beat_while_actions_run(core: Pamcore, world: World, clock: FrozenClock) -> None:
+    """An action longer than the claim timeout keeps its claim: the heartbeat moves on."""
+    core.config = core.config.with_overrides(claim_timeout=0.3)  # a beat every 0.1 s
+
+    def long_action(ctx: ActionContext) -> None:
+        clock.advance(seconds=20)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with core.reader() as db:
+                session = db.get(ActivitySession, ctx.session.id)
+                if session.claim_heartbeat_at == clock.now:
+                    return
+            time.sleep(0.05)
+        raise ActionFailed("the claim's heartbeat stood still while the action ran")
+
+    assert provision_with(core, world, "long", long_action) == Status.AVAILABLE
+
+
+def test_a_dead_owner_on_this_host_is_taken_over_at_once(
+    core: Pamcore, world: World, recorder: Recorder
+) -> None:
+    """A restarted process resumes its predecessor's claims at the first tick."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive, dead = request(core, world.alice, None, "web01"), request(core, world.bob, None, "web01")
+    for sid, pid in ((alive, os.getpid()), (dead, gone.pid)):
+        claimed(core, sid, f"{this_host()}:{pid}:0badc0de")
+    assert scheduler.tick(core).activated == [dead]
+
+
+def test_a_takeover_resumes_after_the_finished_actions(
+    core: Pamcore, world: World, recorder: Recorder, clock: FrozenClock
+) -> None:
+    """The dead owner created the account on web01 (and recorded it): only web02 is left."""
+    sid = request(core, world.alice)
+    claimed(core, sid, "other-host:4242:0badc0de")
+    with core.unit() as db:
+        s = db.get(ActivitySession, sid)
+        s.login_account = "alice-0a1b2c"
+        s.login_secret = core.vault.store(db, "Ephemeral-pw-1")
+        create = s.activity.actions_for(ActionPhase.PRE)[0]
+        db.add(CompletedAction(session_id=sid, resource_id=world.web01.id, action_id=create.id))
+    clock.advance(seconds=core.config.claim_timeout + 1)
+    assert scheduler.tick(core).activated == [sid]
+    assert recorder.calls == [("create-account", "web02", "alice-0a1b2c")]
 
 
 def test_two_workers_never_run_the_same_session(
@@ -250,31 +361,7 @@ def test_actions_run_outside_the_write_transaction(core: Pamcore, world: World) 
         if not wrote.is_set():
             raise ActionFailed("another writer was blocked during the action")
 
-    class Slow:
-        @hookimpl
-        def pamcore_register_actions(self, register):
-            register(ActionType(name="slow", description="waits", run=slow_action))
-
-    name = core.plugins.register(Slow(), "slow")
-    try:
-        with core.unit() as db:
-            activity = b.make_activity(
-                db, "Slow", pre=[("slow", {})], credential=fresh(db, world.root_cred)
-            )
-            b.make_policy(
-                db,
-                "slow",
-                fresh(db, world.standard),
-                [activity],
-                [fresh(db, world.web01)],
-                users=[fresh(db, world.alice)],
-            )
-            sid = create_session(
-                core, db, fresh(db, world.alice), SessionRequest("Slow", ("web01",))
-            ).id
-        assert scheduler.tick(core).activated == [sid]
-    finally:
-        core.plugins.unregister(name)
+    assert provision_with(core, world, "slow", slow_action) == Status.AVAILABLE
 
 
 def test_sessions_are_provisioned_in_parallel(

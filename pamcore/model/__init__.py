@@ -18,6 +18,7 @@ from pamcore.model.policy import (
 from pamcore.model.sessions import (
     ActivitySession,
     Approval,
+    CompletedAction,
     Decision,
     LiveConnection,
     Recording,
@@ -37,6 +38,7 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "Base",
+    "CompletedAction",
     "ConnectionProfile",
     "Credential",
     "Decision",

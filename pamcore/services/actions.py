@@ -5,14 +5,25 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pamcore import metrics
+from pamcore.audit import check_details
 from pamcore.core import Pamcore
 from pamcore.errors import ActionFailed, ValidationError
-from pamcore.model import ActionPhase, Activity, ActivitySession, LoginMode, Resource
+from pamcore.model import (
+    ActionPhase,
+    Activity,
+    ActivitySession,
+    CompletedAction,
+    LoginMode,
+    Resource,
+)
 from pamcore.passwords import generate_password
 from pamcore.registry import ActionContext
 
@@ -89,28 +100,39 @@ def run_actions(
     *,
     best_effort: bool = False,
 ) -> list[str]:
-    """Run the phase's actions for every resource, in order, outside any write transaction
-    (each audit event an action records is a unit of its own).
+    """Run the phase's actions for every resource, in order, outside any write transaction.
 
-    Raises :class:`ActionFailed` on the first failure, unless ``best_effort`` (removals,
-    cleanup after a failure), where every action runs and the failures are returned.
+    Each action that finishes is recorded in one unit with the audit events it recorded, and
+    skipped when the phase runs again (a claim taken over from a process that died), so no
+    action runs twice. Raises :class:`ActionFailed` on the first failure, unless
+    ``best_effort`` (removals, cleanup after a failure), where every action runs and the
+    failures are returned.
     """
     known = core.hooks.actions()
     failures: list[str] = []
-
-    def auditor(resource: Resource) -> Callable[..., None]:
-        def audit(action: str, **details: Any) -> None:
-            details.setdefault("account", session.login_account)
-            with core.unit() as db:
-                core.audit(
-                    db, ACTOR, action, target=resource.name, session_id=session.id, **details
+    with core.reader() as db:
+        finished = set(
+            db.execute(
+                select(CompletedAction.resource_id, CompletedAction.action_id).where(
+                    CompletedAction.session_id == session.id
                 )
-
-        return audit
-
+            ).tuples()
+        )
     for resource in session.resources:
         for action in session.activity.actions_for(phase):
+            if (resource.id, action.id) in finished:
+                log.info(
+                    "session %s: %s-session action '%s' on %s finished before; not run again",
+                    session.id,
+                    phase.value,
+                    action.action_type,
+                    resource.name,
+                )
+                continue
+            events: list[tuple[str, dict[str, Any]]] = []
             action_type = known.get(action.action_type)
+            labels = {"action_type": action.action_type, "phase": phase.value}
+            started = time.monotonic()
             try:
                 if action_type is None:
                     raise ActionFailed(f"action type '{action.action_type}' is not installed")
@@ -123,10 +145,12 @@ def run_actions(
                         login_password=password,
                         params=dict(action.params),
                         now=core.now(),
-                        audit=auditor(resource),
+                        audit=_collector(session, events),
                     )
                 )
             except Exception as exc:
+                metrics.ACTION_FAILURES.labels(**labels).inc()
+                _record(core, session, resource, events, None)
                 message = (
                     f"{phase.value}-session action '{action.action_type}' failed on "
                     f"{resource.name}: {exc}"
@@ -135,4 +159,42 @@ def run_actions(
                 if not best_effort:
                     raise ActionFailed(message) from exc
                 failures.append(message)
+            else:
+                _record(core, session, resource, events, action.id)
+            finally:
+                metrics.ACTION_DURATION.labels(**labels).observe(time.monotonic() - started)
     return failures
+
+
+def _collector(
+    session: ActivitySession, events: list[tuple[str, dict[str, Any]]]
+) -> Callable[..., None]:
+    """The ``audit`` an action calls: its events wait for the unit that records the action."""
+
+    def audit(name: str, **details: Any) -> None:
+        details.setdefault("account", session.login_account)
+        check_details(details)  # refused now, in the action, as an append would
+        events.append((name, details))
+
+    return audit
+
+
+def _record(
+    core: Pamcore,
+    session: ActivitySession,
+    resource: Resource,
+    events: list[tuple[str, dict[str, Any]]],
+    finished_action: int | None,
+) -> None:
+    """One unit per action: the events it recorded, and that it finished (if it did)."""
+    if not events and finished_action is None:
+        return
+    with core.unit() as db:
+        for name, details in events:
+            core.audit(db, ACTOR, name, target=resource.name, session_id=session.id, **details)
+        if finished_action is not None:
+            db.add(
+                CompletedAction(
+                    session_id=session.id, resource_id=resource.id, action_id=finished_action
+                )
+            )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
+import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,14 +28,22 @@ from pamcore.model import (
     User,
 )
 
-#: How long a process owns a claimed session (running its actions) before another may take
-#: the work over; claims are how several workers and proxies never run the same actions.
-CLAIM_TTL = dt.timedelta(minutes=10)
+_WORKER: tuple[int, str] | None = None
 
 
 def worker_name() -> str:
-    """This process, as it appears in claims: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process, as it appears in claims and connections: ``host:pid:random``, so a later
+    process given the same pid (after a reboot, in another container) is never taken for it;
+    a forked child is a new one."""
+    global _WORKER
+    if _WORKER is None or _WORKER[0] != os.getpid():
+        _WORKER = (os.getpid(), f"{this_host()}:{os.getpid()}:{secrets.token_hex(4)}")
+    return _WORKER[1]
+
+
+def this_host() -> str:
+    """The host part of :func:`worker_name` (bounded: a claim names it in 128 characters)."""
+    return socket.gethostname()[:96]
 
 
 @dataclass(frozen=True)

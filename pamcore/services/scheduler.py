@@ -3,8 +3,10 @@ approval escalations; recovery of work a crashed worker left behind.
 
 Safe with several workers: each session is *claimed* in a short transaction (row locks with
 ``SKIP LOCKED`` on PostgreSQL, the write lock on SQLite, and the session's version column
-everywhere), then its actions run. It catches up after downtime, because it selects by time
-("start <= now"), not by events it might have missed.
+everywhere), then its actions run under the claim's heartbeat; a claim whose owner died is
+taken over and resumed after its last finished action (:mod:`pamcore.services.claims`). It
+catches up after downtime, because it selects by time ("start <= now"), not by events it
+might have missed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from pamcore import metrics
 from pamcore.clock import format_utc
 from pamcore.core import Pamcore
 from pamcore.errors import ActionFailed
@@ -25,7 +28,8 @@ from pamcore.lifecycle import Status, transition
 from pamcore.model import ActionPhase, ActivitySession
 from pamcore.services.actions import assign_login_account, run_actions
 from pamcore.services.approvals import escalate_if_due
-from pamcore.services.common import CLAIM_TTL, worker_name
+from pamcore.services.claims import abandoned, heartbeat, release, stake
+from pamcore.services.common import worker_name
 from pamcore.services.ending import begin_ending, complete_ending
 
 log = logging.getLogger(__name__)
@@ -90,8 +94,7 @@ def _claim(core: Pamcore, worker: str, query, batch: int, target: Status | None)
             for session in _due(db, query, core, batch):
                 if target is not None:
                     transition(session, target)
-                session.claimed_by = worker
-                session.claim_expires_at = now + CLAIM_TTL
+                stake(session, worker, now)
                 claimed.append(session.id)
     except StaleDataError:
         log.info("another worker claimed the same sessions first; retrying next tick")
@@ -110,8 +113,7 @@ def _activate_due(core: Pamcore, worker: str, report: TickReport, batch: int) ->
         ActivitySession.scheduled_start <= now,
     )
     stale = select(ActivitySession).where(
-        ActivitySession.status == Status.PROVISIONING.value,
-        ActivitySession.claim_expires_at < now,
+        ActivitySession.status == Status.PROVISIONING.value, abandoned(core)
     )
     ids = _claim(core, worker, fresh, batch, Status.PROVISIONING)
     ids += _claim(core, worker, stale, batch, None)
@@ -119,12 +121,14 @@ def _activate_due(core: Pamcore, worker: str, report: TickReport, batch: int) ->
         return
     prepared = _prepare(core, worker, ids, report)
     with_actions = [p for p in prepared if p.has_actions and p.failure is None]
-    if len(with_actions) == 1:
-        _run_pre_actions(core, with_actions[0])
-    elif with_actions:
-        with ThreadPoolExecutor(max_workers=min(PROVISION_THREADS, len(with_actions))) as pool:
-            for future in [pool.submit(_run_pre_actions, core, p) for p in with_actions]:
-                future.result()
+    with heartbeat(core, worker):
+        if len(with_actions) == 1:
+            _run_pre_actions(core, with_actions[0])
+        elif with_actions:
+            threads = min(PROVISION_THREADS, len(with_actions))
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                for future in [pool.submit(_run_pre_actions, core, p) for p in with_actions]:
+                    future.result()
     _settle(core, worker, prepared, report)
 
 
@@ -161,7 +165,7 @@ def _prepare(core: Pamcore, worker: str, ids: list[int], report: TickReport) -> 
                     f"its window ended at {format_utc(_window_end(session), now)} before the "
                     f"scheduler could start it"
                 )
-                session.claimed_by = session.claim_expires_at = None
+                release(session)
                 core.audit(
                     db,
                     ACTOR,
@@ -206,8 +210,8 @@ def _settle(core: Pamcore, worker: str, prepared: list[_Provisioning], report: T
         for item in prepared:
             session = db.get(ActivitySession, item.session_id)
             if session is None or session.claimed_by != worker:
-                continue  # another worker took over an expired claim; its result stands
-            session.claimed_by = session.claim_expires_at = None
+                continue  # another worker took over an abandoned claim; its result stands
+            release(session)
             if item.failure is not None:
                 transition(session, Status.FAILED)
                 session.finished_at = now
@@ -223,6 +227,7 @@ def _settle(core: Pamcore, worker: str, prepared: list[_Provisioning], report: T
                 report.failed.append(session.id)
                 continue
             transition(session, Status.AVAILABLE)
+            metrics.SCHEDULER_LAG.observe((now - session.scheduled_start).total_seconds())
             session.started_at = now
             session.ends_at = _window_end(session)
             core.audit(
@@ -248,8 +253,7 @@ def _expire(core: Pamcore, worker: str, report: TickReport, batch: int) -> None:
         ActivitySession.ends_at <= now,
     )
     stale = select(ActivitySession).where(
-        ActivitySession.status == Status.ENDING.value,
-        ActivitySession.claim_expires_at.is_(None) | (ActivitySession.claim_expires_at < now),
+        ActivitySession.status == Status.ENDING.value, abandoned(core)
     )
     ids = _claim(core, worker, ended, batch, None) + _claim(core, worker, stale, batch, None)
     for session_id in ids:
