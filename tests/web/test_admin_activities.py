@@ -81,6 +81,7 @@ def test_list_and_detail_say_what_an_activity_does(core: Pamcore, app: Flask) ->
 
     edit = client.get("/admin/activity/Check%20out%20root/edit").get_data(as_text=True)
     assert "<option selected>credential</option>" in edit
+    assert 'id="act-cred" name="credential" class="picker"' in edit
     assert "<option selected>db01 root</option>" in edit
     assert 'id="act-policies" name="policies" multiple class="picker"' in edit
     assert "<option selected>db checkout</option>" in edit
@@ -123,9 +124,9 @@ def test_actions_are_added_from_their_parameter_fields_and_removed(
     client = signed_in(app, core, "erin")
     edit = "/admin/activity/Linux%20Admin/edit"
     form = client.get(f"{edit}?action_type=linux-create-account").get_data(as_text=True)
-    assert 'name="param.service_credential" list="credential-names"' in form
-    assert "name of the credential the action logs in with (root, or sudo NOPASSWD)" in form
-    assert 'name="param.sudo_group"' in form and '<option value="db01 root">' in form
+    assert 'id="param-service_credential" name="param.service_credential" class="picker"' in form
+    assert "Name of the credential the action logs in with (root, or sudo NOPASSWD)." in form
+    assert 'name="param.sudo_group"' in form and "<option>db01 root</option>" in form
 
     landed, said = send(
         app,
@@ -271,9 +272,10 @@ def test_activities_in_chromium(
     Select(erin.find_element(By.ID, "act-type")).select_by_value("linux-create-account")
     follow(erin, "choose-action-type")
     erin.find_element(By.ID, "act-position").send_keys("1")
-    erin.find_element(By.ID, "param-service_credential").send_keys("db01 root")
+    pick(erin, "param-service_credential", "db01")
+    assert chosen(erin, "param-service_credential") == ["db01 root"]
     erin.find_element(By.ID, "param-sudo_group").send_keys("wheel")
-    erin.execute_script("document.getElementById('actions-heading').scrollIntoView()")
+    erin.execute_script("document.getElementById('add-action').scrollIntoView()")
     shots(erin, "activity-edit")
     follow(erin, "add-action-button")
     assert flash(erin) == "added pre-session action linux-create-account"
