@@ -19,7 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from pamcore.core import Pamcore
 from pamcore.services import inventory
 from pamcore.services.common import CONSOLE
-from tests.web.admin_pages import only_admins, send
+from tests.web.admin_pages import only_admins, send, text
 from tests.web.chromium import sign_in
 from tests.web.roles import build_app, signed_in
 from tests.web.test_admin_browser import chosen, flash, pick
@@ -66,13 +66,19 @@ def test_credential_pages_are_for_admins_only(core: Pamcore, app: Flask) -> None
 def test_list_and_detail_say_what_is_stored_and_who_uses_it(core: Pamcore, app: Flask) -> None:
     client = signed_in(app, core, "erin")
     listing = client.get("/admin/credentials").get_data(as_text=True)
-    assert "/admin/credential/db01%20root" in listing and "Check out root" in listing
-    assert "<td>root</td>" in listing and "<td>db01</td>" in listing and ">password<" in listing
+    assert 'href="/admin/credential/db01%20root">db01 root</a>' in listing
+    assert 'href="/admin/resource/db01">db01</a>' in listing
+    assert 'href="/admin/activity/Check%20out%20root">Check out root</a>' in listing
+    assert "db01 root (managed) root db01 password Check out root" in text(client, PAGES[0])
     assert 'type="password"' not in listing and "<textarea" not in listing  # forms: other pages
     detail = client.get("/admin/credential/db01%20root").get_data(as_text=True)
-    facts = detail[detail.index('id="credential-facts"') :]
-    for words in ("<dd>root</dd>", "On db01.", "A password, no private key.", "Check out root"):
-        assert words in facts, words
+    words = text(client, PAGES[2])
+    assert "Account root Resource On db01" in words  # db01 links to its page
+    assert (
+        "Managed Yes: pamcore rotates the password after sessions. Stored A password, no"
+        " private key. Neither is ever shown here. Last replaced Never since it was stored."
+        " Used by Check out root"
+    ) in words
     assert 'data-confirm="Delete the credential db01 root' in detail
     assert re.findall(r'<input id="cred-pw" type="password" name="password"[^>]*>', detail)
     for page in PAGES:

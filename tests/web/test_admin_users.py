@@ -248,6 +248,10 @@ def test_the_member_picker_in_chromium(
     erin.get(f"{server}/admin/users")
     assert "Linux Admins" in erin.find_element(By.ID, "user-table").text
     shots(erin, "users-list")
+    erin.find_element(By.ID, "users-filter").send_keys("approver")
+    rows = erin.find_elements(By.CSS_SELECTOR, "#user-table tbody tr")
+    assert [r.text.split()[0] for r in rows if r.is_displayed()] == ["carol", "dave"]
+    erin.get(f"{server}/admin/users")
 
     erin.find_element(By.LINK_TEXT, "alice").click()
     WebDriverWait(erin, 10).until(ec.presence_of_element_located((By.ID, "user-sessions")))
