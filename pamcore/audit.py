@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.event import listen
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from pamcore.errors import AuditChainBroken, NotFound, ValidationError
 from pamcore.model import AuditEvent, AuditHead
@@ -132,6 +132,8 @@ class _Staged:
     keyring: AuditKeyring
     hooks: Hooks | None
     events: list[AuditEvent] = field(default_factory=list)
+    #: The savepoint (``begin_nested``) each staged event was recorded in, if any.
+    savepoints: list[SessionTransaction | None] = field(default_factory=list)
     chained: list[AuditEvent] = field(default_factory=list)
 
 
@@ -171,6 +173,7 @@ def append(
             details=details,
         )
     )
+    staged.savepoints.append(db.get_nested_transaction())
     return staged.events[-1]
 
 
@@ -189,7 +192,7 @@ def _chain_staged(db: Session) -> None:
     head.count += len(staged.events)
     db.add_all(staged.events)
     staged.chained += staged.events
-    staged.events = []
+    staged.events, staged.savepoints = [], []
     db.flush()
 
 
@@ -217,9 +220,27 @@ def _announce_chained(db: Session) -> None:
             staged.hooks.audit_event(event)
 
 
-def _drop_staged(db: Session, _previous_transaction: object) -> None:
+def _drop_staged(db: Session, rolled_back: SessionTransaction) -> None:
+    """Forget what the rollback undid: everything, or what was recorded in the savepoint."""
     staged: _Staged = db.info[_STAGED]
-    staged.events, staged.chained = [], []
+    if not rolled_back.nested:
+        staged.events, staged.savepoints, staged.chained = [], [], []
+        return
+    kept = [
+        (event, savepoint)
+        for event, savepoint in zip(staged.events, staged.savepoints, strict=True)
+        if not _within(savepoint, rolled_back)
+    ]
+    staged.events = [event for event, _ in kept]
+    staged.savepoints = [savepoint for _, savepoint in kept]
+
+
+def _within(transaction: SessionTransaction | None, savepoint: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 @dataclass(frozen=True)

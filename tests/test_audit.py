@@ -155,6 +155,19 @@ def test_events_of_a_rolled_back_unit_are_neither_written_nor_announced(
     assert verify(core) == (1, [])
 
 
+def test_a_rolled_back_savepoint_drops_only_its_own_events(
+    core: Pamcore, announced: list[tuple[int, str]]
+) -> None:
+    with core.unit() as db:
+        core.audit(db, "alice", "test.before")
+        with pytest.raises(RuntimeError), db.begin_nested():
+            core.audit(db, "alice", "test.undone")
+            raise RuntimeError("the inner change failed")
+        core.audit(db, "alice", "test.after")
+    assert announced == [(1, "test.before"), (2, "test.after")]
+    assert verify(core) == (2, [])
+
+
 def test_concurrent_writers_keep_one_chain(core: Pamcore) -> None:
     """Threads committing units of several events at once: one gapless chain, each unit's
     events consecutive (a unit's batch is chained under one head lock)."""
