@@ -23,6 +23,7 @@ from pamcore.model import (
     ConnectionProfile,
     LoginMode,
     Resource,
+    Role,
 )
 from pamcore.registry import ActionType
 from pamcore.services.sessions import describe_remaining
@@ -219,6 +220,19 @@ def resource_rules(resource: Resource) -> list[tuple[str, str]]:
         ("Protocols", _both(ports) + "." if ports else "None."),
         ("Host key", host_key_words(resource)),
     ]
+
+
+_ROLES = {
+    Role.USER: "User: requests sessions.",
+    Role.APPROVER: "Approver: requests sessions, and approves others' where a tier names them.",
+    Role.ADMIN: "Administrator: runs pamcore (users, resources, policies, the vault).",
+    Role.AUDITOR: "Auditor: reads every session, the audit log and the recordings.",
+}
+
+
+def role_words(role: Role) -> str:
+    """``Approver: requests sessions, and approves others' where a tier names them.``"""
+    return _ROLES[role]
 
 
 def session_row(session: ActivitySession, now: dt.datetime) -> dict[str, Any]:

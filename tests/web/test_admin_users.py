@@ -19,6 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from pamcore.core import Pamcore
 from pamcore.model import Role
+from pamcore.presenters import role_words
 from pamcore.services import directory
 from pamcore.services.common import CONSOLE
 from tests.web.admin_pages import only_admins, send
@@ -69,6 +70,15 @@ def test_user_and_group_pages_are_for_admins_only(core: Pamcore, app: Flask) -> 
     assert admin.get("/admin/group/nobody/edit").status_code == 404
 
 
+def test_every_role_is_said_in_words() -> None:
+    assert {role_words(r).split(":")[0] for r in Role} == {
+        "User",
+        "Approver",
+        "Administrator",
+        "Auditor",
+    }
+
+
 def test_lists_and_detail_pages_say_the_facts(core: Pamcore, app: Flask, world: World) -> None:
     session_id = request_session(core, world.alice, "Linux Admin", "web01")
     client = signed_in(app, core, "erin")
@@ -114,7 +124,7 @@ def test_the_edit_forms_change_the_user_and_return_to_their_page(core: Pamcore, 
     assert (went, said) == (detail, "success: alice is now approver")
     page = client.get(detail).get_data(as_text=True)
     assert "<dd>Alice Liddell</dd>" in page and "<dd>alice@example.org</dd>" in page
-    assert "Approver: requests sessions and approves" in page
+    assert "Approver: requests sessions, and approves" in page
     went, said = post(
         app, client, "password", username="alice", password="N3w-passphrase-for-alice", next=detail
     )

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.model import Role, User
-from pamcore.presenters import session_row
+from pamcore.presenters import role_words, session_row
 from pamcore.services import directory, sessions, signins
 from pamcore.web.admin import bp
 from pamcore.web.admin.changes import change
@@ -49,6 +49,7 @@ def user_detail(name: str) -> ResponseReturnValue:
         return render(
             "user_detail.html",
             u=directory.user_record(user),
+            role=role_words(user.role),
             sessions=[session_row(s, core.now()) for s in recent],
             groups=[g.name for g in directory.list_groups(db)],
         )
