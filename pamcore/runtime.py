@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pamcore.core import Pamcore
 from pamcore.health import ServiceStates
 from pamcore.registry import Listener
+from pamcore.services.connections import close_silent_nodes
 from pamcore.services.scheduler import TickReport, tick
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,23 @@ def run_tick(core: Pamcore) -> TickReport | None:
     return report
 
 
+def sweep_silent_nodes(core: Pamcore) -> None:
+    """Close the connections of proxy nodes that stopped answering, from the worker too: an
+    instance whose only proxy node died has no other watch to do it. Never raises (logged;
+    the next interval retries)."""
+    try:
+        closed = close_silent_nodes(core)
+    except SQLAlchemyError as exc:
+        # One line, as the tick's: the database being down is already said there.
+        log.error("sweeping silent proxy nodes failed: database error %s", type(exc).__name__)
+        return
+    except Exception:
+        log.exception("sweeping silent proxy nodes failed; retrying next interval")
+        return
+    if closed:
+        log.info("closed %s connection(s) of proxy nodes that stopped answering", closed)
+
+
 class Service(Protocol):
     """What the runtime starts and stops."""
 
@@ -84,8 +102,9 @@ class Service(Protocol):
 
 
 class SchedulerService:
-    """The scheduler loop: a tick in a worker thread (the services are synchronous), then
-    a pause of ``interval`` seconds or until stopped."""
+    """The scheduler loop: a tick in a worker thread (the services are synchronous) and
+    the sweep of silent proxy nodes, then a pause of ``interval`` seconds or until
+    stopped."""
 
     name = "scheduler"
 
@@ -108,6 +127,7 @@ class SchedulerService:
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             report = await asyncio.to_thread(run_tick, self.core)
+            await asyncio.to_thread(sweep_silent_nodes, self.core)
             if report is not None and report.busy and self.on_tick is not None:
                 self.on_tick(report)
             with contextlib.suppress(TimeoutError):

@@ -16,6 +16,7 @@ from pamcore.errors import NotFound, PolicyDenied
 from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession, AuditEvent, LiveConnection
 from pamcore.proxywatch import watch_connections
+from pamcore.runtime import SchedulerService
 from pamcore.services import scheduler
 from pamcore.services.common import worker_name
 from pamcore.services.connections import (
@@ -254,6 +255,31 @@ def test_the_watch_beats_for_its_node_and_sweeps_silent_ones(
             assert db.get(LiveConnection, theirs).closed_at == clock.now
     finally:
         dead.dispose()
+
+
+def test_the_worker_sweeps_silent_nodes_too(
+    core: Pamcore, world: World, sid: int, clock: FrozenClock
+) -> None:
+    """With no proxy node left to watch, the worker's loop closes a dead node's
+    connection after the timeout, and the session is available again."""
+    dead = Pamcore(core.config, plugins=core.plugins, clock=clock, node=f"{core.node}-dead")
+    try:
+        theirs = opened(dead, world, sid)
+    finally:
+        dead.dispose()
+    clock.advance(seconds=core.config.heartbeat_timeout + 1)
+
+    async def run_worker() -> None:
+        worker = SchedulerService(core, 0.05)
+        await worker.start()
+        while status(core, sid)[1]:
+            await asyncio.sleep(0.05)
+        await worker.stop()
+
+    asyncio.run(asyncio.wait_for(run_worker(), 10))
+    assert status(core, sid) == (Status.AVAILABLE, 0)
+    reason = f"node {core.node}-dead stopped answering"
+    assert lifecycle_events(core, sid)[1:] == [("connection.closed", theirs, reason)]
 
 
 def test_legacy_algorithm_marks_come_from_the_audit_log(core: Pamcore) -> None:
