@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import text
 
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
@@ -21,7 +22,7 @@ from pamcore.proxywatch import watch_connections
 from pamcore.services import scheduler
 from pamcore.services.connections import connection_opened, request_termination
 from pamcore.services.sessions import SessionRequest, create_session, end_session, extend_session
-from pamcore.session_changes import EXTENDED, TERMINATED, SessionChange
+from pamcore.session_changes import EXTENDED, RESYNC, TERMINATED, SessionChange
 from tests.world import World, fresh
 
 #: What the tests allow (the design's aim is under a second).
@@ -242,3 +243,36 @@ def test_on_sqlite_the_poll_still_delivers(core: Pamcore, node_b: Pamcore, world
     finally:
         unsubscribe()
     assert heard.none_within(0)
+
+
+def test_a_lost_listen_connection_comes_back_and_resyncs(
+    core: Pamcore, node_b: Pamcore, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the database drops node B's LISTEN connection, B says so in one line, connects
+    again and delivers ``resync`` (a change may have been missed meanwhile; the poll
+    covered it), then hears node A's changes again."""
+    pg_only(core)
+    heard = Heard()
+    unsubscribe = node_b.session_changes.subscribe(heard)
+    try:
+        until_listening(node_b)
+        with core.engine.connect() as conn:
+            dropped = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = 'pamcore-session-changes' "
+                    "AND datname = current_database()"
+                )
+            ).scalar_one()
+        assert dropped == 1
+        change, _ = heard.next(timeout=10)
+        assert change.kind == RESYNC
+        assert node_b.session_changes.listening
+        assert "listening failed" in caplog.text and "Traceback" not in caplog.text
+        sid = new_session(core, world)
+        with core.unit() as db:
+            end_session(core, db, fresh(db, world.alice), sid)
+        change, _ = heard.next()
+        assert (change.session_id, change.kind) == (sid, "ended")
+    finally:
+        unsubscribe()
