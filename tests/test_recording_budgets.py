@@ -3,11 +3,17 @@ proxies recording the same session; threads race as concurrent relays do."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from pamcore.core import Pamcore
+from pamcore.model import RecordingBudget
+from pamcore.services import recording_budgets
 from pamcore.services.recording_budgets import CHUNK_BYTES, SessionBudget, release, reserve
 from tests.test_recordings import saved, session_of
 from tests.world import World
@@ -79,3 +85,45 @@ def test_a_database_failure_stops_the_recording_not_the_caller(core: Pamcore, wo
     budget = SessionBudget(core, 999_999, MIB)  # no such session: the insert fails
     assert not budget.allows(1)
     budget.release()  # nothing reserved, nothing to give back
+
+
+def reserved(core: Pamcore, sid: int) -> int:
+    with core.reader() as db:
+        budget = db.get(RecordingBudget, sid)
+        return budget.reserved_bytes if budget else 0
+
+
+async def until(condition, seconds: float = 10) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
+def test_in_a_relay_the_next_chunk_is_reserved_off_the_loop(
+    core: Pamcore, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once less than a chunk is left, a worker thread reserves the next one: the relay's
+    loop waits on the database only for the first chunk."""
+    sid = session_of(core, world.alice)
+    threads: list[str] = []
+    real_reserve = recording_budgets.reserve
+
+    def noting_the_thread(node: Pamcore, session_id: int, wanted: int, cap: int) -> int:
+        threads.append(threading.current_thread().name)
+        return real_reserve(node, session_id, wanted, cap)
+
+    monkeypatch.setattr(recording_budgets, "reserve", noting_the_thread)
+
+    async def relay() -> None:
+        budget = SessionBudget(core, sid, 8 * MIB)
+        assert budget.allows(100) and budget.left == CHUNK_BYTES  # the first, in the loop
+        budget.spend(100)
+        await until(lambda: budget.left == 2 * CHUNK_BYTES - 100)  # the next, asked at once
+        assert budget.allows(CHUNK_BYTES)  # no wait: enough is here; a third is asked for
+        budget.spend(CHUNK_BYTES)
+        budget.release()  # the chunk on its way is given back when it lands
+        await until(lambda: len(threads) == 3 and reserved(core, sid) == 100 + CHUNK_BYTES)
+
+    asyncio.run(relay())
+    assert threads[0] == "MainThread" and "MainThread" not in threads[1:]

@@ -271,7 +271,7 @@ class ConnectionRecording:
         except RecordingIncomplete as exc:
             sha256, size = exc.sha256, exc.size
             meta["incomplete"] = exc.reason
-        await asyncio.to_thread(self.budget.release)
+        self.budget.release()
         if self.recorder.capped:
             meta["capped"] = True
         await _in_thread(
