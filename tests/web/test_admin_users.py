@@ -9,6 +9,7 @@ import datetime as dt
 from collections.abc import Callable
 from urllib.parse import quote
 
+import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -20,7 +21,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from pamcore.core import Pamcore
 from pamcore.model import Role
 from pamcore.presenters import role_words
-from pamcore.services import directory
+from pamcore.services import directory, twofactor
 from pamcore.services.common import CONSOLE
 from tests.web.admin_pages import only_admins, send
 from tests.web.chromium import sign_in
@@ -199,6 +200,25 @@ def test_sign_in_actions_on_the_detail_page(core: Pamcore, app: Flask) -> None:
     went, said = post(app, admin, "member_add", username="bob", group="Linux Admins", next=detail)
     assert (went, said) == (detail, "success: added bob to Linux Admins")
     assert members(core, "Linux Admins") == ["bob", "carol", "dave"]
+
+
+def test_an_admin_removes_a_lost_second_factor(core: Pamcore, app: Flask) -> None:
+    detail = "/admin/user/bob"
+    admin = signed_in(app, core, "erin")
+    assert "Off: the password alone signs in." in admin.get(detail).get_data(as_text=True)
+    went, said = post(app, admin, "totp_off", username="bob", next=detail)
+    assert (went, said) == (detail, "error: totp: bob has no second factor")
+    with core.unit() as db:
+        bob = directory.get_user(db, "bob")
+        enrolment = twofactor.start_enrolment(core, db, bob)
+        code = pyotp.TOTP(enrolment.secret).at(core.now())
+        twofactor.confirm_enrolment(core, db, bob, enrolment.secret_id, code)
+    page = admin.get(detail).get_data(as_text=True)
+    assert "On: a code from an authenticator app" in page and 'id="totp-off"' in page
+    went, said = post(app, admin, "totp_off", username="bob", next=detail)
+    assert (went, said) == (detail, "success: second factor of bob removed")
+    with core.reader() as db:
+        assert not twofactor.totp_enabled(directory.get_user(db, "bob"))
 
 
 def test_new_user_and_group_from_their_forms(core: Pamcore, app: Flask) -> None:

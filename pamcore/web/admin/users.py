@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from pamcore.core import Pamcore
 from pamcore.model import Role, User
 from pamcore.presenters import role_words, session_row
-from pamcore.services import directory, sessions, signins
+from pamcore.services import directory, sessions, signins, twofactor
 from pamcore.web.admin import bp
 from pamcore.web.admin.changes import change
 from pamcore.web.admin.forms import Form
@@ -50,6 +50,8 @@ def user_detail(name: str) -> ResponseReturnValue:
             "user_detail.html",
             u=directory.user_record(user),
             role=role_words(user.role),
+            two_factor=twofactor.totp_enabled(user),
+            ssh_keys=[f"{k.name or 'key'} ({k.fingerprint})" for k in user.ssh_keys],
             sessions=[session_row(s, core.now()) for s in recent],
             groups=[g.name for g in directory.list_groups(db)],
         )
@@ -125,6 +127,15 @@ def sign_out_everywhere(core: Pamcore, db: Session, actor: User, form: Form) -> 
 @change("users", "unlock")
 def unlock_user(core: Pamcore, db: Session, actor: User, form: Form) -> str:
     return f"{directory.unlock_user(core, db, actor, form.text('username')).username} unlocked"
+
+
+@change("users", "totp_off")
+def remove_second_factor(core: Pamcore, db: Session, actor: User, form: Form) -> str:
+    """An administrator removes a user's second factor (a lost phone): the user signs in
+    with the password alone until they enrol again."""
+    user = directory.get_user(db, form.text("username"))
+    twofactor.disable_totp(core, db, actor, user)
+    return f"second factor of {user.username} removed"
 
 
 @change("users", "delete")
