@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Engine, event, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class SessionChanges:
     def watch_units(self, factory: sessionmaker[Session]) -> None:
         """Deliver what ``factory``'s units announce once (and only if) they commit."""
         event.listen(factory, "after_commit", self._committed)
-        event.listen(factory, "after_rollback", _forget)
+        event.listen(factory, "after_soft_rollback", _forget)
 
     def announce(
         self, db: Session, session_id: int, kind: str, connection_id: int | None = None
@@ -149,8 +149,11 @@ class SessionChanges:
             self.deliver(change)
 
 
-def _forget(db: Session) -> None:
-    db.info.pop(_PENDING, None)
+def _forget(db: Session, rolled_back: SessionTransaction) -> None:
+    """The unit rolled back: nothing to tell. A savepoint's rollback keeps what was
+    announced (a wake-up too many costs one query; one too few waits for the poll)."""
+    if not rolled_back.nested:
+        db.info.pop(_PENDING, None)
 
 
 class _Listening:

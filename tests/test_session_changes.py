@@ -92,7 +92,7 @@ def until_listening(node: Pamcore) -> None:
 
 def test_a_unit_announces_only_once_it_commits(core: Pamcore, world: World) -> None:
     """This process hears its own changes right after the commit, never before it, and
-    never those of a unit that rolled back."""
+    never those of a unit that rolled back (a savepoint's rollback drops nothing)."""
     heard = Heard()
     unsubscribe = core.session_changes.subscribe(heard)
     try:
@@ -103,6 +103,8 @@ def test_a_unit_announces_only_once_it_commits(core: Pamcore, world: World) -> N
         assert heard.none_within(0.3)
         with core.unit() as db:
             end_session(core, db, fresh(db, world.alice), sid)
+            with pytest.raises(RuntimeError), db.begin_nested():
+                raise RuntimeError("a savepoint after it rolls back; the unit goes on")
             assert heard.none_within(0.05)
         change, _ = heard.next()
         assert (change.session_id, change.kind, change.node) == (sid, "ended", core.node)
