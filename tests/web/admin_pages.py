@@ -1,6 +1,6 @@
 """Shared by the admin page tests of activities and resources: a page as a person reads it,
 a change posted as its form sends it, the pages and changes only an admin may use, and
-following a link or button in Chromium."""
+following a link or button, or a confirmed delete, in Chromium."""
 
 from __future__ import annotations
 
@@ -57,3 +57,19 @@ def follow(driver: webdriver.Chrome, element_id: str) -> None:
     element = driver.find_element(By.ID, element_id)
     element.click()
     WebDriverWait(driver, 10).until(ec.staleness_of(element))
+
+
+def delete_when_confirmed(driver: webdriver.Chrome) -> str:
+    """Press the detail page's Delete button: dismissing the question keeps the page as it
+    is, accepting it sends the form. Returns the question asked."""
+    page = driver.current_url
+    delete = driver.find_element(By.CSS_SELECTOR, "form[data-confirm] button.danger")
+    delete.click()
+    question = WebDriverWait(driver, 5).until(ec.alert_is_present())
+    asked = question.text
+    question.dismiss()
+    assert driver.current_url == page
+    delete.click()
+    WebDriverWait(driver, 5).until(ec.alert_is_present()).accept()
+    WebDriverWait(driver, 10).until(ec.staleness_of(delete))
+    return asked

@@ -18,7 +18,8 @@ from pamcore.core import Pamcore
 from pamcore.model import ActionPhase, AuditEvent, LoginMode
 from pamcore.plugins import PluginHost
 from pamcore.services import activities, policies
-from tests.web.admin_pages import follow, only_admins, send, text
+from pamcore.services.common import CONSOLE
+from tests.web.admin_pages import delete_when_confirmed, follow, only_admins, send, text
 from tests.web.chromium import sign_in
 from tests.web.roles import build_app, signed_in
 from tests.web.test_admin_browser import chosen, flash, pick
@@ -295,3 +296,13 @@ def test_activities_in_chromium(
     pre = erin.find_element(By.ID, "pre-actions").text
     assert pre.startswith("linux-create-account: Create the session's ephemeral account")
     shots(erin, "activity-detail")
+
+    # Delete asks first: dismissed, nothing happens; accepted, the activity is gone.
+    with core.unit() as db:
+        activities.create_activity(core, db, CONSOLE, "Night fix", activities.ActivityChanges())
+    erin.get(f"{server}/admin/activity/Night%20fix")
+    assert delete_when_confirmed(erin) == "Delete the activity Night fix?"
+    assert flash(erin) == "deleted activity Night fix"
+    assert erin.current_url.endswith("/admin/activities")
+    with core.reader() as db:
+        assert [a.name for a in activities.list_activities(db)] == ["Check out root", "Linux Admin"]

@@ -20,7 +20,7 @@ from pamcore.core import Pamcore
 from pamcore.plugins import PluginHost
 from pamcore.services import inventory, policies
 from pamcore.services.common import CONSOLE
-from tests.web.admin_pages import follow, only_admins, send, text
+from tests.web.admin_pages import delete_when_confirmed, follow, only_admins, send, text
 from tests.web.chromium import sign_in
 from tests.web.roles import build_app, signed_in
 from tests.web.test_admin_browser import chosen, flash, pick
@@ -260,3 +260,13 @@ def test_resources_in_chromium(
     assert "rdp.domain is CORP" in erin.find_element(By.ID, "resource-settings").text
     assert ROOT_PASSWORD not in erin.page_source
     shots(erin, "resource-detail")
+
+    # Delete asks first; accepted, the resource is gone.
+    with core.unit() as db:
+        inventory.create_resource(core, db, CONSOLE, "web09", "10.0.0.9")
+    erin.get(f"{server}/admin/resource/web09")
+    assert delete_when_confirmed(erin) == "Delete the resource web09?"
+    assert flash(erin) == "deleted resource web09"
+    assert erin.current_url.endswith("/admin/resources")
+    with core.reader() as db:
+        assert [r.name for r in inventory.list_resources(db)] == ["db01", "web01", "web02"]
