@@ -52,7 +52,6 @@ def _choices(db: Session) -> dict[str, Any]:
         "kinds": [k.value for k in ActivityKind],
         "login_modes": [m.value for m in LoginMode],
         "credentials": [c.name for c in inventory.list_credentials(db)],
-        "all_policies": [p.name for p in policies.list_policies(db)],
     }
 
 
@@ -114,6 +113,7 @@ def activity_edit(name: str) -> ResponseReturnValue:
             adding=types.get(request.args.get("action_type", "")),
             phases=[p.value for p in ActionPhase],
             granted=[p.name for p in granted],
+            all_policies=[p.name for p in policies.list_policies(db)],
             **_choices(db),
         )
 
