@@ -19,7 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from pamcore.core import Pamcore
 from pamcore.services import inventory
 from pamcore.services.common import CONSOLE
-from tests.web.admin_pages import only_admins, send, text
+from tests.web.admin_pages import delete_when_confirmed, only_admins, send, text
 from tests.web.chromium import sign_in
 from tests.web.roles import build_app, signed_in
 from tests.web.test_admin_browser import chosen, flash, pick
@@ -224,3 +224,12 @@ def test_the_resource_picker_in_chromium(
     assert flash(erin) == "updated credential db01 root"
     assert "Any resource: a domain account." in erin.find_element(By.ID, "credential-facts").text
     assert record(core, "db01 root")["resource"] is None
+
+    # Delete asks first; accepted, the credential and its secrets are gone.
+    erin.get(f"{server}/admin/credential/web01%20deploy")
+    asked = delete_when_confirmed(erin)
+    assert asked == "Delete the credential web01 deploy and its stored secrets?"
+    assert flash(erin) == "deleted credential web01 deploy"
+    assert erin.current_url.endswith("/admin/credentials")
+    with core.reader() as db:
+        assert [c.name for c in inventory.list_credentials(db)] == ["ad backup", "db01 root"]

@@ -23,7 +23,7 @@ from pamcore.model import Role
 from pamcore.presenters import role_words
 from pamcore.services import directory, twofactor
 from pamcore.services.common import CONSOLE
-from tests.web.admin_pages import only_admins, send
+from tests.web.admin_pages import delete_when_confirmed, only_admins, send
 from tests.web.chromium import sign_in
 from tests.web.helpers import request_session
 from tests.web.roles import build_app, signed_in
@@ -304,3 +304,18 @@ def test_the_member_picker_in_chromium(
     assert "Members\nalice, dave" in erin.find_element(By.ID, "group-facts").text
     assert members(core, "Linux Admins") == ["alice", "dave"]
     shots(erin, "group-detail")
+
+    # Deleting asks first; accepted, the group and then bob (no history) are gone.
+    with core.unit() as db:
+        directory.create_group(core, db, CONSOLE, "On call", members=["bob"])
+    erin.get(f"{server}/admin/group/On%20call")
+    assert delete_when_confirmed(erin) == "Delete the group On call?"
+    assert flash(erin) == "deleted group On call"
+    assert erin.current_url.endswith("/admin/groups")
+    erin.get(f"{server}/admin/user/bob")
+    assert delete_when_confirmed(erin) == "Delete the user bob?"
+    assert flash(erin) == "deleted user bob"
+    assert erin.current_url.endswith("/admin/users")
+    with core.reader() as db:
+        assert [g.name for g in directory.list_groups(db)] == ["Linux Admins"]
+        assert "bob" not in [u.username for u in directory.list_users(db)]
