@@ -1,12 +1,12 @@
-"""Admin pages (role admin): one page per area lists what exists and holds the forms that
-change it. Every form posts to ``/admin/<area>/<change>``, which parses the form and makes
+"""Admin pages (role admin). Each area (users, groups, resources, credentials, activities,
+connection profiles, access policies) follows the user-facing pages: a short list, a detail
+page per item saying it in words, and an edit form whose searchable pickers offer the names
+to choose. Every form posts to ``/admin/<area>/<change>``, which parses the form and makes
 one service call (the services check and audit); a refusal comes back as a flash message.
 Changes need a recent sign-in, like a password reveal.
 
-Areas with many rules (connection profiles, access policies) follow the user-facing pages:
-a list, a detail page per item with its rules in words, and an edit form. A form sent from
-one of those pages names where to go next (``next``) and where to come back to on a refusal
-(``here``); both must be admin pages."""
+A form names where to go next (``next``) and where to come back to on a refusal (``here``);
+both must be admin pages."""
 
 from __future__ import annotations
 

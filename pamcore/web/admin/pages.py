@@ -1,6 +1,6 @@
 """The admin pages of the areas without a module of their own: the index, connection
 profiles and access policies (a list, a detail page in words and an edit form, like the user
-pages), live connections, plugins and the vault. Users, resources, credentials and
+pages), live connections, plugins and the vault. Users, groups, resources, credentials and
 activities live in modules named for them."""
 
 from __future__ import annotations
