@@ -56,8 +56,9 @@ from pamcore.model import Activity, ActivitySession, AuditEvent, Base, LoginMode
 from pamcore.plugins import build_plugin_host
 from pamcore.registry import ProtocolHandler
 from pamcore.services import scheduler
-from pamcore.services.connections import open_count
-from pamcore.services.sessions import SessionRequest, create_session
+from pamcore.services.common import CONSOLE
+from pamcore.services.connections import open_count, request_termination
+from pamcore.services.sessions import SessionRequest, create_session, end_session
 from pamcore.testing import T0, make_core
 from pamcore.testing import builders as b
 
@@ -385,6 +386,72 @@ class ProtocolContract:
             ("connection.opened", second),
             ("connection.closed", second),
         ]
+
+    def test_another_nodes_termination_and_ending_close_the_connection(
+        self, core: Pamcore, handler: ProtocolHandler, world: ContractWorld, clock: FrozenClock
+    ) -> None:
+        """An administrator's termination, then the session's ending, made by another
+        process (its own core: another node) reach the listener through the core's watch:
+        the proxy closes the connection itself, recording why, within 2 s."""
+        elsewhere = Pamcore(
+            core.config, plugins=core.plugins, clock=clock, node=f"{core.node}-elsewhere"
+        )
+
+        def latest_connection() -> int:
+            with core.reader() as db:
+                events = db.scalars(
+                    select(AuditEvent).where(
+                        AuditEvent.session_id == world.session_id,
+                        AuditEvent.action == "connection.opened",
+                    )
+                )
+                return max(e.details["connection"] for e in events)
+
+        def terminate() -> None:
+            with elsewhere.unit() as db:
+                request_termination(elsewhere, db, CONSOLE, latest_connection(), "contract")
+
+        def end() -> None:
+            with elsewhere.unit() as db:
+                end_session(elsewhere, db, CONSOLE, world.session_id)
+
+        async def closed_after(port: int, change: Any) -> float:
+            conn = await self.connect_through("127.0.0.1", port, "alice", ALICE_PASSWORD, RESOURCE)
+            try:
+                await asyncio.wait_for(self.exchange(conn, self.payload), 10)
+                await asyncio.to_thread(change)
+                started = time.monotonic()
+                while await asyncio.to_thread(self._open_connections, core, world):
+                    assert time.monotonic() - started < 10, "the proxy never closed it"
+                    await asyncio.sleep(0.02)
+                return time.monotonic() - started
+            finally:
+                await self.disconnect(conn)
+
+        async def scenario() -> list[float]:
+            async with self.running_listener(core, handler) as listener:
+                return [await closed_after(listener.port, change) for change in (terminate, end)]
+
+        try:
+            took = asyncio.run(scenario())
+        finally:
+            elsewhere.dispose()
+        with core.reader() as db:
+            closes = db.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.session_id == world.session_id)
+                .where(AuditEvent.action == "connection.closed")
+                .order_by(AuditEvent.id)
+            )
+            reasons = [e.details.get("reason", "") for e in closes]
+        assert reasons[0] == "contract", reasons
+        assert "ended" in reasons[1], reasons
+        assert max(took) < 2.0, took
+
+    @staticmethod
+    def _open_connections(core: Pamcore, world: ContractWorld) -> int:
+        with core.reader() as db:
+            return open_count(db, world.session_id)
 
     def _refusal(self, core: Pamcore, handler: ProtocolHandler, username: str, pw: str) -> str:
         async def scenario() -> str:
