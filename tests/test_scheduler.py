@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from pamcore import hookimpl
 from pamcore.clock import FrozenClock
@@ -30,6 +31,7 @@ from pamcore.model import (
 )
 from pamcore.registry import ActionContext, ActionType
 from pamcore.services import claims, scheduler
+from pamcore.services.actions import ActionRecord, ActionRecords
 from pamcore.services.common import this_host
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
@@ -303,6 +305,37 @@ def test_a_takeover_resumes_after_the_finished_actions(
     clock.advance(seconds=core.config.claim_timeout + 1)
     assert scheduler.tick(core).activated == [sid]
     assert recorder.calls == [("create-account", "web02", "alice-0a1b2c")]
+
+
+def test_action_records_share_units_and_fail_alone(
+    core: Pamcore, world: World, recorder: Recorder
+) -> None:
+    """Eight threads' records commit (in shared units); a record that cannot be written (the
+    same action recorded twice) fails only the thread that wrote it."""
+    sid = request(core, world.alice, None, "web01")
+    errors: list[Exception] = []
+
+    def finish(resource_id: int) -> None:
+        record = ActionRecord(sid, resource_id, "web01", [("test.step", {"n": resource_id})], 1)
+        try:
+            records.write(record)
+        except IntegrityError as exc:
+            errors.append(exc)
+
+    with ActionRecords(core) as records:
+        threads = [threading.Thread(target=finish, args=(n % 8,)) for n in range(9)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert len(errors) == 1
+    with core.reader() as db:
+        done = db.scalars(
+            select(CompletedAction.resource_id).where(CompletedAction.session_id == sid)
+        )
+        assert sorted(done) == list(range(8))
+        steps = db.scalars(select(AuditEvent.details).where(AuditEvent.action == "test.step"))
+        assert sorted(d["n"] for d in steps) == list(range(8))
 
 
 def test_two_workers_never_run_the_same_session(

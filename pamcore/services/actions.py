@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from pamcore import metrics
 from pamcore.audit import check_details
@@ -22,7 +26,6 @@ from pamcore.model import (
     ActivitySession,
     CompletedAction,
     LoginMode,
-    Resource,
 )
 from pamcore.passwords import generate_password
 from pamcore.registry import ActionContext
@@ -99,25 +102,27 @@ def run_actions(
     password: str | None,
     *,
     best_effort: bool = False,
+    records: ActionRecords | None = None,
 ) -> list[str]:
     """Run the phase's actions for every resource, in order, outside any write transaction.
 
-    Each action that finishes is recorded in one unit with the audit events it recorded, and
-    skipped when the phase runs again (a claim taken over from a process that died), so no
-    action runs twice. Raises :class:`ActionFailed` on the first failure, unless
-    ``best_effort`` (removals, cleanup after a failure), where every action runs and the
-    failures are returned.
+    Each action that finishes is recorded in one unit with the audit events it recorded
+    (through ``records`` when threads share one), and skipped when the phase runs again (a
+    claim taken over from a process that died), so no action runs twice. Raises
+    :class:`ActionFailed` on the first failure, unless ``best_effort`` (removals, cleanup
+    after a failure), where every action runs and the failures are returned.
     """
     known = core.hooks.actions()
     failures: list[str] = []
-    with core.reader() as db:
-        finished = set(
-            db.execute(
-                select(CompletedAction.resource_id, CompletedAction.action_id).where(
-                    CompletedAction.session_id == session.id
-                )
-            ).tuples()
-        )
+    db = object_session(session)
+    assert db is not None, "run_actions needs the session loaded in a (read) unit"
+    finished = set(
+        db.execute(
+            select(CompletedAction.resource_id, CompletedAction.action_id).where(
+                CompletedAction.session_id == session.id
+            )
+        ).tuples()
+    )
     for resource in session.resources:
         for action in session.activity.actions_for(phase):
             if (resource.id, action.id) in finished:
@@ -150,7 +155,11 @@ def run_actions(
                 )
             except Exception as exc:
                 metrics.ACTION_FAILURES.labels(**labels).inc()
-                _record(core, session, resource, events, None)
+                _record(
+                    core,
+                    ActionRecord(session.id, resource.id, resource.name, events, None),
+                    records,
+                )
                 message = (
                     f"{phase.value}-session action '{action.action_type}' failed on "
                     f"{resource.name}: {exc}"
@@ -160,7 +169,8 @@ def run_actions(
                     raise ActionFailed(message) from exc
                 failures.append(message)
             else:
-                _record(core, session, resource, events, action.id)
+                record = ActionRecord(session.id, resource.id, resource.name, events, action.id)
+                _record(core, record, records)
             finally:
                 metrics.ACTION_DURATION.labels(**labels).observe(time.monotonic() - started)
     return failures
@@ -179,22 +189,91 @@ def _collector(
     return audit
 
 
-def _record(
-    core: Pamcore,
-    session: ActivitySession,
-    resource: Resource,
-    events: list[tuple[str, dict[str, Any]]],
-    finished_action: int | None,
-) -> None:
-    """One unit per action: the events it recorded, and that it finished (if it did)."""
-    if not events and finished_action is None:
-        return
-    with core.unit() as db:
-        for name, details in events:
-            core.audit(db, ACTOR, name, target=resource.name, session_id=session.id, **details)
-        if finished_action is not None:
+@dataclass
+class ActionRecord:
+    """What one action leaves: its audit events, and (if it finished) that it did."""
+
+    session_id: int
+    resource_id: int
+    target: str
+    events: list[tuple[str, dict[str, Any]]]
+    finished_action: int | None
+
+    def write(self, core: Pamcore, db: Session) -> None:
+        for name, details in self.events:
+            core.audit(db, ACTOR, name, target=self.target, session_id=self.session_id, **details)
+        if self.finished_action is not None:
             db.add(
                 CompletedAction(
-                    session_id=session.id, resource_id=resource.id, action_id=finished_action
+                    session_id=self.session_id,
+                    resource_id=self.resource_id,
+                    action_id=self.finished_action,
                 )
             )
+
+
+class ActionRecords:
+    """Writes the records of actions that several threads run at once (the scheduler's
+    provisioning threads), many per unit: each thread still waits until its own record
+    committed, as if alone, but one commit and one audit-head lock serve every record that
+    arrived meanwhile, instead of each thread queueing for the write lock in turn."""
+
+    def __init__(self, core: Pamcore) -> None:
+        self.core = core
+        self._queue: queue.SimpleQueue[tuple[ActionRecord, Future[None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._writer = threading.Thread(target=self._write_batches, name="action records")
+
+    def __enter__(self) -> ActionRecords:
+        self._writer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._queue.put(None)
+        self._writer.join()
+
+    def write(self, record: ActionRecord) -> None:
+        """Returns once ``record`` is committed; raises what its unit raised."""
+        done: Future[None] = Future()
+        self._queue.put((record, done))
+        done.result()
+
+    def _write_batches(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            batch = []
+            while item is not None:
+                batch.append(item)
+                if self._queue.empty():
+                    break
+                item = self._queue.get()
+            stopping = item is None
+            if batch:
+                self._commit(batch)
+
+    def _commit(self, batch: list[tuple[ActionRecord, Future[None]]]) -> None:
+        try:
+            with self.core.unit() as db:
+                for record, _ in batch:
+                    record.write(self.core, db)
+        except Exception as exc:
+            if len(batch) > 1:  # one bad record must not fail the others: each alone
+                for item in batch:
+                    self._commit([item])
+            else:
+                batch[0][1].set_exception(exc)
+            return
+        for _, done in batch:
+            done.set_result(None)
+
+
+def _record(core: Pamcore, record: ActionRecord, records: ActionRecords | None) -> None:
+    if not record.events and record.finished_action is None:
+        return
+    if records is not None:
+        records.write(record)
+        return
+    with core.unit() as db:
+        record.write(core, db)

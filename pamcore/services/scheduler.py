@@ -26,7 +26,7 @@ from pamcore.core import Pamcore
 from pamcore.errors import ActionFailed
 from pamcore.lifecycle import Status, transition
 from pamcore.model import ActionPhase, ActivitySession
-from pamcore.services.actions import assign_login_account, run_actions
+from pamcore.services.actions import ActionRecords, assign_login_account, run_actions
 from pamcore.services.approvals import escalate_if_due
 from pamcore.services.claims import abandoned, heartbeat, release, stake
 from pamcore.services.common import worker_name
@@ -121,13 +121,15 @@ def _activate_due(core: Pamcore, worker: str, report: TickReport, batch: int) ->
         return
     prepared = _prepare(core, worker, ids, report)
     with_actions = [p for p in prepared if p.has_actions and p.failure is None]
-    with heartbeat(core, worker):
+    with heartbeat(core, worker), ActionRecords(core) as records:
         if len(with_actions) == 1:
-            _run_pre_actions(core, with_actions[0])
+            _run_pre_actions(core, with_actions[0], records)
         elif with_actions:
             threads = min(PROVISION_THREADS, len(with_actions))
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                for future in [pool.submit(_run_pre_actions, core, p) for p in with_actions]:
+                for future in [
+                    pool.submit(_run_pre_actions, core, p, records) for p in with_actions
+                ]:
                     future.result()
     _settle(core, worker, prepared, report)
 
@@ -190,16 +192,16 @@ def _prepare(core: Pamcore, worker: str, ids: list[int], report: TickReport) -> 
     return prepared
 
 
-def _run_pre_actions(core: Pamcore, item: _Provisioning) -> None:
+def _run_pre_actions(core: Pamcore, item: _Provisioning, records: ActionRecords) -> None:
     with core.reader() as db:
         session = db.get(ActivitySession, item.session_id)
         assert session is not None
         try:
-            run_actions(core, session, ActionPhase.PRE, item.password)
+            run_actions(core, session, ActionPhase.PRE, item.password, records=records)
         except ActionFailed as exc:
             item.failure = str(exc)
             item.cleanup = run_actions(
-                core, session, ActionPhase.POST, item.password, best_effort=True
+                core, session, ActionPhase.POST, item.password, best_effort=True, records=records
             )
 
 
@@ -207,8 +209,12 @@ def _settle(core: Pamcore, worker: str, prepared: list[_Provisioning], report: T
     available: list[ActivitySession] = []
     with core.unit() as db:
         now = core.now()
+        ids = [item.session_id for item in prepared]
+        sessions = {
+            s.id: s for s in db.scalars(select(ActivitySession).where(ActivitySession.id.in_(ids)))
+        }
         for item in prepared:
-            session = db.get(ActivitySession, item.session_id)
+            session = sessions.get(item.session_id)
             if session is None or session.claimed_by != worker:
                 continue  # another worker took over an abandoned claim; its result stands
             release(session)
