@@ -39,8 +39,10 @@ class WsgiServer:
         *,
         threads: int,
         tls: tuple[Path, Path] | None = None,
+        thread_name: str = "pamcore-web",
     ) -> None:
         self.tls = tls is not None
+        self._thread_name = thread_name
         self._server = wsgi.Server((host, port), app, numthreads=threads, server_name=host)
         if tls is not None:
             self._server.ssl_adapter = BuiltinSSLAdapter(str(tls[0]), str(tls[1]))
@@ -54,7 +56,9 @@ class WsgiServer:
     def start(self) -> str:
         """Bind now (so a busy port fails here, not in the thread), then serve."""
         self._server.prepare()
-        self._thread = threading.Thread(target=self._server.serve, name="pamcore-web", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve, name=self._thread_name, daemon=True
+        )
         self._thread.start()
         return self.url
 
@@ -127,7 +131,9 @@ class MonitoringService:
 
     def __init__(self, core: Pamcore, states: ServiceStates, port: int) -> None:
         self._monitor = Monitor(core, states)
-        self._server = WsgiServer(self._wsgi, core.config.metrics_bind, port, threads=2)
+        self._server = WsgiServer(
+            self._wsgi, core.config.metrics_bind, port, threads=2, thread_name="pamcore-monitoring"
+        )
 
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
