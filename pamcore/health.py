@@ -1,7 +1,8 @@
 """Whether a pamcore process can do its work (``/readyz``): its database answers, the
 schema is the one this pamcore needs, and every service the process was asked to run (the
 scheduler, the dashboard, each proxy listener) is running. Each check returns the reason
-it fails in one line, for an operator and a load balancer; never a secret or a user name.
+it fails in one line, for an operator and a load balancer; never a secret or a user name
+(docs/design/monitoring.md).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ from the database at scrape time (sessions by status, live connections), so that
 process of an instance reports the same totals whichever one is scraped.
 
 The event metrics live in one registry per process (:data:`PROCESS`); the database gauges
-are read per core by :class:`DatabaseCollector`. :func:`exposition` joins both. Labels carry
-no user names, addresses or secrets: only statuses, protocols, proxy nodes and action types.
+are read per core by :class:`DatabaseCollector`; :class:`Exposition` joins both. Labels
+carry no user names, addresses or secrets: only statuses, protocols, proxy nodes and action
+types (docs/design/monitoring.md).
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ ACTION_FAILURES = Counter(
 
 
 def relayed(protocol: str, direction: str) -> Counter:
-    """The byte counter of one relay direction (``to_target`` or ``to_client``), looked up
-    once per connection so that a relayed chunk costs one increment."""
+    """The byte counter of one protocol's relay direction (``to_target`` or ``to_client``),
+    which a relay looks up once, so that a relayed chunk costs one increment."""
     return RELAYED_BYTES.labels(protocol=protocol, direction=direction)
 
 
