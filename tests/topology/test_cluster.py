@@ -4,17 +4,23 @@ an operator relies on when pamcore runs on several nodes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
 
 import pexpect
 import pytest
+from sqlalchemy import select
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from pamcore.demo_target import load_target
+from pamcore.model import User
 from pamcore.openssh import sshd_missing
+from pamcore.services.terminal_tokens import instance_secret, issue_terminal_token
 from pamcore.testing import require_pg_admin_url
-from tests.topology.cluster import Cluster, pamcore, running_cluster
+from tests.topology.cluster import Cluster, Node, pamcore, running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -73,4 +79,40 @@ def test_vault_rotation_while_every_node_runs(cluster: Cluster) -> None:
     assert len(revealed["password"]) >= 16
     status = json.loads(pamcore(cluster.a.instance, "--json", "vault", "status"))
     assert status["undecryptable"] == []
+    pamcore(cluster.a.instance, "sessions", "end", str(session_id), "--as", "alice")
+
+
+def test_a_terminal_token_opens_a_shell_through_one_node_only(cluster: Cluster) -> None:
+    """The dashboard's browser-terminal token, taken by proxy a, is refused by proxy b with
+    the sentence a second use gets: it was spent in the database, not in a's memory."""
+    session_id = cluster.available_session()
+    core = cluster.core()
+    try:
+        secret = instance_secret(core)
+        assert secret is not None
+        with core.reader() as db:
+            alice = db.scalars(select(User).where(User.username == "alice")).one()
+            token = issue_terminal_token(core, db, alice, session_id, "web01", "ssh", secret)
+    finally:
+        core.dispose()
+
+    async def page(node: Node) -> tuple[str, int | None]:
+        """What the page shows first, and the close code when the proxy closed it."""
+        url = f"ws://127.0.0.1:{node.terminal_port}"
+        async with connect(url, origin=f"http://localhost:{cluster.web_port}") as ws:  # type: ignore[arg-type]
+            await ws.send(json.dumps({"type": "auth", "token": token, "cols": 80, "rows": 24}))
+            shown = await asyncio.wait_for(ws.recv(), 30)
+            try:
+                await asyncio.wait_for(ws.recv(), 2)
+            except ConnectionClosed as closed:
+                return str(shown), closed.rcvd.code if closed.rcvd else None
+            except TimeoutError:
+                pass
+            return str(shown), None
+
+    shown, closed = asyncio.run(page(cluster.a))
+    assert closed is None and "already used" not in shown, shown
+    shown, closed = asyncio.run(page(cluster.b))
+    assert closed == 1008
+    assert "the terminal token was already used" in shown, shown
     pamcore(cluster.a.instance, "sessions", "end", str(session_id), "--as", "alice")
