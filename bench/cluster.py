@@ -256,7 +256,7 @@ def admission(admin_url: str, m: int, concurrency: int) -> dict[str, float]:
             with pamcore_proxy(d, instance, port_a, None):
                 rate, failed = admissions(cfg, ["pamcore"], m, concurrency)
                 figures["1 proxy: connections/s"], figures["1 proxy: failed"] = rate, failed
-                with pamcore_proxy(d, node_b, port_b, None):
+                with pamcore_proxy(node_b, node_b, port_b, None):
                     rate, failed = admissions(cfg, ["pamcore", "pamcore-b"], m, concurrency)
                     figures["2 proxies: connections/s"] = rate
                     figures["2 proxies: failed"] = failed

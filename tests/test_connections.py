@@ -5,6 +5,7 @@ terminated."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -18,6 +19,7 @@ from pamcore.model import ActivitySession, AuditEvent, LiveConnection
 from pamcore.proxywatch import watch_connections
 from pamcore.runtime import SchedulerService
 from pamcore.services import scheduler
+from pamcore.services.access import authorize_connection
 from pamcore.services.common import worker_name
 from pamcore.services.connections import (
     LEGACY_ALGORITHMS,
@@ -298,3 +300,24 @@ def test_legacy_algorithm_marks_come_from_the_audit_log(core: Pamcore) -> None:
             7: {**used, "host_key": "ssh-rsa", "resource": "sw01"}
         }
         assert legacy_algorithms(db, []) == {}
+
+
+def test_a_connection_opens_after_another_changed_the_session_it_had_read(
+    core: Pamcore, world: World, sid: int
+) -> None:
+    """Two connections to one session at once (as a bench of concurrent ``ssh`` found): the
+    second unit read the session to authorize, the first then opened and moved it to
+    Active; the second still opens, on the session as it is now, instead of failing with
+    SQLAlchemy's stale-data error."""
+    if core.engine.dialect.name == "sqlite":
+        pytest.skip("a SQLite unit holds the write lock from its start: no unit interleaves")
+    with core.unit() as db:
+        alice, db01 = fresh(db, world.alice), fresh(db, world.db01)
+        grant = authorize_connection(core, db, alice, db01, "ssh")
+        assert Status(grant.session.status) == Status.AVAILABLE
+        with ThreadPoolExecutor(1) as other:  # another unit (its own thread), committed
+            first = other.submit(opened, core, world, sid).result(timeout=30)
+        second = connection_opened(core, db, alice, sid, db01, "ssh", "127.0.0.1:50001")
+        assert Status(grant.session.status) == Status.ACTIVE
+    assert status(core, sid) == (Status.ACTIVE, 2)
+    assert second.id != first

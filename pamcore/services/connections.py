@@ -48,9 +48,15 @@ def legacy_algorithms(db: Session, session_ids: list[int]) -> dict[int, dict[str
 
 
 def _locked(db: Session, session_id: int) -> ActivitySession:
-    session = db.get(ActivitySession, session_id, with_for_update=True)
+    """The session row, locked and read afresh. The unit may have loaded it before (to
+    authorize) and another connection may have changed it since: a locking read of a row
+    whose version moved on raises a stale-data error in SQLAlchemy, so a loaded row is
+    refreshed under the lock instead (the unit's own changes are flushed first)."""
+    db.flush()
+    session = db.get(ActivitySession, session_id)
     if session is None:
         raise NotFound(f"no activity session #{session_id}")
+    db.refresh(session, with_for_update=True)
     return session
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import socket
 import subprocess
 import time
 
 import pexpect
 import pytest
-from pamcore_ssh.server import FORWARDING
+from pamcore_ssh.server import FORWARDING, UNEXPECTED
 from proxy_world import SSH_OPTS, World
 from sqlalchemy import select
 from ssh_peers import Sshd
@@ -32,7 +33,7 @@ from pamcore.services.sessions import SessionRequest, create_session, end_sessio
 from pamcore.testing import builders as b
 from pamcore.testing.contract import closed_port as free_port
 from pamcore.testing.sshd import run_ssh
-from pamcore_ssh import lobby
+from pamcore_ssh import admission, lobby
 
 
 def test_refusals_are_one_line(world: World, sshd: Sshd) -> None:
@@ -53,6 +54,27 @@ def test_refusals_are_one_line(world: World, sshd: Sshd) -> None:
     world.clock.now = world.session().ends_at + dt.timedelta(minutes=1)
     expired = world.ssh("alice+web01", "true")
     assert "pamcore: session #1 expired at" in expired.stderr
+
+
+def test_a_fault_of_ours_is_told_in_words_and_logged(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Admission failing for a reason that is not the user's (the database, a bug): the
+    user reads one line saying so, never the error's text; the operator gets the
+    traceback in the proxy's log."""
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("connection to db-internal.example failed")
+
+    monkeypatch.setattr(admission, "admit", broken)
+    with caplog.at_level(logging.ERROR, logger="pamcore_ssh.server"):
+        failed = world.ssh("alice+web01", "true")
+    assert failed.returncode != 0
+    assert failed.stderr.strip() == f"pamcore: {UNEXPECTED}"
+    assert "db-internal" not in failed.stderr
+    assert any(r.exc_info and "db-internal" in str(r.exc_info[1]) for r in caplog.records), (
+        caplog.text
+    )
 
 
 def test_resource_alone_with_two_activities_names_the_logins_to_use(world: World) -> None:

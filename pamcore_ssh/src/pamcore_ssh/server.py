@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 #: What a client asking to forward a port is told (OpenSSH prints it after "open failed").
 FORWARDING = "port forwarding (ssh -L, -D, -W) is not allowed through pamcore"
+#: What a user is told when admitting the connection failed on our side.
+UNEXPECTED = (
+    "pamcore could not open this connection because of an internal error (the operator "
+    "can find it in the proxy's log); connect again in a moment"
+)
 
 #: Wrong passwords or codes per connection before those methods are withdrawn (as OpenSSH's
 #: NumberOfPasswordPrompts), so a client retrying in a loop cannot lock the account itself.
@@ -193,13 +198,23 @@ class ProxyServer(asyncssh.SSHServer):
             link = await self._admitted(process)
         except PamError as exc:
             log.info("ssh refused %s from %s: %s", self.login, self.peer, exc)
-            with contextlib.suppress(OSError, asyncssh.Error):  # the client may be gone
-                if process.term_type is not None:
-                    process.stderr.write(b"\r\n")
-                lobby.say(process, str(exc))
-                process.exit(1)
+            self._refuse(process, str(exc))
+            return
+        except Exception:
+            # A fault of ours or of the database (never the user's): logged with its
+            # traceback for the operator, the user told in words, no half-made link.
+            log.exception("ssh admission of %s from %s failed", self.login, self.peer)
+            self._refuse(process, UNEXPECTED)
             return
         await link.relay(process)
+
+    @staticmethod
+    def _refuse(process: RelayProcess, line: str) -> None:
+        with contextlib.suppress(OSError, asyncssh.Error):  # the client may be gone
+            if process.term_type is not None:
+                process.stderr.write(b"\r\n")
+            lobby.say(process, line)
+            process.exit(1)
 
     async def _admitted(self, process: RelayProcess) -> Link:
         """The connection's link, made by its first channel (later ones share it)."""
