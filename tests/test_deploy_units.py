@@ -22,8 +22,14 @@ def _service(unit: Path) -> configparser.SectionProxy:
     return parser["Service"]
 
 
+def _command(unit: Path, key: str) -> list[str]:
+    """The unit's command line, with the instance specifier as ``systemctl start
+    pamcore-worker@1`` would fill it."""
+    return shlex.split(_service(unit)[key].replace("%i", "1"))
+
+
 def test_a_unit_for_each_process_kind() -> None:
-    commands = {shlex.split(_service(u)["ExecStart"])[-1] for u in UNITS}
+    commands = {_command(u, "ExecStart")[1] for u in UNITS}
     assert commands == {"web", "proxy", "worker"}
 
 
@@ -35,7 +41,7 @@ def test_unit_commands_parse(unit: Path) -> None:
     assert service["Environment"].startswith("PAMCORE_INSTANCE=")
     cli = build_cli()
     for key in ("ExecStartPre", "ExecStart"):
-        program, *args = shlex.split(service[key])
+        program, *args = _command(unit, key)
         assert program.endswith("/bin/pamcore")
         command: click.Command = cli
         while isinstance(command, click.Group) and args and not args[0].startswith("-"):

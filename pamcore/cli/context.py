@@ -67,6 +67,13 @@ def with_json(f: F) -> F:
 
 
 #: For ``run``, ``proxy`` and ``web``: stop after a while (smoke tests); default until a signal.
+metrics_port_option = click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve /metrics, /healthz and /readyz on this port (default: metrics_port in "
+    "pamcore.toml); processes of one instance on one machine need a port each.",
+)
 stop_after_option = click.option(
     "--stop-after",
     type=click.FloatRange(min=0),

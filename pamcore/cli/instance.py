@@ -11,7 +11,13 @@ from pathlib import Path
 
 import click
 
-from pamcore.cli.context import CliContext, pass_cli, stop_after_option, with_json
+from pamcore.cli.context import (
+    CliContext,
+    metrics_port_option,
+    pass_cli,
+    stop_after_option,
+    with_json,
+)
 from pamcore.cli.output import emit_message, emit_record
 from pamcore.config import CONFIG_FILE, Config, default_config_text, load_config
 from pamcore.core import Pamcore
@@ -190,9 +196,10 @@ def _ensure_web_secret(config: Config) -> str:
     metavar="SECONDS",
     help="Seconds between ticks (default: scheduler_interval in pamcore.toml).",
 )
+@metrics_port_option
 @with_json
 @pass_cli
-def worker(cli: CliContext, once: bool, interval: float | None) -> None:
+def worker(cli: CliContext, once: bool, interval: float | None, metrics_port: int | None) -> None:
     """Run the scheduler alone: start due sessions, expire ended ones, escalate approvals.
 
     Several workers may share one PostgreSQL database; each session is claimed by one.
@@ -219,7 +226,7 @@ def worker(cli: CliContext, once: bool, interval: float | None) -> None:
     states = ServiceStates()
     services: list[Service] = [
         SchedulerService(core, seconds, on_tick=print_tick),
-        *monitoring_services(core, states),
+        *monitoring_services(core, states, metrics_port),
     ]
     run_services(services, on_started=show, states=states)
     click.echo("pamcore worker stopped", err=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from pamcore.cli.context import CliContext, pass_cli, stop_after_option
+from pamcore.cli.context import CliContext, metrics_port_option, pass_cli, stop_after_option
 from pamcore.cli.instance import service_logging
 from pamcore.errors import ConfigurationError
 from pamcore.health import ServiceStates
@@ -15,15 +15,16 @@ from pamcore.web.server import monitoring_services
 
 @click.command()
 @stop_after_option
+@metrics_port_option
 @pass_cli
-def proxy(cli: CliContext, stop_after: float | None) -> None:
+def proxy(cli: CliContext, stop_after: float | None, metrics_port: int | None) -> None:
     """Run the proxy listeners of every installed protocol plugin."""
     listeners = proxy_services(cli.core)
     if not listeners:
         raise ConfigurationError("no proxy listeners: no installed protocol plugin provides one")
     service_logging(cli)
     states = ServiceStates()
-    services: list[Service] = [*listeners, *monitoring_services(cli.core, states)]
+    services: list[Service] = [*listeners, *monitoring_services(cli.core, states, metrics_port)]
 
     def show(results: list[Started]) -> None:
         for r in results:

@@ -164,7 +164,10 @@ class MonitoringService:
         await self._server.stop_async()
 
 
-def monitoring_services(core: Pamcore, states: ServiceStates) -> list[MonitoringService]:
-    """The monitoring listener when ``metrics_port`` is set; none otherwise."""
-    port = core.config.metrics_port
+def monitoring_services(
+    core: Pamcore, states: ServiceStates, port: int | None = None
+) -> list[MonitoringService]:
+    """The monitoring listener on ``port`` (a command's ``--metrics-port``), else on
+    ``metrics_port`` when set; none otherwise."""
+    port = port or core.config.metrics_port
     return [] if port is None else [MonitoringService(core, states, port)]

@@ -36,6 +36,8 @@ from pamcore.testing.sshd import CLIENT_OPTS, free_port
 PAMCORE = str(Path(sys.executable).parent / "pamcore")
 #: Instance files node b copies from node a (the keyring and audit key it reads from a's).
 COPIED = ("web-secret.key", "rdp-proxy.crt", "rdp-proxy.key")
+#: The nodes' claim and connection heartbeat timeout, seconds (30 by default).
+HEARTBEAT_TIMEOUT = 5
 #: Environment variables that would replace what a node's pamcore.toml says.
 OVERRIDING = (
     "PAMCORE_INSTANCE",
@@ -79,12 +81,18 @@ class Node:
     terminal_port: int = field(default_factory=free_port)
     rdp_port: int = field(default_factory=free_port)
     tcp_port: int = field(default_factory=free_port)
+    #: ``--metrics-port`` of the node's proxy and worker processes.
+    proxy_metrics: int = field(default_factory=free_port)
+    worker_metrics: int = field(default_factory=free_port)
 
     def configure(self, template: str, web_port: int, shared: Path | None) -> None:
         """``pamcore.toml`` from ``template`` with this node's ports; ``shared``: the
         instance folder whose keyring and audit key this node reads."""
         text = re.sub(r"(?m)^web_port = \d+$", f"web_port = {web_port}", template)
         text = re.sub(r"(?m)^scheduler_interval = .*$", "scheduler_interval = 0.2", text)
+        # a dead node's claims and connections are given up after HEARTBEAT_TIMEOUT seconds
+        for setting in ("claim_timeout", "heartbeat_timeout"):
+            text = re.sub(rf"(?m)^{setting} = .*$", f"{setting} = {HEARTBEAT_TIMEOUT}", text)
         if shared is not None:
             text = text.replace(
                 "[pamcore]\n",
@@ -135,13 +143,29 @@ class Cluster:
         return proc
 
     def start_all(self) -> None:
-        self.start("proxy-a", self.a, "proxy")
-        self.start("proxy-b", self.b, "proxy")
-        self.start("worker-a", self.a, "worker", "--interval", "0.2")
-        self.start("worker-b", self.b, "worker", "--interval", "0.2")
+        for node in (self.a, self.b):
+            self.start_proxy(node)
+            self.start_worker(node)
         self.start("web", self.a, "web")
         for port in (self.a.ssh_port, self.b.ssh_port, self.web_port):
             self.wait_for(lambda port=port: port_open(port), f"port {port}", 60)
+
+    def start_proxy(self, node: Node) -> None:
+        self.start(f"proxy-{node.name}", node, "proxy", "--metrics-port", str(node.proxy_metrics))
+
+    def start_worker(self, node: Node) -> None:
+        metrics = ("--metrics-port", str(node.worker_metrics))
+        self.start(f"worker-{node.name}", node, "worker", "--interval", "0.2", *metrics)
+
+    def kill(self, name: str) -> None:
+        """``kill -9`` of one process (the others must go on)."""
+        proc = self.processes.pop(name)
+        proc.kill()
+        proc.wait()
+
+    def scrape(self, port: int, path: str = "/metrics") -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return answer.read().decode()
 
     def logs(self) -> str:
         return "\n".join(
@@ -153,9 +177,7 @@ class Cluster:
         deadline = time.monotonic() + seconds
         while not ready():
             for name, proc in self.processes.items():
-                assert proc.poll() is None or name.endswith("-killed"), (
-                    f"{name} exited with {proc.returncode}\n{self.logs()}"
-                )
+                assert proc.poll() is None, f"{name} exited with {proc.returncode}\n{self.logs()}"
             assert time.monotonic() < deadline, f"waited {seconds} s for {what}\n{self.logs()}"
             time.sleep(0.1)
 

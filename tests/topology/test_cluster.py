@@ -11,16 +11,24 @@ from collections.abc import Iterator
 
 import pexpect
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from pamcore.demo_target import load_target
-from pamcore.model import User
+from pamcore.model import AuditEvent, LiveConnection, User
 from pamcore.openssh import sshd_missing
 from pamcore.services.terminal_tokens import instance_secret, issue_terminal_token
 from pamcore.testing import require_pg_admin_url
-from tests.topology.cluster import Cluster, Node, pamcore, running_cluster
+from tests.topology.cluster import (
+    HEARTBEAT_TIMEOUT,
+    Cluster,
+    Node,
+    pamcore,
+    port_open,
+    running_cluster,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -115,4 +123,76 @@ def test_a_terminal_token_opens_a_shell_through_one_node_only(cluster: Cluster) 
     shown, closed = asyncio.run(page(cluster.b))
     assert closed == 1008
     assert "the terminal token was already used" in shown, shown
+    pamcore(cluster.a.instance, "sessions", "end", str(session_id), "--as", "alice")
+
+
+def live_ssh(scrape: str) -> dict[str, float]:
+    """``pamcore_live_connections{protocol="ssh"}`` of one scrape, by node."""
+    return {
+        sample.labels["node"]: sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == "pamcore_live_connections" and sample.labels["protocol"] == "ssh"
+    }
+
+
+def test_metrics_show_each_nodes_live_connections(cluster: Cluster) -> None:
+    """A shell through each proxy: any process's /metrics (here proxy a's and worker b's,
+    each on its own ``--metrics-port``) counts one more live SSH connection on two nodes."""
+    before = live_ssh(cluster.scrape(cluster.a.proxy_metrics))
+    session_id = cluster.available_session()
+    shells = [cluster.shell(cluster.a), cluster.shell(cluster.b)]
+    for port in (cluster.a.proxy_metrics, cluster.b.worker_metrics):
+        during = live_ssh(cluster.scrape(port))
+        grown = {node for node, n in during.items() if n == before.get(node, 0) + 1}
+        assert len(grown) == 2, (before, during)
+    assert json.loads(cluster.scrape(cluster.b.proxy_metrics, "/readyz")) == {"status": "ready"}
+    for shell in shells:
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+    pamcore(cluster.a.instance, "sessions", "end", str(session_id), "--as", "alice")
+
+
+def test_a_killed_proxy_nodes_connections_are_closed_and_audited(cluster: Cluster) -> None:
+    """``kill -9`` of proxy b with alice's shell open through it: after the heartbeat
+    timeout another process marks the connection closed, audited once with the reason, and
+    the session is connectable again (through proxy a)."""
+    session_id = cluster.available_session()
+    shell = cluster.shell(cluster.b)
+    core = cluster.core()
+    try:
+        with core.reader() as db:
+            (connection,) = db.scalars(
+                select(LiveConnection.id).where(
+                    LiveConnection.session_id == session_id, LiveConnection.closed_at.is_(None)
+                )
+            ).all()
+        cluster.kill("proxy-b")
+        shell.expect(pexpect.EOF, timeout=10)
+
+        def closed_events() -> list[dict[str, object]]:
+            with core.reader() as db:
+                return [
+                    dict(details)
+                    for details in db.scalars(
+                        select(AuditEvent.details).where(
+                            AuditEvent.action == "connection.closed",
+                            AuditEvent.session_id == session_id,
+                        )
+                    )
+                ]
+
+        cluster.wait_for(closed_events, "connection.closed", HEARTBEAT_TIMEOUT + 20)
+        (closed,) = closed_events()
+        assert closed["connection"] == connection
+        assert "stopped answering" in str(closed["reason"])
+        with core.reader() as db:
+            assert db.get(LiveConnection, connection).closed_at is not None
+        again = cluster.shell(cluster.a)  # the session is usable through the other node
+        again.sendline("exit")
+        again.expect(pexpect.EOF)
+    finally:
+        core.dispose()
+        cluster.start_proxy(cluster.b)
+        cluster.wait_for(lambda: port_open(cluster.b.ssh_port), "proxy b again", 60)
     pamcore(cluster.a.instance, "sessions", "end", str(session_id), "--as", "alice")
