@@ -76,7 +76,8 @@ async def watch_connections(
     try:
         while True:
             with suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), seconds)
+                async with asyncio.timeout(seconds):
+                    await woken.wait()
             woken.clear()
             try:
                 await _round(core, live, terminate, update)

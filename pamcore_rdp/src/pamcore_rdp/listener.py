@@ -88,6 +88,7 @@ class RdpListener:
         """Stop accepting, close every connection and let them record their close."""
         if self._watch is not None:
             self._watch.cancel()
+            await asyncio.wait({self._watch})  # unsubscribed before the loop may close
         if self._server is None:
             return
         self._server.close()

@@ -161,6 +161,7 @@ class ProxyListener:
         their recordings (for up to 10 s)."""
         if self._watch is not None:
             self._watch.cancel()
+            await asyncio.wait({self._watch})  # unsubscribed before the loop may close
         if self._server is None:
             return
         self._server.close()

@@ -93,6 +93,7 @@ class TunnelListener:
         """Stop accepting and close every live tunnel."""
         if self._watch is not None:
             self._watch.cancel()
+            await asyncio.wait({self._watch})  # unsubscribed before the loop may close
         if self._server is None:
             return
         self._server.close()
