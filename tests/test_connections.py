@@ -44,8 +44,8 @@ def status(core: Pamcore, sid: int) -> tuple[Status, int]:
         return Status(s.status), open_count(db, sid)
 
 
-@pytest.fixture
-def sid(core: Pamcore, world: World) -> int:
+def available_session(core: Pamcore, world: World) -> int:
+    """alice's session on db01, made available by a scheduler tick."""
     with core.unit() as db:
         req = SessionRequest("Check out root", ("db01",))
         session_id = create_session(core, db, fresh(db, world.alice), req).id
@@ -53,7 +53,13 @@ def sid(core: Pamcore, world: World) -> int:
     return session_id
 
 
+@pytest.fixture
+def sid(core: Pamcore, world: World) -> int:
+    return available_session(core, world)
+
+
 def opened(core: Pamcore, world: World, sid: int) -> int:
+    """A connection of alice's to db01, held by ``core``'s node."""
     with core.unit() as db:
         alice, db01 = fresh(db, world.alice), fresh(db, world.db01)
         return connection_opened(core, db, alice, sid, db01, "ssh", "127.0.0.1:50000").id

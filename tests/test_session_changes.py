@@ -19,10 +19,10 @@ from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.model import ActivitySession
 from pamcore.proxywatch import watch_connections
-from pamcore.services import scheduler
-from pamcore.services.connections import connection_opened, request_termination
-from pamcore.services.sessions import SessionRequest, create_session, end_session, extend_session
+from pamcore.services.connections import request_termination
+from pamcore.services.sessions import end_session, extend_session
 from pamcore.session_changes import EXTENDED, RESYNC, TERMINATED, SessionChange
+from tests.test_connections import available_session, opened
 from tests.world import World, fresh
 
 #: What the tests allow (the design's aim is under a second).
@@ -40,21 +40,6 @@ def node_b(core: Pamcore, clock: FrozenClock) -> Iterator[Pamcore]:
 def pg_only(core: Pamcore) -> None:
     if core.engine.dialect.name != "postgresql":
         pytest.skip("NOTIFY reaches other nodes on PostgreSQL only")
-
-
-def new_session(core: Pamcore, world: World) -> int:
-    with core.unit() as db:
-        request = SessionRequest("Check out root", ("db01",))
-        session_id = create_session(core, db, fresh(db, world.alice), request).id
-    scheduler.tick(core)
-    return session_id
-
-
-def open_on(node: Pamcore, world: World, session_id: int) -> int:
-    """A connection held by ``node`` (its row names that node)."""
-    with node.unit() as db:
-        alice, db01 = fresh(db, world.alice), fresh(db, world.db01)
-        return connection_opened(node, db, alice, session_id, db01, "ssh").id
 
 
 def into_extension_window(core: Pamcore, clock: FrozenClock, session_id: int) -> None:
@@ -96,7 +81,7 @@ def test_a_unit_announces_only_once_it_commits(core: Pamcore, world: World) -> N
     heard = Heard()
     unsubscribe = core.session_changes.subscribe(heard)
     try:
-        sid = new_session(core, world)
+        sid = available_session(core, world)
         with pytest.raises(RuntimeError), core.unit() as db:
             end_session(core, db, fresh(db, world.alice), sid)
             raise RuntimeError("the unit fails after announcing")
@@ -123,8 +108,8 @@ def test_ending_extending_and_terminating_reach_another_node(
     unsubscribe = node_b.session_changes.subscribe(heard)
     try:
         until_listening(node_b)
-        sid = new_session(core, world)
-        held = open_on(node_b, world, sid)
+        sid = available_session(core, world)
+        held = opened(node_b, world, sid)
         into_extension_window(core, clock, sid)
         steps = [
             (EXTENDED, lambda db: extend_session(core, db, fresh(db, world.alice), sid)),
@@ -181,8 +166,8 @@ def test_a_watch_on_another_node_acts_at_once(
     """Node B's watch, polling only once a minute here, applies an extension, a
     termination and an ending committed on node A within a second of each commit."""
     pg_only(core)
-    sid = new_session(core, world)
-    kept, doomed = open_on(node_b, world, sid), open_on(node_b, world, sid)
+    sid = available_session(core, world)
+    kept, doomed = opened(node_b, world, sid), opened(node_b, world, sid)
     into_extension_window(core, clock, sid)
     held = [Held(kept, sid), Held(doomed, sid)]
     seen = Seen()
@@ -222,8 +207,8 @@ def test_on_sqlite_the_poll_still_delivers(core: Pamcore, node_b: Pamcore, world
     applies the ending within a round."""
     if core.engine.dialect.name != "sqlite":
         pytest.skip("the SQLite path")
-    sid = new_session(core, world)
-    held = [Held(open_on(node_b, world, sid), sid)]
+    sid = available_session(core, world)
+    held = [Held(opened(node_b, world, sid), sid)]
     seen, heard = Seen(), Heard()
     unsubscribe = node_b.session_changes.subscribe(heard)
 
@@ -271,7 +256,7 @@ def test_a_lost_listen_connection_comes_back_and_resyncs(
         assert change.kind == RESYNC
         assert node_b.session_changes.listening
         assert "listening failed" in caplog.text and "Traceback" not in caplog.text
-        sid = new_session(core, world)
+        sid = available_session(core, world)
         with core.unit() as db:
             end_session(core, db, fresh(db, world.alice), sid)
         change, _ = heard.next()
