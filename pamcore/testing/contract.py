@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pyotp
 import pytest
 from sqlalchemy import create_engine, select
 
@@ -59,6 +60,7 @@ from pamcore.services import scheduler
 from pamcore.services.common import CONSOLE
 from pamcore.services.connections import open_count, request_termination
 from pamcore.services.sessions import SessionRequest, create_session, end_session
+from pamcore.services.twofactor import confirm_enrolment, start_enrolment
 from pamcore.testing import T0, make_core
 from pamcore.testing import builders as b
 
@@ -480,6 +482,21 @@ class ProtocolContract:
     ) -> None:
         reason = self._refusal(core, handler, "alice", ALICE_PASSWORD + "x")
         assert "wrong username or password" in reason, reason
+
+    def test_password_alone_does_not_admit_an_account_with_a_second_factor(
+        self, core: Pamcore, handler: ProtocolHandler, world: ContractWorld
+    ) -> None:
+        """alice enrolled a second factor: a client that gives only her password is
+        refused, whatever the protocol can or cannot ask, so no listener makes the factor
+        optional."""
+        with core.unit() as db:
+            alice = db.get(User, world.alice_id)
+            assert alice is not None
+            enrolment = start_enrolment(core, db, alice)
+            code = pyotp.TOTP(enrolment.secret).at(core.now())
+            confirm_enrolment(core, db, alice, enrolment.secret_id, code)
+        reason = self._refusal(core, handler, "alice", ALICE_PASSWORD)
+        assert reason, "refused without a reason"
 
 
 __all__ = [

@@ -115,6 +115,7 @@ def test_totp_user_appends_the_code_to_the_password(world: World, clock: FrozenC
     with pytest.raises(AuthenticationFailed) as refused:
         sign_in_password(world.core, "alice", PASSWORD)
     assert str(refused.value) == NEEDS_CODE
+    assert audit_actions(world.core)[-1] == "auth.second_factor_required"
     with pytest.raises(AuthenticationFailed, match="already used"):
         sign_in_password(world.core, "alice", PASSWORD + first)  # RFC 6238 §5.2: no replay
     clock.advance(seconds=30)

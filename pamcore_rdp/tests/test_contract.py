@@ -36,6 +36,7 @@ ACCOUNT = "svc"
 LOGIN_SECONDS = 25.0
 REFUSALS = (
     "auth.failed",
+    "auth.second_factor_required",
     "connection.refused",
     "connection.protocol_refused",
     "connection.certificate_refused",

@@ -100,8 +100,10 @@ def sign_in_password(core: Pamcore, username: str, password: str) -> int:
         user = authenticate(core, db, username, secret)
         if not totp_enabled(user):
             return user.id
-        if code is None:
-            raise AuthenticationFailed(NEEDS_CODE)
+        if code is None:  # the right password without the code: audited, then the prompt
+            raise AuthenticationFailed(NEEDS_CODE).audited(
+                user.username, "auth.second_factor_required", method="password"
+            )
         return verify_second_factor(core, db, user.id, code).id
 
 

@@ -20,7 +20,7 @@ from pamcore.core import Pamcore
 from pamcore.errors import PamError
 from pamcore.proxywatch import start_watch
 from pamcore.services.connections import admit_connection, close_connection
-from pamcore.services.directory import authenticate
+from pamcore.services.twofactor import sign_in_with_password_only
 from pamcore_tcp_tunnel.wire import MAX_LINE, HandshakeError, Hello, one_line, parse_hello, relay
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class TunnelListener:
         (worker thread)."""
         core = self.core
         with core.unit() as db:
-            user = authenticate(core, db, hello.username, hello.password)
+            user = sign_in_with_password_only(core, db, hello.username, hello.password)
             admitted = admit_connection(
                 core, db, user.id, hello.resource, PROTOCOL, activity=hello.activity
             )
