@@ -2,9 +2,9 @@
 
 For N sessions (default 10,000): sessions created and approved per second through the
 services (one unit of work per request, as the web and CLI do), next to a baseline of the
-same rows inserted by the bare ORM; list-active latency (p50/p95) for an admin and for a
-user; scheduler activation lag (p50/p99) with starts spread over a window while a worker
-ticks on a real clock.
+same rows inserted by the bare ORM; audit events per second from concurrent writers;
+list-active latency (p50/p95) for an admin and for a user; scheduler activation lag
+(p50/p99) with starts spread over a window while a worker ticks on a real clock.
 
     .venv/bin/python bench/core.py                  # SQLite, and PostgreSQL if reachable
     .venv/bin/python bench/core.py -n 2000 --pg-url postgresql+psycopg://postgres@127.0.0.1:55432/postgres
@@ -19,6 +19,7 @@ import datetime as dt
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +81,24 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
+def audit_rate(core: Pamcore, events: int, writers: int = scheduler.PROVISION_THREADS) -> float:
+    """Audit events per second when ``writers`` threads each commit units of one event, as
+    the scheduler's provisioning threads record their actions."""
+
+    def write(count: int) -> None:
+        for i in range(count):
+            with core.unit() as db:
+                core.audit(db, "bench", "bench.event", index=i)
+
+    threads = [threading.Thread(target=write, args=(events // writers,)) for _ in range(writers)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return events // writers * writers / (time.perf_counter() - start)
+
+
 def bench_backend(url: str, n: int, window: float) -> dict[str, float]:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +127,8 @@ def bench_backend(url: str, n: int, window: float) -> dict[str, float]:
                     approve_session(core, db, db.get(User, approver_id), sid)
 
         figures["approved/s"] = n / timed(approve_all)
+
+        figures["audit events/s"] = audit_rate(core, min(n, 5000))
 
         # list-active latency: the dashboard's query, for an admin (all) and one user
         with core.unit() as db:
