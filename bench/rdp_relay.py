@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pamcore_rdp" / "tests"))
 
-from pamcore_rdp.listener import RdpListener
+from pamcore_rdp.proxy.listener import RdpListener
 from peers import exclusive_peers, log_mark, missing_binaries
 from rdp_display import CLIENT_BINARIES, XVFB_BINARIES, start_xfreerdp, start_xvfb
 from rdp_targets import XRDP_BINARIES, XrdpTarget, ensure_unix_user, start_xrdp, xrdp_logged_in

@@ -12,8 +12,8 @@ throw-away test values.
 
 import struct
 
-from pamcore_rdp.gcc import CONNECT_INITIAL_TAG, T124_IDENTIFIER
-from pamcore_rdp.wire import (
+from pamcore_rdp.pdu.gcc import CONNECT_INITIAL_TAG, T124_IDENTIFIER
+from pamcore_rdp.pdu.wire import (
     BER_BOOLEAN,
     BER_OCTET_STRING,
     BER_SEQUENCE,

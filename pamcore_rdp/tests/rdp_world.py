@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pamcore_rdp.listener import RdpListener
+from pamcore_rdp.proxy.listener import RdpListener
 from rdp_targets import XRDP_USER, XrdpTarget
 from sqlalchemy import create_engine, select
 

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pamcore_rdp.admission import Grant
 from pamcore_rdp.certs import proxy_tls_context
-from pamcore_rdp.relay import Relay, Timeouts
-from pamcore_rdp.wire import read_pdu
-from pamcore_rdp.x224 import parse_connection_request
+from pamcore_rdp.pdu.wire import read_pdu
+from pamcore_rdp.pdu.x224 import parse_connection_request
+from pamcore_rdp.proxy import admission
+from pamcore_rdp.proxy.admission import Grant
+from pamcore_rdp.proxy.relay import Relay, Timeouts
 from sqlalchemy import create_engine
 
 from pamcore.clock import FrozenClock
@@ -28,7 +29,6 @@ from pamcore.services.inventory import set_setting
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import T0, LoopThread, make_core
 from pamcore.testing import builders as b
-from pamcore_rdp import admission
 
 #: alice's pamcore password: xfreerdp sends it in the Client Info, the relay replaces it.
 ALICE_PASSWORD = "Alice-Relay-Pw-77"

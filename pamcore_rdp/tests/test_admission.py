@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pyotp
 import pytest
-from pamcore_rdp.admission import (
+from pamcore_rdp.proxy.admission import (
     NEEDS_CODE,
     Route,
     admit,

@@ -13,7 +13,11 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pamcore_rdp.banner import (
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.keys import fastpath_events
+from pamcore_rdp.pdu.prompt import CARD, font
+from pamcore_rdp.pdu.wire import fastpath_length
+from pamcore_rdp.proxy.banner import (
     CTRL,
     DETAIL_LINE_HEIGHT,
     DETAIL_LINES,
@@ -29,11 +33,7 @@ from pamcore_rdp.banner import (
     fit_lines,
     fragment_open,
 )
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.keys import fastpath_events
-from pamcore_rdp.prompt import CARD, font
-from pamcore_rdp.session_end import banner_text
-from pamcore_rdp.wire import fastpath_length
+from pamcore_rdp.proxy.session_end import banner_text
 from PIL import Image
 from rdp_frames import fastpath, scancode
 

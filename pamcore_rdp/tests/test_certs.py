@@ -22,7 +22,7 @@ from pamcore_rdp.certs import (
     proxy_certificate,
     proxy_tls_context,
 )
-from pamcore_rdp.x224 import PROTOCOL_SSL, encode_connection_confirm
+from pamcore_rdp.pdu.x224 import PROTOCOL_SSL, encode_connection_confirm
 from rdp_display import start_xfreerdp
 
 from pamcore.cli.context import CliContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from pamcore_rdp.clientinfo import (
+from pamcore_rdp.pdu.clientinfo import (
     INFO_AUTOLOGON,
     INFO_PASSWORD_IS_SC_PIN,
     INFO_UNICODE,
@@ -17,9 +17,9 @@ from pamcore_rdp.clientinfo import (
     read_client_info_frame,
     rewrite_client_info,
 )
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.mcs import encode_send_data_request, parse_send_data_request
-from pamcore_rdp.wire import tpkt_payload
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.mcs import encode_send_data_request, parse_send_data_request
+from pamcore_rdp.pdu.wire import tpkt_payload
 from rdp_frames import CLIENT_INFO, CLIENT_INFO_NO_PASSWORD
 
 SECURITY_HEADER = SEC_INFO_PKT.to_bytes(2, "little") + b"\0\0"

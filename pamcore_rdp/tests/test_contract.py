@@ -61,7 +61,7 @@ class TestRdpContract(ProtocolContract):
     def peers(self, request: pytest.FixtureRequest, xvfb_display: str) -> None:
         """What ``connect_through`` needs besides its arguments: the client display, the
         target's log and the core whose audit log holds the refusals; xrdp's certificate
-        is pinned on first use (pamcore_rdp.trust)."""
+        is pinned on first use (pamcore_rdp.proxy.trust)."""
         self.display = xvfb_display
         if "world" in request.fixturenames:
             self.core: Pamcore = request.getfixturevalue("core")

@@ -9,7 +9,15 @@ import ssl
 import time
 
 import pytest
-from pamcore_rdp.credssp import (
+from pamcore_rdp.pdu.wire import read_pdu
+from pamcore_rdp.pdu.x224 import (
+    PROTOCOL_HYBRID,
+    PROTOCOL_HYBRID_EX,
+    PROTOCOL_SSL,
+    encode_connection_request,
+    parse_connection_confirm,
+)
+from pamcore_rdp.proxy.credssp import (
     CredentialRefused,
     CredSSPError,
     CredSSPLeg,
@@ -17,15 +25,7 @@ from pamcore_rdp.credssp import (
     _early_user_authorization,
     authenticate,
 )
-from pamcore_rdp.trust import CertificateTrust, configure_tls
-from pamcore_rdp.wire import read_pdu
-from pamcore_rdp.x224 import (
-    PROTOCOL_HYBRID,
-    PROTOCOL_HYBRID_EX,
-    PROTOCOL_SSL,
-    encode_connection_request,
-    parse_connection_confirm,
-)
+from pamcore_rdp.proxy.trust import CertificateTrust, configure_tls
 from rdp_targets import ShadowTarget
 
 

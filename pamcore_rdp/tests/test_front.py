@@ -19,12 +19,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pamcore_rdp.activation import demand_active, parse_confirm_active
-from pamcore_rdp.clientinfo import INFO_UNICODE, ClientInfo
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.front import Admitted, Retry, Waiting
-from pamcore_rdp.gate import CoreGate, FileTokens
-from pamcore_rdp.prompt import (
+from pamcore_rdp.pdu.activation import demand_active, parse_confirm_active
+from pamcore_rdp.pdu.clientinfo import INFO_UNICODE, ClientInfo
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.prompt import (
     BACKGROUND,
     CARD,
     CARD_HEIGHT,
@@ -34,11 +32,13 @@ from pamcore_rdp.prompt import (
     TITLE_BAR,
     card_origin,
 )
+from pamcore_rdp.pdu.share import parse_share
+from pamcore_rdp.pdu.x224 import ConnectionRequest
+from pamcore_rdp.proxy.front import Admitted, Retry, Waiting
+from pamcore_rdp.proxy.gate import CoreGate, FileTokens
+from pamcore_rdp.proxy.tickets import TicketBook
 from pamcore_rdp.rdpfile import ROUTING_PREFIX, issue_file_token
 from pamcore_rdp.settings import waiting_room
-from pamcore_rdp.share import parse_share
-from pamcore_rdp.tickets import TicketBook
-from pamcore_rdp.x224 import ConnectionRequest
 from peers import log_mark, wait_for_log
 from PIL import Image
 from rdp_display import screenshot, start_xfreerdp, wait_for_pixel, xdotool_type

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pamcore_rdp.errors import RdpProtocolError
+from pamcore_rdp.pdu import clientinfo, gcc, mcs, wire, x224
+from pamcore_rdp.pdu.errors import RdpProtocolError
 from rdp_frames import (
     ATTACH_USER_REQUEST,
     CHANNEL_JOIN_IO,
@@ -29,8 +30,6 @@ from rdp_frames import (
     XFREERDP_LOAD_BALANCE,
     connect_initial,
 )
-
-from pamcore_rdp import clientinfo, gcc, mcs, wire, x224
 
 FUZZ = settings(
     max_examples=300,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import struct
 
 import pytest
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.gcc import (
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.gcc import (
     CS_CLUSTER,
     CS_CORE,
     CS_NET,
@@ -27,8 +27,8 @@ from pamcore_rdp.gcc import (
     static_channel_ids,
     user_channel_id,
 )
-from pamcore_rdp.wire import x224_payload
-from pamcore_rdp.x224 import (
+from pamcore_rdp.pdu.wire import x224_payload
+from pamcore_rdp.pdu.x224 import (
     PROTOCOL_HYBRID,
     PROTOCOL_SSL,
 )

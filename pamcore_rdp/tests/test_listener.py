@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pamcore_rdp.listener import RdpListener
-from pamcore_rdp.x224 import (
+from pamcore_rdp.pdu.x224 import (
     PROTOCOL_HYBRID,
     PROTOCOL_RDP,
     PROTOCOL_SSL,
@@ -22,6 +21,7 @@ from pamcore_rdp.x224 import (
     encode_connection_request,
     parse_connection_confirm,
 )
+from pamcore_rdp.proxy.listener import RdpListener
 from rdp_world import RdpWorld, rdp_world
 
 from pamcore.registry import ProtocolHandler

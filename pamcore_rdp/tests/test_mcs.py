@@ -7,16 +7,16 @@ import ssl
 
 import pytest
 from pamcore_rdp.certs import proxy_tls_context
-from pamcore_rdp.clientinfo import ClientInfo, read_client_info_frame
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.gcc import (
+from pamcore_rdp.pdu.clientinfo import ClientInfo, read_client_info_frame
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.gcc import (
     IO_CHANNEL_ID,
     encode_connect_response,
     parse_connect_initial,
     static_channel_ids,
     user_channel_id,
 )
-from pamcore_rdp.mcs import (
+from pamcore_rdp.pdu.mcs import (
     CHANNEL_JOIN_REQUEST,
     DISCONNECT_PROVIDER_ULTIMATUM,
     RN_USER_REQUESTED,
@@ -35,8 +35,8 @@ from pamcore_rdp.mcs import (
     parse_send_data_indication,
     parse_send_data_request,
 )
-from pamcore_rdp.wire import read_pdu, x224_payload
-from pamcore_rdp.x224 import (
+from pamcore_rdp.pdu.wire import read_pdu, x224_payload
+from pamcore_rdp.pdu.x224 import (
     PROTOCOL_SSL,
     encode_connection_confirm,
     parse_connection_request,

@@ -10,11 +10,11 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pamcore_rdp.admission import NEEDS_CODE
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.keys import Key, Keyboard, parse_fastpath_input, parse_input_pdu
-from pamcore_rdp.paint import TILE, bitmap_updates
-from pamcore_rdp.prompt import CARD, ERROR, PasswordPrompt, card_origin, status_card
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.keys import Key, Keyboard, parse_fastpath_input, parse_input_pdu
+from pamcore_rdp.pdu.paint import TILE, bitmap_updates
+from pamcore_rdp.pdu.prompt import CARD, ERROR, PasswordPrompt, card_origin, status_card
+from pamcore_rdp.proxy.admission import NEEDS_CODE
 from PIL import Image
 from rdp_frames import fastpath, scancode
 

@@ -11,9 +11,9 @@ import asyncio
 import socket
 import struct
 
-from pamcore_rdp.listener import RdpListener
 from pamcore_rdp.plugin import DEFAULT_PORT, client_launch
 from pamcore_rdp.probe import CONNECTION_REQUEST, probe_rdp
+from pamcore_rdp.proxy.listener import RdpListener
 
 from pamcore.model import Activity, ActivitySession, Resource, User
 from pamcore.plugins import build_plugin_host

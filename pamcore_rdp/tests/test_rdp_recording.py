@@ -13,7 +13,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from pamcore_rdp.recording import (
+from pamcore_rdp.pdu.wire import x224_data
+from pamcore_rdp.proxy.recording import (
     FORMAT,
     ConnectionRecording,
     Frames,
@@ -22,7 +23,6 @@ from pamcore_rdp.recording import (
     RecordingInfo,
     recording_cap,
 )
-from pamcore_rdp.wire import x224_data
 from sqlalchemy import select
 
 from pamcore.core import Pamcore

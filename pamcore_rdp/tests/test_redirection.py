@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pamcore_rdp.banner import HEIGHT, WIDTH, banner_left
-from pamcore_rdp.prompt import CARD, TITLE_BAR, card_origin
+from pamcore_rdp.pdu.prompt import CARD, TITLE_BAR, card_origin
+from pamcore_rdp.pdu.redirection import LB_LOAD_BALANCE_INFO, server_redirection, ticket_cookie
+from pamcore_rdp.pdu.x224 import parse_connection_request
+from pamcore_rdp.proxy.banner import HEIGHT, WIDTH, banner_left
+from pamcore_rdp.proxy.relay import Relay
 from pamcore_rdp.rdpfile import issue_file_token, rdp_file
-from pamcore_rdp.redirection import LB_LOAD_BALANCE_INFO, server_redirection, ticket_cookie
-from pamcore_rdp.relay import Relay
-from pamcore_rdp.x224 import parse_connection_request
 from peers import log_mark, wait_for_log
 from rdp_display import (
     TIMED_OUT,

@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pamcore_rdp.prompt import BACKGROUND
-from pamcore_rdp.recording import FORMAT
-from pamcore_rdp.relay import Relay, Timeouts
+from pamcore_rdp.pdu.prompt import BACKGROUND
+from pamcore_rdp.proxy.recording import FORMAT
+from pamcore_rdp.proxy.relay import Relay, Timeouts
 from peers import log_mark, wait_for_log
 from rdp_display import TIMED_OUT, XfreerdpRun, start_xfreerdp, wait_for_pixel
 from rdp_targets import GREEN, NAVY, ShadowTarget, XrdpTarget, xrdp_logged_in

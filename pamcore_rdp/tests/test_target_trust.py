@@ -25,13 +25,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from pamcore_rdp.settings import parse_sha256
-from pamcore_rdp.trust import CertificateTrust, certificate_refusal, certificate_sha256
-from pamcore_rdp.x224 import (
+from pamcore_rdp.pdu.x224 import (
     PROTOCOL_HYBRID,
     PROTOCOL_SSL,
     encode_connection_confirm,
 )
+from pamcore_rdp.proxy.trust import CertificateTrust, certificate_refusal, certificate_sha256
+from pamcore_rdp.settings import parse_sha256
 from relay_standin import RESOURCE, Proxy, lab_session, make_instance
 from sqlalchemy import select
 from trust_lab import audited, drive_client, pinned, setting

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from pamcore_rdp.trust import certificate_sha256
+from pamcore_rdp.proxy.trust import certificate_sha256
 from peers import Process, start_process, wait_for_port
 from rdp_targets import ShadowTarget, XrdpTarget, _ini
 from relay_standin import Proxy, lab_session, make_instance

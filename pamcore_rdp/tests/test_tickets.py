@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import pytest
 from flask.testing import FlaskClient
 from pamcore_rdp.certs import proxy_certificate
-from pamcore_rdp.gate import FileTokens
+from pamcore_rdp.pdu.x224 import encode_connection_request, parse_connection_request
 from pamcore_rdp.plugin import DEFAULT_PORT, client_launch
+from pamcore_rdp.proxy.gate import FileTokens
+from pamcore_rdp.proxy.tickets import TICKET_SECONDS, Pass, TicketBook, TicketRefused
 from pamcore_rdp.rdpfile import (
     FILE_TOKEN_SECONDS,
     ROUTING_PREFIX,
@@ -21,8 +23,6 @@ from pamcore_rdp.rdpfile import (
     issue_file_token,
     rdp_file,
 )
-from pamcore_rdp.tickets import TICKET_SECONDS, Pass, TicketBook, TicketRefused
-from pamcore_rdp.x224 import encode_connection_request, parse_connection_request
 from rdp_display import start_xfreerdp
 
 from pamcore.clock import FrozenClock

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pamcore_rdp.prompt import TITLE_BAR, card_origin
+from pamcore_rdp.pdu.prompt import TITLE_BAR, card_origin
 from pamcore_rdp.rdpfile import issue_file_token, rdp_file
 from peers import log_mark, wait_for_log
 from rdp_display import TIMED_OUT, XfreerdpRun, start_xfreerdp, wait_for_pixel

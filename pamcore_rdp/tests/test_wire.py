@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.wire import (
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.wire import (
     BER_OCTET_STRING,
     ByteReader,
     ber_integer,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.x224 import (
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.x224 import (
     CORRELATION_INFO_PRESENT,
     EXTENDED_CLIENT_DATA_SUPPORTED,
     HYBRID_REQUIRED_BY_SERVER,

@@ -18,8 +18,8 @@ from pamcore import hookimpl
 from pamcore.directconnect import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler, ResourceSetting
 from pamcore_rdp.certs import certificate_info
-from pamcore_rdp.listener import RdpListener
 from pamcore_rdp.probe import probe_rdp
+from pamcore_rdp.proxy.listener import RdpListener
 from pamcore_rdp.rdpfile import MEDIA_TYPE, clipboard_allowed, rdp_file
 from pamcore_rdp.settings import SETTINGS
 

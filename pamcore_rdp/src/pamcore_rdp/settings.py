@@ -9,7 +9,7 @@ relay secures and authenticates the target leg.
 * ``rdp.domain``: the domain of the vaulted account, when it is not in the account name.
 * ``rdp.certificate_sha256``: the pinned SHA-256 of the target's TLS certificate, set by an
   administrator or on first use (the resource's trust-on-first-use, as for SSH host keys);
-  cleared, the next connection pins again (:mod:`pamcore_rdp.trust`).
+  cleared, the next connection pins again (:mod:`pamcore_rdp.proxy.trust`).
 * ``rdp.ca_bundle``: a PEM file of CAs the target's certificate must chain to, for its
   address; the alternative to pinning for targets with CA-issued certificates.
 

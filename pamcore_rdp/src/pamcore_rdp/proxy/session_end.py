@@ -1,6 +1,6 @@
 """The session-end banner of one relayed connection and Ctrl+X to extend (docs/design/rdp.md §3.4).
 
-Inside the profile's warning window the banner (:mod:`pamcore_rdp.banner`) is painted over
+Inside the profile's warning window the banner (:mod:`pamcore_rdp.proxy.banner`) is painted over
 the target's updates, repainted every REPAINT_SECONDS or at once when its text changes;
 Ctrl+X, taken out of the client's fast-path input while the banner shows, asks the core's
 extend service as the session's requester and the banner shows the outcome.
@@ -17,9 +17,10 @@ from pamcore.clock import format_utc
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
 from pamcore.services.sessions import extend_from_connection, extensions_left_phrase
-from pamcore_rdp.activation import ClientCapabilities
-from pamcore_rdp.admission import Grant
-from pamcore_rdp.banner import (
+from pamcore_rdp.pdu.activation import ClientCapabilities
+from pamcore_rdp.pdu.paint import SUPPORTED_BPP
+from pamcore_rdp.proxy.admission import Grant
+from pamcore_rdp.proxy.banner import (
     REPAINT_SECONDS,
     TOP,
     CtrlX,
@@ -28,7 +29,6 @@ from pamcore_rdp.banner import (
     banner_left,
     fastpath_bitmap_pdus,
 )
-from pamcore_rdp.paint import SUPPORTED_BPP
 
 log = logging.getLogger(__name__)
 

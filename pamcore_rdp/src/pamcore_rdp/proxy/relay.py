@@ -1,22 +1,23 @@
 """Phase B (docs/design/rdp.md §3.1, §3.4): one client connection, whose redirection ticket the
-listener redeemed into a :class:`~pamcore_rdp.admission.Grant`, relayed to its target
+listener redeemed into a :class:`~pamcore_rdp.proxy.admission.Grant`, relayed to its target
 with the vaulted credential.
 
 The relay never terminates MCS. It answers the client's X.224 Connection Request itself
 (TLS on the client leg, with the proxy certificate), sends its own to the target and takes
 the target's choice if it is one we requested, and its certificate if it is pinned or
-issued by the operator's CA (:mod:`pamcore_rdp.trust`): TLS, or CredSSP (NLA) with the
-vaulted credential (:mod:`pamcore_rdp.target`). Then it patches GCC
+issued by the operator's CA (:mod:`pamcore_rdp.proxy.trust`): TLS, or CredSSP (NLA) with the
+vaulted credential (:mod:`pamcore_rdp.proxy.target`). Then it patches GCC
 ``serverSelectedProtocol`` in the client's MCS Connect Initial to that choice, rewrites the
 Client Info PDU with the vaulted account, password and ``INFO_AUTOLOGON`` (as mstsc sends
 its credentials on both NLA and TLS connections), and from there pumps bytes both ways
 with backpressure (``drain``).
 
 Every step of the setup has a timeout, and so has the whole setup; an idle connection
-closes. The listener (:mod:`pamcore_rdp.listener`) admits the connection, calls
+closes. The listener (:mod:`pamcore_rdp.proxy.listener`) admits the connection, calls
 :meth:`Relay.close` at the session's end, on its ending or an administrator's termination
 request, and audits the close with the reason :meth:`Relay.run` returns. Recording:
-:mod:`pamcore_rdp.recording`; the session-end banner and Ctrl+X: :mod:`pamcore_rdp.session_end`.
+:mod:`pamcore_rdp.proxy.recording`; the session-end banner and Ctrl+X:
+:mod:`pamcore_rdp.proxy.session_end`.
 """
 
 from __future__ import annotations
@@ -34,37 +35,37 @@ from dataclasses import dataclass
 from pamcore import metrics
 from pamcore.core import Pamcore
 from pamcore.errors import ProtocolError
-from pamcore_rdp.activation import parse_confirm_active
-from pamcore_rdp.admission import Grant
-from pamcore_rdp.clientinfo import SEC_INFO_PKT, rewrite_client_info
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.front import FrontClosed, FrontConnection, confirm_tls, refuse
-from pamcore_rdp.gcc import (
+from pamcore_rdp.pdu.activation import parse_confirm_active
+from pamcore_rdp.pdu.clientinfo import SEC_INFO_PKT, rewrite_client_info
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.gcc import (
     IO_CHANNEL_ID,
     RNS_UD_CS_SUPPORT_DYNVC_GFX_PROTOCOL,
     clear_early_capability_flags,
     patch_server_selected_protocol,
 )
-from pamcore_rdp.mcs import SEND_DATA_REQUEST, domain_pdu_choice, parse_send_data_request
-from pamcore_rdp.recording import ConnectionRecording, Frames, PduRecorder, RecordingInfo
-from pamcore_rdp.session_end import SessionEnd
-from pamcore_rdp.share import PDUTYPE_CONFIRMACTIVEPDU, parse_share
-from pamcore_rdp.target import (
-    CHUNK,
-    TargetError,
-    TargetLeg,
-    negotiate_target,
-    open_target,
-    secure_target,
-)
-from pamcore_rdp.wire import TPKT_VERSION, read_pdu
-from pamcore_rdp.x224 import (
+from pamcore_rdp.pdu.mcs import SEND_DATA_REQUEST, domain_pdu_choice, parse_send_data_request
+from pamcore_rdp.pdu.share import PDUTYPE_CONFIRMACTIVEPDU, parse_share
+from pamcore_rdp.pdu.wire import TPKT_VERSION, read_pdu
+from pamcore_rdp.pdu.x224 import (
     DYNVC_GFX_PROTOCOL_SUPPORTED,
     EXTENDED_CLIENT_DATA_SUPPORTED,
     PROTOCOL_SSL,
     SSL_REQUIRED_BY_SERVER,
     ConnectionRequest,
     encode_connection_confirm,
+)
+from pamcore_rdp.proxy.admission import Grant
+from pamcore_rdp.proxy.client_leg import ClientLeg, FrontClosed, confirm_tls, refuse
+from pamcore_rdp.proxy.recording import ConnectionRecording, Frames, PduRecorder, RecordingInfo
+from pamcore_rdp.proxy.session_end import SessionEnd
+from pamcore_rdp.proxy.target import (
+    CHUNK,
+    TargetError,
+    TargetLeg,
+    negotiate_target,
+    open_target,
+    secure_target,
 )
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class Relay:
         self.selected_protocol: int | None = None
         self.bytes = {"client": 0, "server": 0}
         self._client_frames = Frames()
-        #: The session-end banner and Ctrl+X (:mod:`pamcore_rdp.session_end`).
+        #: The session-end banner and Ctrl+X (:mod:`pamcore_rdp.proxy.session_end`).
         self.end = SessionEnd(core, grant, writer)
 
     def close(self, reason: str) -> None:
@@ -160,7 +161,7 @@ class Relay:
                     ) from None
             if self._closing is None:
                 await self._pump()
-        except ProtocolError as exc:
+        except (ProtocolError, RdpProtocolError) as exc:
             self.close(str(exc))
         except (OSError, EOFError, ssl.SSLError) as exc:
             self.close(_network_reason(exc, self.established.is_set()))
@@ -239,16 +240,23 @@ class Relay:
         )
 
     async def _show_refusal(self, message: str) -> None:
-        """Phase A's status card with ``message`` (the front's :func:`~.front.refuse`),
+        """Phase A's status card with ``message`` (:func:`~.client_leg.refuse`),
         bounded in time; a client that does not follow is simply closed."""
         peer = self._client_writer.get_extra_info("peername")
-        conn = FrontConnection(
+        conn = ClientLeg(
             self._client_reader, self._client_writer, str(peer[0]) if peer else "unknown"
         )
         try:
             async with asyncio.timeout(REFUSAL_SECONDS):
                 await refuse(conn, self._request, self._client_tls, message)
-        except (TimeoutError, FrontClosed, OSError, ssl.SSLError, ProtocolError) as exc:
+        except (
+            TimeoutError,
+            FrontClosed,
+            OSError,
+            ssl.SSLError,
+            ProtocolError,
+            RdpProtocolError,
+        ) as exc:
             log.info("rdp connection #%s: refusal not shown: %s", self.grant.connection_id, exc)
 
     async def _connect_initial(self) -> None:
@@ -431,7 +439,7 @@ async def _pump_one_way(
     while True:
         try:
             data = await read(CHUNK)
-        except (OSError, ssl.SSLError, ProtocolError):
+        except (OSError, ssl.SSLError, ProtocolError, RdpProtocolError):
             data = b""
         if not data:
             source_gone()

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from pamcore.core import Pamcore
 from pamcore.errors import ProtocolError
 from pamcore.model import Resource
+from pamcore_rdp.pdu.x224 import PROTOCOL_HYBRID, PROTOCOL_HYBRID_EX, PROTOCOL_SSL
 from pamcore_rdp.settings import PLUGIN, target_settings
-from pamcore_rdp.x224 import PROTOCOL_HYBRID, PROTOCOL_HYBRID_EX, PROTOCOL_SSL
 
 if TYPE_CHECKING:
-    from pamcore_rdp.admission import Grant
+    from pamcore_rdp.proxy.admission import Grant
 
 PIN_SETTING = "certificate_sha256"
 C = TypeVar("C", bound=ssl.SSLContext)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.wire import ByteReader, tpkt, tpkt_payload
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.wire import ByteReader, tpkt, tpkt_payload
 
 #: requestedProtocols / selectedProtocol values (MS-RDPBCGR 2.2.1.1.1).
 PROTOCOL_RDP = 0x00000000

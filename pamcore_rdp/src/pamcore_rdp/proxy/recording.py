@@ -36,8 +36,8 @@ from pamcore.recording_files import ByteBudget, DigestWriter, FixedBudget, on_pr
 from pamcore.recording_files import recording_cap as plugin_recording_cap
 from pamcore.services.recording_budgets import SessionBudget
 from pamcore.services.recordings import recording_failed, register_recording
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.wire import TPKT_VERSION, fastpath_length, tpkt_length
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.wire import TPKT_VERSION, fastpath_length, tpkt_length
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What the front shows inside the RDP window: the password prompt (user name, a password
 field of bullets, an error line) and the status card for a session that cannot be used yet.
-Rendered with Pillow into one card image; :mod:`pamcore_rdp.paint` sends it as bitmaps.
+Rendered with Pillow into one card image; :mod:`pamcore_rdp.pdu.paint` sends it as bitmaps.
 
 The password itself never leaves this object except through :meth:`PasswordPrompt.submit`,
 and the image holds one bullet per character.
@@ -84,7 +84,7 @@ class PasswordPrompt:
         self._typed: list[str] = []
 
     def type(self, char: str) -> bool:
-        """Apply one character from :class:`pamcore_rdp.keys.Keyboard`; True on Enter."""
+        """Apply one character from :class:`pamcore_rdp.pdu.keys.Keyboard`; True on Enter."""
         if char == "\r":
             return True
         if char == "\b":

@@ -19,7 +19,7 @@ keeps the BIOs, and ``SSLContext.sslobject_class``:
 * **Token dumps** at DEBUG level (NTLM messages can be cracked offline): filtered out.
 
 The TLS context is the caller's (:class:`TargetTLSContext`, set up by
-:mod:`pamcore_rdp.trust`), and so is the certificate check: it runs once the handshake is
+:mod:`pamcore_rdp.proxy.trust`), and so is the certificate check: it runs once the handshake is
 done and before any CredSSP message goes out, so the NTLM messages (crackable offline) and
 the TSCredentials only ever go to a trusted target.
 """

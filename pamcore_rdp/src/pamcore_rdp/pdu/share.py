@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from pamcore_rdp.wire import ByteReader
+from pamcore_rdp.pdu.wire import ByteReader
 
 #: The pduType field carries the protocol version in its high bits (TS_PROTOCOL_VERSION).
 PROTOCOL_VERSION = 0x0010

@@ -21,13 +21,14 @@ from pamcore.directconnect import GRAMMAR, DirectConnectName, parse_login
 from pamcore.errors import AuthenticationFailed, PamError, PolicyDenied
 from pamcore.model import User
 from pamcore.services.terminal_tokens import TerminalPass, instance_secret, redeem_terminal_token
-from pamcore_rdp import admission
-from pamcore_rdp.clientinfo import ClientInfo
-from pamcore_rdp.front import Admitted, Outcome, Retry, Visitor, Waiting, sentence
+from pamcore_rdp.pdu.clientinfo import ClientInfo
+from pamcore_rdp.pdu.x224 import ConnectionRequest
+from pamcore_rdp.proxy import admission
+from pamcore_rdp.proxy.client_leg import sentence
+from pamcore_rdp.proxy.front import Admitted, Outcome, Retry, Visitor, Waiting
+from pamcore_rdp.proxy.tickets import TicketBook
 from pamcore_rdp.rdpfile import RDP_FILE, file_token
 from pamcore_rdp.settings import DEFAULT_WAITING_ROOM_MINUTES
-from pamcore_rdp.tickets import TicketBook
-from pamcore_rdp.x224 import ConnectionRequest
 
 
 class FileTokens:
@@ -77,7 +78,7 @@ class _Pending:
 
 
 class CoreGate:
-    """The :class:`pamcore_rdp.front.Gate` of one client connection."""
+    """The :class:`pamcore_rdp.proxy.front.Gate` of one client connection."""
 
     def __init__(
         self,

@@ -6,8 +6,8 @@ Request with the client data blocks, MS-RDPBCGR 2.2.1.3) is what the relay patch
 as the RDP server, answers with a Connect Response (T.124 Conference Create Response with the
 server data blocks, 2.2.1.4). Layouts cross-checked with FreeRDP libfreerdp/core/gcc.c and
 mcs.c and xrdp libxrdp/xrdp_sec.c. Every parser takes a whole TPKT frame (what
-:func:`pamcore_rdp.wire.read_pdu` returns) and every encoder returns one; the domain PDUs
-that follow are in :mod:`pamcore_rdp.mcs`.
+:func:`pamcore_rdp.pdu.wire.read_pdu` returns) and every encoder returns one; the domain PDUs
+that follow are in :mod:`pamcore_rdp.pdu.mcs`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.mcs import USER_ID_BASE
-from pamcore_rdp.wire import (
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.mcs import USER_ID_BASE
+from pamcore_rdp.pdu.wire import (
     BER_BOOLEAN,
     BER_ENUMERATED,
     BER_OCTET_STRING,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from pamcore_rdp.share import (
+from pamcore_rdp.pdu.share import (
     PDUTYPE2_CONTROL,
     PDUTYPE2_FONTMAP,
     PDUTYPE2_SYNCHRONIZE,
@@ -21,7 +21,7 @@ from pamcore_rdp.share import (
     share_control,
     share_data,
 )
-from pamcore_rdp.wire import ByteReader
+from pamcore_rdp.pdu.wire import ByteReader
 
 # Capability set types (MS-RDPBCGR 2.2.1.13.1.1.1).
 CAPSTYPE_GENERAL = 0x0001

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from pamcore_rdp.share import PDUTYPE_SERVER_REDIR_PKT, share_control
+from pamcore_rdp.pdu.share import PDUTYPE_SERVER_REDIR_PKT, share_control
 
 SEC_REDIRECTION_PKT = 0x0400
 LB_LOAD_BALANCE_INFO = 0x00000002

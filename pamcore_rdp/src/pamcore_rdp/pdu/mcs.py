@@ -1,10 +1,10 @@
 """MCS (T.125) domain PDUs of RDP's Channel Connection and of everything after it.
 
 The front, acting as the RDP server, runs the domain PDUs (Erect Domain, Attach User, Channel
-Join) after the GCC conference (:mod:`pamcore_rdp.gcc`), then Send Data carries everything
+Join) after the GCC conference (:mod:`pamcore_rdp.pdu.gcc`), then Send Data carries everything
 else; a Disconnect Provider Ultimatum ends the domain. MS-RDPBCGR 2.2.1.5-2.2.1.9; layouts
 cross-checked with FreeRDP libfreerdp/core/mcs.c and xrdp libxrdp/xrdp_mcs.c. Every parser
-takes a whole TPKT frame (what :func:`pamcore_rdp.wire.read_pdu` returns) and every encoder
+takes a whole TPKT frame (what :func:`pamcore_rdp.pdu.wire.read_pdu` returns) and every encoder
 returns one.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from pamcore_rdp.wire import ByteReader, per_length, x224_data, x224_payload
+from pamcore_rdp.pdu.wire import ByteReader, per_length, x224_data, x224_payload
 
 #: MCS user ids are DynamicChannelIDs, written as 16 bits above 1001 (T.125 UserId).
 USER_ID_BASE = 1001

@@ -39,8 +39,8 @@ from pamcore.services.directory import authenticate, get_user
 from pamcore.services.sessions import find_or_request
 from pamcore.services.twofactor import totp_enabled, verify_second_factor
 from pamcore.vault import Revealed
+from pamcore_rdp.proxy.trust import CertificateTrust, certificate_trust
 from pamcore_rdp.settings import target_settings
-from pamcore_rdp.trust import CertificateTrust, certificate_trust
 
 PROTOCOL = "rdp"
 #: RFC 6238 codes as authenticator apps show them.
@@ -86,7 +86,7 @@ class Grant:
     #: ``auto`` | ``nla`` | ``tls`` and ``negotiate`` | ``ntlm`` (:mod:`pamcore_rdp.settings`).
     security: str
     nla_mechanism: str
-    #: What the target's TLS certificate must match (:mod:`pamcore_rdp.trust`).
+    #: What the target's TLS certificate must match (:mod:`pamcore_rdp.proxy.trust`).
     trust: CertificateTrust
 
 

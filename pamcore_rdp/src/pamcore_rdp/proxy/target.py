@@ -1,8 +1,8 @@
 """The relay's target leg: TCP to the RDP server, our X.224 negotiation (MS-RDPBCGR
 2.2.1.1-2.2.1.2) and its security layer, TLS or CredSSP (NLA) with the vaulted credential
-(:mod:`pamcore_rdp.credssp`). Every step takes its timeout; a failure is a
+(:mod:`pamcore_rdp.proxy.credssp`). Every step takes its timeout; a failure is a
 :class:`TargetError` that names what to do (docs/design/rdp.md §3.1). The target's selected
-protocol and its certificate are checked (:mod:`pamcore_rdp.trust`) before any credential
+protocol and its certificate are checked (:mod:`pamcore_rdp.proxy.trust`) before any credential
 leaves: CredSSP starts, and the Client Info PDU is relayed, only after both."""
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from typing import Protocol
 
 from pamcore.core import Pamcore
 from pamcore.errors import ProtocolError
-from pamcore_rdp import credssp, trust
-from pamcore_rdp.admission import Grant
-from pamcore_rdp.wire import read_pdu
-from pamcore_rdp.x224 import (
+from pamcore_rdp.pdu.wire import read_pdu
+from pamcore_rdp.pdu.x224 import (
     HYBRID_REQUIRED_BY_SERVER,
     PROTOCOL_HYBRID,
     PROTOCOL_HYBRID_EX,
@@ -29,6 +27,8 @@ from pamcore_rdp.x224 import (
     encode_connection_request,
     parse_connection_confirm,
 )
+from pamcore_rdp.proxy import credssp, trust
+from pamcore_rdp.proxy.admission import Grant
 
 #: Reads and writes of the byte pump.
 CHUNK = 65536

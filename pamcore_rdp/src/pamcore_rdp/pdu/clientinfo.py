@@ -12,8 +12,8 @@ import dataclasses
 import struct
 from dataclasses import dataclass
 
-from pamcore_rdp.mcs import SendData, encode_send_data_request, parse_send_data_request
-from pamcore_rdp.wire import ByteReader
+from pamcore_rdp.pdu.mcs import SendData, encode_send_data_request, parse_send_data_request
+from pamcore_rdp.pdu.wire import ByteReader
 
 #: Basic security header flags (2.2.8.1.1.2.1).
 SEC_ENCRYPT = 0x0008

@@ -4,7 +4,7 @@ card at the top of the desktop, as fast-path bitmap updates slipped in between t
 target's own frames, and takes Ctrl+X from the client's fast-path input as "extend".
 
 Only plain bitmap updates reach the screen this way, so the relay switches the GFX
-pipeline off in the client's CS_CORE (:func:`~pamcore_rdp.gcc.clear_early_capability_flags`).
+pipeline off in the client's CS_CORE (:func:`~pamcore_rdp.pdu.gcc.clear_early_capability_flags`).
 The target may paint over the banner at any time; the relay repaints it every
 :data:`REPAINT_SECONDS` and whenever its text changes.
 """
@@ -17,17 +17,17 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont
 
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.keys import (
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.keys import (
     FASTPATH_INPUT_EVENT_SCANCODE,
     FASTPATH_KBDFLAGS_EXTENDED,
     FASTPATH_KBDFLAGS_RELEASE,
     fastpath_events,
 )
-from pamcore_rdp.paint import SUPPORTED_BPP, bitmap_updates
-from pamcore_rdp.prompt import CARD, ERROR, TEXT, TITLE_BAR, TITLE_TEXT, font
-from pamcore_rdp.recording import Frames
-from pamcore_rdp.wire import FASTPATH_MAX_LENGTH, TPKT_VERSION, ByteReader
+from pamcore_rdp.pdu.paint import SUPPORTED_BPP, bitmap_updates
+from pamcore_rdp.pdu.prompt import CARD, ERROR, TEXT, TITLE_BAR, TITLE_TEXT, font
+from pamcore_rdp.pdu.wire import FASTPATH_MAX_LENGTH, TPKT_VERSION, ByteReader
+from pamcore_rdp.proxy.recording import Frames
 
 WIDTH = 480
 HEIGHT = 72

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import struct
 
-from pamcore_rdp.errors import RdpProtocolError
+from pamcore_rdp.pdu.errors import RdpProtocolError
 
 #: RFC 1006 §6: TPKT version 3, a reserved byte, then the big-endian length of the whole
 #: packet including this 4-byte header.

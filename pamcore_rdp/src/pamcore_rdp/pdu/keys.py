@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pamcore_rdp.wire import ByteReader
+from pamcore_rdp.pdu.wire import ByteReader
 
 # Fast-path input event codes (2.2.8.1.2.2), in the top three bits of eventHeader.
 FASTPATH_INPUT_EVENT_SCANCODE = 0x0

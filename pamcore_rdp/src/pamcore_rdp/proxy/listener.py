@@ -21,17 +21,17 @@ from pamcore.core import Pamcore
 from pamcore.errors import PamError
 from pamcore.proxywatch import start_watch
 from pamcore.services.connections import close_connection
-from pamcore_rdp import admission, front
 from pamcore_rdp.certs import proxy_tls_context
-from pamcore_rdp.errors import RdpProtocolError
-from pamcore_rdp.front import FrontClosed, FrontConnection, sentence
-from pamcore_rdp.gate import CoreGate, FileTokens
+from pamcore_rdp.pdu.errors import RdpProtocolError
+from pamcore_rdp.pdu.wire import read_pdu
+from pamcore_rdp.pdu.x224 import ConnectionRequest, parse_connection_request
+from pamcore_rdp.proxy import admission, front
+from pamcore_rdp.proxy.client_leg import ClientLeg, FrontClosed, refuse, sentence
+from pamcore_rdp.proxy.gate import CoreGate, FileTokens
+from pamcore_rdp.proxy.relay import Relay
+from pamcore_rdp.proxy.tickets import Pass, TicketBook, TicketRefused
 from pamcore_rdp.rdpfile import file_token
-from pamcore_rdp.relay import Relay
 from pamcore_rdp.settings import waiting_room
-from pamcore_rdp.tickets import Pass, TicketBook, TicketRefused
-from pamcore_rdp.wire import read_pdu
-from pamcore_rdp.x224 import ConnectionRequest, parse_connection_request
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class RdpListener:
     ) -> None:
         request = parse_connection_request(await read_pdu(reader, self.request_timeout))
         assert self._tls is not None
-        conn = FrontConnection(reader, writer, peer)
+        conn = ClientLeg(reader, writer, peer)
         token = request.routing_token
         if token is None or file_token(token) is not None:
             gate = CoreGate(self.core, self.tickets, self.file_tokens, peer, self.waiting_room)
@@ -140,11 +140,11 @@ class RdpListener:
             ticket = await asyncio.to_thread(self.tickets.redeem, token, peer)
         except TicketRefused as exc:
             log.info("rdp %s: redirection ticket refused: %s", peer, exc)
-            await front.refuse(conn, request, self._tls, sentence(str(exc)))
+            await refuse(conn, request, self._tls, sentence(str(exc)))
             return
         await self._relay(conn, request, ticket)
 
-    async def _relay(self, conn: FrontConnection, request: ConnectionRequest, ticket: Pass) -> None:
+    async def _relay(self, conn: ClientLeg, request: ConnectionRequest, ticket: Pass) -> None:
         """Phase B: admit the connection (audited, counted live), relay it, record its
         close. A refusal is shown in the RDP window by the front."""
         assert self._tls is not None
@@ -160,7 +160,7 @@ class RdpListener:
             )
         except PamError as exc:
             log.info("rdp %s: relay refused: %s", conn.peer, exc)
-            await front.refuse(conn, request, self._tls, sentence(str(exc)))
+            await refuse(conn, request, self._tls, sentence(str(exc)))
             return
         relay = Relay(self.core, grant, conn.reader, conn.writer, request, self._tls)
         self._relays.add(relay)
