@@ -29,7 +29,13 @@ def next_step(driver: webdriver.Chrome, expect: str) -> None:
 
 
 def row_status(driver: webdriver.Chrome, session_id: int) -> str:
-    return driver.find_element(By.ID, f"session-{session_id}").get_attribute("data-status") or ""
+    """The row's status; "" while htmx swaps the polled table under the read (the row found
+    may be replaced before its attribute is read), so a wait simply looks again."""
+    try:
+        row = driver.find_element(By.ID, f"session-{session_id}")
+        return row.get_attribute("data-status") or ""
+    except StaleElementReferenceException:
+        return ""
 
 
 def click(driver, element_id: str) -> None:  # type: ignore[no-untyped-def]
@@ -73,7 +79,7 @@ def test_browser_tour(
     alice.find_element(By.ID, "finish").click()
 
     WebDriverWait(alice, 10).until(ec.presence_of_element_located((By.ID, "session-1")))
-    assert row_status(alice, 1) == "waiting_for_approval"
+    WebDriverWait(alice, 10).until(lambda d: row_status(d, 1) == "waiting_for_approval")
     shots(alice, "waiting-for-approval")
 
     # carol approves in her own browser.
@@ -132,5 +138,7 @@ def test_browser_tour(
     alice.find_element(By.LINK_TEXT, "History").click()
     WebDriverWait(alice, 10).until(lambda d: "/history" in d.current_url)
     WebDriverWait(alice, 10).until(ec.presence_of_element_located((By.ID, "session-1")))
-    assert row_status(alice, 1) == "ended" and row_status(alice, other) == "canceled"
+    WebDriverWait(alice, 10).until(
+        lambda d: row_status(d, 1) == "ended" and row_status(d, other) == "canceled"
+    )
     shots(alice, "history")
