@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -50,6 +51,27 @@ def only_admins(
         for change in changes:
             response = client.post(f"/admin/{area}/{change}", data={"csrf_token": token, **data})
             assert response.status_code == (303 if role == "admin" else 403), (role, change)
+
+
+def flash(driver: webdriver.Chrome) -> str:
+    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".flash")))
+    return driver.find_element(By.CSS_SELECTOR, ".flash").text
+
+
+def pick(driver: webdriver.Chrome, picker: str, typed: str) -> None:
+    """Type into a picker's search box and press Enter to add the first match."""
+    search = driver.find_element(By.ID, f"{picker}-search")
+    search.send_keys(typed)
+    search.send_keys(Keys.ENTER)
+
+
+def chosen(driver: webdriver.Chrome, picker: str) -> list[str]:
+    """What the form will send: the hidden native select's selected options."""
+    return driver.execute_script(
+        "return Array.from(document.getElementById(arguments[0]).selectedOptions)"
+        ".map(o => o.value)",
+        picker,
+    )
 
 
 def follow(driver: webdriver.Chrome, element_id: str) -> None:

@@ -9,39 +9,18 @@ from collections.abc import Callable
 
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pamcore.core import Pamcore
 from pamcore.services import profiles
 from pamcore.services.common import CONSOLE
+from tests.web.admin_pages import chosen, flash, pick
 from tests.web.chromium import sign_in
-
-
-def flash(driver: webdriver.Chrome) -> str:
-    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".flash")))
-    return driver.find_element(By.CSS_SELECTOR, ".flash").text
 
 
 def page_height(driver: webdriver.Chrome) -> int:
     return int(driver.execute_script("return document.documentElement.scrollHeight"))
-
-
-def pick(driver: webdriver.Chrome, picker: str, typed: str) -> None:
-    """Type into a picker's search box and press Enter to add the first match."""
-    search = driver.find_element(By.ID, f"{picker}-search")
-    search.send_keys(typed)
-    search.send_keys(Keys.ENTER)
-
-
-def chosen(driver: webdriver.Chrome, picker: str) -> list[str]:
-    """What the form will send: the hidden native select's selected options."""
-    return driver.execute_script(
-        "return Array.from(document.getElementById(arguments[0]).selectedOptions)"
-        ".map(o => o.value)",
-        picker,
-    )
 
 
 def test_admin_profiles_and_policies(

@@ -19,10 +19,17 @@ from selenium.webdriver.support.ui import WebDriverWait
 from pamcore.core import Pamcore
 from pamcore.services import inventory
 from pamcore.services.common import CONSOLE
-from tests.web.admin_pages import delete_when_confirmed, only_admins, send, text
+from tests.web.admin_pages import (
+    chosen,
+    delete_when_confirmed,
+    flash,
+    only_admins,
+    pick,
+    send,
+    text,
+)
 from tests.web.chromium import sign_in
 from tests.web.roles import build_app, signed_in
-from tests.web.test_admin_browser import chosen, flash, pick
 from tests.world import ROOT_PASSWORD, World
 
 PAGES = [

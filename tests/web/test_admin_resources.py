@@ -20,10 +20,18 @@ from pamcore.core import Pamcore
 from pamcore.plugins import PluginHost
 from pamcore.services import inventory, policies
 from pamcore.services.common import CONSOLE
-from tests.web.admin_pages import delete_when_confirmed, follow, only_admins, send, text
+from tests.web.admin_pages import (
+    chosen,
+    delete_when_confirmed,
+    flash,
+    follow,
+    only_admins,
+    pick,
+    send,
+    text,
+)
 from tests.web.chromium import sign_in
 from tests.web.roles import build_app, signed_in
-from tests.web.test_admin_browser import chosen, flash, pick
 from tests.world import ROOT_PASSWORD, World
 
 PAGES = [

@@ -23,11 +23,10 @@ from pamcore.model import Role
 from pamcore.presenters import role_words
 from pamcore.services import directory, twofactor
 from pamcore.services.common import CONSOLE
-from tests.web.admin_pages import delete_when_confirmed, only_admins, send
+from tests.web.admin_pages import chosen, delete_when_confirmed, flash, only_admins, pick, send
 from tests.web.chromium import sign_in
 from tests.web.helpers import request_session
 from tests.web.roles import build_app, signed_in
-from tests.web.test_admin_browser import chosen, flash, pick
 from tests.world import World
 
 PAGES = [
