@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from pamcore.clock import Clock
 
 log = logging.getLogger(__name__)
+
+WAL_SWITCH_SECONDS = 30.0
 
 
 def create_db_engine(url: str) -> Engine:
@@ -35,10 +39,7 @@ def _tune_sqlite(engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event emit BEGIN itself
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout=30000")
-        # Switching to WAL takes the database's lock and may fail at once ("database is
-        # locked") while other connections open; a database already in WAL needs no switch.
-        if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            cur.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
@@ -47,6 +48,22 @@ def _tune_sqlite(engine: Engine) -> None:
     def _on_begin(conn):  # type: ignore[no-untyped-def]
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _switch_to_wal(cur: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode, which persists in the file.
+
+    The switch needs the database to itself and fails at once with "database is locked"
+    (SQLite's busy handler does not wait for it) while other connections of a fresh database
+    open, so it is retried until this or another connection has made it."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def is_sqlite(engine: Engine) -> bool:
