@@ -18,7 +18,6 @@ from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession, AuditEvent, LiveConnection
 from pamcore.proxywatch import watch_connections
 from pamcore.runtime import SchedulerService
-from pamcore.services import scheduler
 from pamcore.services.access import authorize_connection
 from pamcore.services.common import worker_name
 from pamcore.services.connections import (
@@ -34,8 +33,8 @@ from pamcore.services.connections import (
     to_close,
 )
 from pamcore.services.ending import complete_ending
-from pamcore.services.sessions import SessionRequest, create_session, end_session
-from tests.world import World, fresh
+from pamcore.services.sessions import end_session
+from tests.world import World, available_session, fresh, opened_connection
 
 
 def status(core: Pamcore, sid: int) -> tuple[Status, int]:
@@ -44,25 +43,9 @@ def status(core: Pamcore, sid: int) -> tuple[Status, int]:
         return Status(s.status), open_count(db, sid)
 
 
-def available_session(core: Pamcore, world: World) -> int:
-    """alice's session on db01, made available by a scheduler tick."""
-    with core.unit() as db:
-        req = SessionRequest("Check out root", ("db01",))
-        session_id = create_session(core, db, fresh(db, world.alice), req).id
-    scheduler.tick(core)
-    return session_id
-
-
 @pytest.fixture
 def sid(core: Pamcore, world: World) -> int:
     return available_session(core, world)
-
-
-def opened(core: Pamcore, world: World, sid: int) -> int:
-    """A connection of alice's to db01, held by ``core``'s node."""
-    with core.unit() as db:
-        alice, db01 = fresh(db, world.alice), fresh(db, world.db01)
-        return connection_opened(core, db, alice, sid, db01, "ssh", "127.0.0.1:50000").id
 
 
 def closed(core: Pamcore, connection_id: int, reason: str = "closed") -> None:
@@ -83,9 +66,9 @@ def lifecycle_events(core: Pamcore, sid: int) -> list[tuple[str, int, str | None
 
 
 def test_first_opens_active_last_closes_available(core: Pamcore, world: World, sid: int) -> None:
-    first = opened(core, world, sid)
+    first = opened_connection(core, world, sid)
     assert status(core, sid) == (Status.ACTIVE, 1)
-    second = opened(core, world, sid)
+    second = opened_connection(core, world, sid)
     closed(core, first)
     assert status(core, sid) == (Status.ACTIVE, 1)
     closed(core, second)
@@ -99,10 +82,10 @@ def test_ids_are_never_reused_and_each_has_one_opened_closed_pair(
 ) -> None:
     """Closing the newest connection no longer frees its id for the next one (SQLite
     reused a deleted row's id), and a late duplicate close is not audited again."""
-    first = opened(core, world, sid)
+    first = opened_connection(core, world, sid)
     closed(core, first, "closed by the client")
     closed(core, first, "a late duplicate")
-    second = opened(core, world, sid)
+    second = opened_connection(core, world, sid)
     closed(core, second, "terminated by an administrator")
     assert second != first
     assert lifecycle_events(core, sid) == [
@@ -121,7 +104,7 @@ def test_ending_closes_what_the_proxy_has_not_and_refuses_new_ones(
 ) -> None:
     """Whoever closes first writes the one connection.closed: the proxy before the ending
     completes, or the ending before the proxy noticed (then the proxy's close adds none)."""
-    by_proxy, by_ending = opened(core, world, sid), opened(core, world, sid)
+    by_proxy, by_ending = opened_connection(core, world, sid), opened_connection(core, world, sid)
     with core.unit() as db:
         end_session(core, db, fresh(db, world.alice), sid)
     closed(core, by_proxy, "the session was ended")
@@ -133,11 +116,11 @@ def test_ending_closes_what_the_proxy_has_not_and_refuses_new_ones(
         ("connection.closed", by_ending, "session ended"),
     ]
     with pytest.raises(PolicyDenied, match="is Ended"):
-        opened(core, world, sid)
+        opened_connection(core, world, sid)
 
 
 def test_admin_lists_and_terminates(core: Pamcore, world: World, sid: int) -> None:
-    live = opened(core, world, sid)
+    live = opened_connection(core, world, sid)
     with core.reader() as db:
         with pytest.raises(PolicyDenied, match="only an administrator"):
             list_connections(db, fresh(db, world.alice))
@@ -167,7 +150,7 @@ def test_proxy_watch_terminates_updates_and_waits_for_newcomers(
     """One round of the proxies' watch: the terminated connection gets the admin's reason,
     the other its session's end time; one that arrived during the query (its session not
     asked about) is left for the next round rather than taken for an ended session."""
-    doomed, kept = opened(core, world, sid), opened(core, world, sid)
+    doomed, kept = opened_connection(core, world, sid), opened_connection(core, world, sid)
     with core.unit() as db:
         request_termination(core, db, fresh(db, world.erin), doomed, "suspicious commands")
     with core.reader() as db:
@@ -209,7 +192,7 @@ def test_a_silent_nodes_connections_are_closed_once_after_the_timeout(
     dead = Pamcore(core.config, plugins=core.plugins, clock=clock, node=f"{core.node}-dead")
     sweeper = Pamcore(core.config, plugins=core.plugins, clock=clock, node=f"{core.node}-c")
     try:
-        mine, theirs = opened(core, world, sid), opened(dead, world, sid)
+        mine, theirs = opened_connection(core, world, sid), opened_connection(dead, world, sid)
         clock.advance(seconds=core.config.heartbeat_timeout - 1)
         assert close_silent_nodes(sweeper) == 0
         with core.unit() as db:
@@ -236,7 +219,7 @@ def test_the_watch_beats_for_its_node_and_sweeps_silent_ones(
     of a node silent past the timeout, even while it holds nothing of that session."""
     dead = Pamcore(core.config, plugins=core.plugins, clock=clock, node=f"{core.node}-dead")
     try:
-        mine, theirs = opened(core, world, sid), opened(dead, world, sid)
+        mine, theirs = opened_connection(core, world, sid), opened_connection(dead, world, sid)
         clock.advance(seconds=core.config.heartbeat_timeout + 1)
         held = [Held(mine, sid)]
         updated: list[int] = []
@@ -272,7 +255,7 @@ def test_the_worker_sweeps_silent_nodes_too(
     connection after the timeout, and the session is available again."""
     dead = Pamcore(core.config, plugins=core.plugins, clock=clock, node=f"{core.node}-dead")
     try:
-        theirs = opened(dead, world, sid)
+        theirs = opened_connection(dead, world, sid)
     finally:
         dead.dispose()
     clock.advance(seconds=core.config.heartbeat_timeout + 1)
@@ -322,7 +305,7 @@ def test_a_connection_opens_after_another_changed_the_session_it_had_read(
         grant = authorize_connection(core, db, alice, db01, "ssh")
         assert Status(grant.session.status) == Status.AVAILABLE
         with ThreadPoolExecutor(1) as other:  # another unit (its own thread), committed
-            first = other.submit(opened, core, world, sid).result(timeout=30)
+            first = other.submit(opened_connection, core, world, sid).result(timeout=30)
         second = connection_opened(core, db, alice, sid, db01, "ssh", "127.0.0.1:50001")
         assert Status(grant.session.status) == Status.ACTIVE
     assert status(core, sid) == (Status.ACTIVE, 2)

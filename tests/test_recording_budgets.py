@@ -15,15 +15,14 @@ from pamcore.core import Pamcore
 from pamcore.model import RecordingBudget
 from pamcore.services import recording_budgets
 from pamcore.services.recording_budgets import CHUNK_BYTES, SessionBudget, release, reserve
-from tests.test_recordings import saved, session_of
-from tests.world import World
+from tests.world import World, requested_session, saved_recording
 
 MIB = 1024 * 1024
 RACERS = 16
 
 
 def test_two_nodes_share_one_cap(core: Pamcore, other_node: Pamcore, world: World) -> None:
-    sid = session_of(core, world.alice)
+    sid = requested_session(core, world.alice)
     assert reserve(core, sid, 600, 1000) == 600
     assert reserve(other_node, sid, 600, 1000) == 400  # what is left, no more
     assert reserve(core, sid, 1, 1000) == 0
@@ -34,8 +33,8 @@ def test_two_nodes_share_one_cap(core: Pamcore, other_node: Pamcore, world: Worl
 def test_the_first_reservation_counts_what_the_session_registered(
     core: Pamcore, world: World, tmp_path: Path
 ) -> None:
-    sid = session_of(core, world.alice)
-    saved(core, world, sid, tmp_path)  # an earlier connection's recording
+    sid = requested_session(core, world.alice)
+    saved_recording(core, world, sid, tmp_path)  # an earlier connection's recording
     size = (tmp_path / f"{sid}.cast").stat().st_size
     assert reserve(core, sid, 10_000, 1000) == 1000 - size
 
@@ -43,7 +42,7 @@ def test_the_first_reservation_counts_what_the_session_registered(
 def test_racing_reservations_add_up_to_the_cap(
     core: Pamcore, other_node: Pamcore, world: World
 ) -> None:
-    sid = session_of(core, world.alice)
+    sid = requested_session(core, world.alice)
     start = threading.Barrier(RACERS)
 
     def take(n: int) -> int:
@@ -58,7 +57,7 @@ def test_racing_reservations_add_up_to_the_cap(
 def test_budgets_on_two_nodes_stop_at_the_cap_and_reserve_in_chunks(
     core: Pamcore, other_node: Pamcore, world: World
 ) -> None:
-    sid = session_of(core, world.alice)
+    sid = requested_session(core, world.alice)
     cap = 8 * MIB
     here, there = SessionBudget(core, sid, cap), SessionBudget(other_node, sid, cap)
     assert here.chunk == CHUNK_BYTES
@@ -76,7 +75,7 @@ def test_budgets_on_two_nodes_stop_at_the_cap_and_reserve_in_chunks(
 
 
 def test_a_small_cap_is_reserved_in_small_chunks(core: Pamcore, world: World) -> None:
-    sid = session_of(core, world.alice)
+    sid = requested_session(core, world.alice)
     budget = SessionBudget(core, sid, 16 * 1024)
     assert budget.allows(1) and budget.left == 1024
 
@@ -105,7 +104,7 @@ def test_in_a_relay_the_next_chunk_is_reserved_off_the_loop(
 ) -> None:
     """Once less than a chunk is left, a worker thread reserves the next one: the relay's
     loop waits on the database only for the first chunk."""
-    sid = session_of(core, world.alice)
+    sid = requested_session(core, world.alice)
     threads: list[str] = []
     real_reserve = recording_budgets.reserve
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -20,43 +18,15 @@ from pamcore.services.recordings import (
     recording_failed,
     register_recording,
 )
-from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
-from tests.world import World, fresh
-
-
-def session_of(core: Pamcore, user) -> int:  # type: ignore[no-untyped-def]
-    with core.unit() as db:
-        req = SessionRequest("Check out root", ("db01",))
-        return create_session(core, db, fresh(db, user), req).id
-
-
-def saved(core: Pamcore, world: World, sid: int, tmp_path: Path, **extra) -> int:  # type: ignore[no-untyped-def]
-    path = tmp_path / f"{sid}.cast"
-    path.write_bytes(b'{"version": 2, "width": 80, "height": 24}\n')
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    start = core.now()
-    with core.unit() as db:
-        return register_recording(
-            core,
-            db,
-            sid,
-            world.db01.id,
-            "ssh",
-            path,
-            digest,
-            path.stat().st_size,
-            start,
-            start + dt.timedelta(minutes=3),
-            {"width": 80, "height": 24, **extra},
-        ).id
+from tests.world import World, fresh, requested_session, saved_recording
 
 
 def test_register_adds_row_and_audits_the_digest(
     core: Pamcore, world: World, tmp_path: Path
 ) -> None:
-    sid = session_of(core, world.alice)
-    rid = saved(core, world, sid, tmp_path)
+    sid = requested_session(core, world.alice)
+    rid = saved_recording(core, world, sid, tmp_path)
     with core.reader() as db:
         rec = db.get(Recording, rid)
         assert (rec.session_id, rec.protocol, rec.format) == (sid, "ssh", "asciicast-v2")
@@ -72,8 +42,8 @@ def test_register_adds_row_and_audits_the_digest(
 def test_an_incomplete_recording_says_why_in_the_audit(
     core: Pamcore, world: World, tmp_path: Path
 ) -> None:
-    sid = session_of(core, world.alice)
-    saved(core, world, sid, tmp_path, incomplete="write failed: No space left on device")
+    sid = requested_session(core, world.alice)
+    saved_recording(core, world, sid, tmp_path, incomplete="write failed: No space left on device")
     with core.reader() as db:
         event = db.scalar(select(AuditEvent).where(AuditEvent.action == "recording.saved"))
         assert event.details["incomplete"] == "write failed: No space left on device"
@@ -82,10 +52,10 @@ def test_an_incomplete_recording_says_why_in_the_audit(
 def test_recorded_bytes_sum_a_sessions_files_and_a_failure_to_start_is_audited(
     core: Pamcore, world: World, tmp_path: Path
 ) -> None:
-    sid = session_of(core, world.alice)
+    sid = requested_session(core, world.alice)
     with core.reader() as db:
         assert recorded_bytes(db, sid) == 0
-    saved(core, world, sid, tmp_path)
+    saved_recording(core, world, sid, tmp_path)
     with core.unit() as db:
         assert recorded_bytes(db, sid) == (tmp_path / f"{sid}.cast").stat().st_size
         recording_failed(core, db, sid, world.db01.id, "ssh", "cannot record 1-1.cast: disk full")
@@ -99,7 +69,7 @@ def test_recorded_bytes_sum_a_sessions_files_and_a_failure_to_start_is_audited(
 
 
 def test_register_rejects_bad_input(core: Pamcore, world: World, tmp_path: Path) -> None:
-    sid = session_of(core, world.alice)
+    sid = requested_session(core, world.alice)
     now = core.now()
     with pytest.raises(ValidationError, match="sha256"), core.unit() as db:
         register_recording(core, db, sid, None, "ssh", tmp_path / "x", "abc", 1, now, now)
@@ -115,8 +85,8 @@ def test_register_rejects_bad_input(core: Pamcore, world: World, tmp_path: Path)
 def test_users_list_their_own_admins_and_auditors_all(
     core: Pamcore, world: World, tmp_path: Path
 ) -> None:
-    mine = saved(core, world, session_of(core, world.alice), tmp_path)
-    theirs = saved(core, world, session_of(core, world.bob), tmp_path)
+    mine = saved_recording(core, world, requested_session(core, world.alice), tmp_path)
+    theirs = saved_recording(core, world, requested_session(core, world.bob), tmp_path)
     with core.unit() as db:
         ida = b.make_user(db, "ida", Role.AUDITOR)
     with core.reader() as db:

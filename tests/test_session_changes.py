@@ -22,8 +22,7 @@ from pamcore.proxywatch import watch_connections
 from pamcore.services.connections import request_termination
 from pamcore.services.sessions import end_session, extend_session
 from pamcore.session_changes import EXTENDED, RESYNC, TERMINATED, SessionChange
-from tests.test_connections import available_session, opened
-from tests.world import World, fresh
+from tests.world import World, available_session, fresh, opened_connection
 
 #: What the tests allow (the design's aim is under a second).
 WITHIN = 2.0
@@ -109,7 +108,7 @@ def test_ending_extending_and_terminating_reach_another_node(
     try:
         until_listening(node_b)
         sid = available_session(core, world)
-        held = opened(node_b, world, sid)
+        held = opened_connection(node_b, world, sid)
         into_extension_window(core, clock, sid)
         steps = [
             (EXTENDED, lambda db: extend_session(core, db, fresh(db, world.alice), sid)),
@@ -167,7 +166,7 @@ def test_a_watch_on_another_node_acts_at_once(
     termination and an ending committed on node A within a second of each commit."""
     pg_only(core)
     sid = available_session(core, world)
-    kept, doomed = opened(node_b, world, sid), opened(node_b, world, sid)
+    kept, doomed = opened_connection(node_b, world, sid), opened_connection(node_b, world, sid)
     into_extension_window(core, clock, sid)
     held = [Held(kept, sid), Held(doomed, sid)]
     seen = Seen()
@@ -208,7 +207,7 @@ def test_on_sqlite_the_poll_still_delivers(core: Pamcore, node_b: Pamcore, world
     if core.engine.dialect.name != "sqlite":
         pytest.skip("the SQLite path")
     sid = available_session(core, world)
-    held = [Held(opened(node_b, world, sid), sid)]
+    held = [Held(opened_connection(node_b, world, sid), sid)]
     seen, heard = Seen(), Heard()
     unsubscribe = node_b.session_changes.subscribe(heard)
 

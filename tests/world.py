@@ -3,7 +3,10 @@ approve; erin administers), importable so tests never import from a ``conftest.p
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from pamcore.core import Pamcore
 from pamcore.model import (
@@ -17,6 +20,10 @@ from pamcore.model import (
     Role,
     User,
 )
+from pamcore.services import scheduler
+from pamcore.services.connections import connection_opened
+from pamcore.services.recordings import register_recording
+from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
 
 ROOT_PASSWORD = "Db01-root-S3cret!"
@@ -98,3 +105,46 @@ def fresh(db, obj):  # type: ignore[no-untyped-def]
     """The row behind a detached fixture object, loaded in ``db`` (never ``merge``, which
     would copy the fixture's stale collections back over the database)."""
     return db.get(type(obj), obj.id)
+
+
+def requested_session(core: Pamcore, user: User) -> int:
+    """``user``'s request to check out root on db01, as yet undecided."""
+    with core.unit() as db:
+        req = SessionRequest("Check out root", ("db01",))
+        return create_session(core, db, fresh(db, user), req).id
+
+
+def available_session(core: Pamcore, world: World) -> int:
+    """alice's session on db01, made available by a scheduler tick."""
+    session_id = requested_session(core, world.alice)
+    scheduler.tick(core)
+    return session_id
+
+
+def opened_connection(core: Pamcore, world: World, sid: int) -> int:
+    """A connection of alice's to db01, held by ``core``'s node."""
+    with core.unit() as db:
+        alice, db01 = fresh(db, world.alice), fresh(db, world.db01)
+        return connection_opened(core, db, alice, sid, db01, "ssh", "127.0.0.1:50000").id
+
+
+def saved_recording(core: Pamcore, world: World, sid: int, folder: Path, **extra) -> int:  # type: ignore[no-untyped-def]
+    """A three-minute recording of session ``sid`` on db01, registered with its digest."""
+    path = folder / f"{sid}.cast"
+    path.write_bytes(b'{"version": 2, "width": 80, "height": 24}\n')
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    start = core.now()
+    with core.unit() as db:
+        return register_recording(
+            core,
+            db,
+            sid,
+            world.db01.id,
+            "ssh",
+            path,
+            digest,
+            path.stat().st_size,
+            start,
+            start + dt.timedelta(minutes=3),
+            {"width": 80, "height": 24, **extra},
+        ).id
