@@ -11,10 +11,12 @@ its own on a free port, creating ``pamdemo-`` accounts); every port is a free on
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -69,6 +71,12 @@ def node_environment() -> dict[str, str]:
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _end_with_parent() -> None:
+    """In the child, before exec: receive SIGTERM when the test process dies, even by
+    SIGKILL, so an interrupted run leaves no node behind (Linux ``PR_SET_PDEATHSIG``)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -138,6 +146,7 @@ class Cluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=node_environment(),
+            preexec_fn=_end_with_parent,
         )
         self.processes[name] = proc
         return proc
