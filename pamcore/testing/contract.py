@@ -497,6 +497,13 @@ class ProtocolContract:
             confirm_enrolment(core, db, alice, enrolment.secret_id, code)
         reason = self._refusal(core, handler, "alice", ALICE_PASSWORD)
         assert reason, "refused without a reason"
+        with core.reader() as db:
+            opened = db.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.session_id == world.session_id)
+                .where(AuditEvent.action == "connection.opened")
+            ).all()
+        assert not opened, "a connection was opened on the password alone"
 
 
 __all__ = [
