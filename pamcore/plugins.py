@@ -31,7 +31,6 @@ from pamcore.registry import (
     ProtocolHandler,
     RequestProblem,
     ResourceSetting,
-    TerminalAssistant,
 )
 
 if TYPE_CHECKING:
@@ -39,14 +38,12 @@ if TYPE_CHECKING:
     import flask
     from sqlalchemy.orm import Session
 
-    from pamcore.config import Config
     from pamcore.core import Pamcore
     from pamcore.model import (
         ActivitySession,
         Approval,
         ApprovalTier,
         AuditEvent,
-        Resource,
         User,
     )
 
@@ -62,8 +59,6 @@ DEFAULT_PLUGINS = (
     "pamcore.defaults.local_auth",
     "pamcore.defaults.actions",
 )
-
-SSH_ALGORITHM_KINDS = ("kex", "encryption", "mac", "server_host_key")
 
 
 def strict_from_env() -> bool:
@@ -104,6 +99,7 @@ class PluginHost:
         self.strict = strict_from_env() if strict is None else strict
         self.pm = pluggy.PluginManager("pamcore")
         self.pm.add_hookspecs(hookspecs)
+        self.pm.hook.pamcore_addhooks.call_historic(kwargs={"pluginmanager": self.pm})
         self.failures: list[PluginFailure] = []
         self._versions: dict[str, tuple[str, str]] = {}
         self.hooks = Hooks(self)
@@ -251,6 +247,12 @@ class Hooks:
         self._actions: dict[str, ActionType] | None = None
         self._settings: dict[tuple[str, str], ResourceSetting] | None = None
 
+    @property
+    def relay(self) -> pluggy.HookRelay:
+        """The hooks that plugins added with ``pamcore_addhooks``, for their own façades;
+        the core's hooks go through the methods below."""
+        return self._host.pm.hook
+
     # -- registries ------------------------------------------------------------------------
 
     def _collect(self, hook_name: str, key: Callable[[Any], Any]) -> dict[Any, Any]:
@@ -359,32 +361,6 @@ class Hooks:
             return PasswordDisplayDecision(False, reason="no plugin allows password display")
         windows = [a.seconds for a in answers if a.seconds]
         return PasswordDisplayDecision(True, seconds=min(windows) if windows else 20)
-
-    def ssh_algorithms(self, resource: Resource, config: Config) -> dict[str, list[str]]:
-        merged: dict[str, list[str]] = {}
-        # pluggy returns results in call order; appending keeps the first plugin's preferred.
-        for answer in self._host.pm.hook.pamcore_ssh_algorithms(resource=resource, config=config):
-            for kind, names in answer.items():
-                if kind not in SSH_ALGORITHM_KINDS:
-                    raise ConfigurationError(
-                        f"unknown SSH algorithm kind '{kind}' (expected one of "
-                        f"{', '.join(SSH_ALGORITHM_KINDS)})"
-                    )
-                bucket = merged.setdefault(kind, [])
-                bucket.extend(n for n in names if n not in bucket)
-        return merged
-
-    def ssh_handshake_hint(self, resource: Resource, error: str, config: Config) -> str | None:
-        return self._host.pm.hook.pamcore_ssh_handshake_hint(
-            resource=resource, error=error, config=config
-        )
-
-    def ssh_terminal_assistants(
-        self, core: Pamcore, db: Session, session: ActivitySession, resource: Resource
-    ) -> list[Callable[[], TerminalAssistant]]:
-        return self._host.pm.hook.pamcore_ssh_terminal_assistant(
-            core=core, db=db, session=session, resource=resource
-        )
 
     def authenticate(
         self, core: Pamcore, db: Session, username: str, password: str, factors: dict[str, Any]

@@ -161,16 +161,3 @@ class RequestProblem:
 
     field: str
     reason: str
-
-
-class TerminalAssistant(Protocol):
-    """Watches one relayed terminal channel (``pamcore_ssh_terminal_assistant``) and may
-    answer the target's prompts for the user. Its answers go to the target only: never to
-    the user's terminal, the recording or a log."""
-
-    def typed(self, data: bytes) -> None:
-        """What the user typed, before it goes to the target."""
-
-    def shown(self, data: bytes) -> bytes:
-        """What the target printed; returns bytes to send to the target (``b""``: none)."""
-        ...

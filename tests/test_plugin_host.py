@@ -15,16 +15,16 @@ from typing import Any
 
 import click
 import flask
+import pluggy
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, select
 
 from pamcore import hookimpl
 from pamcore.clock import FrozenClock
-from pamcore.config import Config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError
-from pamcore.model import ActivitySession, Base, Resource, User
+from pamcore.model import ActivitySession, Base, User
 from pamcore.plugins import PluginHost, build_plugin_host
 from pamcore.registry import (
     ActionType,
@@ -268,6 +268,34 @@ def test_every_notification_reaches_every_plugin() -> None:
     assert calls == [c for c in ["decided", "escalated", "due"] for _ in range(2)]
 
 
+def test_plugin_registered_after_the_host_is_built_adds_its_hooks() -> None:
+    """``pamcore_addhooks`` is historic: a plugin registered late still adds its specs, and
+    an implementation registered before them is then checked and called through ``relay``."""
+    hookspec = pluggy.HookspecMarker("pamcore")
+
+    class GreetingSpecs:
+        @hookspec(firstresult=True)
+        def pamcore_echo_greeting(self, name: str) -> str | None:
+            """A greeting for ``name``."""
+
+    class Echo:
+        @hookimpl
+        def pamcore_addhooks(self, pluginmanager: pluggy.PluginManager) -> None:
+            pluginmanager.add_hookspecs(GreetingSpecs)
+
+    class Greeter:
+        @hookimpl
+        def pamcore_echo_greeting(self, name: str) -> str:
+            return f"hello {name}"
+
+    host = bare_host()
+    host.register(Greeter(), name="greeter")  # before anyone specified its hook
+    assert not host.hooks.relay.pamcore_echo_greeting.has_spec()
+    host.register(Echo(), name="echo")
+    assert host.hooks.relay.pamcore_echo_greeting.has_spec()
+    assert host.hooks.relay.pamcore_echo_greeting(name="ada") == "hello ada"
+
+
 # -- decisions: deny wins, unions, merges -------------------------------------------------
 
 
@@ -279,10 +307,6 @@ def answering(hook: str, answer: Any) -> object:
 
     impl.__name__ = hook
     return type("Answer", (), {hook: hookimpl(impl)})()
-
-
-#: The instance configuration the SSH hooks receive (no plugin settings).
-CONFIG = Config(Path("instance"), "sqlite://", Path("master.key"))
 
 
 def host_with(hook: str, *answers: Any) -> PluginHost:
@@ -330,54 +354,6 @@ def test_validate_session_request_collects_every_problem() -> None:
     host = host_with("pamcore_validate_session_request", [one], None, [two])
     problems = host.hooks.validate_session_request(User(username="a"), "x", ["db01"], "", "T")
     assert sorted(p.field for p in problems) == ["notes", "ticket"]
-
-
-def test_ssh_algorithms_merge_keeps_order_and_drops_duplicates() -> None:
-    host = host_with(
-        "pamcore_ssh_algorithms",
-        {"kex": ["k1", "k2"], "mac": ["m1"]},
-        None,
-        {"kex": ["k2", "k3"], "mac": ["m1"]},
-    )
-    # pluggy calls the last registered first; each list keeps the first plugin's preference.
-    assert host.hooks.ssh_algorithms(Resource(name="sw01"), CONFIG) == {
-        "kex": ["k2", "k3", "k1"],
-        "mac": ["m1"],
-    }
-
-
-def test_unknown_ssh_algorithm_kind_is_a_configuration_error() -> None:
-    host = host_with("pamcore_ssh_algorithms", {"ciphers": ["aes128-cbc"]})
-    with pytest.raises(ConfigurationError, match="unknown SSH algorithm kind 'ciphers'"):
-        host.hooks.ssh_algorithms(Resource(name="sw01"), CONFIG)
-
-
-def test_ssh_handshake_hint_stops_at_first_answer() -> None:
-    called: list[str] = []
-
-    def hinting(name: str, answer: str | None) -> object:
-        class Plugin:
-            @hookimpl
-            def pamcore_ssh_handshake_hint(self, resource: Resource, error: str) -> str | None:
-                called.append(name)
-                return answer
-
-        return Plugin()
-
-    host = bare_host()
-    host.register(hinting("first", "first hint"), name="first")
-    host.register(hinting("second", "second hint"), name="second")
-    host.register(hinting("silent", None), name="silent")
-    # Registered last, called first: "silent" passes, "second" answers, "first" is not asked.
-    hint = host.hooks.ssh_handshake_hint(Resource(name="sw01"), "kex failed", CONFIG)
-    assert hint == "second hint"
-    assert called == ["silent", "second"]
-
-
-def test_ssh_terminal_assistants_are_collected() -> None:
-    host = host_with("pamcore_ssh_terminal_assistant", None, list, dict)
-    factories = host.hooks.ssh_terminal_assistants(object(), object(), object(), object())  # type: ignore[arg-type]
-    assert sorted(f.__name__ for f in factories) == ["dict", "list"]
 
 
 def test_authenticate_is_tri_state_first_answer_wins() -> None:

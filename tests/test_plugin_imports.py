@@ -133,13 +133,6 @@ pamcore_ssh:pamcore.web.app:CSP
 pamcore_ssh:pamcore.web.context:acting_user
 pamcore_ssh:pamcore.web.context:current_core
 pamcore_ssh:pamcore:metrics
-pamcore_tcp_tunnel:pamcore.directconnect:login_name
-pamcore_tcp_tunnel:pamcore.directconnect:parse_login
-pamcore_tcp_tunnel:pamcore.probe:probe
-pamcore_tcp_tunnel:pamcore.proxywatch:start_watch
-pamcore_tcp_tunnel:pamcore.services.connections:admit_connection
-pamcore_tcp_tunnel:pamcore.services.connections:close_connection
-pamcore_tcp_tunnel:pamcore.services.twofactor:sign_in_with_password_only
 """.splitlines()
 ) - {""}
 

@@ -21,7 +21,6 @@ from pamcore.errors import AuthenticationFailed, NotFound, PolicyDenied, Validat
 from pamcore.model import Secret, User
 from pamcore.passwords import LOCKOUT, MAX_FAILURES
 from pamcore.services.common import Actor, is_admin
-from pamcore.services.directory import authenticate
 from pamcore.vault import Revealed
 
 ISSUER = "pamcore"
@@ -94,19 +93,6 @@ def disable_totp(core: Pamcore, db: Session, actor: Actor, user: User) -> None:
     if secret is not None:
         db.delete(secret)
     core.audit(db, actor.username, "totp.disabled", target=user.username)
-
-
-def sign_in_with_password_only(core: Pamcore, db: Session, username: str, password: str) -> User:
-    """A sign-in over a channel that cannot ask for a code (a tunnel's one-line greeting):
-    the password admits only an account without a second factor, or the factor would be
-    optional for anyone who picks that channel. The refusal is audited."""
-    user = authenticate(core, db, username, password)
-    if totp_enabled(user):
-        raise PolicyDenied(
-            f"{user.username} signs in with a verification code, which this connection "
-            "cannot ask for; connect through the SSH proxy or the dashboard"
-        ).audited(user.username, "auth.second_factor_required", method="password")
-    return user
 
 
 def verify_second_factor(core: Pamcore, db: Session, user_id: int, code: str) -> User:

@@ -14,6 +14,7 @@ from asyncssh.kex_dh import _group1_g, _group1_p  # the Oakley group 2 of RFC 24
 from cryptography.utils import CryptographyDeprecationWarning
 from pamcore_cisco_legacy.enable import EnableAssistant
 from pamcore_cisco_legacy.ios import checked_username
+from pamcore_ssh.hooks import ssh_algorithms
 
 from pamcore.config import Config
 from pamcore.errors import ActionFailed, ConfigurationError
@@ -119,9 +120,9 @@ def test_the_admin_page_shows_the_settings_and_refuses_an_unknown_name(core: Any
 
 def test_the_profile_adds_exactly_the_promised_algorithms() -> None:
     hooks = build_plugin_host(strict=True).hooks
-    chosen = hooks.ssh_algorithms(resource(legacy_algorithms="cisco-legacy"), config())
+    chosen = ssh_algorithms(hooks, resource(legacy_algorithms="cisco-legacy"), config())
     assert chosen == PROFILE
-    assert hooks.ssh_algorithms(resource(), config()) == {}
+    assert ssh_algorithms(hooks, resource(), config()) == {}
 
 
 def test_every_promised_algorithm_is_supported_and_off_by_default() -> None:
@@ -136,12 +137,12 @@ def test_every_promised_algorithm_is_supported_and_off_by_default() -> None:
 def test_explicit_lists_alone_or_after_the_profile() -> None:
     hooks = build_plugin_host(strict=True).hooks
     alone = resource(ciphers="3des-cbc", host_keys="ssh-dss")
-    assert hooks.ssh_algorithms(alone, config()) == {
+    assert ssh_algorithms(hooks, alone, config()) == {
         "encryption": ["3des-cbc"],
         "server_host_key": ["ssh-dss"],
     }
     both = resource(legacy_algorithms="cisco-legacy", macs="hmac-md5-96,hmac-md5")
-    assert hooks.ssh_algorithms(both, config())["mac"] == [
+    assert ssh_algorithms(hooks, both, config())["mac"] == [
         "hmac-sha1-96",
         "hmac-md5",
         "hmac-md5-96",
@@ -151,11 +152,11 @@ def test_explicit_lists_alone_or_after_the_profile() -> None:
 def test_proxy_wide_list_by_name_or_address_and_a_resource_can_opt_out() -> None:
     hooks = build_plugin_host(strict=True).hooks
     wide = config(resources=["core-*", "10.20.*"])
-    assert hooks.ssh_algorithms(resource("core-sw1", "192.0.2.1"), wide) == PROFILE
-    assert hooks.ssh_algorithms(resource("edge", "10.20.3.4"), wide) == PROFILE
-    assert hooks.ssh_algorithms(resource("edge", "192.0.2.1"), wide) == {}
+    assert ssh_algorithms(hooks, resource("core-sw1", "192.0.2.1"), wide) == PROFILE
+    assert ssh_algorithms(hooks, resource("edge", "10.20.3.4"), wide) == PROFILE
+    assert ssh_algorithms(hooks, resource("edge", "192.0.2.1"), wide) == {}
     opted_out = resource("core-sw2", "192.0.2.2", legacy_algorithms="off")
-    assert hooks.ssh_algorithms(opted_out, wide) == {}
+    assert ssh_algorithms(hooks, opted_out, wide) == {}
 
 
 @pytest.mark.parametrize(
@@ -168,7 +169,7 @@ def test_proxy_wide_list_by_name_or_address_and_a_resource_can_opt_out() -> None
 def test_a_malformed_proxy_wide_table_is_a_clear_error(table: dict[str, Any], message: str) -> None:
     hooks = build_plugin_host(strict=True).hooks
     with pytest.raises(ConfigurationError, match=r"\[plugins.cisco_legacy\] " + message):
-        hooks.ssh_algorithms(resource(), config(**table))
+        ssh_algorithms(hooks, resource(), config(**table))
 
 
 def test_ffdh_warning_is_filtered_for_asyncssh_dh_only() -> None:
@@ -176,8 +177,10 @@ def test_ffdh_warning_is_filtered_for_asyncssh_dh_only() -> None:
         warnings.simplefilter("error", CryptographyDeprecationWarning)
         with pytest.raises(CryptographyDeprecationWarning):
             DH(_group1_g, _group1_p).get_public()
-        build_plugin_host(strict=True).hooks.ssh_algorithms(
-            resource(legacy_algorithms="cisco-legacy"), config()
+        ssh_algorithms(
+            build_plugin_host(strict=True).hooks,
+            resource(legacy_algorithms="cisco-legacy"),
+            config(),
         )
         DH(_group1_g, _group1_p).get_public()  # asyncssh's module: filtered now
         with pytest.raises(CryptographyDeprecationWarning):  # from anywhere else: not

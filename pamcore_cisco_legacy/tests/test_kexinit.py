@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cisco_peers import LegacySshd
 from pamcore_cisco_legacy.kexinit import KexinitError, parse_kexinit, probe_kexinit
+from pamcore_ssh.hooks import ssh_handshake_hint
 
 from pamcore.config import Config
 from pamcore.model import Resource, ResourceProtocol
@@ -112,8 +113,8 @@ def test_probe_reads_the_legacy_offer_of_a_real_sshd(legacy_sshd: LegacySshd) ->
 
 def test_hint_names_both_offers_and_the_command(legacy_sshd: LegacySshd) -> None:
     hooks = build_plugin_host(strict=True).hooks
-    hint = hooks.ssh_handshake_hint(
-        _resource("core sw", legacy_sshd.port), "Connection lost", CONFIG
+    hint = ssh_handshake_hint(
+        hooks, _resource("core sw", legacy_sshd.port), "Connection lost", CONFIG
     )
     assert hint is not None
     first, second = hint.splitlines()
@@ -129,8 +130,8 @@ def test_hint_from_a_running_loop_probes_in_a_worker_thread(legacy_sshd: LegacyS
     hooks = build_plugin_host(strict=True).hooks
 
     async def from_the_loop() -> str | None:
-        return hooks.ssh_handshake_hint(
-            _resource("sw01", legacy_sshd.port), "Connection lost", CONFIG
+        return ssh_handshake_hint(
+            hooks, _resource("sw01", legacy_sshd.port), "Connection lost", CONFIG
         )
 
     hint = asyncio.run(from_the_loop())
@@ -141,13 +142,13 @@ def test_hint_from_a_running_loop_probes_in_a_worker_thread(legacy_sshd: LegacyS
 def test_no_hint_once_the_profile_covers_the_server(legacy_sshd: LegacySshd) -> None:
     hooks = build_plugin_host(strict=True).hooks
     opted = _resource("sw01", legacy_sshd.port, "cisco-legacy")
-    assert hooks.ssh_handshake_hint(opted, "Connection lost", CONFIG) is None
+    assert ssh_handshake_hint(hooks, opted, "Connection lost", CONFIG) is None
 
 
 def test_closed_port_falls_back_to_the_text_hint() -> None:
     hooks = build_plugin_host(strict=True).hooks
     error = "No matching key exchange algorithm found, sent x and received y"
-    hint = hooks.ssh_handshake_hint(_resource("sw01", free_port()), error, CONFIG)
+    hint = ssh_handshake_hint(hooks, _resource("sw01", free_port()), error, CONFIG)
     assert hint is not None
     assert "client offered" not in hint
     assert "may only offer legacy SSH algorithms" in hint

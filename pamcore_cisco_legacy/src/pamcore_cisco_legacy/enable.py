@@ -64,7 +64,7 @@ def stays_on_device(line: str) -> bool:
 
 @dataclass
 class EnableAssistant:
-    """One terminal channel's watcher (:class:`pamcore.registry.TerminalAssistant`)."""
+    """One terminal channel's watcher (:class:`pamcore_ssh.hookspecs.TerminalAssistant`)."""
 
     secret: bytes = field(repr=False)
     #: The device's user-EXEC prompt (``hostname>``), from the first prompt it showed.

@@ -24,15 +24,16 @@ from typing import TYPE_CHECKING
 from pamcore_ssh.actions import Remote, check_service_params, rotate_credential
 
 from pamcore import hookimpl
+from pamcore.actionkit import find_credential
 from pamcore.errors import ActionFailed, NotFound
 from pamcore.registry import ActionContext, ActionType, ResourceSetting
-from pamcore.services.inventory import get_credential
 from pamcore_cisco_legacy import algorithms as algs
 from pamcore_cisco_legacy.enable import EnableAssistant
 from pamcore_cisco_legacy.ios import checked_username, set_user_secret
 from pamcore_cisco_legacy.kexinit import KexinitError, ServerOffer, probe_kexinit
 
 if TYPE_CHECKING:
+    from pamcore_ssh.hookspecs import TerminalAssistant
     from sqlalchemy.orm import Session
 
     from pamcore.config import Config
@@ -131,7 +132,7 @@ def pamcore_ssh_handshake_hint(resource: Resource, error: str, config: Config) -
 @hookimpl
 def pamcore_ssh_terminal_assistant(
     core: Pamcore, db: Session, session: ActivitySession, resource: Resource
-) -> Callable[[], EnableAssistant] | None:
+) -> Callable[[], TerminalAssistant] | None:
     """Type the vaulted enable secret when the device asks for it after ``enable``; a
     misnamed credential is logged and the connection goes on without it."""
     try:
@@ -151,7 +152,7 @@ def enable_secret(core: Pamcore, db: Session, resource: Resource) -> str | None:
     if not name:
         return None
     try:
-        credential = get_credential(db, name)
+        credential = find_credential(db, name)
     except NotFound as exc:
         raise ActionFailed(f"{PLUGIN}.{ENABLE_KEY} of {resource.name}: {exc}") from None
     if credential.resource is not None and credential.resource.id != resource.id:

@@ -36,6 +36,7 @@ from pamcore.passwords import generate_password
 from pamcore.registry import ActionContext, ActionType
 from pamcore.services.connections import LEGACY_ALGORITHMS
 from pamcore.services.inventory import get_credential, host_key_refusal, pin_host_key
+from pamcore_ssh.hooks import ssh_algorithms, ssh_handshake_hint
 from pamcore_ssh.target import (
     HostKeySeen,
     TargetError,
@@ -193,7 +194,7 @@ def _service_spec(ctx: ActionContext) -> TargetSpec:
         password=password,
         private_key=key,
         pinned_key=resource.host_key,
-        algorithms=ctx.core.hooks.ssh_algorithms(resource, ctx.core.config),
+        algorithms=ssh_algorithms(ctx.core.hooks, resource, ctx.core.config),
     )
 
 
@@ -205,7 +206,7 @@ async def _connected(ctx: ActionContext, spec: TargetSpec, work: Work) -> None:
         return host_key_refusal(resource, line, fingerprint)
 
     async def hint(reason: str) -> str | None:
-        return ctx.core.hooks.ssh_handshake_hint(resource, reason, ctx.core.config)
+        return ssh_handshake_hint(ctx.core.hooks, resource, reason, ctx.core.config)
 
     try:
         conn = await connect_target(spec, judge, seen, hint)

@@ -13,7 +13,6 @@ from pamcore.directconnect import DirectConnectName
 from pamcore.errors import PolicyDenied
 from pamcore.lifecycle import CONNECTABLE, OPEN, Status
 from pamcore.model import ActivitySession, Resource, User
-from pamcore.registry import TerminalAssistant
 from pamcore.services.access import finished_reason, waiting_reason
 from pamcore.services.common import get_session
 from pamcore.services.connections import LEGACY_ALGORITHMS, admit_connection, connectable_choices
@@ -22,6 +21,8 @@ from pamcore.services.inventory import host_key_refusal, pin_host_key
 from pamcore.services.sessions import find_or_request
 from pamcore.services.terminal_tokens import TerminalPass, redeem_terminal_token
 from pamcore.services.twofactor import totp_enabled, verify_second_factor
+from pamcore_ssh.hooks import ssh_algorithms, ssh_handshake_hint, ssh_terminal_assistants
+from pamcore_ssh.hookspecs import TerminalAssistant
 from pamcore_ssh.target import TargetSpec
 
 PROTOCOL = "ssh"
@@ -160,14 +161,14 @@ def admit(
                 password=grant.password,
                 private_key=grant.private_key,
                 pinned_key=target.host_key,
-                algorithms=core.hooks.ssh_algorithms(target, core.config),
+                algorithms=ssh_algorithms(core.hooks, target, core.config),
             ),
             key_policy=Resource(
                 name=target.name,
                 host_key=target.host_key,
                 trust_on_first_use=target.trust_on_first_use,
             ),
-            assistants=tuple(core.hooks.ssh_terminal_assistants(core, db, session, target)),
+            assistants=tuple(ssh_terminal_assistants(core.hooks, core, db, session, target)),
         )
 
 
@@ -200,7 +201,7 @@ def host_key_outcome(
 def handshake_hint(core: Pamcore, resource_id: int, error: str) -> str | None:
     with core.reader() as db:
         resource = db.get(Resource, resource_id)
-        return core.hooks.ssh_handshake_hint(resource, error, core.config) if resource else None
+        return ssh_handshake_hint(core.hooks, resource, error, core.config) if resource else None
 
 
 def legacy_algorithms_used(

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+import pluggy
+
 from pamcore import hookimpl
 from pamcore.directconnect import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler
+from pamcore_ssh import hookspecs
 from pamcore_ssh.actions import pamcore_register_actions as pamcore_register_actions
 from pamcore_ssh.browser import terminal_port
 from pamcore_ssh.hostkeys import fingerprint, proxy_host_key
@@ -45,6 +48,15 @@ def client_launch(
 
 def listener_factory(core: Pamcore, host: str, port: int) -> ProxyListener:
     return ProxyListener(core, host, port, terminal_port(core.config))
+
+
+@hookimpl
+def pamcore_addhooks(pluginmanager: pluggy.PluginManager) -> None:
+    """The SSH hooks other plugins implement (:mod:`pamcore_ssh.hookspecs`); once per
+    manager, since registering this module again replays the call."""
+    added = getattr(pluginmanager.hook, "pamcore_ssh_algorithms", None)
+    if added is None or not added.has_spec():
+        pluginmanager.add_hookspecs(hookspecs)
 
 
 @hookimpl

@@ -22,8 +22,8 @@ from typing import Protocol
 import asyncssh
 
 from pamcore import metrics
-from pamcore.registry import TerminalAssistant
 from pamcore_ssh.admission import Ticket
+from pamcore_ssh.hookspecs import TerminalAssistant
 from pamcore_ssh.process import Output, Terminal
 from pamcore_ssh.recording import Recorder
 from pamcore_ssh.session_end import EndWatch

@@ -9,6 +9,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
+import pyotp
 import pytest
 from pamcore_tcp_tunnel.client import TunnelRefused, open_tunnel, start_forwarder
 from pamcore_tcp_tunnel.wire import HandshakeError, parse_hello
@@ -17,9 +18,11 @@ from sqlalchemy import select
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.directconnect import login_name
-from pamcore.model import ActivitySession, ResourceProtocol
+from pamcore.model import ActivitySession, ResourceProtocol, User
+from pamcore.proxy import NEEDS_CODE
 from pamcore.registry import ProtocolHandler
 from pamcore.services.sessions import extend_session
+from pamcore.services.twofactor import confirm_enrolment, start_enrolment
 from pamcore.testing.contract import (
     ACTIVITY,
     ALICE_PASSWORD,
@@ -105,6 +108,39 @@ class TestTcpTunnelContract(ProtocolContract):
                 return await asyncio.wait_for(self.exchange(conn, b"still here\n"), 5)
 
         assert asyncio.run(scenario()) == b"still here\n"
+
+    def test_a_second_factor_code_follows_the_password(
+        self, core: Pamcore, clock: FrozenClock, handler: ProtocolHandler, world: ContractWorld
+    ) -> None:
+        """alice enrolled a second factor: her password alone is refused with the sentence
+        that says how to give the code; the password followed by the code opens the
+        tunnel (the login line has one password field, as RDP's Client Info PDU)."""
+        with core.unit() as db:
+            alice = db.get(User, world.alice_id)
+            assert alice is not None
+            enrolment = start_enrolment(core, db, alice)
+            totp = pyotp.TOTP(enrolment.secret)
+            confirm_enrolment(core, db, alice, enrolment.secret_id, totp.at(core.now()))
+        clock.advance(seconds=30)  # the enrolment spent the current code
+
+        async def scenario() -> tuple[str, bytes]:
+            async with self.running_listener(core, handler) as listener:
+                with pytest.raises(Refused) as refused:
+                    await self.connect_through(
+                        "127.0.0.1", listener.port, "alice", ALICE_PASSWORD, RESOURCE
+                    )
+                conn = await self.connect_through(
+                    "127.0.0.1",
+                    listener.port,
+                    "alice",
+                    ALICE_PASSWORD + totp.at(core.now()),
+                    RESOURCE,
+                )
+                echoed = await self.exchange(conn, b"with the code\n")
+                await self.disconnect(conn)
+                return str(refused.value), echoed
+
+        assert asyncio.run(scenario()) == (NEEDS_CODE, b"with the code\n")
 
     def test_unreachable_resource_is_refused_with_its_name(
         self, core: Pamcore, handler: ProtocolHandler, world: ContractWorld, target: Any

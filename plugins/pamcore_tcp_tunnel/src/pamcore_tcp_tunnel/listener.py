@@ -1,11 +1,13 @@
-"""The proxy side of the tunnel: authenticate, authorise, connect, relay until the end time.
+"""The proxy side of the tunnel: sign in, admit, connect, relay until the end time.
 
-The core's watch (:mod:`pamcore.proxywatch`) moves each tunnel's hard stop when its session
-is extended and cuts it when the session ends or an administrator terminates it, whichever
-node made the change. Every step has a timeout, so a silent client, a slow database or an
-unreachable resource never pins a connection. Database work runs in a worker thread
-(``asyncio.to_thread``): the services are synchronous, and password hashing must not stall
-other tunnels.
+The listener uses the proxy kit (:mod:`pamcore.proxy`): a user with a second factor
+appends the current code to the password (``Secr3t-Pw123456``), as with RDP, since the
+login line has one password field. The kit's watch moves each tunnel's hard stop when its
+session is extended and cuts it when the session ends or an administrator terminates it,
+whichever node made the change. Every step has a timeout, so a silent client, a slow
+database or an unreachable resource never pins a connection. Database work runs in a
+worker thread (``asyncio.to_thread``): the services are synchronous, and password hashing
+must not stall other tunnels.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ from dataclasses import dataclass
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
-from pamcore.proxywatch import start_watch
-from pamcore.services.connections import admit_connection, close_connection
-from pamcore.services.twofactor import sign_in_with_password_only
+from pamcore.proxy import Admitted, LiveConnections, admit, close, sign_in_appended
 from pamcore_tcp_tunnel.wire import MAX_LINE, HandshakeError, Hello, one_line, parse_hello, relay
 
 log = logging.getLogger(__name__)
@@ -31,25 +31,11 @@ AUTH_TIMEOUT = 20.0
 CONNECT_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class Ticket:
-    """What the listener keeps from an authorised connection (no secret in it)."""
-
-    connection_id: int
-    session_id: int
-    username: str
-    resource: str
-    address: str
-    port: int
-    ends_at: dt.datetime
-
-
 @dataclass(eq=False)
 class Tunnel:
     """A live tunnel as the watch sees it: its hard stop, the end time that stop was set
     for, and why the proxy cut it (empty: its end time came)."""
 
-    ticket: Ticket
     deadline: asyncio.Timeout
     ends_at: dt.datetime
     reason: str = ""
@@ -67,8 +53,7 @@ class TunnelListener:
         self._ssl = ssl_context
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._tunnels: set[Tunnel] = set()
-        self._watch: asyncio.Task[None] | None = None
+        self._tunnels: LiveConnections[Tunnel] = LiveConnections(core, "tcp tunnel")
 
     @property
     def port(self) -> int:
@@ -80,20 +65,12 @@ class TunnelListener:
         self._server = await asyncio.start_server(
             self._handle, self.host, self._requested_port, limit=MAX_LINE, ssl=self._ssl
         )
-        self._watch = start_watch(
-            self.core,
-            "tcp tunnel",
-            lambda: [(tunnel.ticket, tunnel) for tunnel in self._tunnels],
-            self._cut,
-            self._move,
-        )
+        self._tunnels.watch(self._cut, self._move)
         log.info("tcp tunnel listening on %s:%s", self.host, self.port)
 
     async def stop(self) -> None:
         """Stop accepting and close every live tunnel."""
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.wait({self._watch})  # unsubscribed before the loop may close
+        await self._tunnels.stop_watch()
         if self._server is None:
             return
         self._server.close()
@@ -154,7 +131,8 @@ class TunnelListener:
         except HandshakeError as exc:
             return await _refuse(writer, str(exc))
         try:
-            ticket = await asyncio.wait_for(asyncio.to_thread(self._admit, hello), AUTH_TIMEOUT)
+            async with asyncio.timeout(AUTH_TIMEOUT):
+                admitted = await asyncio.to_thread(self._sign_in_and_admit, hello, peer)
         except PamError as exc:
             log.info("tcp tunnel refused for %s from %s: %s", hello.username, peer, exc)
             return await _refuse(writer, str(exc))
@@ -164,42 +142,53 @@ class TunnelListener:
         try:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
-                    target = await asyncio.open_connection(ticket.address, ticket.port)
+                    target = await asyncio.open_connection(admitted.address, admitted.port)
             except (OSError, TimeoutError) as exc:
                 why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or "error")
-                reason = f"cannot reach {ticket.resource} on port {ticket.port} ({why})"
+                reason = f"cannot reach {admitted.resource_name} on port {admitted.port} ({why})"
                 return await _refuse(writer, reason)
             writer.write(b"OK\n")
             await writer.drain()
             log.info(
                 "tcp tunnel open: %s to %s (session #%s)",
-                hello.username,
-                ticket.resource,
-                ticket.session_id,
+                admitted.username,
+                admitted.resource_name,
+                admitted.session_id,
             )
-            reason = await self._relay_until_end(ticket, (reader, writer), target)
+            reason = await self._relay_until_end(admitted, (reader, writer), target)
         finally:
-            # Counted down even when cancelled (listener stop): shield the bookkeeping.
-            await asyncio.shield(
-                asyncio.to_thread(close_connection, self.core, ticket.connection_id, reason)
-            )
+            await close(self.core, admitted, reason)
+
+    def _sign_in_and_admit(self, hello: Hello, peer: object) -> Admitted[None]:
+        """The login line's password (with the code appended for a second factor), then
+        the connection authorised and counted (worker thread)."""
+        user_id = sign_in_appended(self.core, hello.username, hello.password)
+        return admit(
+            self.core,
+            PROTOCOL,
+            user_id,
+            hello.resource,
+            peer=_address(peer),
+            activity=hello.activity,
+        )
 
     async def _relay_until_end(
         self,
-        ticket: Ticket,
+        admitted: Admitted[None],
         client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         target: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     ) -> str:
         """Relay until a side closes, the session's end time passes (hard stop) or the
         watch cuts the tunnel; returns why it stopped."""
-        tunnel = Tunnel(ticket, asyncio.timeout_at(self._loop_time(ticket.ends_at)), ticket.ends_at)
-        self._tunnels.add(tunnel)
+        ends_at = admitted.ends_at
+        tunnel = Tunnel(asyncio.timeout_at(self._loop_time(ends_at)), ends_at)
+        self._tunnels.add(admitted, tunnel)
         try:
             async with tunnel.deadline:
                 await relay(client, target)
         except TimeoutError:
             reason = tunnel.reason or "end time reached"
-            log.info("tcp tunnel of session #%s closed: %s", ticket.session_id, reason)
+            log.info("tcp tunnel of session #%s closed: %s", admitted.session_id, reason)
             client[1].close()
             target[1].close()
             return reason
@@ -207,25 +196,12 @@ class TunnelListener:
             self._tunnels.discard(tunnel)
         return "closed"
 
-    def _admit(self, hello: Hello) -> Ticket:
-        """Authenticate, authorise and count the connection, in the core's services
-        (worker thread)."""
-        core = self.core
-        with core.unit() as db:
-            user = sign_in_with_password_only(core, db, hello.username, hello.password)
-            admitted = admit_connection(
-                core, db, user.id, hello.resource, PROTOCOL, activity=hello.activity
-            )
-            grant, resource = admitted.grant, admitted.resource
-            return Ticket(
-                connection_id=admitted.live.id,
-                session_id=grant.session.id,
-                username=user.username,
-                resource=resource.name,
-                address=resource.address,
-                port=grant.port,
-                ends_at=grant.ends_at,
-            )
+
+def _address(peer: object) -> str:
+    """``host:port`` of a socket's peer name, as the audit log shows it."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "")
 
 
 async def _refuse(writer: asyncio.StreamWriter, reason: str) -> None:

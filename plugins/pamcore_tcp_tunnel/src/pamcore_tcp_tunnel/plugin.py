@@ -1,8 +1,8 @@
 """The ``tcp`` protocol registration: listener, client launch string, connection test.
 
 Plugin modules do no I/O at import time; the listener is created by the proxy runtime
-through ``listener_factory``, and session changes reach its tunnels through the core's
-watch (:mod:`pamcore.proxywatch`).
+through ``listener_factory``, and session changes reach its tunnels through the proxy
+kit's watch (:class:`pamcore.proxy.LiveConnections`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pamcore import hookimpl
-from pamcore.directconnect import login_name
-from pamcore.probe import probe
+from pamcore.proxy import login_name, probe
 from pamcore.registry import ConnectionTest, LaunchInfo, ProtocolHandler
 from pamcore_tcp_tunnel.listener import PROTOCOL, TunnelListener
 

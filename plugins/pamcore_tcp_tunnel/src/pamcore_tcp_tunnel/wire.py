@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from pamcore.directconnect import parse_login
 from pamcore.errors import ValidationError
+from pamcore.proxy import parse_login
 
 MAGIC = "PAMCORE"
 #: Longest handshake line accepted; a longer one is refused, never buffered without end.
