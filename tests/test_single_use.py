@@ -37,7 +37,7 @@ def test_only_a_digest_is_stored(core: Pamcore) -> None:
     single_use.hold(core, "ticket", "the-secret-ticket", soon(core), {"user_id": 7})
     with core.reader() as db:
         rows = db.scalars(select(SingleUse)).all()
-        stored = " ".join(f"{r.kind} {r.digest} {r.grant}" for r in rows)
+        stored = " ".join(f"{r.kind} {r.digest} {r.payload}" for r in rows)
     assert len(rows) == 2 and "secret" not in stored
     assert single_use.digest("the-secret-nonce") in stored
 
@@ -45,7 +45,7 @@ def test_only_a_digest_is_stored(core: Pamcore) -> None:
 def test_a_held_ticket_is_redeemed_once_on_any_node(core: Pamcore, other_node: Pamcore) -> None:
     single_use.hold(core, "ticket", "abc", soon(core), {"user_id": 7})
     won = single_use.redeem(other_node, "ticket", "abc")
-    assert won.outcome is Outcome.WON and won.grant == {"user_id": 7}
+    assert won.outcome is Outcome.WON and won.payload == {"user_id": 7}
     assert won.expires_at == soon(core)
     assert single_use.redeem(core, "ticket", "abc").outcome is Outcome.SPENT_BEFORE
     assert single_use.redeem(core, "ticket", "never issued").outcome is Outcome.UNKNOWN

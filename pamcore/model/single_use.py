@@ -26,7 +26,10 @@ class SingleUse(Base):
     spent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     spent_by: Mapped[str | None] = mapped_column(String(128), default=None)
     #: What a ticket grants, for one that is issued here and redeemed later (maybe elsewhere).
-    grant: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: The column keeps its first name, ``grant``, so no migration renames it.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(
+        "grant", JSON, key="payload", default=None
+    )
 
 
 class RecordingBudget(Base):

@@ -2,10 +2,10 @@
 changes one row, so of any number of proxies (or threads) redeeming it at once exactly one
 wins, and it stays spent after a restart (docs/design/single-use.md).
 
-Two shapes of secret share the table. A *signed* token carries its own grant and expiry
+Two shapes of secret share the table. A *signed* token carries its own payload and expiry
 (the dashboard's terminal and ``.rdp`` tokens): redeeming it inserts its row, spent, and
 the insert that meets an existing row loses. A *held* ticket (RDP redirection) is stored
-unspent with its grant when issued, and redeeming it sets ``spent_at`` where it is still
+unspent with its payload when issued, and redeeming it sets ``spent_at`` where it is still
 unset. Only a SHA-256 of the secret is stored, so the table lets no one in.
 """
 
@@ -67,14 +67,14 @@ def spend(core: Pamcore, kind: str, secret: str, expires_at: dt.datetime) -> boo
 
 
 def hold(
-    core: Pamcore, kind: str, secret: str, expires_at: dt.datetime, grant: dict[str, Any]
+    core: Pamcore, kind: str, secret: str, expires_at: dt.datetime, payload: dict[str, Any]
 ) -> None:
     """Keep an issued ticket, unspent, with what it grants, for :func:`redeem` on any node."""
     with core.unit() as db:
         _purge(core, db, PURGE_BATCH)
         db.execute(
             TABLE.insert().values(
-                kind=kind, digest=digest(secret), expires_at=expires_at, grant=grant
+                kind=kind, digest=digest(secret), expires_at=expires_at, payload=payload
             )
         )
 
@@ -87,12 +87,12 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True)
 class Redemption:
-    """What redeeming a held ticket found; ``expires_at`` and ``grant`` only when ``WON``
+    """What redeeming a held ticket found; ``expires_at`` and ``payload`` only when ``WON``
     (the caller checks the expiry: an expired ticket is burnt all the same)."""
 
     outcome: Outcome
     expires_at: dt.datetime | None = None
-    grant: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 def redeem(core: Pamcore, kind: str, secret: str) -> Redemption:
@@ -106,12 +106,12 @@ def redeem(core: Pamcore, kind: str, secret: str) -> Redemption:
             .where(*where, TABLE.c.spent_at.is_(None))
             .values(spent_at=core.now(), spent_by=worker_name())
         )
-        row = db.execute(select(TABLE.c.expires_at, TABLE.c.grant).where(*where)).one_or_none()
+        row = db.execute(select(TABLE.c.expires_at, TABLE.c.payload).where(*where)).one_or_none()
     if row is None:
         return Redemption(Outcome.UNKNOWN)
     if won.rowcount != 1:
         return Redemption(Outcome.SPENT_BEFORE)
-    return Redemption(Outcome.WON, row.expires_at, dict(row.grant or {}))
+    return Redemption(Outcome.WON, row.expires_at, dict(row.payload or {}))
 
 
 def _purge(core: Pamcore, db: Session, batch: int) -> None:

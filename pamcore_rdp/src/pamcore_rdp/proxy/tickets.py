@@ -63,9 +63,12 @@ class TicketBook:
 
     def issue(self, user_id: int, session_id: int, resource_name: str, client_ip: str) -> str:
         ticket = secrets.token_urlsafe(TICKET_BYTES)
-        grant = {**asdict(Pass(user_id, session_id, resource_name)), "ip": normalise_ip(client_ip)}
+        payload = {
+            **asdict(Pass(user_id, session_id, resource_name)),
+            "ip": normalise_ip(client_ip),
+        }
         expires = self.core.now() + dt.timedelta(seconds=self.seconds)
-        single_use.hold(self.core, KIND, ticket, expires, grant)
+        single_use.hold(self.core, KIND, ticket, expires, payload=payload)
         return ticket
 
     def redeem(self, ticket: str, client_ip: str) -> Pass:
@@ -81,9 +84,9 @@ class TicketBook:
             raise TicketRefused(
                 f"this redirection ticket expired (it is good for {self.seconds:.0f} s); {AGAIN}"
             )
-        grant = dict(found.grant)
-        if normalise_ip(client_ip) != grant.pop("ip"):
+        payload = dict(found.payload)
+        if normalise_ip(client_ip) != payload.pop("ip"):
             raise TicketRefused(
                 f"this redirection ticket was issued to another client address; {AGAIN}"
             )
-        return Pass(**grant)
+        return Pass(**payload)
