@@ -100,8 +100,9 @@ def connection_opened(
 
 
 @dataclass(frozen=True)
-class Admission:
-    """An authorised connection counted as live: what a proxy builds its own ticket from."""
+class _Admission:
+    """An authorised connection counted as live, as the unit holds it (ORM rows): the proxy
+    kit copies what a listener needs into its detached ``pamcore.proxy.Admitted``."""
 
     grant: ConnectionGrant
     live: LiveConnection
@@ -118,7 +119,7 @@ def admit_connection(
     peer: str = "",
     activity: str | None = None,
     session_id: int | None = None,
-) -> Admission:
+) -> _Admission:
     """Authorise a signed-in user's connection to ``resource`` (audited) and count it as
     live; raises PamError. ``session_id`` pins the session (a token or ticket names one)."""
     user = db.get(User, user_id)
@@ -128,7 +129,7 @@ def admit_connection(
     wanted = by_name(db, Activity, activity) if activity else None
     grant = authorize_connection(core, db, user, target, protocol, wanted, session_id)
     live = connection_opened(core, db, user, grant.session.id, target, protocol, peer)
-    return Admission(grant, live, user, target)
+    return _Admission(grant, live, user, target)
 
 
 def connection_closed(
