@@ -357,3 +357,13 @@ def test_redeem_a_connection_token_once(core: Pamcore, other_node: Pamcore, worl
     )
     with pytest.raises(AuthenticationFailed, match="the terminal token was already used"):
         proxy.redeem_token(core, token, "tcp", secret)
+
+
+def test_a_held_secret_is_won_once_across_nodes(core: Pamcore, other_node: Pamcore) -> None:
+    expires = core.now() + dt.timedelta(seconds=30)
+    proxy.hold_once(core, "kit-test", "s3cret", expires, {"user": 7})
+    assert proxy.redeem_once(other_node, "kit-test", "s3cret") == proxy.Once(
+        known=True, won=True, expires_at=expires, payload={"user": 7}
+    )
+    assert proxy.redeem_once(core, "kit-test", "s3cret") == proxy.Once(known=True, won=False)
+    assert proxy.redeem_once(core, "kit-test", "other") == proxy.Once(known=False, won=False)

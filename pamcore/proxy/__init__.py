@@ -41,7 +41,7 @@ from pamcore.proxy._signin import (
     sign_in_key,
     still_waiting,
 )
-from pamcore.proxy._tokens import ConnectionPass, redeem_token
+from pamcore.proxy._tokens import ConnectionPass, Once, hold_once, redeem_once, redeem_token
 from pamcore.recording_files import (
     MIB,
     ByteBudget,
@@ -77,6 +77,7 @@ __all__ = [
     "Extension",
     "FixedBudget",
     "LiveConnections",
+    "Once",
     "Revealed",
     "Route",
     "SessionBudget",
@@ -91,6 +92,7 @@ __all__ = [
     "extend",
     "extensions_left_phrase",
     "format_utc",
+    "hold_once",
     "host_key_refusal",
     "instance_secret",
     "login_name",
@@ -100,6 +102,7 @@ __all__ = [
     "probe",
     "recording_cap",
     "recording_failed",
+    "redeem_once",
     "redeem_token",
     "register_recording",
     "relayed",
