@@ -5,7 +5,7 @@ run. Needs root and the RDP test peers (``make`` installs them): it starts Xvfb 
 xrdp + sesman on free display and port as the tests do (``pamcore_rdp/tests/rdp_targets.py``,
 under the same machine-wide lock), creates the login ``rdpbench`` and removes what it started.
 
-The pamcore route is Phase B as the listener runs it after a redirection ticket (the
+The pamcore route is Phase B as the listener runs it after a redirect token (the
 stand-in in ``pamcore_rdp/tests/relay_standin.py``): TLS to the client with the proxy
 certificate, TLS to xrdp, the Client Info rewritten with the vaulted password, then the
 byte pump; the relay runs in this process, so its CPU time is this process's.
@@ -195,7 +195,7 @@ def measure(
 
 
 class Listener:
-    """pamcore's RDP listener (Phase A sign-in, redirection ticket, Phase B relay) in a
+    """pamcore's RDP listener (Phase A sign-in, redirect token, Phase B relay) in a
     loop thread of this process."""
 
     def __init__(self, core: Pamcore) -> None:

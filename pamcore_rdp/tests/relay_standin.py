@@ -1,6 +1,6 @@
 """A stand-in for the listener's Phase B path, shared by the relay tests and
 ``bench/rdp_relay.py``: every connection to it is admitted into alice's session and
-relayed, as the listener does once a redirection ticket redeems (admit, run, audit the
+relayed, as the listener does once a redirect token redeems (admit, run, audit the
 close)."""
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ from pamcore_rdp.pdu.prompt import (
 )
 from pamcore_rdp.pdu.share import parse_share
 from pamcore_rdp.pdu.x224 import ConnectionRequest
-from pamcore_rdp.proxy.front import Admitted, Retry, Waiting
+from pamcore_rdp.proxy.front import Redirect, Retry, Waiting
 from pamcore_rdp.proxy.gate import CoreGate, FileTokens
-from pamcore_rdp.proxy.tickets import TicketBook
+from pamcore_rdp.proxy.redirect_tokens import RedirectTokens
 from pamcore_rdp.rdpfile import ROUTING_PREFIX, issue_file_token
 from pamcore_rdp.settings import waiting_room
 from peers import log_mark, wait_for_log
@@ -218,7 +218,7 @@ def gated(core: Pamcore) -> Gated:
         sid = create_session(core, db, alice, SessionRequest("Windows Admin", ("win01",))).id
     scheduler.tick(core)
     (core.config.instance_path / "web-secret.key").write_text(SECRET + "\n")
-    return Gated(core, CoreGate(core, TicketBook(core), FileTokens(core), "10.0.0.5"), sid)
+    return Gated(core, CoreGate(core, RedirectTokens(core), FileTokens(core), "10.0.0.5"), sid)
 
 
 SECRET = "gate-test-secret-" + "x" * 20
@@ -264,10 +264,10 @@ def test_gate_sign_in_outcomes(gated: Gated) -> None:
     gate = gated.gate
     visitor = asyncio.run(gate.identify(ConnectionRequest(), info(LOGIN)))
     assert asyncio.run(gate.sign_in(visitor, "not-it")) == Retry("Wrong username or password.")
-    admitted = asyncio.run(gate.sign_in(visitor, PASSWORD))
-    assert isinstance(admitted, Admitted)
-    granted = gate.tickets.redeem(admitted.ticket, "10.0.0.5")
-    assert (granted.session_id, granted.resource_name) == (gated.session_id, "win01")
+    redirect = asyncio.run(gate.sign_in(visitor, PASSWORD))
+    assert isinstance(redirect, Redirect)
+    redeemed = gate.redirects.redeem(redirect.token, "10.0.0.5")
+    assert (redeemed.session_id, redeemed.resource_name) == (gated.session_id, "win01")
     waiting = asyncio.run(
         gate.sign_in(
             asyncio.run(gate.identify(ConnectionRequest(), info("alice+Audit+win01"))), PASSWORD
@@ -278,9 +278,9 @@ def test_gate_sign_in_outcomes(gated: Gated) -> None:
     with pytest.raises(PamError):
         asyncio.run(gate.sign_in(web, PASSWORD))  # no RDP there: the core's refusal
     by_file = asyncio.run(gate.identify(file_request(gated), info()))
-    ticket = asyncio.run(gate.sign_in(by_file, PASSWORD))
-    assert isinstance(ticket, Admitted)
-    assert gate.tickets.redeem(ticket.ticket, "10.0.0.5").session_id == gated.session_id
+    redirect = asyncio.run(gate.sign_in(by_file, PASSWORD))
+    assert isinstance(redirect, Redirect)
+    assert gate.redirects.redeem(redirect.token, "10.0.0.5").session_id == gated.session_id
 
 
 def test_gate_polls_a_waiting_session_until_it_is_available(gated: Gated) -> None:
@@ -297,15 +297,15 @@ def test_gate_polls_a_waiting_session_until_it_is_available(gated: Gated) -> Non
             gated.core, db, db.query(User).filter_by(username="carol").one(), session_id
         )
     scheduler.tick(gated.core)
-    admitted = asyncio.run(gate.poll(again))
-    assert isinstance(admitted, Admitted)
-    assert gate.tickets.redeem(admitted.ticket, "10.0.0.5").session_id == session_id
+    redirect = asyncio.run(gate.poll(again))
+    assert isinstance(redirect, Redirect)
+    assert gate.redirects.redeem(redirect.token, "10.0.0.5").session_id == session_id
 
 
 def test_gate_stops_waiting_at_the_bound(gated: Gated, clock: FrozenClock) -> None:
     gate = CoreGate(
         gated.core,
-        TicketBook(gated.core),
+        RedirectTokens(gated.core),
         FileTokens(gated.core),
         "10.0.0.5",
         dt.timedelta(minutes=3),

@@ -1,6 +1,6 @@
 """Phase A to Phase B with the real xfreerdp: a password given in the client signs in
-without any prompt and the Server Redirection PDU brings the client back with a ticket
-that the relay redeems (reaching xrdp); the ticket is refused when used again; the ``.rdp``
+without any prompt and the Server Redirection PDU brings the client back with a redirect
+token that the relay redeems (reaching xrdp); the token is refused when used again; the ``.rdp``
 file's routing token routes the first connection; the session's end closes the relay.
 An extended session's relay outlives the old end time. In the warning window the relay's
 banner appears on the client's screen and Ctrl+X there extends the session. The PDU's
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from pamcore_rdp.pdu.prompt import CARD, TITLE_BAR, card_origin
-from pamcore_rdp.pdu.redirection import LB_LOAD_BALANCE_INFO, server_redirection, ticket_cookie
+from pamcore_rdp.pdu.redirection import LB_LOAD_BALANCE_INFO, redirect_cookie, server_redirection
 from pamcore_rdp.pdu.x224 import parse_connection_request
 from pamcore_rdp.proxy.banner import HEIGHT, WIDTH, banner_left
 from pamcore_rdp.proxy.relay import Relay
@@ -47,17 +47,18 @@ def world(tmp_path: Path, xvfb_display: str, xrdp_target: XrdpTarget) -> Iterato
     yield from rdp_world(tmp_path, xrdp_target)
 
 
-def spy_tickets(world: RdpWorld) -> list[str]:
-    """The tickets the listener issues (wrapping its TicketBook, which still does the work)."""
+def spy_redirects(world: RdpWorld) -> list[str]:
+    """The redirect tokens the listener issues (wrapping its RedirectTokens, which still does
+    the work)."""
     issued: list[str] = []
-    issue = world.listener.tickets.issue
+    issue = world.listener.redirects.issue
 
     def recording(*args: object) -> str:
-        ticket = issue(*args)  # type: ignore[arg-type]
-        issued.append(ticket)
-        return ticket
+        token = issue(*args)  # type: ignore[arg-type]
+        issued.append(token)
+        return token
 
-    world.listener.tickets.issue = recording  # type: ignore[method-assign]
+    world.listener.redirects.issue = recording  # type: ignore[method-assign]
     return issued
 
 
@@ -88,22 +89,22 @@ def test_the_redirection_pdu_as_freerdp_reads_it() -> None:
     assert length == 16 + info_length  # up to the 8-byte pad
     assert pdu[24 + info_length :] == b"\0" * 8
     # The client puts LoadBalanceInfo verbatim into its next Connection Request.
-    request = b"\xe0\0\0\0\0\0" + ticket_cookie("T1ck3t") + struct.pack("<BBHI", 1, 0, 8, 3)
+    request = b"\xe0\0\0\0\0\0" + redirect_cookie("T1ck3t") + struct.pack("<BBHI", 1, 0, 8, 3)
     frame = struct.pack(">BBH", 3, 0, 5 + len(request)) + bytes([len(request)]) + request
     assert parse_connection_request(frame).routing_token == "T1ck3t"
 
 
-def test_password_in_the_client_redirects_without_a_prompt_and_the_ticket_is_single_use(
+def test_password_in_the_client_redirects_without_a_prompt_and_the_redirect_token_is_single_use(
     world: RdpWorld, xvfb_display: str, xrdp_target: XrdpTarget
 ) -> None:
-    issued = spy_tickets(world)
+    issued = spy_redirects(world)
     reach_target(
         xvfb_display, xrdp_target, [f"/v:127.0.0.1:{world.port}", f"/u:{LOGIN}", f"/p:{PASSWORD}"]
     )
     assert len(issued) == 1
     assert not [line for line in world.logs if "prompt" in line]
     assert world.audit("connection.opened")
-    # The same ticket again (a replayed redirection): refused, shown, closed.
+    # The same token again (a replayed redirection): refused, shown, closed.
     run = start_xfreerdp(
         [
             f"/v:127.0.0.1:{world.port}",
@@ -115,7 +116,7 @@ def test_password_in_the_client_redirects_without_a_prompt_and_the_ticket_is_sin
     try:
         left, top = card_origin(1024, 768)
         wait_for_pixel(xvfb_display, left + 4, top + 4, TITLE_BAR, timeout=15)
-        assert "already used" in world.wait_log("redirection ticket refused")
+        assert "already used" in world.wait_log("redirect token refused")
         rc, output = run.finish(15)
     finally:
         run.finish()

@@ -1,7 +1,7 @@
 """Phase B end to end with real peers: xfreerdp (under Xvfb) -> a listener stand-in that
 relays every connection with one lab_session Grant -> xrdp (TLS, Client Info injection) or
 freerdp-shadow-cli (CredSSP). The stand-in does what the listener does around a relay
-(admit, run, audit the close); the ticket redemption in front of it is the listener's.
+(admit, run, audit the close); the redirect token redemption in front of it is the listener's.
 
 Oracles: the target's log and a screenshot pixel of the user's desktop
 (docs/design/rdp.md §4.5); for a failure, the front's status card in the client's window

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.model import ActivitySession, User
-from pamcore.services.terminal_tokens import TokenUse, issue_terminal_token
+from pamcore.proxy import TokenUse
 
 PROTOCOL = "rdp"
 MEDIA_TYPE = "application/x-rdp"
@@ -70,14 +70,15 @@ def issue_file_token(
 ) -> str:
     """A token for the requester's Available session; raises PamError (NotFound,
     PolicyDenied) when the session cannot be connected to over RDP."""
-    return issue_terminal_token(
-        core, db, user, session_id, resource_name, PROTOCOL, secret, RDP_FILE
-    )
+    # Imported here: the listener reads this module too, and webkit brings in the dashboard.
+    from pamcore.webkit import issue_token
+
+    return issue_token(core, db, user, session_id, resource_name, PROTOCOL, secret, RDP_FILE)
 
 
 def file_token(routing_token: str) -> str | None:
     """The signed token inside a Connection Request's routing token line, or ``None`` when
-    the line is something else (a redirection ticket, another broker's token)."""
+    the line is something else (a redirect token, another broker's token)."""
     if not routing_token.startswith(ROUTING_PREFIX):
         return None
     return routing_token[len(ROUTING_PREFIX) :].strip() or None

@@ -205,9 +205,9 @@ class ClientLeg:
             share_data(SHARE_ID, SERVER_CHANNEL, PDUTYPE2_SET_ERROR_INFO_PDU, payload)
         )
 
-    async def redirect(self, ticket: str) -> None:
+    async def redirect(self, token: str) -> None:
         """Send the Server Redirection PDU, then give the client time to leave first."""
-        await self.send_io(server_redirection(ticket, SERVER_CHANNEL))
+        await self.send_io(server_redirection(token, SERVER_CHANNEL))
         try:
             async with asyncio.timeout(STEP_TIMEOUT):
                 while await self.reader.read(4096):
@@ -236,7 +236,7 @@ async def confirm_tls(
 async def refuse(
     conn: ClientLeg, request: ConnectionRequest, tls: ssl.SSLContext, message: str
 ) -> None:
-    """Run Phase A only to show why the connection cannot go on (a ticket whose session
+    """Run Phase A only to show why the connection cannot go on (a redirect token whose session
     was refused meanwhile), then return so the connection closes."""
     await conn.accept(request, tls)
     await show_card(conn, message)

@@ -1,6 +1,6 @@
 """Phase A: the proxy as an RDP server, far enough to learn who connects and to get a
 password from them, then a Server Redirection PDU that sends the client back to the
-listener with a one-time ticket (design: docs/design/rdp.md §3.4).
+listener with a one-time redirect token (design: docs/design/rdp.md §3.4).
 
 Sequence (MS-RDPBCGR 1.3.1.1): X.224 Connection Confirm selecting TLS, TLS with the
 proxy certificate, MCS Connect Response, Attach User and Channel Join confirms, the Client
@@ -44,10 +44,10 @@ KEEPALIVE_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
-class Admitted:
-    """The password signed in and the session can be used: redirect with ``ticket``."""
+class Redirect:
+    """The password signed in and the session can be used: redirect with ``token``."""
 
-    ticket: str
+    token: str
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Waiting:
     context: object = field(default=None, compare=False, repr=False)
 
 
-Outcome = Admitted | Retry | Waiting
+Outcome = Redirect | Retry | Waiting
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,8 @@ class Gate(Protocol):
         """Check the password and the session; raises PamError for a refusal."""
         ...
 
-    async def poll(self, waiting: Waiting) -> Admitted | Waiting:
-        """The waiting session again: admitted once Available, else why it still waits;
+    async def poll(self, waiting: Waiting) -> Redirect | Waiting:
+        """The waiting session again: a redirect once Available, else why it still waits;
         raises PamError when it finished or the wait's bound passed."""
         ...
 
@@ -122,9 +122,9 @@ async def serve(
         log.info("rdp front %s: %s refused: %s", conn.peer, visitor.username, exc)
         await show_card(conn, sentence(str(exc)))
         return
-    if isinstance(outcome, Admitted):
+    if isinstance(outcome, Redirect):
         log.info("rdp front %s: %s signed in, redirecting", conn.peer, visitor.username)
-        await conn.redirect(outcome.ticket)
+        await conn.redirect(outcome.token)
 
 
 async def _prompt(conn: ClientLeg, gate: Gate, visitor: Visitor, outcome: Retry) -> Outcome | None:
@@ -146,14 +146,14 @@ async def _prompt(conn: ClientLeg, gate: Gate, visitor: Visitor, outcome: Retry)
 async def _wait(conn: ClientLeg, gate: Gate, visitor: Visitor, waiting: Waiting) -> Outcome:
     """The waiting room: the card says why the session waits, repainted when that changes
     and every :data:`KEEPALIVE_SECONDS`; the client's input is read (and ignored) so a
-    disconnect ends the wait at once. Returns the admission; raises PamError when the
+    disconnect ends the wait at once. Returns the redirect; raises PamError when the
     session finished or the gate's bound passed, FrontClosed when the client left."""
     loop = asyncio.get_running_loop()
     await paint_card(conn, status_card(waiting.message))  # activates the connection first
     log.info("rdp front %s: %s waits: %s", conn.peer, visitor.username, waiting.message)
     shown, painted = waiting.message, loop.time()
     reading = asyncio.ensure_future(conn.keys(None))
-    outcome: Admitted | Waiting = waiting
+    outcome: Redirect | Waiting = waiting
     try:
         while isinstance(outcome, Waiting):
             if outcome.message != shown:

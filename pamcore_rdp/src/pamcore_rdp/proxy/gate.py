@@ -1,7 +1,7 @@
 """Phase A's questions to the core: who is connecting (the one-time routing token of the
 dashboard's ``.rdp`` file, or the DirectConnect login ``user+activity+resource`` typed in
 the client), whether their password signs in, and whether the session can be used now;
-then a one-time redirection ticket for Phase B. A session that cannot be used yet is
+then a one-time redirect token for Phase B. A session that cannot be used yet is
 polled for the front's waiting room, for at most ``[plugins.rdp] waiting_room_minutes``
 by the core's clock; one that finished (a stale ``.rdp`` file's ended session) is refused
 in Phase A with how it finished, before any redirection.
@@ -25,8 +25,8 @@ from pamcore_rdp.pdu.clientinfo import ClientInfo
 from pamcore_rdp.pdu.x224 import ConnectionRequest
 from pamcore_rdp.proxy import admission
 from pamcore_rdp.proxy.client_leg import sentence
-from pamcore_rdp.proxy.front import Admitted, Outcome, Retry, Visitor, Waiting
-from pamcore_rdp.proxy.tickets import TicketBook
+from pamcore_rdp.proxy.front import Outcome, Redirect, Retry, Visitor, Waiting
+from pamcore_rdp.proxy.redirect_tokens import RedirectTokens
 from pamcore_rdp.rdpfile import RDP_FILE, file_token
 from pamcore_rdp.settings import DEFAULT_WAITING_ROOM_MINUTES
 
@@ -83,13 +83,13 @@ class CoreGate:
     def __init__(
         self,
         core: Pamcore,
-        tickets: TicketBook,
+        redirects: RedirectTokens,
         file_tokens: FileTokens,
         client_ip: str,
         waiting_room: dt.timedelta = dt.timedelta(minutes=DEFAULT_WAITING_ROOM_MINUTES),
     ) -> None:
         self.core = core
-        self.tickets = tickets
+        self.redirects = redirects
         self.file_tokens = file_tokens
         self.client_ip = client_ip
         self.waiting_room = waiting_room
@@ -120,7 +120,7 @@ class CoreGate:
         return Visitor(login.username, login.resource, _ByName(login))
 
     async def sign_in(self, visitor: Visitor, password: str) -> Outcome:
-        """Password, then the session (found or requested); a ticket when it can be used."""
+        """Password, then the session (found or requested); a redirect token when it can be used."""
         try:
             user_id = await asyncio.to_thread(
                 admission.sign_in_password, self.core, visitor.username, password
@@ -145,28 +145,28 @@ class CoreGate:
             session_id, resource = route.session_id, route.resource_name
             waiting = route.waiting
         if waiting is None:
-            ticket = await asyncio.to_thread(
-                self.tickets.issue, user_id, session_id, resource, self.client_ip
+            token = await asyncio.to_thread(
+                self.redirects.issue, user_id, session_id, resource, self.client_ip
             )
-            return Admitted(ticket)
+            return Redirect(token)
         until = self.core.now() + self.waiting_room
         return self._waiting(_Pending(user_id, session_id, resource, until), waiting)
 
-    async def poll(self, waiting: Waiting) -> Admitted | Waiting:
-        """The session again: a ticket once it is Available; a refusal when it finished
+    async def poll(self, waiting: Waiting) -> Redirect | Waiting:
+        """The session again: a redirect token once it is Available; a refusal when it finished
         (denied, canceled, ended) or the waiting room's bound passed."""
         pending = waiting.context
         assert isinstance(pending, _Pending)
         reason = await asyncio.to_thread(admission.still_waiting, self.core, pending.session_id)
         if reason is None:
-            ticket = await asyncio.to_thread(
-                self.tickets.issue,
+            token = await asyncio.to_thread(
+                self.redirects.issue,
                 pending.user_id,
                 pending.session_id,
                 pending.resource_name,
                 self.client_ip,
             )
-            return Admitted(ticket)
+            return Redirect(token)
         if self.core.now() >= pending.until:
             minutes = self.waiting_room.total_seconds() / 60
             raise PolicyDenied(

@@ -1,7 +1,7 @@
 """The RDP proxy listener started by ``pamcore run`` / ``pamcore proxy``: it reads each
 client's X.224 Connection Request and sends it to Phase B (the relay) when it carries a
-redirection ticket that redeems, else to Phase A (the front, which signs the user in and
-redirects back here with a ticket). The core's watch (:mod:`pamcore.proxywatch`) closes
+redirect token that redeems, else to Phase A (the front, which signs the user in and
+redirects back here with a redirect token). The core's watch (:mod:`pamcore.proxywatch`) closes
 live relays whose session ended or that an administrator terminated, at once when
 announced and at least once a second.
 
@@ -28,8 +28,8 @@ from pamcore_rdp.pdu.x224 import ConnectionRequest, parse_connection_request
 from pamcore_rdp.proxy import admission, front
 from pamcore_rdp.proxy.client_leg import ClientLeg, FrontClosed, refuse, sentence
 from pamcore_rdp.proxy.gate import CoreGate, FileTokens
+from pamcore_rdp.proxy.redirect_tokens import RedirectPass, RedirectRefused, RedirectTokens
 from pamcore_rdp.proxy.relay import Relay
-from pamcore_rdp.proxy.tickets import Pass, TicketBook, TicketRefused
 from pamcore_rdp.rdpfile import file_token
 from pamcore_rdp.settings import waiting_room
 
@@ -42,14 +42,14 @@ STOP_SECONDS = 10.0
 
 
 class RdpListener:
-    """The RDP proxy of one ``pamcore run`` / ``pamcore proxy`` process; its tickets are
-    held in the database, so the client's reconnection may reach any node."""
+    """The RDP proxy of one ``pamcore run`` / ``pamcore proxy`` process; its redirect
+    tokens are held in the database, so the client's reconnection may reach any node."""
 
     def __init__(self, core: Pamcore, host: str, port: int) -> None:
         self.core = core
         self.host = host
         self._requested_port = port
-        self.tickets = TicketBook(core)
+        self.redirects = RedirectTokens(core)
         #: How long a connection waits for its session (``[plugins.rdp]``, checked here).
         self.waiting_room = waiting_room(core.config)
         #: Seconds a new connection has for its Connection Request (tests shorten it).
@@ -133,18 +133,20 @@ class RdpListener:
         conn = ClientLeg(reader, writer, peer)
         token = request.routing_token
         if token is None or file_token(token) is not None:
-            gate = CoreGate(self.core, self.tickets, self.file_tokens, peer, self.waiting_room)
+            gate = CoreGate(self.core, self.redirects, self.file_tokens, peer, self.waiting_room)
             await front.serve(conn, request, self._tls, gate)
             return
         try:
-            ticket = await asyncio.to_thread(self.tickets.redeem, token, peer)
-        except TicketRefused as exc:
-            log.info("rdp %s: redirection ticket refused: %s", peer, exc)
+            redirect = await asyncio.to_thread(self.redirects.redeem, token, peer)
+        except RedirectRefused as exc:
+            log.info("rdp %s: redirect token refused: %s", peer, exc)
             await refuse(conn, request, self._tls, sentence(str(exc)))
             return
-        await self._relay(conn, request, ticket)
+        await self._relay(conn, request, redirect)
 
-    async def _relay(self, conn: ClientLeg, request: ConnectionRequest, ticket: Pass) -> None:
+    async def _relay(
+        self, conn: ClientLeg, request: ConnectionRequest, redirect: RedirectPass
+    ) -> None:
         """Phase B: admit the connection (audited, counted live), relay it, record its
         close. A refusal is shown in the RDP window by the front."""
         assert self._tls is not None
@@ -152,11 +154,11 @@ class RdpListener:
             grant = await asyncio.to_thread(
                 admission.admit,
                 self.core,
-                ticket.user_id,
+                redirect.user_id,
                 None,
-                ticket.resource_name,
+                redirect.resource_name,
                 conn.peer,
-                ticket.session_id,
+                redirect.session_id,
             )
         except PamError as exc:
             log.info("rdp %s: relay refused: %s", conn.peer, exc)

@@ -1,4 +1,4 @@
-"""Phase B (docs/design/rdp.md §3.1, §3.4): one client connection, whose redirection ticket the
+"""Phase B (docs/design/rdp.md §3.1, §3.4): one client connection, whose redirect token the
 listener redeemed into a :class:`~pamcore_rdp.proxy.admission.Grant`, relayed to its target
 with the vaulted credential.
 

@@ -1,4 +1,4 @@
-"""Redirection tickets (single use, 30 s, bound to the client address) and the ``.rdp``
+"""Redirect tokens (single use, 30 s, bound to the client address) and the ``.rdp``
 file's routing token: made per download by the dashboard, sent verbatim by a real xfreerdp
 in its X.224 Connection Request, redeemed once by the listener's side."""
 
@@ -15,7 +15,12 @@ from pamcore_rdp.certs import proxy_certificate
 from pamcore_rdp.pdu.x224 import encode_connection_request, parse_connection_request
 from pamcore_rdp.plugin import DEFAULT_PORT, client_launch
 from pamcore_rdp.proxy.gate import FileTokens
-from pamcore_rdp.proxy.tickets import TICKET_SECONDS, Pass, TicketBook, TicketRefused
+from pamcore_rdp.proxy.redirect_tokens import (
+    REDIRECT_SECONDS,
+    RedirectPass,
+    RedirectRefused,
+    RedirectTokens,
+)
 from pamcore_rdp.rdpfile import (
     FILE_TOKEN_SECONDS,
     ROUTING_PREFIX,
@@ -49,50 +54,51 @@ from pamcore.web.app import create_app
 PASSWORD = "Alice-rdp-file-1"
 
 
-# -- redirection tickets -----------------------------------------------------------------
+# -- redirect tokens ---------------------------------------------------------------------
 
 
-def test_a_ticket_lets_its_client_in_once(core: Pamcore) -> None:
-    book = TicketBook(core)
-    ticket = book.issue(7, 42, "win01", "10.1.2.3")
-    assert len(ticket) == 32 and ticket.isascii()
-    assert book.redeem(ticket, "::ffff:10.1.2.3") == Pass(7, 42, "win01")  # dual-stack form
-    with pytest.raises(TicketRefused, match="^this redirection ticket was already used; connect"):
-        book.redeem(ticket, "10.1.2.3")
+def test_a_redirect_token_lets_its_client_in_once(core: Pamcore) -> None:
+    tokens = RedirectTokens(core)
+    token = tokens.issue(7, 42, "win01", "10.1.2.3")
+    assert len(token) == 32 and token.isascii()
+    # the dual-stack form of the same address
+    assert tokens.redeem(token, "::ffff:10.1.2.3") == RedirectPass(7, 42, "win01")
+    with pytest.raises(RedirectRefused, match="^this redirect token was already used; connect"):
+        tokens.redeem(token, "10.1.2.3")
 
 
-def test_a_ticket_expires_after_30_seconds(core: Pamcore, clock: FrozenClock) -> None:
-    book = TicketBook(core)
-    on_time, late = (book.issue(7, 42, "win01", "10.1.2.3") for _ in range(2))
-    clock.advance(seconds=TICKET_SECONDS)
-    assert book.redeem(on_time, "10.1.2.3").session_id == 42
+def test_a_redirect_token_expires_after_30_seconds(core: Pamcore, clock: FrozenClock) -> None:
+    tokens = RedirectTokens(core)
+    on_time, late = (tokens.issue(7, 42, "win01", "10.1.2.3") for _ in range(2))
+    clock.advance(seconds=REDIRECT_SECONDS)
+    assert tokens.redeem(on_time, "10.1.2.3").session_id == 42
     clock.advance(seconds=0.1)
-    with pytest.raises(TicketRefused, match=r"expired \(it is good for 30 s\)"):
-        book.redeem(late, "10.1.2.3")
+    with pytest.raises(RedirectRefused, match=r"expired \(it is good for 30 s\)"):
+        tokens.redeem(late, "10.1.2.3")
 
 
-def test_a_ticket_from_another_address_is_refused_and_burnt(core: Pamcore) -> None:
-    book = TicketBook(core)
-    ticket = book.issue(7, 42, "win01", "10.1.2.3")
-    with pytest.raises(TicketRefused, match="issued to another client address") as refused:
-        book.redeem(ticket, "10.9.9.9")
-    assert ticket not in str(refused.value)
-    with pytest.raises(TicketRefused, match="already used"):
-        book.redeem(ticket, "10.1.2.3")
-    with pytest.raises(TicketRefused, match="not known here"):
-        book.redeem(secrets.token_urlsafe(24), "10.1.2.3")
+def test_a_redirect_token_from_another_address_is_refused_and_burnt(core: Pamcore) -> None:
+    tokens = RedirectTokens(core)
+    token = tokens.issue(7, 42, "win01", "10.1.2.3")
+    with pytest.raises(RedirectRefused, match="issued to another client address") as refused:
+        tokens.redeem(token, "10.9.9.9")
+    assert token not in str(refused.value)
+    with pytest.raises(RedirectRefused, match="already used"):
+        tokens.redeem(token, "10.1.2.3")
+    with pytest.raises(RedirectRefused, match="not known here"):
+        tokens.redeem(secrets.token_urlsafe(24), "10.1.2.3")
     assert isinstance(refused.value, AuthenticationFailed)  # the listener's PamError path
 
 
-def test_a_ticket_issued_by_one_node_is_redeemed_once_by_another(
+def test_a_redirect_token_issued_by_one_node_is_redeemed_once_by_another(
     core: Pamcore, other_node: Pamcore
 ) -> None:
-    """Phase B may reach another proxy node (or this one, restarted): the ticket is held
+    """Phase B may reach another proxy node (or this one, restarted): the token is held
     in the database, and spent there for every node."""
-    ticket = TicketBook(core).issue(7, 42, "win01", "10.1.2.3")
-    assert TicketBook(other_node).redeem(ticket, "10.1.2.3") == Pass(7, 42, "win01")
-    with pytest.raises(TicketRefused, match="already used"):
-        TicketBook(core).redeem(ticket, "10.1.2.3")
+    token = RedirectTokens(core).issue(7, 42, "win01", "10.1.2.3")
+    assert RedirectTokens(other_node).redeem(token, "10.1.2.3") == RedirectPass(7, 42, "win01")
+    with pytest.raises(RedirectRefused, match="already used"):
+        RedirectTokens(core).redeem(token, "10.1.2.3")
 
 
 # -- the .rdp file and its routing token -------------------------------------------------
@@ -160,7 +166,7 @@ def test_the_routing_line_fits_a_connection_request(world: World) -> None:
     assert frame[4] <= 254
     assert parse_connection_request(frame).routing_token == line
     assert file_token(line) == line[len(ROUTING_PREFIX) :]
-    assert file_token(secrets.token_urlsafe(24)) is None  # a redirection ticket, not a file
+    assert file_token(secrets.token_urlsafe(24)) is None  # a redirect token, not a file
 
 
 def signed_in(core: Pamcore, username: str) -> FlaskClient:
