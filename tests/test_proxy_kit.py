@@ -21,7 +21,7 @@ from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, PamError, PolicyDenied
 from pamcore.lifecycle import Status
-from pamcore.model import ActivitySession, AuditEvent, Recording, Resource, User
+from pamcore.model import ActivitySession, AuditEvent, Recording, Resource, User, UserKey
 from pamcore.passwords import hash_password
 from pamcore.services import scheduler
 from pamcore.services.connections import request_termination
@@ -33,6 +33,7 @@ from tests.world import ROOT_PASSWORD, World, available_session, fresh
 PASSWORD = "Alice-kit-Pw1"
 #: A password that ends in six digits, as an appended code would.
 DIGITS_PASSWORD = "Bob-kit-Pw123456"
+KEY = "SHA256:kit-test-key"
 
 
 @pytest.fixture
@@ -102,6 +103,14 @@ def test_sign_in_appended_takes_the_code_after_the_password(
     assert actions(core)[-1] == "auth.second_factor"
     with pytest.raises(AuthenticationFailed, match="already used"):
         proxy.sign_in_appended(core, "alice", PASSWORD + code)  # RFC 6238 §5.2: no replay
+
+
+def test_sign_in_with_a_registered_key(core: Pamcore, world: World) -> None:
+    with core.unit() as db:
+        db.add(UserKey(user_id=world.alice.id, public_key="ssh-ed25519 AAAA kit", fingerprint=KEY))
+    assert proxy.sign_in_key(core, "alice", KEY) == world.alice.id
+    with pytest.raises(AuthenticationFailed, match="this key is not registered for that user"):
+        proxy.sign_in_key(core, "bob", KEY)
 
 
 # -- routing and the waiting room -------------------------------------------------------------
