@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import click
 
-from pamcore.cli.context import CliContext, pass_cli, with_json
-from pamcore.cli.output import emit_record
+from pamcore.clikit import CliContext, emit_record, pass_cli, with_json
 from pamcore_rdp.certs import certificate_info
 
 

@@ -6,13 +6,12 @@ client's prompt (``LaunchInfo.links``)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, render_template
+from flask import Blueprint, Response, render_template
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from pamcore.directconnect import login_name
-from pamcore.services.access import own_connectable_session
-from pamcore.web.context import acting_user, current_core
+from pamcore.webkit import acting_user, current_core, own_connectable_session, token_secret
 from pamcore_rdp.certs import certificate_info
 from pamcore_rdp.plugin import file_name
 from pamcore_rdp.rdpfile import MEDIA_TYPE, clipboard_allowed, issue_file_token, rdp_file
@@ -28,9 +27,7 @@ def download(session_id: int, resource: str) -> ResponseReturnValue:
     core = current_core()
     with core.reader() as db:
         user = acting_user(db)
-        token = issue_file_token(
-            core, db, user, session_id, resource, current_app.config["SECRET_KEY"]
-        )
+        token = issue_file_token(core, db, user, session_id, resource, token_secret())
         session = own_connectable_session(core, db, user, session_id)
         name = next(r.name for r in session.resources if r.name.lower() == resource.lower())
         login = login_name(user.username, session.activity.name, name)

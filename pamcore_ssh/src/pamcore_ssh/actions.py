@@ -26,16 +26,22 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn
 
 import asyncssh
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pamcore import hookimpl
+from pamcore.actionkit import (
+    ACTOR,
+    audit_details,
+    find_credential,
+    generate_password,
+    reveal_credential,
+    store_new_secret,
+)
 from pamcore.errors import ActionFailed, NotFound
-from pamcore.model import AuditEvent, Credential, Resource
-from pamcore.passwords import generate_password
+from pamcore.model import Credential, Resource
 from pamcore.registry import ActionContext, ActionType
 from pamcore.services.connections import LEGACY_ALGORITHMS
-from pamcore.services.inventory import get_credential, host_key_refusal, pin_host_key
+from pamcore.services.inventory import host_key_refusal, pin_host_key
 from pamcore_ssh.hooks import ssh_algorithms, ssh_handshake_hint
 from pamcore_ssh.target import (
     HostKeySeen,
@@ -49,7 +55,6 @@ from pamcore_ssh.target import (
 
 log = logging.getLogger(__name__)
 
-ACTOR = "system:actions"
 #: The audit event that records an account this module created, with its UID.
 ACCOUNT_CREATED = "linux.account_created"
 SERVICE_PARAM = "service_credential"
@@ -117,7 +122,7 @@ def _marker(ctx: ActionContext) -> str:
 
 def _existing_credential(db: Session, params: dict[str, Any], param: str) -> None:
     try:
-        get_credential(db, str(params[param]))
+        find_credential(db, str(params[param]))
     except NotFound as exc:
         raise ValueError(f"parameter '{param}': {exc}") from None
 
@@ -162,7 +167,7 @@ def _credential(ctx: ActionContext, param: str) -> Credential:
         raise ActionFailed(f"parameter '{param}' is missing: name a credential")
     with ctx.core.reader() as db:
         try:
-            credential = get_credential(db, str(name))
+            credential = find_credential(db, str(name))
         except NotFound as exc:
             raise ActionFailed(str(exc)) from None
         owner = credential.resource
@@ -176,12 +181,7 @@ def _credential(ctx: ActionContext, param: str) -> Credential:
 
 def _service_spec(ctx: ActionContext) -> TargetSpec:
     credential = _credential(ctx, SERVICE_PARAM)
-    with ctx.core.reader() as db:
-        row = db.get(Credential, credential.id)
-        assert row is not None
-        vault = ctx.core.vault
-        password = vault.reveal(row.password_secret) if row.password_secret else None
-        key = vault.reveal(row.private_key_secret) if row.private_key_secret else None
+    password, key = reveal_credential(ctx.core, credential.id)
     if password is None and key is None:
         raise ActionFailed(f"credential '{credential.name}' has no password or private key")
     resource: Resource = ctx.resource
@@ -246,18 +246,7 @@ async def _account_uid(remote: Remote, name: str) -> int | None:
 def _created_uid(ctx: ActionContext, name: str) -> int | None:
     """The UID ``name`` had when this session's action created it on this resource (its
     ``linux.account_created`` event), or ``None`` when it created no such account."""
-    with ctx.core.reader() as db:
-        recorded = db.scalars(
-            select(AuditEvent.details)
-            .where(
-                AuditEvent.session_id == ctx.session.id,
-                AuditEvent.action == ACCOUNT_CREATED,
-                AuditEvent.actor == ACTOR,
-                AuditEvent.target == ctx.resource.name,
-            )
-            .order_by(AuditEvent.id.desc())
-        ).all()
-    for details in recorded:
+    for details in audit_details(ctx, ACCOUNT_CREATED):
         if details.get("account") == name and isinstance(details.get("uid"), int):
             return int(details["uid"])
     return None
@@ -409,34 +398,13 @@ def rotate_credential(
         ctx.audit(f"{kind}.rotation_skipped", credential=credential.name, reason="other resource")
         return
     user = checked_name(credential.username)
-    with ctx.core.reader() as db:
-        row = db.get(Credential, credential.id)
-        assert row is not None
-        old = ctx.core.vault.reveal(row.password_secret) if row.password_secret else None
+    old, _key = reveal_credential(ctx.core, credential.id)
     new = generate_password()
-
-    def store() -> None:
-        with ctx.core.unit() as db:
-            row = db.get(Credential, credential.id)
-            assert row is not None
-            if row.password_secret is None:
-                row.password_secret = ctx.core.vault.store(db, new)
-            else:
-                ctx.core.vault.replace(row.password_secret, new, ctx.core.now())
-            row.rotated_at = ctx.now
-            ctx.core.audit(
-                db,
-                ACTOR,
-                "credential.rotated",
-                target=ctx.resource.name,
-                session_id=ctx.session.id,
-                credential=row.name,
-            )
 
     async def work(remote: Remote) -> None:
         await set_secret(remote, user, new)
         try:
-            store()
+            store_new_secret(ctx, credential.id, new)
         except Exception as exc:
             if old is not None:
                 await set_secret(remote, user, old)

@@ -1,17 +1,23 @@
 """The browser terminal in the dashboard: the full-window xterm.js page and the view that
-gives it a single-use token (:mod:`pamcore.services.terminal_tokens` decides who gets one);
+gives it a single-use token (:mod:`pamcore.webkit`; the core decides who gets one);
 the terminal itself talks to the proxy's WebSocket listener (:mod:`pamcore_ssh.browser`)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, make_response, render_template, url_for
+from flask import Blueprint, jsonify, make_response, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from pamcore.errors import NotFound, PamError
-from pamcore.services.terminal_tokens import TOKEN_SECONDS, issue_terminal_token, terminal_resource
-from pamcore.web.app import CSP
-from pamcore.web.context import acting_user, current_core
+from pamcore.webkit import (
+    CSP,
+    TOKEN_SECONDS,
+    acting_user,
+    current_core,
+    issue_token,
+    token_resource,
+    token_secret,
+)
 from pamcore_ssh.admission import PROTOCOL
 from pamcore_ssh.browser import terminal_url
 
@@ -31,7 +37,7 @@ def terminal(session_id: int, resource: str) -> ResponseReturnValue:
     """The page; it asks for its token only when it connects, so a token never waits."""
     core = current_core()
     with core.reader() as db:
-        name = terminal_resource(core, db, acting_user(db), session_id, resource, PROTOCOL).name
+        name = token_resource(core, db, acting_user(db), session_id, resource, PROTOCOL).name
     url = terminal_url(core.config)
     response = make_response(
         render_template(
@@ -53,14 +59,8 @@ def token(session_id: int, resource: str) -> ResponseReturnValue:
     core = current_core()
     try:
         with core.reader() as db:
-            issued = issue_terminal_token(
-                core,
-                db,
-                acting_user(db),
-                session_id,
-                resource,
-                PROTOCOL,
-                current_app.config["SECRET_KEY"],
+            issued = issue_token(
+                core, db, acting_user(db), session_id, resource, PROTOCOL, token_secret()
             )
     except PamError as exc:
         return jsonify(error=str(exc)), 404 if isinstance(exc, NotFound) else 403
