@@ -10,7 +10,7 @@ from flask import Blueprint, Response, render_template
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
-from pamcore.directconnect import login_name
+from pamcore.proxy import login_name
 from pamcore.webkit import acting_user, current_core, own_connectable_session, token_secret
 from pamcore_rdp.certs import certificate_info
 from pamcore_rdp.plugin import file_name
