@@ -19,10 +19,11 @@ from pamcore_ssh.recording import (
     Recorder,
     RecordingFailed,
 )
-from pamcore_ssh.session_recording import DEFAULT_CAP_MIB, MIB, SessionRecordings, recording_cap
+from pamcore_ssh.session_recording import DEFAULT_CAP_MIB, SessionRecordings, recording_cap
 
 from pamcore.config import Config
 from pamcore.errors import ConfigurationError, ProtocolError
+from pamcore.proxy import MIB
 from pamcore.recording_files import FixedBudget
 from pamcore.testing import FullDisk
 
@@ -244,14 +245,15 @@ def test_input_is_never_recorded(cast: Path) -> None:
 
 def test_each_channel_of_a_connection_has_its_own_cast(tmp_path: Path) -> None:
     """``<connection>-<channel>.cast`` in the session's private folder. Stand-ins (named so)
-    for the core, ticket and terminal: opening a recorder reads only these attributes."""
+    for the core, admitted connection and terminal: opening a recorder reads only these
+    attributes."""
     core_standin = SimpleNamespace(
         config=SimpleNamespace(recordings_path=tmp_path / "recordings"),
         now=lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     )
-    ticket_standin = SimpleNamespace(connection_id=7, session_id=3)
+    admitted_standin = SimpleNamespace(connection_id=7, session_id=3)
     terminal_standin = SimpleNamespace(term_size=(80, 24, 0, 0), term_type="xterm")
-    recordings = SessionRecordings(core_standin, ticket_standin, FixedBudget(1 << 20), print)  # type: ignore[arg-type]
+    recordings = SessionRecordings(core_standin, admitted_standin, FixedBudget(1 << 20), print)  # type: ignore[arg-type]
 
     def channel() -> Path:
         recorder = recordings.start(terminal_standin)  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ from pamcore.services.sessions import SessionRequest, create_session, end_sessio
 from pamcore.testing import builders as b
 from pamcore.testing.contract import closed_port as free_port
 from pamcore.testing.sshd import run_ssh
-from pamcore_ssh import admission, lobby
+from pamcore_ssh import listener, lobby
 
 
 def test_refusals_are_one_line(world: World, sshd: Sshd) -> None:
@@ -66,7 +66,7 @@ def test_a_fault_of_ours_is_told_in_words_and_logged(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("connection to db-internal.example failed")
 
-    monkeypatch.setattr(admission, "admit", broken)
+    monkeypatch.setattr(listener, "admit", broken)
     with caplog.at_level(logging.ERROR, logger="pamcore_ssh.server"):
         failed = world.ssh("alice+web01", "true")
     assert failed.returncode != 0

@@ -24,8 +24,9 @@ from websockets.exceptions import ConnectionClosed
 
 from pamcore.config import Config
 from pamcore.errors import AuthenticationFailed, ConfigurationError, PamError
-from pamcore.services.origins import check_terminal_origin
-from pamcore_ssh import admission, lobby
+from pamcore.proxy import check_origin, redeem_token
+from pamcore_ssh import lobby
+from pamcore_ssh.admission import PROTOCOL
 
 if TYPE_CHECKING:
     from pamcore_ssh.listener import ProxyListener
@@ -234,13 +235,13 @@ class TerminalListener:
         refused handshake (HTTP 403) only as a closed socket, without the reason."""
         assert terminal.ws.request is not None
         origin = terminal.ws.request.headers.get("Origin")
-        await asyncio.to_thread(check_terminal_origin, self.core, origin, peer, PLUGIN)
+        await asyncio.to_thread(check_origin, self.core, origin, peer, PLUGIN)
         try:
             message = await asyncio.wait_for(terminal.ws.recv(), HELLO_SECONDS)
         except (TimeoutError, ConnectionClosed):
             raise AuthenticationFailed("no terminal token arrived; reload the page") from None
         token = terminal.hello(message)
-        grant = await asyncio.to_thread(admission.redeem, self.core, token, self._secret)
+        redeemed = await asyncio.to_thread(redeem_token, self.core, token, PROTOCOL, self._secret)
         return await self.proxy.open_link(
-            terminal, grant.user_id, None, grant.resource_name, peer, grant.session_id
+            terminal, redeemed.user_id, None, redeemed.resource_name, peer, redeemed.session_id
         )

@@ -1,8 +1,9 @@
 """The SSH proxy listener started by ``pamcore run`` / ``pamcore proxy``: an asyncssh
 server offering modern algorithms only (and, beside it, the browser terminal's WebSocket
 listener), the admission of a client into a link to its target, and the core's watch
-(:mod:`pamcore.proxywatch`) that applies session ends, extensions and termination requests
-to the live connections, at once when announced and at least once a second.
+(:class:`pamcore.proxy.LiveConnections`) that applies session ends, extensions and
+termination requests to the live connections, at once when announced and at least once a
+second.
 
 One watch per listener (not per connection) keeps a thousand idle sessions at one small
 query a second.
@@ -20,13 +21,18 @@ import asyncssh
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError, PolicyDenied
-from pamcore.proxywatch import start_watch
-from pamcore.services.connections import close_connection, session_ends
-from pamcore.services.recording_budgets import SessionBudget
-from pamcore.services.sessions import extend_from_connection, extensions_left_phrase
-from pamcore.services.terminal_tokens import instance_secret
+from pamcore.proxy import (
+    Admitted,
+    LiveConnections,
+    admit,
+    close,
+    extend,
+    extensions_left_phrase,
+    instance_secret,
+    session_end,
+)
 from pamcore_ssh import admission
-from pamcore_ssh.admission import Ticket
+from pamcore_ssh.admission import PROTOCOL
 from pamcore_ssh.browser import TerminalListener
 from pamcore_ssh.hostkeys import proxy_host_key
 from pamcore_ssh.relay import Client, Link
@@ -35,11 +41,15 @@ from pamcore_ssh.session_end import EndWatch
 from pamcore_ssh.session_recording import SessionRecordings, recording_cap
 from pamcore_ssh.target import (
     HostKeySeen,
+    SshTarget,
     TargetError,
     close_target,
     connect_target,
+    key_refusal,
     legacy_in_use,
     negotiated,
+    ssh_target,
+    target_spec,
 )
 
 log = logging.getLogger(__name__)
@@ -103,9 +113,8 @@ class ProxyListener:
         self._terminal_port = terminal_port
         self.terminals: TerminalListener | None = None
         self._server: asyncssh.SSHAcceptor | None = None
-        self._links: set[Link] = set()
+        self.live: LiveConnections[Link] = LiveConnections(core, "ssh proxy")
         self._finishing: set[asyncio.Task[None]] = set()
-        self._watch: asyncio.Task[None] | None = None
         self._recording_cap = recording_cap(core.config)
 
     @property
@@ -130,13 +139,7 @@ class ProxyListener:
             keepalive_interval=30,
             **user_facing_algorithms(),
         )
-        self._watch = start_watch(
-            self.core,
-            "ssh proxy",
-            lambda: [(link.ticket, link) for link in self._links],
-            Link.close,
-            lambda link, ends_at, now: link.watch.update(ends_at, now),
-        )
+        self.live.watch(Link.close, lambda link, ends_at, now: link.watch.update(ends_at, now))
         log.info("ssh proxy listening on %s:%s", self.host, self.port)
         if self._terminal_port is not None:
             await self._start_terminals(self._terminal_port)
@@ -159,15 +162,13 @@ class ProxyListener:
     async def stop(self) -> None:
         """Stop accepting, close every live connection, record them closed and register
         their recordings (for up to 10 s)."""
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.wait({self._watch})  # unsubscribed before the loop may close
+        await self.live.stop_watch()
         if self._server is None:
             return
         self._server.close()
         if self.terminals is not None:
             await self.terminals.stop()
-        links = list(self._links)
+        links = [link for _, link in self.live.items()]
         for link in links:
             link.client.close()
             self.finish(link, "the proxy stopped")
@@ -197,46 +198,54 @@ class ProxyListener:
         """Admit ``user_id`` (audited, counted live), connect to the target with the
         session's credential and its host key checked, and track the link; raises PamError
         with the line the user sees."""
-        ticket = await asyncio.to_thread(
-            admission.admit, self.core, user_id, activity, resource, peer, session_id
+        admitted = await asyncio.to_thread(
+            admit,
+            self.core,
+            PROTOCOL,
+            user_id,
+            resource,
+            peer=peer,
+            activity=activity,
+            session_id=session_id,
+            recording_cap=self._recording_cap,
+            extra=ssh_target,
         )
         try:
-            target = await self._connect(ticket)
+            target = await self._connect(admitted)
         except BaseException as exc:
             reason = str(exc) if isinstance(exc, PamError) else "target connection failed"
-            await asyncio.shield(
-                asyncio.to_thread(close_connection, self.core, ticket.connection_id, reason)
-            )
+            await close(self.core, admitted, reason)
             raise
-        link = Link(ticket, target, client, self._end_watch, self.recordings_for(ticket))
-        self._links.add(link)
+        link = Link(admitted, target, client, self._end_watch, self.recordings_for(admitted))
+        self.live.add(admitted, link)
         log.info(
             "ssh open: %s to %s as %s (session #%s)",
-            ticket.username,
-            ticket.resource_name,
-            ticket.target.username,
-            ticket.session_id,
+            admitted.username,
+            admitted.resource_name,
+            admitted.login_account,
+            admitted.session_id,
         )
         return link
 
-    async def _connect(self, ticket: admission.Ticket) -> asyncssh.SSHClientConnection:
+    async def _connect(self, admitted: Admitted[SshTarget]) -> asyncssh.SSHClientConnection:
         seen = HostKeySeen()
+        spec = target_spec(admitted)
         try:
             target = await connect_target(
-                ticket.target,
-                ticket.host_key_refusal,
+                spec,
+                lambda line, offered: key_refusal(admitted, line, offered),
                 seen,
                 lambda error: asyncio.to_thread(
-                    admission.handshake_hint, self.core, ticket.target.resource_id, error
+                    admission.handshake_hint, self.core, admitted.resource_id, error
                 ),
             )
         except TargetError as exc:
-            refusal = ticket.host_key_refusal(seen.line, seen.fingerprint) if seen.line else None
+            refusal = key_refusal(admitted, seen.line, seen.fingerprint) if seen.line else None
             if refusal is not None:
                 await asyncio.to_thread(
                     admission.host_key_outcome,
                     self.core,
-                    ticket,
+                    admitted,
                     seen.line,
                     seen.fingerprint,
                     refusal,
@@ -244,13 +253,13 @@ class ProxyListener:
             raise PolicyDenied(str(exc)) from None
         try:
             await asyncio.to_thread(
-                admission.host_key_outcome, self.core, ticket, seen.line, seen.fingerprint, None
+                admission.host_key_outcome, self.core, admitted, seen.line, seen.fingerprint, None
             )
             used = negotiated(target, seen)
-            legacy = legacy_in_use(ticket.target, used)
+            legacy = legacy_in_use(spec, used)
             if legacy:
                 await asyncio.to_thread(
-                    admission.legacy_algorithms_used, self.core, ticket, used, legacy
+                    admission.legacy_algorithms_used, self.core, admitted, used, legacy
                 )
         except BaseException:
             await close_target(target)
@@ -260,32 +269,27 @@ class ProxyListener:
     def _end_watch(self, link: Link) -> EndWatch:
         """Warnings, Ctrl+X and the forced close for ``link``."""
 
-        async def extend() -> str:
-            return await asyncio.to_thread(self._extend, link.ticket.session_id)
+        async def extended() -> str:
+            return await asyncio.to_thread(self._extend, link.admitted.session_id)
 
         async def lookup() -> tuple[dt.datetime | None, dt.datetime]:
-            ends_at = await asyncio.to_thread(self._session_end, link.ticket.session_id)
+            ends_at = await asyncio.to_thread(session_end, self.core, link.admitted.session_id)
             return ends_at, self.core.now()
 
         return EndWatch(
-            link.ticket.ends_at,
-            link.ticket.warning,
-            link.ticket.extendable,
-            extend=extend,
+            link.admitted.ends_at,
+            link.admitted.warning,
+            link.admitted.extendable,
+            extend=extended,
             notify=link.notify,
             close=link.close,
             lookup=lookup,
         )
 
-    def _session_end(self, session_id: int) -> dt.datetime | None:
-        """The session's end time; ``None`` when it can no longer be used."""
-        with self.core.reader() as db:
-            return session_ends(db, [session_id])[session_id]
-
     def _extend(self, session_id: int) -> str:
         """Ctrl+X: the core's extend service decides (window, count, profile)."""
         try:
-            extension = extend_from_connection(self.core, session_id)
+            extension = extend(self.core, session_id)
         except PamError as exc:
             return f"not extended: {exc}"
         return (
@@ -293,19 +297,19 @@ class ProxyListener:
             f"({extensions_left_phrase(extension)})"
         )
 
-    def recordings_for(self, ticket: Ticket) -> SessionRecordings | None:
+    def recordings_for(self, admitted: Admitted[SshTarget]) -> SessionRecordings | None:
         """The connection's recordings when its session is recorded, within the session's
         budget, which its connections on every node share."""
-        if not ticket.recording:
+        if admitted.budget is None:
             return None
-        budget = SessionBudget(self.core, ticket.session_id, self._recording_cap)
-        return SessionRecordings(self.core, ticket, budget, self.in_background)
+        return SessionRecordings(self.core, admitted, admitted.budget, self.in_background)
 
     def finish(self, link: Link, reason: str) -> None:
         """The client connection is gone: close the target, count the connection closed."""
-        if link not in self._links:
+        held = len(self.live)
+        self.live.discard(link)
+        if len(self.live) == held:  # finished already
             return
-        self._links.discard(link)
         self.in_background(self._finish(link, reason))
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -316,9 +320,4 @@ class ProxyListener:
 
     async def _finish(self, link: Link, reason: str) -> None:
         await close_target(link.target)
-        try:
-            await asyncio.to_thread(close_connection, self.core, link.ticket.connection_id, reason)
-        except Exception:
-            log.exception(
-                "recording the close of ssh connection #%s failed", link.ticket.connection_id
-            )
+        await close(self.core, link.admitted, reason)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import asyncssh
 
 from pamcore.errors import PolicyDenied
-from pamcore_ssh.admission import Choice
+from pamcore.proxy import Choice
 from pamcore_ssh.process import RelayProcess, Terminal
 
 CTRL_C = b"\x03"

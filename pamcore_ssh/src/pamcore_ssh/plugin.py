@@ -1,7 +1,7 @@
 """The ``ssh`` protocol registration: default port, proxy listener (with the browser
 terminal beside it), DirectConnect launch string, probe; the browser terminal's dashboard
 pages; and the proxy host key at ``pamcore init``. Session ends and extensions reach the
-listener's connections through the core's watch (:mod:`pamcore.proxywatch`).
+listener's connections through the core's watch (:class:`pamcore.proxy.LiveConnections`).
 
 Plugin modules do no I/O at import time; everything happens inside the hooks.
 """
@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pluggy
 
 from pamcore import hookimpl
-from pamcore.directconnect import login_name
+from pamcore.proxy import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler
 from pamcore_ssh import hookspecs
 from pamcore_ssh.actions import pamcore_register_actions as pamcore_register_actions

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pamcore.probe import probe
+from pamcore.proxy import probe
 from pamcore.registry import ConnectionTest
 
 #: RFC 4253 §4.2: the identification line is at most 255 characters including CR LF.

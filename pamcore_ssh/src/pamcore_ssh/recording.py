@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pamcore.errors import ProtocolError
-from pamcore.recording_files import ByteBudget, DigestWriter, FixedBudget, on_private
+from pamcore.proxy import ByteBudget, DigestWriter, FixedBudget, on_private
 
 log = logging.getLogger(__name__)
 

@@ -21,19 +21,19 @@ from typing import Protocol
 
 import asyncssh
 
-from pamcore import metrics
-from pamcore_ssh.admission import Ticket
+from pamcore.proxy import Admitted, relayed
 from pamcore_ssh.hookspecs import TerminalAssistant
 from pamcore_ssh.process import Output, Terminal
 from pamcore_ssh.recording import Recorder
 from pamcore_ssh.session_end import EndWatch
 from pamcore_ssh.session_recording import SessionRecordings
+from pamcore_ssh.target import SshTarget
 
 log = logging.getLogger(__name__)
 
 CHUNK = 65536
-TO_TARGET = metrics.relayed("ssh", "to_target")
-TO_CLIENT = metrics.relayed("ssh", "to_client")
+TO_TARGET = relayed("ssh", "to_target")
+TO_CLIENT = relayed("ssh", "to_client")
 #: How long a closing notice may take to leave for the client before the connection drops.
 NOTICE_GRACE = 2.0
 #: How long the channels may take to close after the target's side before the connection
@@ -57,13 +57,13 @@ class Link:
 
     def __init__(
         self,
-        ticket: Ticket,
+        admitted: Admitted[SshTarget],
         target: asyncssh.SSHClientConnection,
         client: Client,
         watch: Callable[[Link], EndWatch],
         recordings: SessionRecordings | None = None,
     ) -> None:
-        self.ticket = ticket
+        self.admitted = admitted
         self.target = target
         self.client = client
         self.recordings = recordings
@@ -96,7 +96,7 @@ class Link:
         if self.closing is not None:
             return
         self.closing = reason
-        log.info("ssh connection #%s closing: %s", self.ticket.connection_id, reason)
+        log.info("ssh connection #%s closing: %s", self.admitted.connection_id, reason)
         self.notify(f"{reason}; closing the connection")
         self._closer = asyncio.get_running_loop().create_task(self._close_after_notice())
 
@@ -121,7 +121,7 @@ class Link:
                 await self.watch.recheck()
             except Exception:  # the watch's next round still closes it
                 log.exception(
-                    "ssh connection #%s: the session check failed", self.ticket.connection_id
+                    "ssh connection #%s: the session check failed", self.admitted.connection_id
                 )
         if self.closing is not None:
             await self._notice_sent.wait()
@@ -158,7 +158,7 @@ class Link:
         self, process: Terminal, remote: asyncssh.SSHClientProcess[bytes], pty: bool
     ) -> None:
         recorder = self.recordings.start(process) if pty and self.recordings else None
-        assistants = [make() for make in self.ticket.assistants] if pty else []
+        assistants = [make() for make in self.admitted.extra.assistants] if pty else []
         if pty:
             self.terminals[process] = recorder
         up = asyncio.create_task(self._up(process, remote, pty, recorder, assistants))

@@ -17,9 +17,20 @@ from typing import TYPE_CHECKING
 import asyncssh
 from asyncssh.auth import KbdIntChallenge, KbdIntResponse
 
-from pamcore.directconnect import DirectConnectName, parse_login
 from pamcore.errors import PamError, PolicyDenied
+from pamcore.proxy import (
+    DirectConnectName,
+    SignIn,
+    choices,
+    parse_login,
+    route,
+    sign_in,
+    sign_in_code,
+    sign_in_key,
+    still_waiting,
+)
 from pamcore_ssh import admission, lobby
+from pamcore_ssh.admission import PROTOCOL
 from pamcore_ssh.hostkeys import fingerprint
 from pamcore_ssh.process import RelayProcess
 from pamcore_ssh.relay import Link
@@ -90,11 +101,10 @@ class ProxyServer(asyncssh.SSHServer):
         signed_in = await self._password_step(password)
         if signed_in is None:
             return False
-        user_id, code_due = signed_in
-        if code_due:
+        if signed_in.needs_code:
             self._banner("this account also needs a verification code; use keyboard-interactive")
             return False
-        self.user_id = user_id
+        self.user_id = signed_in.user_id
         return True
 
     def kbdint_auth_supported(self) -> bool:
@@ -114,31 +124,27 @@ class ProxyServer(asyncssh.SSHServer):
             signed_in = await self._password_step(responses[0])
             if signed_in is None:
                 return False
-            user_id, code_due = signed_in
-            if not code_due:
-                self.user_id = user_id
+            if not signed_in.needs_code:
+                self.user_id = signed_in.user_id
                 return True
-            self._code_due = user_id
+            self._code_due = signed_in.user_id
             return "", "", "", [("Verification code: ", False)]
         user_id, self._code_due = self._code_due, None
         try:
-            self.user_id = await asyncio.to_thread(
-                admission.sign_in_code, self.core, user_id, responses[0]
-            )
+            self.user_id = await asyncio.to_thread(sign_in_code, self.core, user_id, responses[0])
         except PamError as exc:
             self._failures += 1
             self._banner(str(exc))
             return False
         return True
 
-    async def _password_step(self, password: str) -> tuple[int, bool] | None:
-        """(user id, code due) for a right password; ``None`` (told in a banner) if not."""
+    async def _password_step(self, password: str) -> SignIn | None:
+        """Who a right password signs in, and whether a code is due; ``None`` (told in a
+        banner) if not right."""
         if self.login is None:
             return None
         try:
-            return await asyncio.to_thread(
-                admission.sign_in_password, self.core, self.login.username, password
-            )
+            return await asyncio.to_thread(sign_in, self.core, self.login.username, password)
         except PamError as exc:
             self._failures += 1
             self._banner(str(exc))
@@ -155,7 +161,7 @@ class ProxyServer(asyncssh.SSHServer):
         if fp not in self._keys_tried:
             try:
                 self._keys_tried[fp] = await asyncio.to_thread(
-                    admission.sign_in_key, self.core, self.login.username, fp
+                    sign_in_key, self.core, self.login.username, fp
                 )
             except PamError:
                 self._keys_tried[fp] = None
@@ -232,7 +238,7 @@ class ProxyServer(asyncssh.SSHServer):
         """(activity, resource) from the login name: the menu and the waiting room."""
         assert self.login is not None and self.user_id is not None
         if self.login.resource is None:
-            options = await asyncio.to_thread(admission.choices, self.core, self.user_id)
+            options = await asyncio.to_thread(choices, self.core, self.user_id, PROTOCOL)
             if not options:
                 raise PolicyDenied(
                     "you have no Available session; request one in the dashboard, or log "
@@ -241,15 +247,18 @@ class ProxyServer(asyncssh.SSHServer):
             chosen = options[0] if len(options) == 1 else await lobby.pick(process, options)
             return chosen.activity, chosen.resource
         if self.login.activity is not None:
-            pending = await asyncio.to_thread(
-                admission.request, self.core, self.user_id, self.login.activity, self.login.resource
+            found = await asyncio.to_thread(
+                route,
+                self.core,
+                self.user_id,
+                self.login.activity,
+                self.login.resource,
+                PROTOCOL,
             )
-            if pending is not None:
+            if found.waiting is not None:
                 await lobby.wait_until_available(
                     process,
-                    pending.reason,
-                    lambda: asyncio.to_thread(
-                        admission.still_waiting, self.core, pending.session_id
-                    ),
+                    found.waiting,
+                    lambda: asyncio.to_thread(still_waiting, self.core, found.session_id),
                 )
         return self.login.activity, self.login.resource

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 
-from pamcore.clock import format_utc
+from pamcore.proxy import format_utc
 
 CTRL_X = b"\x18"
 

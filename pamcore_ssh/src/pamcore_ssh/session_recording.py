@@ -9,13 +9,12 @@ Not recorded: sftp (which also carries scp) and exec channels without a terminal
 (docs/design/ssh.md §5) and no player can show.
 
 All recordings of one session share one byte budget, ``recording_cap_mib`` in
-``[plugins.ssh]``, on every proxy node (:mod:`pamcore.services.recording_budgets`). A failure to
-record never stops the relay: it is audited, and the channel goes on unrecorded.
+``[plugins.ssh]``, on every proxy node (the admission's :class:`pamcore.proxy.SessionBudget`).
+A failure to record never stops the relay: it is audited, and the channel goes on unrecorded.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Coroutine
@@ -25,13 +24,11 @@ from typing import Any
 from pamcore.config import Config
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError
-from pamcore.recording_files import MIB as MIB  # the unit of recording_cap_mib
-from pamcore.recording_files import recording_cap as plugin_recording_cap
-from pamcore.services.recording_budgets import SessionBudget
-from pamcore.services.recordings import recording_failed, register_recording
-from pamcore_ssh.admission import PROTOCOL, Ticket
+from pamcore.proxy import Admitted, SessionBudget, recording_failed, register_recording
+from pamcore.proxy import recording_cap as plugin_recording_cap
 from pamcore_ssh.process import Terminal
 from pamcore_ssh.recording import Recorder, RecordingFailed
+from pamcore_ssh.target import SshTarget
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +55,16 @@ class _Channel:
 class SessionRecordings:
     """The recordings of one client connection, sharing their session's budget."""
 
-    def __init__(self, core: Pamcore, ticket: Ticket, budget: SessionBudget, spawn: Spawn) -> None:
+    def __init__(
+        self, core: Pamcore, admitted: Admitted[SshTarget], budget: SessionBudget, spawn: Spawn
+    ) -> None:
         """``spawn`` runs the registration after the channel, tracked by the listener so a
         stopping proxy waits for it."""
         self.core = core
-        self.ticket = ticket
+        self.admitted = admitted
         self.budget = budget
         self._spawn = spawn
-        self._folder = core.config.recordings_path / f"session-{ticket.session_id}"
+        self._folder = core.config.recordings_path / f"session-{admitted.session_id}"
         self._channels = 0
         self._open: dict[Recorder, _Channel] = {}
 
@@ -79,7 +78,7 @@ class SessionRecordings:
         self._channels += 1
         width, height = process.term_size[:2]
         width, height = width or 80, height or 24
-        stem = f"{self.ticket.connection_id}-{self._channels}"
+        stem = f"{self.admitted.connection_id}-{self._channels}"
         term = process.term_type or "xterm"
         root = self.core.config.recordings_path
         try:
@@ -89,16 +88,8 @@ class SessionRecordings:
         except (OSError, ConfigurationError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             reason = f"cannot record {stem}.cast: {why}"
-            log.warning("ssh connection #%s: %s", self.ticket.connection_id, reason)
-            self._spawn(
-                self._run(
-                    recording_failed,
-                    self.ticket.session_id,
-                    self.ticket.target.resource_id,
-                    PROTOCOL,
-                    reason,
-                )
-            )
+            log.warning("ssh connection #%s: %s", self.admitted.connection_id, reason)
+            self._spawn(recording_failed(self.core, self.admitted, reason))
             return None
         self._open[recorder] = _Channel(self._channels, self.core.now(), width, height)
         return recorder
@@ -108,7 +99,7 @@ class SessionRecordings:
         the last one open gives the unwritten budget back to the session."""
         channel = self._open.pop(recorder)
         meta: dict[str, Any] = {
-            "connection": self.ticket.connection_id,
+            "connection": self.admitted.connection_id,
             "channel": channel.number,
             "width": channel.width,
             "height": channel.height,
@@ -121,11 +112,9 @@ class SessionRecordings:
         if not self._open:
             self.budget.release()
         self._spawn(
-            self._run(
-                register_recording,
-                self.ticket.session_id,
-                self.ticket.target.resource_id,
-                PROTOCOL,
+            register_recording(
+                self.core,
+                self.admitted,
                 recorder.path,
                 sha256,
                 size,
@@ -134,15 +123,3 @@ class SessionRecordings:
                 meta,
             )
         )
-
-    async def _run(self, service: Callable[..., object], *args: Any) -> None:
-        try:
-            await asyncio.to_thread(self._in_unit, service, *args)
-        except Exception:
-            log.exception(
-                "registering a recording of ssh connection #%s failed", self.ticket.connection_id
-            )
-
-    def _in_unit(self, service: Callable[..., object], *args: Any) -> None:
-        with self.core.unit() as db:
-            service(self.core, db, *args)

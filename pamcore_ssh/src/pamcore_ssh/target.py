@@ -3,6 +3,8 @@ injected password or key, verifying its host key before any credential is sent.
 
 Legacy algorithms are appended per resource (``+alg``, so modern ones stay preferred) and
 never touch the user-facing side. Every failure becomes one :class:`TargetError` line.
+What the proxy needs of the target beyond the kit's admission (host-key policy, algorithms,
+terminal assistants) is read in the admission's unit of work by :func:`ssh_target`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncssh
+from sqlalchemy.orm import Session
 
+from pamcore.core import Pamcore
+from pamcore.model import ActivitySession, Resource
+from pamcore.proxy import Admitted, host_key_refusal
+from pamcore_ssh.hooks import ssh_algorithms, ssh_terminal_assistants
+from pamcore_ssh.hookspecs import TerminalAssistant
 from pamcore_ssh.hostkeys import fingerprint, key_line
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,55 @@ class TargetSpec:
     private_key: str | None = field(default=None, repr=False)
     pinned_key: str | None = None
     algorithms: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """The SSH part of an admitted connection (the kit's ``extra``), read in the
+    admission's unit of work."""
+
+    #: A detached copy of the resource's pin and first-use flag, for the host-key rule.
+    key_policy: Resource
+    #: Plugins' extra algorithms toward this resource (``pamcore_ssh_algorithms``).
+    algorithms: dict[str, list[str]]
+    #: Plugins' helpers for each terminal channel (``pamcore_ssh_terminal_assistant``);
+    #: they may hold a vaulted secret, so they stay out of ``repr``.
+    assistants: tuple[Callable[[], TerminalAssistant], ...] = field(default=(), repr=False)
+
+
+def ssh_target(
+    core: Pamcore, db: Session, session: ActivitySession, resource: Resource
+) -> SshTarget:
+    """The kit's ``extra`` builder for the SSH proxy."""
+    return SshTarget(
+        key_policy=Resource(
+            name=resource.name,
+            host_key=resource.host_key,
+            trust_on_first_use=resource.trust_on_first_use,
+        ),
+        algorithms=ssh_algorithms(core.hooks, resource, core.config),
+        assistants=tuple(ssh_terminal_assistants(core.hooks, core, db, session, resource)),
+    )
+
+
+def target_spec(admitted: Admitted[SshTarget]) -> TargetSpec:
+    """Where and as whom the admitted connection goes on."""
+    return TargetSpec(
+        resource_id=admitted.resource_id,
+        resource_name=admitted.resource_name,
+        address=admitted.address,
+        port=admitted.port,
+        username=admitted.login_account,
+        password=admitted.password,
+        private_key=admitted.private_key,
+        pinned_key=admitted.extra.key_policy.host_key,
+        algorithms=admitted.extra.algorithms,
+    )
+
+
+def key_refusal(admitted: Admitted[SshTarget], line: str, offered: str) -> str | None:
+    """The core's host-key rule for the key the target offered; ``None``: trusted."""
+    return host_key_refusal(admitted.extra.key_policy, line, offered)
 
 
 @dataclass
