@@ -14,17 +14,17 @@ from pathlib import Path
 from pamcore_rdp.certs import proxy_tls_context
 from pamcore_rdp.pdu.wire import read_pdu
 from pamcore_rdp.pdu.x224 import parse_connection_request
-from pamcore_rdp.proxy import admission
-from pamcore_rdp.proxy.admission import Grant
+from pamcore_rdp.proxy.recording import recording_cap
 from pamcore_rdp.proxy.relay import Relay, Timeouts
+from pamcore_rdp.proxy.target import PROTOCOL, RdpTarget, rdp_target
 from sqlalchemy import create_engine
 
 from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.model import Base, LoginMode, Platform, Role
 from pamcore.plugins import build_plugin_host
+from pamcore.proxy import Admitted, admit, close
 from pamcore.services import scheduler
-from pamcore.services.connections import close_connection
 from pamcore.services.inventory import set_setting
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import T0, LoopThread, make_core
@@ -48,7 +48,7 @@ def make_instance(folder: Path) -> Pamcore:
     return make_core(instance, url, FrozenClock(T0), build_plugin_host(strict=True))
 
 
-Admit = Callable[[], Grant]
+Admit = Callable[[], Admitted[RdpTarget]]
 
 
 def lab_session(
@@ -79,7 +79,16 @@ def lab_session(
         session_id = create_session(core, db, alice, SessionRequest("Desktop", (RESOURCE,))).id
         alice_id = alice.id
     scheduler.tick(core)
-    return lambda: admission.admit(core, alice_id, None, RESOURCE, "127.0.0.1", session_id)
+    return lambda: admit(
+        core,
+        PROTOCOL,
+        alice_id,
+        RESOURCE,
+        peer="127.0.0.1",
+        session_id=session_id,
+        recording_cap=recording_cap(core.config),
+        extra=rdp_target,
+    )
 
 
 @dataclass
@@ -104,11 +113,13 @@ class Proxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = parse_connection_request(await read_pdu(reader, 10))
-        grant = await asyncio.to_thread(self.admit)
-        relay = Relay(self.core, grant, reader, writer, request, self.tls, timeouts=self.timeouts)
+        admitted = await asyncio.to_thread(self.admit)
+        relay = Relay(
+            self.core, admitted, reader, writer, request, self.tls, timeouts=self.timeouts
+        )
         self.live.put(relay)
         reason = await relay.run()
-        await asyncio.to_thread(close_connection, self.core, grant.connection_id, reason)
+        await close(self.core, admitted, reason)
         self.finished.put(Finished(relay, reason))
 
     def client_args(self) -> list[str]:

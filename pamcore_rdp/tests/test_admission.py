@@ -1,26 +1,21 @@
-"""RDP admission against the real core (SQLite and PostgreSQL): sign-in with and without a
-second factor, DirectConnect resolution to a session, admission with the resource's RDP
-settings and the vaulted credential, and the live-connection bookkeeping."""
+"""RDP on the proxy kit against the real core (SQLite and PostgreSQL): Phase A's
+DirectConnect routing to a session, Phase B's admission with the resource's RDP settings
+and the vaulted credential (:func:`pamcore_rdp.proxy.target.rdp_target`), and the
+live-connection bookkeeping. Sign-in (the code appended to the password) is the kit's,
+tested in tests/test_proxy_kit.py."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-import pyotp
 import pytest
-from pamcore_rdp.proxy.admission import (
-    NEEDS_CODE,
-    Route,
-    admit,
-    resolve_login,
-    sign_in_password,
-    split_account,
-)
+from pamcore_rdp.proxy.recording import recording_cap
+from pamcore_rdp.proxy.target import PROTOCOL, RdpTarget, rdp_target, split_account
 from sqlalchemy import select
 
-from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
-from pamcore.errors import AuthenticationFailed, NotFound, PolicyDenied, ValidationError
+from pamcore.errors import NotFound, PolicyDenied, ValidationError
 from pamcore.lifecycle import Status
 from pamcore.model import (
     ActivitySession,
@@ -32,12 +27,11 @@ from pamcore.model import (
     User,
 )
 from pamcore.plugins import PluginHost
+from pamcore.proxy import Admitted, Route, admit, close, route
 from pamcore.services import scheduler
 from pamcore.services.approvals import approve_session
-from pamcore.services.connections import close_connection
 from pamcore.services.inventory import set_setting
 from pamcore.services.sessions import SessionRequest, create_session
-from pamcore.services.twofactor import confirm_enrolment, start_enrolment
 from pamcore.testing import builders as b
 
 PASSWORD = "Alice-rdp-Pw1"
@@ -94,46 +88,14 @@ def audit_actions(core: Pamcore) -> list[str]:
         return list(db.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
 
 
-# -- sign-in -----------------------------------------------------------------------------
+# -- DirectConnect routing (Phase A) -----------------------------------------------------
 
 
-def test_sign_in_with_the_client_info_password(world: World) -> None:
-    assert sign_in_password(world.core, "alice", PASSWORD) == world.alice
-    with pytest.raises(AuthenticationFailed, match="wrong username or password"):
-        sign_in_password(world.core, "alice", "not-it")
-    with pytest.raises(AuthenticationFailed, match="wrong username or password"):
-        sign_in_password(world.core, "nobody", PASSWORD)
-    assert audit_actions(world.core).count("auth.failed") == 2
-
-
-def test_totp_user_appends_the_code_to_the_password(world: World, clock: FrozenClock) -> None:
-    with world.core.unit() as db:
-        alice = db.get(User, world.alice)
-        enrolment = start_enrolment(world.core, db, alice)
-        first = pyotp.TOTP(enrolment.secret).at(clock.now)
-        confirm_enrolment(world.core, db, alice, enrolment.secret_id, first)
-    with pytest.raises(AuthenticationFailed) as refused:
-        sign_in_password(world.core, "alice", PASSWORD)
-    assert str(refused.value) == NEEDS_CODE
-    assert audit_actions(world.core)[-1] == "auth.second_factor_required"
-    with pytest.raises(AuthenticationFailed, match="already used"):
-        sign_in_password(world.core, "alice", PASSWORD + first)  # RFC 6238 §5.2: no replay
-    clock.advance(seconds=30)
-    code = pyotp.TOTP(enrolment.secret).at(clock.now)
-    with pytest.raises(AuthenticationFailed, match="wrong username or password"):
-        sign_in_password(world.core, "alice", "not-it" + code)
-    assert sign_in_password(world.core, "alice", PASSWORD + code) == world.alice
-    assert audit_actions(world.core)[-1] == "auth.second_factor"
-
-
-# -- DirectConnect resolution (Phase A) --------------------------------------------------
-
-
-def test_resolve_an_available_session_without_counting_a_connection(world: World) -> None:
+def test_route_to_an_available_session_without_counting_a_connection(world: World) -> None:
     sid = available_session(world)
-    route = resolve_login(world.core, world.alice, "windows-admin", "WIN01")
-    assert route == Route(sid, "win01", None)
-    assert resolve_login(world.core, world.alice, None, "win01") == route
+    found = route(world.core, world.alice, "windows-admin", "WIN01", PROTOCOL)
+    assert found == Route(sid, "win01", None)
+    assert route(world.core, world.alice, None, "win01", PROTOCOL) == found
     with world.core.reader() as db:
         session = db.get(ActivitySession, sid)
         assert (Status(session.status), session.connections) == (Status.AVAILABLE, [])
@@ -141,49 +103,69 @@ def test_resolve_an_available_session_without_counting_a_connection(world: World
 
 
 def test_directconnect_requests_a_session_that_waits_for_approval(world: World) -> None:
-    route = resolve_login(world.core, world.alice, "Audit", "win01")
-    assert route.waiting == f"session #{route.session_id} is waiting for approval by carol"
+    found = route(world.core, world.alice, "Audit", "win01", PROTOCOL)
+    assert found.waiting == f"session #{found.session_id} is waiting for approval by carol"
     # asked again (the user reconnects): the same request, not a second one
-    assert resolve_login(world.core, world.alice, "Audit", "win01") == route
+    assert route(world.core, world.alice, "Audit", "win01", PROTOCOL) == found
     with world.core.unit() as db:
-        approve_session(world.core, db, db.get(User, world.carol), route.session_id)
+        approve_session(world.core, db, db.get(User, world.carol), found.session_id)
     scheduler.tick(world.core)
-    assert resolve_login(world.core, world.alice, "Audit", "win01").waiting is None
+    assert route(world.core, world.alice, "Audit", "win01", PROTOCOL).waiting is None
 
 
-def test_resolve_refusals_are_sentences(world: World) -> None:
+def test_route_refusals_are_sentences(world: World) -> None:
     with pytest.raises(PolicyDenied, match="you have no session for win01; request one first"):
-        resolve_login(world.core, world.alice, None, "win01")
+        route(world.core, world.alice, None, "win01", PROTOCOL)
     with pytest.raises(PolicyDenied, match=r"web01 does not accept rdp \(it offers: ssh\)"):
-        resolve_login(world.core, world.alice, "Windows Admin", "web01")
+        route(world.core, world.alice, "Windows Admin", "web01", PROTOCOL)
     with pytest.raises(NotFound, match="no resource named 'win99'"):
-        resolve_login(world.core, world.alice, None, "win99")
+        route(world.core, world.alice, None, "win99", PROTOCOL)
     available_session(world)
-    resolve_login(world.core, world.alice, "Audit", "win01")  # a second activity, waiting
+    route(world.core, world.alice, "Audit", "win01", PROTOCOL)  # a second activity, waiting
     with pytest.raises(PolicyDenied, match=r"log in as one of alice\+Audit\+win01, "):
-        resolve_login(world.core, world.alice, None, "win01")
+        route(world.core, world.alice, None, "win01", PROTOCOL)
     assert audit_actions(world.core).count("connection.refused") == 3
 
 
 # -- admission (Phase B) -----------------------------------------------------------------
 
 
+def admit_rdp(world: World, session_id: int) -> Admitted[RdpTarget]:
+    """Phase B's admission, as the listener makes it after a redirect token."""
+    return admit(
+        world.core,
+        PROTOCOL,
+        world.alice,
+        "win01",
+        peer="127.0.0.1:50123",
+        session_id=session_id,
+        recording_cap=recording_cap(world.core.config),
+        extra=rdp_target,
+    )
+
+
 def test_admit_carries_the_target_credential_and_settings(world: World) -> None:
     sid = available_session(world)
-    grant = admit(world.core, world.alice, None, "win01", "127.0.0.1:50123", sid)
-    assert (grant.session_id, grant.username, grant.resource_name) == (sid, "alice", "win01")
-    assert (grant.address, grant.port) == ("10.0.0.7", 3389)
-    assert (grant.domain, grant.login_account, grant.password) == (
+    admitted = admit_rdp(world, sid)
+    assert (admitted.session_id, admitted.username, admitted.resource_name) == (
+        sid,
+        "alice",
+        "win01",
+    )
+    assert (admitted.address, admitted.port) == ("10.0.0.7", 3389)
+    target = admitted.extra
+    assert (target.domain, target.account, admitted.password) == (
         "CORP",
         "Administrator",
         VAULTED,
     )
-    assert (grant.security, grant.nla_mechanism, grant.recording) == ("auto", "ntlm", True)
-    assert VAULTED not in repr(grant)
+    assert (target.security, target.nla_mechanism) == ("auto", "ntlm")
+    assert admitted.budget is not None  # the profile records
+    assert VAULTED not in repr(admitted)
     with world.core.reader() as db:
         assert Status(db.get(ActivitySession, sid).status) == Status.ACTIVE
-        assert db.get(Resource, grant.resource_id).name == "win01"
-    close_connection(world.core, grant.connection_id, "client closed")
+        assert db.get(Resource, admitted.resource_id).name == "win01"
+    asyncio.run(close(world.core, admitted, "client closed"))
     with world.core.reader() as db:
         assert Status(db.get(ActivitySession, sid).status) == Status.AVAILABLE
     assert audit_actions(world.core).count("connection.authorized") == 1
@@ -192,7 +174,7 @@ def test_admit_carries_the_target_credential_and_settings(world: World) -> None:
 def test_admit_pinned_to_another_users_session_is_refused(world: World) -> None:
     sid = available_session(world)
     with pytest.raises(PolicyDenied, match=f"session #{sid + 1} does not give you win01"):
-        admit(world.core, world.alice, None, "win01", "127.0.0.1:1", sid + 1)
+        admit_rdp(world, sid + 1)
 
 
 def test_settings_are_validated_when_set(world: World) -> None:

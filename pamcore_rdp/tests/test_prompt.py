@@ -14,9 +14,10 @@ from pamcore_rdp.pdu.errors import RdpProtocolError
 from pamcore_rdp.pdu.keys import Key, Keyboard, parse_fastpath_input, parse_input_pdu
 from pamcore_rdp.pdu.paint import TILE, bitmap_updates
 from pamcore_rdp.pdu.prompt import CARD, ERROR, PasswordPrompt, card_origin, status_card
-from pamcore_rdp.proxy.admission import NEEDS_CODE
 from PIL import Image
 from rdp_frames import fastpath, scancode
+
+from pamcore.proxy import NEEDS_CODE
 
 #: Set-1 scancodes xfreerdp sends for the US layout.
 SCAN = {"S": 0x1F, "e": 0x12, "3": 0x04, "1": 0x02, "-": 0x0C, "enter": 0x1C, "bs": 0x0E}
@@ -107,7 +108,7 @@ def test_prompt_error_line_is_painted_in_the_error_colour() -> None:
 
 
 def test_a_long_error_wraps_instead_of_being_cut() -> None:
-    """The second-factor sentence from admission is three lines, all on the card."""
+    """The second-factor sentence of the sign-in is three lines, all on the card."""
     prompt = PasswordPrompt("alice", "win01")
     prompt.error = NEEDS_CODE
     two = prompt.render()

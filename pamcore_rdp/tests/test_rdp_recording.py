@@ -20,14 +20,15 @@ from pamcore_rdp.proxy.recording import (
     Frames,
     PduRecorder,
     RecordingIncomplete,
-    RecordingInfo,
     recording_cap,
 )
+from pamcore_rdp.proxy.target import PROTOCOL, RdpTarget, rdp_target
 from sqlalchemy import select
 
 from pamcore.core import Pamcore
 from pamcore.errors import ConfigurationError
 from pamcore.model import AuditEvent, Recording, User
+from pamcore.proxy import Admitted, admit
 from pamcore.services import scheduler
 from pamcore.services.recording_budgets import reserve
 from pamcore.services.sessions import SessionRequest, create_session
@@ -131,7 +132,9 @@ def test_cap_setting_is_validated(core: Pamcore) -> None:
         recording_cap(core.config)
 
 
-def _session(core: Pamcore) -> tuple[int, int]:
+def _admitted(core: Pamcore) -> Admitted[RdpTarget]:
+    """alice's connection to lab01, admitted as the listener admits it (its profile
+    records, so it has a budget)."""
     with core.unit() as db:
         alice = b.make_user(db, "alice", password="Alice-Rec-Pw1")
         lab = b.make_resource(db, "lab01", protocols={"rdp": 3389})
@@ -142,17 +145,24 @@ def _session(core: Pamcore) -> tuple[int, int]:
         user = db.get(User, alice.id)
         assert user is not None
         session_id = create_session(core, db, user, SessionRequest("Desktop", ("lab01",))).id
-        resource_id = lab.id
+        user_id = user.id
     scheduler.tick(core)
-    return session_id, resource_id
+    return admit(
+        core,
+        PROTOCOL,
+        user_id,
+        "lab01",
+        session_id=session_id,
+        recording_cap=recording_cap(core.config),
+        extra=rdp_target,
+    )
 
 
 def test_connection_recording_is_registered_with_its_sha256(core: Pamcore) -> None:
-    session_id, resource_id = _session(core)
-    info = RecordingInfo(session_id, 3, resource_id, "alice", "lab01", "10.0.0.7:3389", "admin")
+    admitted = _admitted(core)
 
     async def record() -> ConnectionRecording:
-        recording = await ConnectionRecording.start(core, info)
+        recording = await ConnectionRecording.start(core, admitted)
         assert recording is not None
         recording.recorder.server(STREAM)
         await recording.finish("the client closed the connection")
@@ -160,12 +170,17 @@ def test_connection_recording_is_registered_with_its_sha256(core: Pamcore) -> No
 
     recording = asyncio.run(record())
     path = recording.recorder.path
-    assert path == core.config.recordings_path / f"session-{session_id}" / "3-rdp.jsonl"
+    folder = core.config.recordings_path / f"session-{admitted.session_id}"
+    assert path == folder / f"{admitted.connection_id}-rdp.jsonl"
     with core.reader() as db:
         row = db.scalars(select(Recording)).one()
         saved = db.scalars(select(AuditEvent).where(AuditEvent.action == "recording.saved")).one()
-        assert (row.format, row.protocol, row.resource_id) == (FORMAT, "rdp", resource_id)
-        assert row.meta == {"connection": 3, "bytes_client": 0, "bytes_server": len(STREAM)}
+        assert (row.format, row.protocol, row.resource_id) == (FORMAT, "rdp", admitted.resource_id)
+        assert row.meta == {
+            "connection": admitted.connection_id,
+            "bytes_client": 0,
+            "bytes_server": len(STREAM),
+        }
         assert saved.details["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert saved.target == "lab01"
 
@@ -173,11 +188,10 @@ def test_connection_recording_is_registered_with_its_sha256(core: Pamcore) -> No
 def test_an_existing_file_is_never_overwritten(core: Pamcore) -> None:
     """Connection ids are never reused, so a taken name means files from elsewhere (a
     restored database): the recording is refused and audited, the file kept."""
-    session_id, resource_id = _session(core)
-    info = RecordingInfo(session_id, 3, resource_id, "alice", "lab01", "10.0.0.7:3389", "admin")
+    admitted = _admitted(core)
 
     async def record() -> ConnectionRecording | None:
-        recording = await ConnectionRecording.start(core, info)
+        recording = await ConnectionRecording.start(core, admitted)
         if recording is not None:
             await recording.finish("closed")
         return recording
@@ -189,31 +203,30 @@ def test_an_existing_file_is_never_overwritten(core: Pamcore) -> None:
     assert first.recorder.path.read_bytes() == kept
     with core.reader() as db:
         failed = db.scalars(select(AuditEvent).where(AuditEvent.action == "recording.failed")).one()
-        assert "cannot record 3-rdp.jsonl" in failed.details["reason"]
+        assert f"cannot record {admitted.connection_id}-rdp.jsonl" in failed.details["reason"]
 
 
 def test_a_recording_that_cannot_start_is_audited_and_the_relay_goes_on(core: Pamcore) -> None:
-    session_id, resource_id = _session(core)
+    admitted = _admitted(core)
     core.config.recordings_path.parent.mkdir(parents=True, exist_ok=True)
     core.config.recordings_path.write_text("not a folder")
-    info = RecordingInfo(session_id, 4, resource_id, "alice", "lab01", "10.0.0.7:3389", "admin")
 
-    assert asyncio.run(ConnectionRecording.start(core, info)) is None
+    assert asyncio.run(ConnectionRecording.start(core, admitted)) is None
     with core.reader() as db:
         failed = db.scalars(select(AuditEvent).where(AuditEvent.action == "recording.failed")).one()
-        assert "cannot record 4-rdp.jsonl" in failed.details["reason"]
+        assert f"cannot record {admitted.connection_id}-rdp.jsonl" in failed.details["reason"]
 
 
 def test_the_budget_counts_what_the_sessions_other_connections_reserved(
     core: Pamcore,
 ) -> None:
-    session_id, resource_id = _session(core)
+    admitted = _admitted(core)
     cap = recording_cap(core.config)
-    assert reserve(core, session_id, cap - 4096, cap) == cap - 4096  # other connections' share
-    info = RecordingInfo(session_id, 5, resource_id, "alice", "lab01", "10.0.0.7:3389", "admin")
+    # the session's other connections reserved all but 4 KiB
+    assert reserve(core, admitted.session_id, cap - 4096, cap) == cap - 4096
 
     async def record() -> ConnectionRecording:
-        recording = await ConnectionRecording.start(core, info)
+        recording = await ConnectionRecording.start(core, admitted)
         assert recording is not None
         for _ in range(50):
             recording.recorder.server(TPKT_2)

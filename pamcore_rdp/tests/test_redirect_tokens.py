@@ -122,8 +122,8 @@ class World:
             return issue_file_token(self.core, db, alice, self.session_id, "win 01", self.secret)
 
     def redeem(self, token: str, tokens: FileTokens) -> tuple[int, int, str]:
-        granted, _ = tokens.redeem(token)
-        return granted.user_id, granted.session_id, granted.resource_name
+        redeemed = tokens.redeem(token)
+        return redeemed.user_id, redeemed.session_id, redeemed.resource_name
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Phase B end to end with real peers: xfreerdp (under Xvfb) -> a listener stand-in that
-relays every connection with one lab_session Grant -> xrdp (TLS, Client Info injection) or
+relays every connection admitted into one lab_session -> xrdp (TLS, Client Info injection) or
 freerdp-shadow-cli (CredSSP). The stand-in does what the listener does around a relay
 (admit, run, audit the close); the redirect token redemption in front of it is the listener's.
 

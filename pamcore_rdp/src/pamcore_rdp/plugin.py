@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from pamcore import hookimpl
-from pamcore.directconnect import login_name
+from pamcore.proxy import login_name
 from pamcore.registry import LaunchInfo, ProtocolHandler, ResourceSetting
 from pamcore_rdp.certs import certificate_info
 from pamcore_rdp.probe import probe_rdp

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import struct
 
-from pamcore.probe import probe
+from pamcore.proxy import probe
 from pamcore.registry import ConnectionTest
 
 #: requestedProtocols = PROTOCOL_SSL | PROTOCOL_HYBRID (MS-RDPBCGR 2.2.1.1.1).

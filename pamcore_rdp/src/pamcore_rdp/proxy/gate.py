@@ -6,7 +6,13 @@ polled for the front's waiting room, for at most ``[plugins.rdp] waiting_room_mi
 by the core's clock; one that finished (a stale ``.rdp`` file's ended session) is refused
 in Phase A with how it finished, before any redirection.
 
-The core's services are synchronous: they run in worker threads (``asyncio.to_thread``).
+**Second factor.** RDP's Client Info PDU has one password field and the inline prompt one
+input line, so a user with TOTP types the password immediately followed by the current
+six-digit code (``Secr3t-Pw123456``), in the client or at the prompt
+(:func:`pamcore.proxy.sign_in_appended`). A password alone is refused for them with a
+sentence that says so; it is not counted as a wrong password.
+
+The proxy kit's calls are synchronous: they run in worker threads (``asyncio.to_thread``).
 """
 
 from __future__ import annotations
@@ -15,18 +21,26 @@ import asyncio
 import datetime as dt
 from dataclasses import dataclass
 
-from pamcore.clock import format_utc
 from pamcore.core import Pamcore
-from pamcore.directconnect import GRAMMAR, DirectConnectName, parse_login
 from pamcore.errors import AuthenticationFailed, PamError, PolicyDenied
-from pamcore.model import User
-from pamcore.services.terminal_tokens import TerminalPass, instance_secret, redeem_terminal_token
+from pamcore.proxy import (
+    GRAMMAR,
+    ConnectionPass,
+    DirectConnectName,
+    format_utc,
+    instance_secret,
+    parse_login,
+    redeem_token,
+    route,
+    sign_in_appended,
+    still_waiting,
+)
 from pamcore_rdp.pdu.clientinfo import ClientInfo
 from pamcore_rdp.pdu.x224 import ConnectionRequest
-from pamcore_rdp.proxy import admission
 from pamcore_rdp.proxy.client_leg import sentence
 from pamcore_rdp.proxy.front import Outcome, Redirect, Retry, Visitor, Waiting
 from pamcore_rdp.proxy.redirect_tokens import RedirectTokens
+from pamcore_rdp.proxy.target import PROTOCOL
 from pamcore_rdp.rdpfile import RDP_FILE, file_token
 from pamcore_rdp.settings import DEFAULT_WAITING_ROOM_MINUTES
 
@@ -37,19 +51,12 @@ class FileTokens:
     def __init__(self, core: Pamcore) -> None:
         self.core = core
 
-    def redeem(self, token: str) -> tuple[TerminalPass, str]:
-        """The token's pass and the user's name; raises PamError with the reason."""
+    def redeem(self, token: str) -> ConnectionPass:
+        """The token's pass (user, session, resource); raises PamError with the reason."""
         secret = instance_secret(self.core)
         if secret is None:
             raise PolicyDenied("this proxy cannot check .rdp files (no instance secret key)")
-        with self.core.reader() as db:
-            granted = redeem_terminal_token(
-                self.core, db, token, admission.PROTOCOL, secret, RDP_FILE
-            )
-            user = db.get(User, granted.user_id)
-            if user is None:
-                raise PolicyDenied("the user of this .rdp file no longer exists")
-            return granted, user.username
+        return redeem_token(self.core, token, PROTOCOL, secret, RDP_FILE)
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ class _ByName:
 class _ByFile:
     """The first connection carried a ``.rdp`` file's routing token: user and session fixed."""
 
-    granted: TerminalPass
+    redeemed: ConnectionPass
 
 
 @dataclass(frozen=True)
@@ -102,11 +109,11 @@ class CoreGate:
         refusal: PamError | None = None
         if token is not None:
             try:
-                granted, username = await asyncio.to_thread(self.file_tokens.redeem, token)
+                redeemed = await asyncio.to_thread(self.file_tokens.redeem, token)
             except PamError as exc:
                 refusal = exc
             else:
-                return Visitor(username, granted.resource_name, _ByFile(granted))
+                return Visitor(redeemed.username, redeemed.resource_name, _ByFile(redeemed))
         text = info.username or request.cookie or ""
         if not text:
             raise refusal or PolicyDenied(
@@ -123,7 +130,7 @@ class CoreGate:
         """Password, then the session (found or requested); a redirect token when it can be used."""
         try:
             user_id = await asyncio.to_thread(
-                admission.sign_in_password, self.core, visitor.username, password
+                sign_in_appended, self.core, visitor.username, password
             )
         except AuthenticationFailed as exc:
             return Retry(sentence(str(exc)))
@@ -131,19 +138,20 @@ class CoreGate:
         if isinstance(where, _ByFile):
             # The token was issued for an Available session: one that finished since is
             # refused here, saying so (a redirection would only be refused in Phase B).
-            session_id, resource = where.granted.session_id, where.granted.resource_name
-            waiting = await asyncio.to_thread(admission.still_waiting, self.core, session_id)
+            session_id, resource = where.redeemed.session_id, where.redeemed.resource_name
+            waiting = await asyncio.to_thread(still_waiting, self.core, session_id)
         else:
             assert isinstance(where, _ByName) and where.login.resource is not None
-            route = await asyncio.to_thread(
-                admission.resolve_login,
+            found = await asyncio.to_thread(
+                route,
                 self.core,
                 user_id,
                 where.login.activity,
                 where.login.resource,
+                PROTOCOL,
             )
-            session_id, resource = route.session_id, route.resource_name
-            waiting = route.waiting
+            session_id, resource = found.session_id, found.resource_name
+            waiting = found.waiting
         if waiting is None:
             token = await asyncio.to_thread(
                 self.redirects.issue, user_id, session_id, resource, self.client_ip
@@ -157,7 +165,7 @@ class CoreGate:
         (denied, canceled, ended) or the waiting room's bound passed."""
         pending = waiting.context
         assert isinstance(pending, _Pending)
-        reason = await asyncio.to_thread(admission.still_waiting, self.core, pending.session_id)
+        reason = await asyncio.to_thread(still_waiting, self.core, pending.session_id)
         if reason is None:
             token = await asyncio.to_thread(
                 self.redirects.issue,

@@ -1,9 +1,9 @@
 """The RDP proxy listener started by ``pamcore run`` / ``pamcore proxy``: it reads each
 client's X.224 Connection Request and sends it to Phase B (the relay) when it carries a
 redirect token that redeems, else to Phase A (the front, which signs the user in and
-redirects back here with a redirect token). The core's watch (:mod:`pamcore.proxywatch`) closes
-live relays whose session ended or that an administrator terminated, at once when
-announced and at least once a second.
+redirects back here with a redirect token). The core's watch
+(:class:`pamcore.proxy.LiveConnections`) closes live relays whose session ended or that an
+administrator terminated, at once when announced and at least once a second.
 
 Nothing a client sends can stop the listener: every connection's failure is logged (the
 layer and what was malformed, never a secret) and only that connection closes.
@@ -19,17 +19,18 @@ from contextlib import suppress
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
-from pamcore.proxywatch import start_watch
-from pamcore.services.connections import close_connection
+from pamcore.proxy import Admitted, LiveConnections, admit, close
 from pamcore_rdp.certs import proxy_tls_context
 from pamcore_rdp.pdu.errors import RdpProtocolError
 from pamcore_rdp.pdu.wire import read_pdu
 from pamcore_rdp.pdu.x224 import ConnectionRequest, parse_connection_request
-from pamcore_rdp.proxy import admission, front
+from pamcore_rdp.proxy import front
 from pamcore_rdp.proxy.client_leg import ClientLeg, FrontClosed, refuse, sentence
 from pamcore_rdp.proxy.gate import CoreGate, FileTokens
+from pamcore_rdp.proxy.recording import recording_cap
 from pamcore_rdp.proxy.redirect_tokens import RedirectPass, RedirectRefused, RedirectTokens
 from pamcore_rdp.proxy.relay import Relay
+from pamcore_rdp.proxy.target import PROTOCOL, RdpTarget, rdp_target
 from pamcore_rdp.rdpfile import file_token
 from pamcore_rdp.settings import waiting_room
 
@@ -52,14 +53,15 @@ class RdpListener:
         self.redirects = RedirectTokens(core)
         #: How long a connection waits for its session (``[plugins.rdp]``, checked here).
         self.waiting_room = waiting_room(core.config)
+        #: Each session's recording cap in bytes (``[plugins.rdp]``, checked here too).
+        self.recording_cap = recording_cap(core.config)
         #: Seconds a new connection has for its Connection Request (tests shorten it).
         self.request_timeout = REQUEST_TIMEOUT
         self.file_tokens = FileTokens(core)
         self._server: asyncio.Server | None = None
         self._tls: ssl.SSLContext | None = None
         self._connections: set[asyncio.Task[None]] = set()
-        self._relays: set[Relay] = set()
-        self._watch: asyncio.Task[None] | None = None
+        self._relays: LiveConnections[Relay] = LiveConnections(core, "rdp proxy")
 
     @property
     def port(self) -> int:
@@ -70,29 +72,21 @@ class RdpListener:
     @property
     def relays(self) -> tuple[Relay, ...]:
         """The live relays (their banners and counters, for tests and the bench)."""
-        return tuple(self._relays)
+        return tuple(relay for _, relay in self._relays.items())
 
     async def start(self) -> None:
         self._tls = await asyncio.to_thread(proxy_tls_context, self.core)
         self._server = await asyncio.start_server(self._accept, self.host, self._requested_port)
-        self._watch = start_watch(
-            self.core,
-            "rdp proxy",
-            lambda: [(relay.grant, relay) for relay in self._relays],
-            Relay.close,
-            _update,
-        )
+        self._relays.watch(Relay.close, _update)
         log.info("rdp proxy listening on %s:%s", self.host, self.port)
 
     async def stop(self) -> None:
         """Stop accepting, close every connection and let them record their close."""
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.wait({self._watch})  # unsubscribed before the loop may close
+        await self._relays.stop_watch()  # unsubscribed before the loop may close
         if self._server is None:
             return
         self._server.close()
-        for relay in list(self._relays):
+        for relay in self.relays:
             relay.close("the proxy stopped")
         if self._connections:
             _, pending = await asyncio.wait(set(self._connections), timeout=STOP_SECONDS)
@@ -151,29 +145,29 @@ class RdpListener:
         close. A refusal is shown in the RDP window by the front."""
         assert self._tls is not None
         try:
-            grant = await asyncio.to_thread(
-                admission.admit,
+            admitted: Admitted[RdpTarget] = await asyncio.to_thread(
+                admit,
                 self.core,
+                PROTOCOL,
                 redirect.user_id,
-                None,
                 redirect.resource_name,
-                conn.peer,
-                redirect.session_id,
+                peer=conn.peer,
+                session_id=redirect.session_id,
+                recording_cap=self.recording_cap,
+                extra=rdp_target,
             )
         except PamError as exc:
             log.info("rdp %s: relay refused: %s", conn.peer, exc)
             await refuse(conn, request, self._tls, sentence(str(exc)))
             return
-        relay = Relay(self.core, grant, conn.reader, conn.writer, request, self._tls)
-        self._relays.add(relay)
+        relay = Relay(self.core, admitted, conn.reader, conn.writer, request, self._tls)
+        self._relays.add(admitted, relay)
         reason = "the connection failed"
         try:
             reason = await relay.run()
         finally:
             self._relays.discard(relay)
-            await asyncio.shield(
-                asyncio.to_thread(close_connection, self.core, grant.connection_id, reason)
-            )
+            await close(self.core, admitted, reason)
 
 
 def _update(relay: Relay, ends_at: dt.datetime | None, now: dt.datetime) -> None:

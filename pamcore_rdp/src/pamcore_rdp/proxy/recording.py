@@ -12,9 +12,10 @@ written with its password field emptied by the relay, so neither the user's pass
 the injected vaulted one is recorded.
 
 All recordings of one session share one byte budget, ``recording_cap_mib`` in
-``[plugins.rdp]``, on every proxy node (:mod:`pamcore.services.recording_budgets`). A
-failure to record never stops the relay: it is logged and audited, and the file is
-registered as ``incomplete`` with what reached the disk.
+``[plugins.rdp]`` (checked when the listener starts), on every proxy node: the admitted
+connection's ``budget`` (:class:`pamcore.proxy.SessionBudget`). A failure to record never
+stops the relay: it is logged and audited, and the file is registered as ``incomplete``
+with what reached the disk.
 """
 
 from __future__ import annotations
@@ -25,23 +26,29 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pamcore.config import Config
 from pamcore.core import Pamcore
-from pamcore.errors import ConfigurationError, ProtocolError
-from pamcore.recording_files import ByteBudget, DigestWriter, FixedBudget, on_private
-from pamcore.recording_files import recording_cap as plugin_recording_cap
-from pamcore.services.recording_budgets import SessionBudget
-from pamcore.services.recordings import recording_failed, register_recording
+from pamcore.errors import ProtocolError
+from pamcore.proxy import (
+    Admitted,
+    ByteBudget,
+    DigestWriter,
+    FixedBudget,
+    SessionBudget,
+    on_private,
+    recording_failed,
+    register_recording,
+)
+from pamcore.proxy import recording_cap as plugin_recording_cap
 from pamcore_rdp.pdu.errors import RdpProtocolError
 from pamcore_rdp.pdu.wire import TPKT_VERSION, fastpath_length, tpkt_length
+from pamcore_rdp.proxy.target import PROTOCOL, RdpTarget
 
 log = logging.getLogger(__name__)
 
-PROTOCOL = "rdp"
 FORMAT = "pamcore-rdp-pdus-v1"
 #: Default per-session cap: a desktop session's bitmaps are bulky; bounded all the same.
 DEFAULT_CAP_MIB = 200
@@ -55,19 +62,6 @@ FLUSH_INTERVAL = 0.5
 def recording_cap(config: Config) -> int:
     """The per-session cap in bytes, from ``[plugins.rdp] recording_cap_mib``."""
     return plugin_recording_cap(config, PROTOCOL, DEFAULT_CAP_MIB)
-
-
-@dataclass(frozen=True)
-class RecordingInfo:
-    """Who, where and which connection: the header of the file and the registration."""
-
-    session_id: int
-    connection_id: int
-    resource_id: int | None
-    username: str
-    resource_name: str
-    target: str
-    login: str
 
 
 class Frames:
@@ -219,50 +213,55 @@ class RecordingIncomplete(ProtocolError):
 
 
 class ConnectionRecording:
-    """The recording of one relayed connection, from open to registration."""
+    """The recording of one relayed connection, from open to registration, within the
+    connection's share of its session's budget (``admitted.budget``)."""
 
     def __init__(
-        self, core: Pamcore, info: RecordingInfo, recorder: PduRecorder, budget: SessionBudget
+        self,
+        core: Pamcore,
+        admitted: Admitted[RdpTarget],
+        recorder: PduRecorder,
+        budget: SessionBudget,
     ) -> None:
         self.core = core
-        self.info = info
+        self.admitted = admitted
         self.recorder = recorder
         self.budget = budget
         self.started_at = core.now()
 
     @classmethod
-    async def start(cls, core: Pamcore, info: RecordingInfo) -> ConnectionRecording | None:
-        """Open the file; ``None`` (logged and audited) when it cannot be made."""
+    async def start(
+        cls, core: Pamcore, admitted: Admitted[RdpTarget]
+    ) -> ConnectionRecording | None:
+        """Open the file; ``None`` (logged and audited) when it cannot be made. Only for a
+        connection whose profile records (its ``budget`` is set)."""
+        assert admitted.budget is not None
         root = core.config.recordings_path
-        folder = root / f"session-{info.session_id}"
-        stem = f"{info.connection_id}-rdp"
+        folder = root / f"session-{admitted.session_id}"
+        stem = f"{admitted.connection_id}-rdp"
         header = {
-            "session": info.session_id,
-            "connection": info.connection_id,
-            "user": info.username,
-            "resource": info.resource_name,
-            "target": info.target,
-            "login": info.login,
+            "session": admitted.session_id,
+            "connection": admitted.connection_id,
+            "user": admitted.username,
+            "resource": admitted.resource_name,
+            "target": f"{admitted.address}:{admitted.port}",
+            "login": admitted.extra.account,
             "started": _iso(core.now()),
         }
         try:
-            budget = SessionBudget(core, info.session_id, recording_cap(core.config))
-            recorder = PduRecorder.open(folder / f"{stem}.jsonl", header, budget, root)
-        except (OSError, ConfigurationError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            reason = f"cannot record {stem}.jsonl: {why}"
-            log.warning("rdp connection #%s: %s", info.connection_id, reason)
-            await _in_thread(
-                core, recording_failed, info.session_id, info.resource_id, PROTOCOL, reason
-            )
+            recorder = PduRecorder.open(folder / f"{stem}.jsonl", header, admitted.budget, root)
+        except OSError as exc:
+            reason = f"cannot record {stem}.jsonl: {exc.strerror or exc}"
+            log.warning("rdp connection #%s: %s", admitted.connection_id, reason)
+            await recording_failed(core, admitted, reason)
             return None
-        return cls(core, info, recorder, budget)
+        return cls(core, admitted, recorder, admitted.budget)
 
     async def finish(self, reason: str) -> None:
-        """Close the file and register it with its SHA-256 (audited by the service); give
+        """Close the file and register it with its SHA-256 (audited by the core); give
         the unwritten budget back to the session."""
         meta: dict[str, Any] = {
-            "connection": self.info.connection_id,
+            "connection": self.admitted.connection_id,
             "bytes_client": self.recorder.counts["client"],
             "bytes_server": self.recorder.counts["server"],
         }
@@ -274,12 +273,9 @@ class ConnectionRecording:
         self.budget.release()
         if self.recorder.capped:
             meta["capped"] = True
-        await _in_thread(
+        await register_recording(
             self.core,
-            register_recording,
-            self.info.session_id,
-            self.info.resource_id,
-            PROTOCOL,
+            self.admitted,
             self.recorder.path,
             sha256,
             size,
@@ -288,17 +284,6 @@ class ConnectionRecording:
             meta,
             file_format=FORMAT,
         )
-
-
-async def _in_thread(core: Pamcore, service: Any, *args: Any, **kwargs: Any) -> None:
-    def run() -> None:
-        with core.unit() as db:
-            service(core, db, *args, **kwargs)
-
-    try:
-        await asyncio.shield(asyncio.to_thread(run))
-    except Exception:
-        log.exception("recording bookkeeping (%s) failed", getattr(service, "__name__", service))
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -3,7 +3,7 @@
 Phase A (the front) signs the user in and sends a Server Redirection PDU whose load
 balance info is a redirect token; the client reconnects with ``Cookie: msts=<token>`` and
 Phase B (the relay) redeems it. A token is random (``secrets.token_urlsafe``), held in the
-database by its SHA-256 with what it lets in (:mod:`pamcore.services.single_use`), so the
+database by its SHA-256 with what it lets in (:func:`pamcore.proxy.hold_once`), so the
 reconnection may reach any proxy node, even one restarted since. It is good for
 :data:`REDIRECT_SECONDS` by the core's clock, once across all nodes, and only from the
 client address it was issued to. A token refused for any reason is burnt.
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed
-from pamcore.services import single_use
+from pamcore.proxy import hold_once, redeem_once
 
 #: Time for the client to follow the redirection (it reconnects at once; mstsc may show a
 #: certificate prompt again first).
@@ -70,17 +70,17 @@ class RedirectTokens:
             "ip": normalise_ip(client_ip),
         }
         expires = self.core.now() + dt.timedelta(seconds=self.seconds)
-        single_use.hold(self.core, KIND, token, expires, payload=payload)
+        hold_once(self.core, KIND, token, expires, payload)
         return token
 
     def redeem(self, token: str, client_ip: str) -> RedirectPass:
         """The token's pass, spent; raises :class:`RedirectRefused` with the reason
         (unknown, already used, expired, or another client address)."""
-        found = single_use.redeem(self.core, KIND, token)
-        if found.outcome is single_use.Outcome.SPENT_BEFORE:
-            raise RedirectRefused(f"this redirect token was already used; {AGAIN}")
-        if found.outcome is single_use.Outcome.UNKNOWN:
+        found = redeem_once(self.core, KIND, token)
+        if not found.known:
             raise RedirectRefused(f"this redirect token is not known here; {AGAIN}")
+        if not found.won:
+            raise RedirectRefused(f"this redirect token was already used; {AGAIN}")
         assert found.expires_at is not None
         if self.core.now() > found.expires_at:
             raise RedirectRefused(

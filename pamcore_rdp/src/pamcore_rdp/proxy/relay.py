@@ -1,6 +1,7 @@
-"""Phase B (docs/design/rdp.md §3.1, §3.4): one client connection, whose redirect token the
-listener redeemed into a :class:`~pamcore_rdp.proxy.admission.Grant`, relayed to its target
-with the vaulted credential.
+"""Phase B (docs/design/rdp.md §3.1, §3.4): one client connection, admitted by the listener
+after its redirect token redeemed (:class:`pamcore.proxy.Admitted` with an
+:class:`~pamcore_rdp.proxy.target.RdpTarget`), relayed to its target with the vaulted
+credential.
 
 The relay never terminates MCS. It answers the client's X.224 Connection Request itself
 (TLS on the client leg, with the proxy certificate), sends its own to the target and takes
@@ -32,9 +33,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from pamcore import metrics
 from pamcore.core import Pamcore
 from pamcore.errors import ProtocolError
+from pamcore.proxy import Admitted, relayed
 from pamcore_rdp.pdu.activation import parse_confirm_active
 from pamcore_rdp.pdu.clientinfo import SEC_INFO_PKT, rewrite_client_info
 from pamcore_rdp.pdu.errors import RdpProtocolError
@@ -55,12 +56,12 @@ from pamcore_rdp.pdu.x224 import (
     ConnectionRequest,
     encode_connection_confirm,
 )
-from pamcore_rdp.proxy.admission import Grant
 from pamcore_rdp.proxy.client_leg import ClientLeg, FrontClosed, confirm_tls, refuse
-from pamcore_rdp.proxy.recording import ConnectionRecording, Frames, PduRecorder, RecordingInfo
+from pamcore_rdp.proxy.recording import ConnectionRecording, Frames, PduRecorder
 from pamcore_rdp.proxy.session_end import SessionEnd
 from pamcore_rdp.proxy.target import (
     CHUNK,
+    RdpTarget,
     TargetError,
     TargetLeg,
     negotiate_target,
@@ -78,8 +79,8 @@ _PASSED_FLAGS = EXTENDED_CLIENT_DATA_SUPPORTED | DYNVC_GFX_PROTOCOL_SUPPORTED
 _MAX_SEQUENCE_FRAMES = 40
 #: How long the status card of a refusal may take (the front shows it for 6 s).
 REFUSAL_SECONDS = 15.0
-TO_TARGET = metrics.relayed("rdp", "to_target")
-TO_CLIENT = metrics.relayed("rdp", "to_client")
+TO_TARGET = relayed("rdp", "to_target")
+TO_CLIENT = relayed("rdp", "to_client")
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Relay:
     def __init__(
         self,
         core: Pamcore,
-        grant: Grant,
+        admitted: Admitted[RdpTarget],
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         request: ConnectionRequest,
@@ -110,7 +111,7 @@ class Relay:
         """``request``: the client's X.224 Connection Request, already read;
         ``client_tls``: the server-side context with the proxy certificate."""
         self.core = core
-        self.grant = grant
+        self.admitted = admitted
         self.timeouts = timeouts
         self.recorder: PduRecorder | None = None
         self._client_reader = reader
@@ -135,7 +136,7 @@ class Relay:
         self.bytes = {"client": 0, "server": 0}
         self._client_frames = Frames()
         #: The session-end banner and Ctrl+X (:mod:`pamcore_rdp.proxy.session_end`).
-        self.end = SessionEnd(core, grant, writer)
+        self.end = SessionEnd(core, admitted, writer)
 
     def close(self, reason: str) -> None:
         """Close both legs now; ``reason`` is logged and audited (the first one wins)."""
@@ -147,7 +148,7 @@ class Relay:
         """Set up and relay until either side closes or :meth:`close`; returns why it
         ended (a network or protocol failure is not raised: it is the reason)."""
         self.started = time.monotonic()
-        recording = await self._start_recording() if self.grant.recording else None
+        recording = await self._start_recording() if self.admitted.budget is not None else None
         self.recorder = recording.recorder if recording is not None else None
         try:
             try:
@@ -156,7 +157,7 @@ class Relay:
             except TimeoutError:
                 if self._closing is None:
                     raise TargetError(
-                        f"the connection to {self.grant.resource_name} was not set up within "
+                        f"the connection to {self.admitted.resource_name} was not set up within "
                         f"{self.timeouts.setup:g} s"
                     ) from None
             if self._closing is None:
@@ -175,9 +176,9 @@ class Relay:
         log.info(
             "rdp connection #%s (%s to %s) closed: %s; %d bytes from the client, %d from "
             "the target",
-            self.grant.connection_id,
-            self.grant.username,
-            self.grant.resource_name,
+            self.admitted.connection_id,
+            self.admitted.username,
+            self.admitted.resource_name,
             reason,
             self.bytes["client"],
             self.bytes["server"],
@@ -185,17 +186,7 @@ class Relay:
         return reason
 
     async def _start_recording(self) -> ConnectionRecording | None:
-        grant = self.grant
-        info = RecordingInfo(
-            session_id=grant.session_id,
-            connection_id=grant.connection_id,
-            resource_id=grant.resource_id,
-            username=grant.username,
-            resource_name=grant.resource_name,
-            target=f"{grant.address}:{grant.port}",
-            login=grant.login_account,
-        )
-        return await ConnectionRecording.start(self.core, info)
+        return await ConnectionRecording.start(self.core, self.admitted)
 
     async def _setup(self) -> None:
         if not self._request.requested_protocols & PROTOCOL_SSL:
@@ -209,12 +200,14 @@ class Relay:
             )
         # The target first: while the client still waits for its Connection Confirm, a
         # refusal (unreachable, wrong vaulted password) can be painted in its window.
-        reader, writer = await open_target(self.grant, self.timeouts.connect)
+        reader, writer = await open_target(self.admitted, self.timeouts.connect)
         self._target_writer = writer
-        confirm = await negotiate_target(self.core, self.grant, reader, writer, self.timeouts.step)
+        confirm = await negotiate_target(
+            self.core, self.admitted, reader, writer, self.timeouts.step
+        )
         selected = confirm.selected_protocol
         self._target = await secure_target(
-            self.core, self.grant, reader, writer, selected, self.timeouts.step
+            self.core, self.admitted, reader, writer, selected, self.timeouts.step
         )
         self.selected_protocol = selected
         self._confirmed = True
@@ -231,10 +224,10 @@ class Relay:
         self.established.set()
         log.info(
             "rdp connection #%s: %s relayed to %s as %s (%s) after %.3f s",
-            self.grant.connection_id,
-            self.grant.username,
-            self.grant.resource_name,
-            self.grant.login_account,
+            self.admitted.connection_id,
+            self.admitted.username,
+            self.admitted.resource_name,
+            self.admitted.extra.account,
             "NLA" if selected != PROTOCOL_SSL else "TLS",
             self.setup_seconds,
         )
@@ -257,7 +250,7 @@ class Relay:
             ProtocolError,
             RdpProtocolError,
         ) as exc:
-            log.info("rdp connection #%s: refusal not shown: %s", self.grant.connection_id, exc)
+            log.info("rdp connection #%s: refusal not shown: %s", self.admitted.connection_id, exc)
 
     async def _connect_initial(self) -> None:
         """The client's MCS Connect Initial, with ``serverSelectedProtocol`` set to what the
@@ -290,11 +283,11 @@ class Relay:
 
     def _rewrite_client_info(self, frame: bytes) -> tuple[bytes, bytes]:
         """(the frame for the target, the frame for the recording: no password at all)."""
-        grant = self.grant
-        password = str(grant.password) if grant.password is not None else ""
+        admitted, target = self.admitted, self.admitted.extra
+        password = str(admitted.password) if admitted.password is not None else ""
         return (
-            rewrite_client_info(frame, grant.domain, grant.login_account, password),
-            rewrite_client_info(frame, grant.domain, grant.login_account, ""),
+            rewrite_client_info(frame, target.domain, target.account, password),
+            rewrite_client_info(frame, target.domain, target.account, ""),
         )
 
     def _to_target(self, frame: bytes, record: bytes) -> None:
@@ -313,7 +306,7 @@ class Relay:
             self._target.read,
             self._to_client,
             self._client_writer.drain,
-            lambda: self.close(f"{self.grant.resource_name} closed the connection"),
+            lambda: self.close(f"{self.admitted.resource_name} closed the connection"),
             lambda: self.close("the client closed the connection"),
         )
 
@@ -335,7 +328,7 @@ class Relay:
             self._to_server,
             self._target.drain,
             lambda: self.close("the client closed the connection"),
-            lambda: self.close(f"{self.grant.resource_name} closed the connection"),
+            lambda: self.close(f"{self.admitted.resource_name} closed the connection"),
         )
 
     def _to_server(self, data: bytes) -> None:

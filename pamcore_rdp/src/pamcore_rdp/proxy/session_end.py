@@ -13,13 +13,11 @@ import datetime as dt
 import logging
 import time
 
-from pamcore.clock import format_utc
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
-from pamcore.services.sessions import extend_from_connection, extensions_left_phrase
+from pamcore.proxy import Admitted, extend, extensions_left_phrase, format_utc
 from pamcore_rdp.pdu.activation import ClientCapabilities
 from pamcore_rdp.pdu.paint import SUPPORTED_BPP
-from pamcore_rdp.proxy.admission import Grant
 from pamcore_rdp.proxy.banner import (
     REPAINT_SECONDS,
     TOP,
@@ -29,6 +27,7 @@ from pamcore_rdp.proxy.banner import (
     banner_left,
     fastpath_bitmap_pdus,
 )
+from pamcore_rdp.proxy.target import RdpTarget
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +36,17 @@ class SessionEnd:
     """The banner state of one connection; the relay feeds it the target's updates, the
     client's capabilities and input, and the watch's end time."""
 
-    def __init__(self, core: Pamcore, grant: Grant, client: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, core: Pamcore, admitted: Admitted[RdpTarget], client: asyncio.StreamWriter
+    ) -> None:
         self.core = core
-        self.grant = grant
+        self.admitted = admitted
         self._client = client
         #: On when the profile warns; off, the relay passes bytes untouched.
-        self.on = grant.warning > dt.timedelta(0)
+        self.on = admitted.warning > dt.timedelta(0)
         self.overlay = Overlay()
         self._capabilities: ClientCapabilities | None = None
-        self._ends_at = grant.ends_at
+        self._ends_at = admitted.ends_at
         self._armed = False
         #: What the banner shows under its headline: the hint, or an extension's outcome.
         self._detail: tuple[str, bool] | None = None
@@ -66,11 +67,11 @@ class SessionEnd:
         if ends_at != self._ends_at:
             self._detail = None
         self._ends_at = ends_at
-        shown = self.on and dt.timedelta(0) < ends_at - now <= self.grant.warning
-        self._armed = shown and self.grant.extendable  # else Ctrl+X goes to the target
+        shown = self.on and dt.timedelta(0) < ends_at - now <= self.admitted.warning
+        self._armed = shown and self.admitted.extendable  # else Ctrl+X goes to the target
         if not shown:
             return
-        headline, hint = banner_text(ends_at, now, self.grant.extendable)
+        headline, hint = banner_text(ends_at, now, self.admitted.extendable)
         detail, error = self._detail or (hint, False)
         self._paint(headline, detail, error)
 
@@ -84,7 +85,7 @@ class SessionEnd:
         if why is not None:
             if not self._unpainted:
                 self._unpainted = True  # said once; Ctrl+X still works
-                log.info("rdp connection #%s: no banner: %s", self.grant.connection_id, why)
+                log.info("rdp connection #%s: no banner: %s", self.admitted.connection_id, why)
             return
         content = (headline, detail, error)
         stale = time.monotonic() - self._painted_at >= REPAINT_SECONDS
@@ -101,7 +102,7 @@ class SessionEnd:
             self.extending = asyncio.create_task(self._extension())
 
     async def _extension(self) -> None:
-        text, refused = await asyncio.to_thread(extend_for_requester, self.core, self.grant)
+        text, refused = await asyncio.to_thread(extend_for_requester, self.core, self.admitted)
         self._detail = (text, refused)
         headline = self._painted[0] if refused and self._painted else "pamcore: session extended"
         self._paint(headline, text, refused, now=True)
@@ -116,11 +117,11 @@ def banner_text(ends_at: dt.datetime, now: dt.datetime, extendable: bool) -> tup
     return headline, "The connection profile does not allow extending it; save your work."
 
 
-def extend_for_requester(core: Pamcore, grant: Grant) -> tuple[str, bool]:
+def extend_for_requester(core: Pamcore, admitted: Admitted[RdpTarget]) -> tuple[str, bool]:
     """Ctrl+X in the session: the core's extend service decides (window, count, profile),
     as the session's requester; (the sentence for the banner, whether it was refused)."""
     try:
-        extension = extend_from_connection(core, grant.session_id)
+        extension = extend(core, admitted.session_id)
     except PamError as exc:
         return f"Not extended: {exc}", True
     until = format_utc(extension.new_end, core.now())

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from pamcore.core import Pamcore
 from pamcore.errors import ProtocolError
 from pamcore.model import Resource
+from pamcore.proxy import Admitted, audit
 from pamcore_rdp.pdu.x224 import PROTOCOL_HYBRID, PROTOCOL_HYBRID_EX, PROTOCOL_SSL
 from pamcore_rdp.settings import PLUGIN, target_settings
 
 if TYPE_CHECKING:
-    from pamcore_rdp.proxy.admission import Grant
+    from pamcore_rdp.proxy.target import RdpTarget
 
 PIN_SETTING = "certificate_sha256"
 C = TypeVar("C", bound=ssl.SSLContext)
@@ -73,7 +74,7 @@ def certificate_sha256(der: bytes) -> str:
 # -- the selected protocol -------------------------------------------------------------------
 
 
-def protocol_refusal(grant: Grant, requested: int, selected: int) -> str | None:
+def protocol_refusal(admitted: Admitted[RdpTarget], requested: int, selected: int) -> str | None:
     """Why the target's ``selected`` protocol is refused, or ``None``: it must be one of the
     flags we requested (MS-RDPBCGR 2.2.1.2.1), which ``rdp.security`` decides."""
     if selected in _PROTOCOL_NAMES and selected & requested:
@@ -81,21 +82,23 @@ def protocol_refusal(grant: Grant, requested: int, selected: int) -> str | None:
     asked = ", ".join(name for flag, name in _PROTOCOL_NAMES.items() if flag & requested)
     chose = _PROTOCOL_NAMES.get(selected, f"0x{selected:x}")
     return (
-        f"target {grant.resource_name} selected {chose}, which pamcore did not request "
-        f"(rdp.security is {grant.security}: {asked}); refused before sending any credential, "
-        "as a machine in the middle may be downgrading the connection. If the target really "
-        f"has no NLA, set rdp.security to tls: pamcore resources set-setting "
-        f"{grant.resource_name} rdp.security tls"
+        f"target {admitted.resource_name} selected {chose}, which pamcore did not request "
+        f"(rdp.security is {admitted.extra.security}: {asked}); refused before sending any "
+        "credential, as a machine in the middle may be downgrading the connection. If the "
+        "target really has no NLA, set rdp.security to tls: pamcore resources set-setting "
+        f"{admitted.resource_name} rdp.security tls"
     )
 
 
-def refuse_protocol(core: Pamcore, grant: Grant, requested: int, selected: int) -> None:
+def refuse_protocol(
+    core: Pamcore, admitted: Admitted[RdpTarget], requested: int, selected: int
+) -> None:
     """Audit and raise :class:`TargetRefused` unless the selected protocol was requested."""
-    reason = protocol_refusal(grant, requested, selected)
+    reason = protocol_refusal(admitted, requested, selected)
     if reason is not None:
         _refuse(
             core,
-            grant,
+            admitted,
             "connection.protocol_refused",
             reason,
             requested=requested,
@@ -120,33 +123,35 @@ def configure_tls(context: ssl.SSLContext, trust: CertificateTrust) -> None:
         context.verify_mode = ssl.CERT_NONE
 
 
-def tls_context(core: Pamcore, grant: Grant, kind: type[C]) -> C:
+def tls_context(core: Pamcore, admitted: Admitted[RdpTarget], kind: type[C]) -> C:
     """The target leg's client context (``kind``: ``ssl.SSLContext``, or CredSSP's); a CA
     bundle that cannot be loaded is a refusal."""
     context = kind(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        configure_tls(context, grant.trust)
+        configure_tls(context, admitted.extra.trust)
     except (OSError, ssl.SSLError) as exc:
         _refuse(
             core,
-            grant,
+            admitted,
             "connection.certificate_refused",
-            f"rdp.ca_bundle of {grant.resource_name} ({grant.trust.ca_bundle}) cannot be "
-            f"loaded ({getattr(exc, 'strerror', None) or exc}); refused, as the target's "
-            "certificate cannot be checked without it",
+            f"rdp.ca_bundle of {admitted.resource_name} ({admitted.extra.trust.ca_bundle}) "
+            f"cannot be loaded ({getattr(exc, 'strerror', None) or exc}); refused, as the "
+            "target's certificate cannot be checked without it",
         )
     return context
 
 
-def untrusted(core: Pamcore, grant: Grant, error: ssl.SSLCertVerificationError) -> TargetRefused:
+def untrusted(
+    core: Pamcore, admitted: Admitted[RdpTarget], error: ssl.SSLCertVerificationError
+) -> TargetRefused:
     """OpenSSL rejected the certificate against ``rdp.ca_bundle``: audited; the caller
     raises what this returns."""
     return _refused(
         core,
-        grant,
+        admitted,
         "connection.certificate_refused",
-        f"the TLS certificate of {grant.resource_name} is not trusted by rdp.ca_bundle "
-        f"({grant.trust.ca_bundle}) for {grant.address}: "
+        f"the TLS certificate of {admitted.resource_name} is not trusted by rdp.ca_bundle "
+        f"({admitted.extra.trust.ca_bundle}) for {admitted.address}: "
         f"{error.verify_message or error.reason}; refused before sending any credential",
     )
 
@@ -174,32 +179,32 @@ def certificate_refusal(name: str, trust: CertificateTrust, offered: str) -> str
     )
 
 
-def check_certificate(core: Pamcore, grant: Grant, der: bytes | None) -> None:
+def check_certificate(core: Pamcore, admitted: Admitted[RdpTarget], der: bytes | None) -> None:
     """Trust the target's certificate, pinning it on first use, or audit and raise
     :class:`TargetRefused`."""
     if not der:
         _refuse(
             core,
-            grant,
+            admitted,
             "connection.certificate_refused",
-            f"target {grant.resource_name} presented no TLS certificate; refused",
+            f"target {admitted.resource_name} presented no TLS certificate; refused",
         )
     offered = certificate_sha256(der)
-    trust = grant.trust
-    reason = certificate_refusal(grant.resource_name, trust, offered)
+    trust = admitted.extra.trust
+    reason = certificate_refusal(admitted.resource_name, trust, offered)
     if reason is None and not trust.pinned and not trust.ca_bundle:
-        reason = _pin_first_use(core, grant, offered)
+        reason = _pin_first_use(core, admitted, offered)
     if reason is not None:
-        _refuse(core, grant, "connection.certificate_refused", reason, offered=offered)
+        _refuse(core, admitted, "connection.certificate_refused", reason, offered=offered)
 
 
-def _pin_first_use(core: Pamcore, grant: Grant, offered: str) -> str | None:
+def _pin_first_use(core: Pamcore, admitted: Admitted[RdpTarget], offered: str) -> str | None:
     """Store ``offered`` as the resource's pin, under a row lock; when another connection
     pinned first, the certificate must match that pin instead."""
     with core.unit() as db:
-        resource = db.get(Resource, grant.resource_id, with_for_update=True)
+        resource = db.get(Resource, admitted.resource_id, with_for_update=True)
         if resource is None:
-            return f"{grant.resource_name} no longer exists"
+            return f"{admitted.resource_name} no longer exists"
         now = certificate_trust(resource)
         if now.pinned or now.ca_bundle or not now.trust_on_first_use:
             return certificate_refusal(resource.name, now, offered)
@@ -208,34 +213,35 @@ def _pin_first_use(core: Pamcore, grant: Grant, offered: str) -> str | None:
         resource.settings = settings  # a new object, so the JSON column is seen as changed
         core.audit(
             db,
-            grant.username,
+            admitted.username,
             "resource.certificate_pinned",
             target=resource.name,
-            session_id=grant.session_id,
+            session_id=admitted.session_id,
             protocol=PLUGIN,
             sha256=offered,
         )
     return None
 
 
-def _refuse(core: Pamcore, grant: Grant, action: str, reason: str, **details: Any) -> NoReturn:
-    raise _refused(core, grant, action, reason, **details)
+def _refuse(
+    core: Pamcore, admitted: Admitted[RdpTarget], action: str, reason: str, **details: Any
+) -> NoReturn:
+    raise _refused(core, admitted, action, reason, **details)
 
 
 def _refused(
-    core: Pamcore, grant: Grant, action: str, reason: str, **details: Any
+    core: Pamcore, admitted: Admitted[RdpTarget], action: str, reason: str, **details: Any
 ) -> TargetRefused:
     """Audit the refusal (by the connecting user, as connection.refused is)."""
-    with core.unit() as db:
-        core.audit(
-            db,
-            grant.username,
-            action,
-            target=grant.resource_name,
-            session_id=grant.session_id,
-            protocol=PLUGIN,
-            address=f"{grant.address}:{grant.port}",
-            reason=reason,
-            **details,
-        )
+    audit(
+        core,
+        admitted.username,
+        action,
+        target=admitted.resource_name,
+        session_id=admitted.session_id,
+        protocol=PLUGIN,
+        address=f"{admitted.address}:{admitted.port}",
+        reason=reason,
+        **details,
+    )
     return TargetRefused(reason)
