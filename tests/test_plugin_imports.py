@@ -29,17 +29,6 @@ PUBLIC: dict[str, set[str] | str] = {
     "pamcore.identitykit": ANY,
 }
 
-#: Private imports the plugins still make while they move onto the kits (the design's §8).
-#: It may only shrink: a private import that is not listed here fails.
-BASELINE = frozenset(
-    """
-pamcore_rdp:pamcore.directconnect:login_name
-pamcore_ssh:pamcore.services.connections:LEGACY_ALGORITHMS
-pamcore_ssh:pamcore.services.inventory:host_key_refusal
-pamcore_ssh:pamcore.services.inventory:pin_host_key
-""".splitlines()
-) - {""}
-
 
 def imports(package: Path) -> Iterator[tuple[Path, int, str, list[str]]]:
     """Every import in ``package``: ``from x import a``, ``import x``, ``import_module("x")``
@@ -82,9 +71,7 @@ def private_imports(package: Path) -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize("package", SOURCES, ids=lambda p: p.name)
 def test_plugins_import_only_the_public_surface(package: Path) -> None:
     bad = [
-        f"{where}: from {module} import {name}"
-        for where, module, name in private_imports(package)
-        if f"{package.name}:{module}:{name}" not in BASELINE
+        f"{where}: from {module} import {name}" for where, module, name in private_imports(package)
     ]
     assert not bad, "private pamcore imports:\n" + "\n".join(bad)
 

@@ -39,9 +39,8 @@ from pamcore.actionkit import (
 )
 from pamcore.errors import ActionFailed, NotFound
 from pamcore.model import Credential, Resource
+from pamcore.proxy import LEGACY_ALGORITHMS, host_key_refusal, pin_host_key
 from pamcore.registry import ActionContext, ActionType
-from pamcore.services.connections import LEGACY_ALGORITHMS
-from pamcore.services.inventory import host_key_refusal, pin_host_key
 from pamcore_ssh.hooks import ssh_algorithms, ssh_handshake_hint
 from pamcore_ssh.target import (
     HostKeySeen,
@@ -220,8 +219,7 @@ async def _connected(ctx: ActionContext, spec: TargetSpec, work: Work) -> None:
         if legacy:
             ctx.audit(LEGACY_ALGORITHMS, legacy=",".join(legacy), **used)
         if not (resource.host_key or "").strip() and resource.trust_on_first_use:
-            with ctx.core.unit() as db:
-                pin_host_key(ctx.core, db, resource.id, seen.line, ACTOR)
+            pin_host_key(ctx.core, resource.id, seen.line, ACTOR)
         await work(Remote(conn, spec.username == "root", resource.name))
     finally:
         await close_target(conn)
