@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from pamcore.services.connections import legacy_algorithms
-from pamcore.services.session_actions import list_with_actions
+from pamcore.services.session_controls import list_with_controls
 from pamcore.web.context import acting_user, current_core
 
 bp = Blueprint("dashboard", __name__)
@@ -34,7 +34,7 @@ def _render(template: str, view: str) -> str:
     """The page or the table fragment alone; both render the same rows."""
     core = current_core()
     with core.reader() as db:
-        rows = list_with_actions(core, db, acting_user(db), view)
+        rows = list_with_controls(core, db, acting_user(db), view)
         return render_template(
             template,
             rows=rows,

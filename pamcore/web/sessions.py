@@ -1,5 +1,5 @@
-"""One session: its detail page and its row actions (connect, reveal the password, extend,
-cancel, end). Each action is a POST with a CSRF token that calls one service."""
+"""One session: its detail page and its controls (connect, reveal the password, extend,
+cancel, end). Each control is a POST with a CSRF token that calls one service."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pamcore.services.access import reveal_password
 from pamcore.services.common import worker_name
 from pamcore.services.connections import legacy_algorithms
 from pamcore.services.ending import complete_ending
-from pamcore.services.session_actions import available_actions, connection_launches, launch_file
+from pamcore.services.session_controls import connection_launches, launch_file, session_controls
 from pamcore.web.auth import fresh_login_required
 from pamcore.web.context import acting_user, current_core
 
@@ -38,7 +38,7 @@ def detail(session_id: int) -> ResponseReturnValue:
             s=session,
             d=session_detail(session, core.now()),
             approval_path=approval_sentence(list(session.profile.tiers)),
-            a=available_actions(core, session, viewer, core.now()),
+            a=session_controls(core, session, viewer, core.now()),
             legacy=legacy_algorithms(db, [session.id]).get(session.id),
         )
 

@@ -14,7 +14,7 @@ from flask_login import login_required
 
 from pamcore.errors import ValidationError
 from pamcore.lifecycle import Status
-from pamcore.services import requests as req
+from pamcore.services import request_steps
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.web.context import acting_user, current_core
 
@@ -97,9 +97,11 @@ def _render(step: str, state: dict[str, Any], errors: dict[str, str] | None = No
         user = acting_user(db)
         context: dict[str, Any] = {}
         if step == "activity":
-            context["activities"] = req.requestable_activities(db, user)
+            context["activities"] = request_steps.requestable_activities(db, user)
         elif step == "resources":
-            context["resources"] = req.requestable_resources(db, user, state.get("activity", ""))
+            context["resources"] = request_steps.requestable_resources(
+                db, user, state.get("activity", "")
+            )
         elif step == "review":
             start = _start(state)
             context["start"] = start.astimezone(dt.UTC) if start else None
@@ -136,7 +138,7 @@ def step(step: str) -> ResponseReturnValue:
         if step == "review":
             return _finish(state)
         with core.reader() as db:
-            req.check_step(core, db, acting_user(db), _request(state), step)
+            request_steps.check_step(core, db, acting_user(db), _request(state), step)
     except ValidationError as exc:
         return _render(FIELD_STEP.get(exc.field, step), state, {exc.field: exc.reason}, 422)
     return redirect(url_for("wizard.step", step=NAMES[index + 1]), code=303)

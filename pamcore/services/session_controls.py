@@ -1,5 +1,6 @@
 """What a person can do with a session right now, and how to connect to it: the rules
-behind the dashboard's row actions, kept here so every edge offers the same buttons."""
+behind the buttons of the dashboard's session rows, kept here so every edge offers the same
+ones. (Pre- and post-session *actions* are :mod:`pamcore.services.actions`.)"""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ CANCELABLE = OPEN - {Status.ENDING, Status.PROVISIONING}
 
 
 @dataclass(frozen=True)
-class RowActions:
+class SessionControls:
     """The buttons of one session row for one viewer."""
 
     connect: bool = False
@@ -36,10 +37,10 @@ class RowActions:
     end: bool = False
 
 
-def available_actions(
+def session_controls(
     core: Pamcore, session: ActivitySession, viewer: User, now: dt.datetime
-) -> RowActions:
-    """The actions that apply to ``session`` for ``viewer`` at ``now`` (the services still
+) -> SessionControls:
+    """The controls that apply to ``session`` for ``viewer`` at ``now`` (the services still
     decide when one is used; this only keeps buttons that would be refused off the page)."""
     status = Status(session.status)
     manager = viewer.id == session.requester_id or is_admin(viewer)
@@ -54,7 +55,7 @@ def available_actions(
         and session.extensions_used < profile.extension_max_count
         and session.ends_at - now <= dt.timedelta(minutes=profile.warning_minutes)
     )
-    return RowActions(
+    return SessionControls(
         connect=mine,
         view_password=mine and core.hooks.password_display(session, viewer, "view").allow,
         copy_password=mine and core.hooks.password_display(session, viewer, "copy").allow,
@@ -111,20 +112,20 @@ def launch_file(
     raise NotFound(f"no {protocol} file for {resource} in session #{session_id}")
 
 
-def list_with_actions(
+def list_with_controls(
     core: Pamcore, db: Session, viewer: User, view: str
-) -> list[tuple[ActivitySession, RowActions]]:
-    """A dashboard table: the sessions ``viewer`` may see in ``view``, each with its actions."""
+) -> list[tuple[ActivitySession, SessionControls]]:
+    """A dashboard table: the sessions ``viewer`` may see in ``view``, each with its controls."""
     now = core.now()
-    return [(s, available_actions(core, s, viewer, now)) for s in list_sessions(db, viewer, view)]
+    return [(s, session_controls(core, s, viewer, now)) for s in list_sessions(db, viewer, view)]
 
 
 __all__ = [
     "CANCELABLE",
     "Launch",
-    "RowActions",
-    "available_actions",
+    "SessionControls",
     "connection_launches",
     "launch_file",
-    "list_with_actions",
+    "list_with_controls",
+    "session_controls",
 ]
