@@ -12,10 +12,11 @@ INSTANCE ?= instance
 PYTEST_ARGS ?=
 #: Debian packages the build and the tests need; later features append to this list.
 DEB_PACKAGES := python3-venv python3-dev gcc postgresql openssh-server openssh-client putty-tools sudo chromium chromium-driver \
-	xrdp xorgxrdp freerdp2-x11 freerdp2-shadow-x11 winpr-utils xvfb xterm imagemagick xdotool x11-utils dbus-x11
+	xrdp xorgxrdp freerdp2-x11 freerdp2-shadow-x11 winpr-utils xvfb xterm imagemagick xdotool x11-utils dbus-x11 \
+	libldap2-dev libsasl2-dev slapd ldap-utils
 #: Sibling distributions installed (editable) next to the core when their folder exists.
 SIBLINGS := $(dir $(wildcard pamcore_ssh/pyproject.toml pamcore_rdp/pyproject.toml \
-	pamcore_cisco_legacy/pyproject.toml plugins/*/pyproject.toml))
+	pamcore_cisco_legacy/pyproject.toml pamcore_ldap/pyproject.toml plugins/*/pyproject.toml))
 #: Touched after a successful setup, so a second `make test` skips it.
 STAMP := $(VENV)/.pamcore-setup
 

@@ -50,6 +50,9 @@ class User(Base):
     role: Mapped[Role] = mapped_column(enum_column(Role, "role"), default=Role.USER)
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
+    #: Who vouches for the password: ``local`` (the hash above) or a directory plugin's
+    #: name (``ldap``), whose sign-in creates and refreshes the user.
+    source: Mapped[str] = mapped_column(String(16), default="local", server_default="local")
     #: TOTP second factor (RFC 6238): the shared secret lives in the vault.
     totp_secret_id: Mapped[int | None] = mapped_column(
         ForeignKey("secrets.id", ondelete="SET NULL"), default=None

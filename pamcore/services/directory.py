@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from pamcore import metrics
 from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, PolicyDenied, ValidationError
+from pamcore.lifecycle import OPEN, Status
 from pamcore.model import (
     AccessPolicy,
     ActivitySession,
@@ -27,7 +29,15 @@ from pamcore.model import (
     UserKey,
 )
 from pamcore.passwords import hash_password
-from pamcore.services.common import Actor, by_name, check_text, normalize_name, require_admin
+from pamcore.services.common import (
+    Actor,
+    SystemActor,
+    by_name,
+    check_text,
+    normalize_name,
+    require_admin,
+)
+from pamcore.services.sessions import cancel_session
 from pamcore.services.signins import end_sign_ins
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -423,6 +433,142 @@ def authenticate_key(core: Pamcore, db: Session, username: str, fingerprint: str
     return user
 
 
+# -- users a directory vouches for ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DirectoryAccount:
+    """What a directory plugin read about a person, already in pamcore's terms: ``groups``
+    are pamcore group names its mapping gave (the plugin translates, the core decides)."""
+
+    username: str
+    display_name: str = ""
+    email: str = ""
+    role: Role = Role.USER
+    groups: tuple[str, ...] = ()
+
+
+def user_source(db: Session, username: str) -> str | None:
+    """``local``, a directory plugin's name, or ``None`` when no user has that name: a
+    directory plugin leaves local users (the break-glass admin) to the local password."""
+    claimed = username.strip().lower()
+    return db.scalar(select(User.source).where(func.lower(User.username) == claimed))
+
+
+def directory_usernames(db: Session, source: str) -> list[str]:
+    """The users ``source`` created, for a sync that checks each of them again."""
+    return list(
+        db.scalars(select(User.username).where(User.source == source).order_by(User.username))
+    )
+
+
+def provision_directory_user(
+    core: Pamcore,
+    db: Session,
+    source: str,
+    account: DirectoryAccount,
+    managed_groups: Iterable[str],
+) -> User:
+    """Create the user at their first directory sign-in, or refresh them at the next: role,
+    names and their membership of ``managed_groups`` (the groups the directory mapping names,
+    created when missing) follow the directory; other groups stay pamcore's own. It never
+    re-enables a disabled user (an administrator does), and never takes over a local user."""
+    username = check_username(account.username)
+    user = db.scalar(select(User).where(func.lower(User.username) == username))
+    managed = {normalize_name(n): n for n in managed_groups}
+    wanted = [
+        _directory_group(core, db, source, managed[k]) for k in _keys(account.groups, managed)
+    ]
+    if user is None:
+        user = User(
+            username=username,
+            display_name=check_text("display_name", account.display_name, 128) or username,
+            email=_email(account.email),
+            role=Role(account.role),
+            source=source,
+            groups=wanted,
+        )
+        db.add(user)
+        db.flush()
+        core.audit(
+            db,
+            f"system:{source}",
+            "user.provisioned",
+            target=username,
+            role=user.role.value,
+            groups=[g.name for g in wanted],
+        )
+        return user
+    if user.source != source:
+        raise PolicyDenied(f"'{username}' is a {user.source} account, not one from {source}")
+    changes: dict[str, Any] = {}
+    if user.role != account.role:
+        changes["role"] = [user.role.value, Role(account.role).value]
+        user.role = Role(account.role)
+    kept = [g for g in user.groups if normalize_name(g.name) not in managed]
+    joined = [g.name for g in wanted if g not in user.groups]
+    left = [g.name for g in user.groups if g not in kept and g not in wanted]
+    if joined or left:
+        changes.update(joined=joined, left=left)
+        user.groups = kept + wanted
+    if account.display_name and user.display_name != account.display_name:
+        user.display_name = check_text("display_name", account.display_name, 128)
+    if account.email and user.email != account.email:
+        user.email = _email(account.email)
+    if changes:
+        core.audit(db, f"system:{source}", "user.refreshed", target=username, **changes)
+    return user
+
+
+def retire_directory_user(
+    core: Pamcore, db: Session, source: str, username: str, why: str
+) -> User | None:
+    """The directory says this person is disabled or gone: disable the user ``source``
+    created, end their dashboard sign-ins and cancel their open sessions (a session being
+    provisioned or ending finishes on its own). ``None`` when ``source`` has no such user."""
+    user = db.scalar(
+        select(User).where(
+            func.lower(User.username) == username.strip().lower(), User.source == source
+        )
+    )
+    if user is None:
+        return None
+    actor = SystemActor(source)
+    if user.is_active:
+        user.is_active = False
+        end_sign_ins(user)
+        core.audit(db, actor.username, "user.disabled", target=user.username, reason=why)
+    open_sessions = db.scalars(
+        select(ActivitySession).where(
+            ActivitySession.requester_id == user.id,
+            ActivitySession.status.in_(
+                [s.value for s in OPEN - {Status.ENDING, Status.PROVISIONING}]
+            ),
+        )
+    )
+    for session in open_sessions:
+        cancel_session(core, db, actor, session.id, why)
+    return user
+
+
+def _keys(names: Iterable[str], managed: dict[str, str]) -> list[str]:
+    return list(dict.fromkeys(k for k in map(normalize_name, names) if k in managed))
+
+
+def _directory_group(core: Pamcore, db: Session, source: str, name: str) -> Group:
+    """The pamcore group a directory mapping names, created on first use so the mapping
+    works before an administrator has made it."""
+    wanted = normalize_name(name)
+    for group in db.scalars(select(Group)):
+        if normalize_name(group.name) == wanted:
+            return group
+    group = Group(name=check_name("group", name), description=f"members come from {source}")
+    db.add(group)
+    db.flush()
+    core.audit(db, f"system:{source}", "group.created", target=group.name, members=[])
+    return group
+
+
 # -- small input checks ---------------------------------------------------------------------
 
 
@@ -434,6 +580,7 @@ def _email(email: str) -> str:
 
 
 __all__ = [
+    "DirectoryAccount",
     "add_member",
     "authenticate",
     "authenticate_key",
@@ -444,12 +591,15 @@ __all__ = [
     "create_user",
     "delete_group",
     "delete_user",
+    "directory_usernames",
     "get_group",
     "get_user",
     "group_record",
     "list_groups",
     "list_users",
+    "provision_directory_user",
     "remove_member",
+    "retire_directory_user",
     "set_active",
     "set_password",
     "set_role",
@@ -458,4 +608,5 @@ __all__ = [
     "update_group",
     "update_user",
     "user_record",
+    "user_source",
 ]

@@ -1,0 +1,1 @@
+"""Sign in to pamcore with an LDAP or Active Directory account."""
