@@ -8,25 +8,34 @@ import binascii
 import datetime as dt
 import enum
 import hashlib
+import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pamcore.lifecycle import Status
 from pamcore.model import (
     AccessPolicy,
+    ActionPhase,
     Activity,
     ActivityAction,
     ActivityKind,
     ActivitySession,
+    ApiToken,
     ApprovalTier,
     AuditEvent,
     ConnectionProfile,
+    Credential,
+    Group,
     LoginMode,
     Resource,
     Role,
+    User,
 )
+from pamcore.model.policy import PROFILE_FLAGS, PROFILE_RANGES
 from pamcore.registry import ActionType
-from pamcore.services.sessions import describe_remaining
+
+if TYPE_CHECKING:  # services import this module for their audit summaries
+    from pamcore.services.sessions import Extension
 
 
 def plain(value: Any) -> Any:
@@ -233,6 +242,142 @@ _ROLES = {
 def role_words(role: Role) -> str:
     """``Approver: requests sessions, and approves others' where a tier names them.``"""
     return _ROLES[role]
+
+
+# -- records: what the edges show of an object (never a hash or a secret) -----------------
+
+
+def user_record(user: User) -> dict[str, Any]:
+    """What the edges show about a user (never the hash)."""
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "email": user.email,
+        "role": user.role,
+        "active": user.is_active,
+        "locked_until": user.locked_until,
+        "failed_logins": user.failed_logins,
+        "has_password": user.password_hash is not None,
+        "groups": [g.name for g in user.groups],
+        "created_at": user.created_at,
+    }
+
+
+def group_record(group: Group) -> dict[str, Any]:
+    return {
+        "name": group.name,
+        "description": group.description,
+        "members": [u.username for u in group.members],
+    }
+
+
+def token_record(record: ApiToken) -> dict[str, Any]:
+    """What the edges show about a token (never its hash)."""
+    return {
+        "id": record.id,
+        "name": record.name,
+        "prefix": record.prefix,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "last_used_at": record.last_used_at,
+    }
+
+
+def resource_record(resource: Resource) -> dict[str, Any]:
+    return {
+        "name": resource.name,
+        "address": resource.address,
+        "platform": resource.platform,
+        "protocols": [f"{p.name}:{p.port}" for p in resource.protocols],
+        "description": resource.description,
+        "host_key": resource.host_key,
+        "trust_on_first_use": resource.trust_on_first_use,
+        "settings": {
+            f"{plugin}.{key}": value
+            for plugin, values in sorted((resource.settings or {}).items())
+            for key, value in sorted(values.items())
+        },
+    }
+
+
+def credential_record(credential: Credential) -> dict[str, Any]:
+    """What the edges show: whether secrets are stored, never the secrets."""
+    return {
+        "name": credential.name,
+        "username": credential.username,
+        "resource": credential.resource.name if credential.resource else None,
+        "managed": credential.managed,
+        "has_password": credential.password_secret is not None,
+        "has_private_key": credential.private_key_secret is not None,
+        "description": credential.description,
+        "rotated_at": credential.rotated_at,
+    }
+
+
+def policy_record(policy: AccessPolicy) -> dict[str, Any]:
+    return {
+        "name": policy.name,
+        "enabled": policy.enabled,
+        "profile": policy.profile.name,
+        "users": [u.username for u in policy.users],
+        "groups": [g.name for g in policy.groups],
+        "activities": [a.name for a in policy.activities],
+        "resources": [r.name for r in policy.resources],
+    }
+
+
+def profile_record(profile: ConnectionProfile) -> dict[str, Any]:
+    record: dict[str, Any] = {"name": profile.name, "description": profile.description}
+    record.update({f: getattr(profile, f) for f in PROFILE_RANGES if f != "escalation_minutes"})
+    record.update({f: getattr(profile, f) for f in PROFILE_FLAGS})
+    record["approval_tiers"] = [
+        f"{t.position}: {t.approvals_required} of {t.describe_approvers()}" for t in profile.tiers
+    ]
+    record["escalation_minutes"] = profile.escalation_minutes
+    record["escalation_to"] = (
+        profile.escalation_user.username
+        if profile.escalation_user
+        else (f"the {profile.escalation_group.name} group" if profile.escalation_group else None)
+    )
+    return record
+
+
+def activity_record(activity: Activity) -> dict[str, Any]:
+    return {
+        "name": activity.name,
+        "description": activity.description,
+        "kind": activity.kind,
+        "login_mode": activity.login_mode,
+        "login_template": activity.login_template
+        if activity.login_mode == LoginMode.EPHEMERAL
+        else None,
+        "credential": activity.credential.name if activity.credential else None,
+        "pre_actions": _steps(activity, ActionPhase.PRE),
+        "post_actions": _steps(activity, ActionPhase.POST),
+    }
+
+
+def _steps(activity: Activity, phase: ActionPhase) -> list[str]:
+    return [
+        f"{a.position}. {a.action_type}" + (f" {json.dumps(a.params)}" if a.params else "")
+        for a in activity.actions_for(phase)
+    ]
+
+
+# -- sessions -------------------------------------------------------------------------------
+
+
+def describe_remaining(session: ActivitySession, now: dt.datetime) -> str:
+    remaining = session.remaining(now)
+    if remaining is None:
+        return "-"
+    minutes = int(remaining.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def extensions_left_phrase(extension: Extension) -> str:
+    left = extension.extensions_left
+    return f"{left} extension{'s' if left != 1 else ''} left"
 
 
 def session_row(session: ActivitySession, now: dt.datetime) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pamcore.core import Pamcore
 from pamcore.errors import AuthenticationFailed, NotFound, PolicyDenied, ValidationError
 from pamcore.model import AuditEvent, Role
 from pamcore.passwords import MAX_FAILURES
+from pamcore.presenters import group_record, user_record
 from pamcore.services import directory as d
 from pamcore.services.common import CONSOLE
 from pamcore.testing import builders as b
@@ -131,9 +132,9 @@ def test_groups_and_members(core: Pamcore) -> None:
         with pytest.raises(ValidationError, match="already exists"):
             d.create_group(core, db, CONSOLE, "linux_admins")
     with core.unit() as db:
-        assert d.group_record(d.get_group(db, "linux admins"))["members"] == ["carol", "dave"]
+        assert group_record(d.get_group(db, "linux admins"))["members"] == ["carol", "dave"]
         d.remove_member(core, db, CONSOLE, "Linux Admins", "carol")
-        assert d.user_record(d.get_user(db, "dave"))["groups"] == ["Linux Admins"]
+        assert user_record(d.get_user(db, "dave"))["groups"] == ["Linux Admins"]
     with core.unit() as db:
         d.delete_group(core, db, CONSOLE, "Linux Admins")
     with core.reader() as db, pytest.raises(NotFound):
@@ -152,7 +153,7 @@ def test_update_group_replaces_its_members_and_audits_who_joined_and_left(core: 
     with core.unit() as db:
         d.update_group(core, db, CONSOLE, "DBAs", description="Database people")
     with core.reader() as db:
-        record = d.group_record(d.get_group(db, "DBAs"))
+        record = group_record(d.get_group(db, "DBAs"))
         assert sorted(record["members"]) == ["dave", "erin"]
         assert record["description"] == "Database people"
         updated = select(AuditEvent).where(AuditEvent.action == "group.updated")

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from pamcore.core import Pamcore
 from pamcore.errors import ValidationError
 from pamcore.model import AuditEvent, Platform, Resource, Secret
+from pamcore.presenters import credential_record, resource_record
 from pamcore.services import inventory as inv
 from pamcore.services.common import CONSOLE
 from pamcore.testing import builders as b
@@ -53,7 +54,7 @@ def test_create_update_resource(core: Pamcore) -> None:
             ),
         )
     with core.reader() as db:
-        record = inv.resource_record(inv.get_resource(db, "dc01"))
+        record = resource_record(inv.get_resource(db, "dc01"))
         assert record["platform"] == Platform.WINDOWS
         assert record["protocols"] == ["rdp:3390", "ssh:22"]
         assert record["host_key"] == "sha256:abcdef"
@@ -120,7 +121,7 @@ def test_credentials_never_reveal_their_secrets(core: Pamcore, tmp_path: Path) -
             private_key=PRIVATE_KEY,
             managed=True,
         )
-        texts = [repr(cred), repr(cred.password_secret), str(inv.credential_record(cred))]
+        texts = [repr(cred), repr(cred.password_secret), str(credential_record(cred))]
     with core.unit() as db:
         inv.set_credential_password(core, db, CONSOLE, "db01 root", PASSWORD + "-new")
         cred = inv.get_credential(db, "db01 root")

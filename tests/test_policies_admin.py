@@ -8,6 +8,7 @@ from sqlalchemy import select
 from pamcore.core import Pamcore
 from pamcore.errors import ValidationError
 from pamcore.model import ActionPhase, ActivityKind, AuditEvent, LoginMode, User
+from pamcore.presenters import activity_record, policy_record, profile_record
 from pamcore.services import activities as act
 from pamcore.services import policies as pol
 from pamcore.services import profiles as prof
@@ -92,7 +93,7 @@ def test_actions_are_ordered_and_checked(core: Pamcore, basics: None) -> None:
         assert [a.params["message"] for a in activity.actions_for(ActionPhase.PRE)] == ["a", "b"]
         act.remove_action(core, db, CONSOLE, "Linux Admin", "pre", 1)
     with core.reader() as db:
-        record = act.activity_record(act.get_activity(db, "Linux Admin"))
+        record = activity_record(act.get_activity(db, "Linux Admin"))
         assert record["pre_actions"] == ['1. audit-note {"message": "b"}']
         assert record["post_actions"] == ['1. audit-note {"message": "bye"}']
 
@@ -143,7 +144,7 @@ def test_profile_tiers(core: Pamcore, basics: None) -> None:
     with core.unit() as db:
         prof.remove_tier(core, db, CONSOLE, "Two-tier", 1)
     with core.reader() as db:
-        record = prof.profile_record(prof.get_profile(db, "two tier"))
+        record = profile_record(prof.get_profile(db, "two tier"))
         assert record["approval_tiers"] == ["1: 2 of carol or dave", "2: 1 of alice"]
         assert record["escalation_to"] == "dave"
         assert record["notes_required"] is True
@@ -176,7 +177,7 @@ def test_policy_grants_and_disable(core: Pamcore, basics: None) -> None:
         assert find_policy(db, alice, activity, resource.resources).name == "alice on web"
         pol.set_policy_enabled(core, db, CONSOLE, "alice on web", False)
     with core.reader() as db:
-        assert pol.policy_record(pol.get_policy(db, "alice on web"))["enabled"] is False
+        assert policy_record(pol.get_policy(db, "alice on web"))["enabled"] is False
         actions = list(db.scalars(select(AuditEvent.action)))
         assert {"activity.created", "profile.created", "policy.created", "policy.disabled"} <= set(
             actions

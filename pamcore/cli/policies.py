@@ -12,6 +12,7 @@ from pamcore.cli.context import CliContext, pass_cli, with_json
 from pamcore.cli.output import emit_message, emit_record, emit_rows, split_names
 from pamcore.cli.users import confirm_delete
 from pamcore.model import ActionPhase, ActivityKind, LoginMode
+from pamcore.presenters import activity_record, policy_record, profile_record
 from pamcore.services import activities as activity_svc
 from pamcore.services import policies as policy_svc
 from pamcore.services import profiles as profile_svc
@@ -70,7 +71,7 @@ def activities() -> None:
 def list_activities(cli: CliContext) -> None:
     """List activities."""
     with cli.core.reader() as db:
-        rows = [activity_svc.activity_record(a) for a in activity_svc.list_activities(db)]
+        rows = [activity_record(a) for a in activity_svc.list_activities(db)]
     emit_rows(rows, ACTIVITY_COLUMNS, cli.as_json, empty="no activities yet")
 
 
@@ -81,7 +82,7 @@ def list_activities(cli: CliContext) -> None:
 def show_activity(cli: CliContext, name: str) -> None:
     """Show an activity and its actions in order."""
     with cli.core.reader() as db:
-        record = activity_svc.activity_record(activity_svc.get_activity(db, name))
+        record = activity_record(activity_svc.get_activity(db, name))
     emit_record(record, cli.as_json)
 
 
@@ -96,7 +97,7 @@ def create_activity(cli: CliContext, name: str, **fields: Any) -> None:
         activity = activity_svc.create_activity(
             cli.core, db, CONSOLE, name, activity_svc.ActivityChanges(**fields)
         )
-        record = activity_svc.activity_record(activity)
+        record = activity_record(activity)
     emit_message(f"created activity {record['name']}", cli.as_json, activity=record)
 
 
@@ -110,9 +111,7 @@ def update_activity(cli: CliContext, name: str, new_name: str | None, **fields: 
     """Change an activity."""
     changes = activity_svc.ActivityChanges(name=new_name, **fields)
     with cli.core.unit() as db:
-        record = activity_svc.activity_record(
-            activity_svc.update_activity(cli.core, db, CONSOLE, name, changes)
-        )
+        record = activity_record(activity_svc.update_activity(cli.core, db, CONSOLE, name, changes))
     emit_message(f"updated activity {record['name']}", cli.as_json, activity=record)
 
 
@@ -143,7 +142,7 @@ def add_action(
     parsed = activity_svc.parse_params(params)
     with cli.core.unit() as db:
         activity_svc.add_action(cli.core, db, CONSOLE, name, phase, action_type, parsed, position)
-        record = activity_svc.activity_record(activity_svc.get_activity(db, name))
+        record = activity_record(activity_svc.get_activity(db, name))
     emit_message(
         f"{record['name']}: {phase} action {action_type} added", cli.as_json, activity=record
     )
@@ -158,7 +157,7 @@ def add_action(
 def remove_action(cli: CliContext, name: str, phase: str, position: int) -> None:
     """Remove the pre- or post-session action at POSITION (as 'show' numbers them)."""
     with cli.core.unit() as db:
-        record = activity_svc.activity_record(
+        record = activity_record(
             activity_svc.remove_action(cli.core, db, CONSOLE, name, phase, position)
         )
     emit_message(
@@ -220,7 +219,7 @@ def profiles() -> None:
 def list_profiles(cli: CliContext) -> None:
     """List connection profiles."""
     with cli.core.reader() as db:
-        rows = [profile_svc.profile_record(p) for p in profile_svc.list_profiles(db)]
+        rows = [profile_record(p) for p in profile_svc.list_profiles(db)]
     emit_rows(rows, PROFILE_COLUMNS, cli.as_json, empty="no connection profiles yet")
 
 
@@ -231,7 +230,7 @@ def list_profiles(cli: CliContext) -> None:
 def show_profile(cli: CliContext, name: str) -> None:
     """Show every rule of a connection profile."""
     with cli.core.reader() as db:
-        record = profile_svc.profile_record(profile_svc.get_profile(db, name))
+        record = profile_record(profile_svc.get_profile(db, name))
     emit_record(record, cli.as_json)
 
 
@@ -247,7 +246,7 @@ def create_profile(cli: CliContext, name: str, **fields: Any) -> None:
     ticket optional, no escalation."""
     with cli.core.unit() as db:
         profile = profile_svc.create_profile(cli.core, db, CONSOLE, name, _profile_changes(fields))
-        record = profile_svc.profile_record(profile)
+        record = profile_record(profile)
     emit_message(f"created connection profile {record['name']}", cli.as_json, profile=record)
 
 
@@ -261,9 +260,7 @@ def update_profile(cli: CliContext, name: str, new_name: str | None, **fields: A
     """Change a connection profile."""
     changes = _profile_changes(fields, name=new_name)
     with cli.core.unit() as db:
-        record = profile_svc.profile_record(
-            profile_svc.update_profile(cli.core, db, CONSOLE, name, changes)
-        )
+        record = profile_record(profile_svc.update_profile(cli.core, db, CONSOLE, name, changes))
     emit_message(f"updated connection profile {record['name']}", cli.as_json, profile=record)
 
 
@@ -304,7 +301,7 @@ def add_tier(
             users=split_names(users),
             groups=split_names(groups),
         )
-        record = profile_svc.profile_record(tier.profile)
+        record = profile_record(tier.profile)
     emit_message(
         f"{record['name']}: approval tier {tier.position} added", cli.as_json, profile=record
     )
@@ -318,9 +315,7 @@ def add_tier(
 def remove_tier(cli: CliContext, name: str, position: int) -> None:
     """Remove approval tier POSITION; later tiers move up."""
     with cli.core.unit() as db:
-        record = profile_svc.profile_record(
-            profile_svc.remove_tier(cli.core, db, CONSOLE, name, position)
-        )
+        record = profile_record(profile_svc.remove_tier(cli.core, db, CONSOLE, name, position))
     emit_message(f"{record['name']}: approval tier {position} removed", cli.as_json, profile=record)
 
 
@@ -354,7 +349,7 @@ def policies() -> None:
 def list_policies(cli: CliContext) -> None:
     """List access policies."""
     with cli.core.reader() as db:
-        rows = [policy_svc.policy_record(p) for p in policy_svc.list_policies(db)]
+        rows = [policy_record(p) for p in policy_svc.list_policies(db)]
     emit_rows(rows, POLICY_COLUMNS, cli.as_json, empty="no access policies yet")
 
 
@@ -365,7 +360,7 @@ def list_policies(cli: CliContext) -> None:
 def show_policy(cli: CliContext, name: str) -> None:
     """Show what an access policy grants."""
     with cli.core.reader() as db:
-        record = policy_svc.policy_record(policy_svc.get_policy(db, name))
+        record = policy_record(policy_svc.get_policy(db, name))
     emit_record(record, cli.as_json)
 
 
@@ -379,9 +374,7 @@ def create_policy(cli: CliContext, name: str, disabled: bool, **fields: Any) -> 
     """Grant users or groups activities on resources under a connection profile."""
     changes = _policy_changes(fields, enabled=not disabled)
     with cli.core.unit() as db:
-        record = policy_svc.policy_record(
-            policy_svc.create_policy(cli.core, db, CONSOLE, name, changes)
-        )
+        record = policy_record(policy_svc.create_policy(cli.core, db, CONSOLE, name, changes))
     emit_message(f"created access policy {record['name']}", cli.as_json, policy=record)
 
 
@@ -395,9 +388,7 @@ def update_policy(cli: CliContext, name: str, new_name: str | None, **fields: An
     """Change an access policy; each list option given replaces that list."""
     changes = _policy_changes(fields, name=new_name)
     with cli.core.unit() as db:
-        record = policy_svc.policy_record(
-            policy_svc.update_policy(cli.core, db, CONSOLE, name, changes)
-        )
+        record = policy_record(policy_svc.update_policy(cli.core, db, CONSOLE, name, changes))
     emit_message(f"updated access policy {record['name']}", cli.as_json, policy=record)
 
 
@@ -409,7 +400,7 @@ def enable_policy(cli: CliContext, name: str) -> None:
     """Switch an access policy on."""
     with cli.core.unit() as db:
         policy = policy_svc.set_policy_enabled(cli.core, db, CONSOLE, name, True)
-        record = policy_svc.policy_record(policy)
+        record = policy_record(policy)
     emit_message(f"access policy {record['name']} enabled", cli.as_json, policy=record)
 
 
@@ -421,7 +412,7 @@ def disable_policy(cli: CliContext, name: str) -> None:
     """Switch an access policy off; new requests under it are refused."""
     with cli.core.unit() as db:
         policy = policy_svc.set_policy_enabled(cli.core, db, CONSOLE, name, False)
-        record = policy_svc.policy_record(policy)
+        record = policy_record(policy)
     emit_message(f"access policy {record['name']} disabled", cli.as_json, policy=record)
 
 

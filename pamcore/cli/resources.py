@@ -12,6 +12,7 @@ from pamcore.cli.output import emit_message, emit_record, emit_rows
 from pamcore.cli.users import confirm_delete, password_stdin_option, read_secret
 from pamcore.errors import ValidationError
 from pamcore.model import Platform
+from pamcore.presenters import credential_record, resource_record
 from pamcore.services import inventory as svc
 from pamcore.services.common import CONSOLE
 
@@ -52,7 +53,7 @@ def resources() -> None:
 def list_resources(cli: CliContext) -> None:
     """List resources."""
     with cli.core.reader() as db:
-        rows = [svc.resource_record(r) for r in svc.list_resources(db)]
+        rows = [resource_record(r) for r in svc.list_resources(db)]
     emit_rows(
         rows, RESOURCE_COLUMNS, cli.as_json, empty="no resources yet: pamcore resources create"
     )
@@ -65,7 +66,7 @@ def list_resources(cli: CliContext) -> None:
 def show_resource(cli: CliContext, name: str) -> None:
     """Show one resource with its protocols, host key and plugin settings."""
     with cli.core.reader() as db:
-        record = svc.resource_record(svc.get_resource(db, name))
+        record = resource_record(svc.get_resource(db, name))
     emit_record(record, cli.as_json)
 
 
@@ -105,7 +106,7 @@ def create_resource(
             host_key=host_key,
             trust_on_first_use=trust_on_first_use,
         )
-        record = svc.resource_record(resource)
+        record = resource_record(resource)
     emit_message(f"created resource {record['name']}", cli.as_json, resource=record)
 
 
@@ -142,7 +143,7 @@ def update_resource(
         trust_on_first_use=trust_on_first_use,
     )
     with cli.core.unit() as db:
-        record = svc.resource_record(svc.update_resource(cli.core, db, CONSOLE, name, changes))
+        record = resource_record(svc.update_resource(cli.core, db, CONSOLE, name, changes))
     emit_message(f"updated resource {record['name']}", cli.as_json, resource=record)
 
 
@@ -180,9 +181,7 @@ def set_setting(cli: CliContext, name: str, setting: str, value: str) -> None:
     """Set a plugin setting on a resource (checked by the plugin that owns it)."""
     plugin, key = _split_setting(setting)
     with cli.core.unit() as db:
-        record = svc.resource_record(
-            svc.set_setting(cli.core, db, CONSOLE, name, plugin, key, value)
-        )
+        record = resource_record(svc.set_setting(cli.core, db, CONSOLE, name, plugin, key, value))
     emit_message(f"{record['name']}: {setting} set", cli.as_json, resource=record)
 
 
@@ -195,7 +194,7 @@ def unset_setting(cli: CliContext, name: str, setting: str) -> None:
     """Remove a plugin setting from a resource (the plugin's default applies again)."""
     plugin, key = _split_setting(setting)
     with cli.core.unit() as db:
-        record = svc.resource_record(svc.unset_setting(cli.core, db, CONSOLE, name, plugin, key))
+        record = resource_record(svc.unset_setting(cli.core, db, CONSOLE, name, plugin, key))
     emit_message(f"{record['name']}: {setting} removed", cli.as_json, resource=record)
 
 
@@ -220,7 +219,7 @@ def credentials() -> None:
 def list_credentials(cli: CliContext) -> None:
     """List credentials (never their secrets)."""
     with cli.core.reader() as db:
-        rows = [svc.credential_record(c) for c in svc.list_credentials(db)]
+        rows = [credential_record(c) for c in svc.list_credentials(db)]
     emit_rows(rows, CREDENTIAL_COLUMNS, cli.as_json, empty="no credentials yet")
 
 
@@ -231,7 +230,7 @@ def list_credentials(cli: CliContext) -> None:
 def show_credential(cli: CliContext, name: str) -> None:
     """Show a credential: whether a password or key is stored, never what it is."""
     with cli.core.reader() as db:
-        record = svc.credential_record(svc.get_credential(db, name))
+        record = credential_record(svc.get_credential(db, name))
     emit_record(record, cli.as_json)
 
 
@@ -273,7 +272,7 @@ def create_credential(
             managed=managed,
             description=description,
         )
-        record = svc.credential_record(credential)
+        record = credential_record(credential)
     emit_message(f"created credential {record['name']}", cli.as_json, credential=record)
 
 
@@ -304,7 +303,7 @@ def update_credential(
         description=description,
     )
     with cli.core.unit() as db:
-        record = svc.credential_record(svc.update_credential(cli.core, db, CONSOLE, name, changes))
+        record = credential_record(svc.update_credential(cli.core, db, CONSOLE, name, changes))
     emit_message(f"updated credential {record['name']}", cli.as_json, credential=record)
 
 
@@ -317,7 +316,7 @@ def set_credential_password(cli: CliContext, name: str, password_stdin: bool) ->
     """Replace the stored password (hidden prompt, or --password-stdin)."""
     password = read_secret("Password", password_stdin)
     with cli.core.unit() as db:
-        record = svc.credential_record(
+        record = credential_record(
             svc.set_credential_password(cli.core, db, CONSOLE, name, password)
         )
     emit_message(f"password of {record['name']} replaced", cli.as_json, credential=record)
@@ -332,9 +331,7 @@ def set_credential_key(cli: CliContext, name: str, key_file: Path | None) -> Non
     """Store a private key, from --key-file or standard input."""
     private_key = key_file.read_text() if key_file else read_secret("Key", True, multiline=True)
     with cli.core.unit() as db:
-        record = svc.credential_record(
-            svc.set_credential_key(cli.core, db, CONSOLE, name, private_key)
-        )
+        record = credential_record(svc.set_credential_key(cli.core, db, CONSOLE, name, private_key))
     emit_message(f"private key of {record['name']} stored", cli.as_json, credential=record)
 
 

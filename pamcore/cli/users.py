@@ -15,6 +15,7 @@ from pamcore.cli.context import CliContext, pass_cli, with_json
 from pamcore.cli.output import emit_message, emit_record, emit_rows, split_names
 from pamcore.errors import ValidationError
 from pamcore.model import Role
+from pamcore.presenters import group_record, token_record, user_record
 from pamcore.services import directory as svc
 from pamcore.services import signins, tokens
 from pamcore.services.common import CONSOLE
@@ -57,7 +58,7 @@ def users() -> None:
 def list_users(cli: CliContext) -> None:
     """List users."""
     with cli.core.reader() as db:
-        rows = [svc.user_record(u) for u in svc.list_users(db)]
+        rows = [user_record(u) for u in svc.list_users(db)]
     emit_rows(rows, USER_COLUMNS, cli.as_json, empty="no users yet: pamcore users create NAME")
 
 
@@ -68,7 +69,7 @@ def list_users(cli: CliContext) -> None:
 def show_user(cli: CliContext, username: str) -> None:
     """Show one user."""
     with cli.core.reader() as db:
-        record = svc.user_record(svc.get_user(db, username))
+        record = user_record(svc.get_user(db, username))
     emit_record(record, cli.as_json)
 
 
@@ -105,7 +106,7 @@ def create_user(
             email=email,
             password=password,
         )
-        record = svc.user_record(user)
+        record = user_record(user)
     hint = "" if password else f"; set a password with 'pamcore users set-password {username}'"
     emit_message(f"created user {record['username']}{hint}", cli.as_json, user=record)
 
@@ -124,7 +125,7 @@ def update_user(
         user = svc.update_user(
             cli.core, db, CONSOLE, username, display_name=display_name, email=email
         )
-        record = svc.user_record(user)
+        record = user_record(user)
     emit_message(f"updated user {record['username']}", cli.as_json, user=record)
 
 
@@ -226,7 +227,7 @@ def create_token(cli: CliContext, username: str, name: str, expires_days: int | 
     expires = core.now() + dt.timedelta(days=expires_days) if expires_days else None
     with core.unit() as db:
         issued = tokens.create_token(core, db, CONSOLE, username, name, expires)
-        record = tokens.token_record(issued.record)
+        record = token_record(issued.record)
     emit_message(
         f"token {record['prefix']}... for {username} (shown once, store it now):\n{issued.token}",
         cli.as_json,
@@ -242,7 +243,7 @@ def create_token(cli: CliContext, username: str, name: str, expires_days: int | 
 def list_tokens(cli: CliContext, username: str) -> None:
     """A user's tokens: prefix, name, created, expiry, last use."""
     with cli.core.reader() as db:
-        rows = [tokens.token_record(t) for t in tokens.list_tokens(db, CONSOLE, username)]
+        rows = [token_record(t) for t in tokens.list_tokens(db, CONSOLE, username)]
     emit_rows(
         rows,
         ("id", "prefix", "name", "created_at", "expires_at", "last_used_at"),
@@ -277,7 +278,7 @@ def groups() -> None:
 def list_groups(cli: CliContext) -> None:
     """List groups."""
     with cli.core.reader() as db:
-        rows = [svc.group_record(g) for g in svc.list_groups(db)]
+        rows = [group_record(g) for g in svc.list_groups(db)]
     emit_rows(rows, GROUP_COLUMNS, cli.as_json, empty="no groups yet: pamcore groups create NAME")
 
 
@@ -288,7 +289,7 @@ def list_groups(cli: CliContext) -> None:
 def show_group(cli: CliContext, name: str) -> None:
     """Show one group and its members."""
     with cli.core.reader() as db:
-        record = svc.group_record(svc.get_group(db, name))
+        record = group_record(svc.get_group(db, name))
     emit_record(record, cli.as_json)
 
 
@@ -304,7 +305,7 @@ def create_group(cli: CliContext, name: str, description: str, members: tuple[st
         group = svc.create_group(
             cli.core, db, CONSOLE, name, description, members=split_names(members)
         )
-        record = svc.group_record(group)
+        record = group_record(group)
     emit_message(f"created group {record['name']}", cli.as_json, group=record)
 
 
@@ -320,7 +321,7 @@ def update_group(cli: CliContext, name: str, new_name: str | None, description: 
         group = svc.update_group(
             cli.core, db, CONSOLE, name, new_name=new_name, description=description
         )
-        record = svc.group_record(group)
+        record = group_record(group)
     emit_message(f"updated group {record['name']}", cli.as_json, group=record)
 
 
@@ -344,7 +345,7 @@ def delete_group(cli: CliContext, name: str) -> None:
 def add_member(cli: CliContext, name: str, username: str) -> None:
     """Add a user to a group."""
     with cli.core.unit() as db:
-        record = svc.group_record(svc.add_member(cli.core, db, CONSOLE, name, username))
+        record = group_record(svc.add_member(cli.core, db, CONSOLE, name, username))
     emit_message(f"added {username} to {record['name']}", cli.as_json, group=record)
 
 
@@ -356,5 +357,5 @@ def add_member(cli: CliContext, name: str, username: str) -> None:
 def remove_member(cli: CliContext, name: str, username: str) -> None:
     """Remove a user from a group."""
     with cli.core.unit() as db:
-        record = svc.group_record(svc.remove_member(cli.core, db, CONSOLE, name, username))
+        record = group_record(svc.remove_member(cli.core, db, CONSOLE, name, username))
     emit_message(f"removed {username} from {record['name']}", cli.as_json, group=record)

@@ -143,6 +143,31 @@ class ConnectionProfile(Base):
         return next((t for t in self.tiers if t.position == position), None)
 
 
+#: A profile's numeric fields and the values each allows (inclusive), with their unit.
+PROFILE_RANGES: dict[str, tuple[int, int, str]] = {
+    "max_duration_minutes": (1, 10080, "minutes (up to one week)"),
+    "extension_minutes": (1, 1440, "minutes"),
+    "extension_max_count": (0, 20, "extensions"),
+    "warning_minutes": (1, 60, "minutes"),
+    "password_view_seconds": (5, 300, "seconds"),
+    "escalation_minutes": (1, 10080, "minutes"),
+}
+
+
+#: A profile's on/off fields.
+PROFILE_FLAGS = (
+    "extension_enabled",
+    "requester_may_approve",
+    "approver_may_decide_several_tiers",
+    "notes_required",
+    "ticket_required",
+    "allow_view_password",
+    "allow_copy_password",
+    "recording",
+    "clipboard_redirection",
+)
+
+
 class ApprovalTier(Base):
     """One of up to three sequential approval steps: ``approvals_required`` of its approvers."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pamcore.clock import format_utc
 from pamcore.directconnect import GRAMMAR, DirectConnectName, login_name, parse_login
 from pamcore.metrics import relayed
+from pamcore.presenters import extensions_left_phrase
 from pamcore.probe import probe
 from pamcore.proxy._admission import (
     Admitted,
@@ -55,7 +56,7 @@ from pamcore.services.inventory import host_key_refusal
 from pamcore.services.origins import check_terminal_origin as check_origin
 from pamcore.services.recording_budgets import SessionBudget
 from pamcore.services.recordings import ASCIICAST_V2
-from pamcore.services.sessions import Extension, extensions_left_phrase
+from pamcore.services.sessions import Extension
 from pamcore.services.terminal_tokens import TERMINAL, TokenUse, instance_secret
 from pamcore.session_changes import SessionChange
 from pamcore.vault import Revealed

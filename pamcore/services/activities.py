@@ -262,28 +262,6 @@ def remove_action(
     return activity
 
 
-def activity_record(activity: Activity) -> dict[str, Any]:
-    return {
-        "name": activity.name,
-        "description": activity.description,
-        "kind": activity.kind,
-        "login_mode": activity.login_mode,
-        "login_template": activity.login_template
-        if activity.login_mode == LoginMode.EPHEMERAL
-        else None,
-        "credential": activity.credential.name if activity.credential else None,
-        "pre_actions": _steps(activity, ActionPhase.PRE),
-        "post_actions": _steps(activity, ActionPhase.POST),
-    }
-
-
-def _steps(activity: Activity, phase: ActionPhase) -> list[str]:
-    return [
-        f"{a.position}. {a.action_type}" + (f" {json.dumps(a.params)}" if a.params else "")
-        for a in activity.actions_for(phase)
-    ]
-
-
 def _activity_summary(activity: Activity) -> dict[str, Any]:
     return {
         "kind": activity.kind.value,

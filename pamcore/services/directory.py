@@ -242,22 +242,6 @@ def delete_user(core: Pamcore, db: Session, actor: Actor, username: str) -> None
     core.audit(db, actor.username, "user.deleted", target=user.username)
 
 
-def user_record(user: User) -> dict[str, Any]:
-    """What the edges show about a user (never the hash)."""
-    return {
-        "username": user.username,
-        "display_name": user.display_name,
-        "email": user.email,
-        "role": user.role,
-        "active": user.is_active,
-        "locked_until": user.locked_until,
-        "failed_logins": user.failed_logins,
-        "has_password": user.password_hash is not None,
-        "groups": [g.name for g in user.groups],
-        "created_at": user.created_at,
-    }
-
-
 # -- groups ---------------------------------------------------------------------------------
 
 
@@ -367,14 +351,6 @@ def remove_member(
     group.members.remove(user)
     core.audit(db, actor.username, "group.member_removed", target=group.name, member=user.username)
     return group
-
-
-def group_record(group: Group) -> dict[str, Any]:
-    return {
-        "name": group.name,
-        "description": group.description,
-        "members": [u.username for u in group.members],
-    }
 
 
 # -- sign-in --------------------------------------------------------------------------------
@@ -594,7 +570,6 @@ __all__ = [
     "directory_usernames",
     "get_group",
     "get_user",
-    "group_record",
     "list_groups",
     "list_users",
     "provision_directory_user",
@@ -607,6 +582,5 @@ __all__ = [
     "unlock_user",
     "update_group",
     "update_user",
-    "user_record",
     "user_source",
 ]

@@ -23,6 +23,7 @@ from pamcore.model import (
     ResourceProtocol,
 )
 from pamcore.model.sessions import session_resources
+from pamcore.presenters import credential_record, resource_record
 from pamcore.registry import ResourceSetting
 from pamcore.services.common import Actor, by_name, check_text, require_admin
 from pamcore.services.directory import unique_name
@@ -256,23 +257,6 @@ def unset_setting(
     return resource
 
 
-def resource_record(resource: Resource) -> dict[str, Any]:
-    return {
-        "name": resource.name,
-        "address": resource.address,
-        "platform": resource.platform,
-        "protocols": [f"{p.name}:{p.port}" for p in resource.protocols],
-        "description": resource.description,
-        "host_key": resource.host_key,
-        "trust_on_first_use": resource.trust_on_first_use,
-        "settings": {
-            f"{plugin}.{key}": value
-            for plugin, values in sorted((resource.settings or {}).items())
-            for key, value in sorted(values.items())
-        },
-    }
-
-
 def _summary(resource: Resource) -> dict[str, Any]:
     record = resource_record(resource)
     return {k: record[k] for k in ("address", "platform", "protocols")}
@@ -425,20 +409,6 @@ def delete_credential(core: Pamcore, db: Session, actor: Actor, name: str) -> No
             db.delete(secret)
     db.delete(credential)
     core.audit(db, actor.username, "credential.deleted", target=credential.name)
-
-
-def credential_record(credential: Credential) -> dict[str, Any]:
-    """What the edges show: whether secrets are stored, never the secrets."""
-    return {
-        "name": credential.name,
-        "username": credential.username,
-        "resource": credential.resource.name if credential.resource else None,
-        "managed": credential.managed,
-        "has_password": credential.password_secret is not None,
-        "has_private_key": credential.private_key_secret is not None,
-        "description": credential.description,
-        "rotated_at": credential.rotated_at,
-    }
 
 
 def _cred_summary(credential: Credential) -> dict[str, Any]:

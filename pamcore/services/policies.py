@@ -24,6 +24,7 @@ from pamcore.model import (
     Resource,
     User,
 )
+from pamcore.presenters import policy_record
 from pamcore.services.common import Actor, by_name, require_admin
 from pamcore.services.directory import unique_name
 
@@ -158,18 +159,6 @@ def delete_policy(core: Pamcore, db: Session, actor: Actor, name: str) -> None:
     policy = get_policy(db, name)
     db.delete(policy)
     core.audit(db, actor.username, "policy.deleted", target=policy.name)
-
-
-def policy_record(policy: AccessPolicy) -> dict[str, Any]:
-    return {
-        "name": policy.name,
-        "enabled": policy.enabled,
-        "profile": policy.profile.name,
-        "users": [u.username for u in policy.users],
-        "groups": [g.name for g in policy.groups],
-        "activities": [a.name for a in policy.activities],
-        "resources": [r.name for r in policy.resources],
-    }
 
 
 def _policy_summary(policy: AccessPolicy) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pamcore.model import (
     Group,
     User,
 )
+from pamcore.model.policy import PROFILE_FLAGS, PROFILE_RANGES
 from pamcore.services.common import (
     Actor,
     by_name,
@@ -35,16 +36,6 @@ from pamcore.services.common import (
 from pamcore.services.directory import unique_name
 
 MAX_TIERS = 3
-
-#: Allowed ranges of the numeric profile fields (inclusive).
-RANGES: dict[str, tuple[int, int, str]] = {
-    "max_duration_minutes": (1, 10080, "minutes (up to one week)"),
-    "extension_minutes": (1, 1440, "minutes"),
-    "extension_max_count": (0, 20, "extensions"),
-    "warning_minutes": (1, 60, "minutes"),
-    "password_view_seconds": (5, 300, "seconds"),
-    "escalation_minutes": (1, 10080, "minutes"),
-}
 
 
 @dataclass(frozen=True)
@@ -71,19 +62,6 @@ class ProfileChanges:
     password_view_seconds: int | None = None
     recording: bool | None = None
     clipboard_redirection: bool | None = None
-
-
-PROFILE_FLAGS = (
-    "extension_enabled",
-    "requester_may_approve",
-    "approver_may_decide_several_tiers",
-    "notes_required",
-    "ticket_required",
-    "allow_view_password",
-    "allow_copy_password",
-    "recording",
-    "clipboard_redirection",
-)
 
 
 def list_profiles(db: Session) -> list[ConnectionProfile]:
@@ -125,7 +103,7 @@ def _apply_profile(db: Session, profile: ConnectionProfile, ch: ProfileChanges) 
         profile.name = unique_name(db, ConnectionProfile, ch.name, current=profile)
     if ch.description is not None:
         profile.description = check_text("description", ch.description, 512)
-    for field, (low, high, unit) in RANGES.items():
+    for field, (low, high, unit) in PROFILE_RANGES.items():
         value = getattr(ch, field)
         if value is None or (field == "escalation_minutes" and value == 0):
             continue
@@ -249,22 +227,6 @@ def remove_tier(
     renumber(db, list(profile.tiers))
     core.audit(db, actor.username, "profile.tier_removed", target=profile.name, position=position)
     return profile
-
-
-def profile_record(profile: ConnectionProfile) -> dict[str, Any]:
-    record: dict[str, Any] = {"name": profile.name, "description": profile.description}
-    record.update({f: getattr(profile, f) for f in RANGES if f != "escalation_minutes"})
-    record.update({f: getattr(profile, f) for f in PROFILE_FLAGS})
-    record["approval_tiers"] = [
-        f"{t.position}: {t.approvals_required} of {t.describe_approvers()}" for t in profile.tiers
-    ]
-    record["escalation_minutes"] = profile.escalation_minutes
-    record["escalation_to"] = (
-        profile.escalation_user.username
-        if profile.escalation_user
-        else (f"the {profile.escalation_group.name} group" if profile.escalation_group else None)
-    )
-    return record
 
 
 def _profile_summary(profile: ConnectionProfile) -> dict[str, Any]:

@@ -317,11 +317,6 @@ def extend_from_connection(core: Pamcore, session_id: int) -> Extension:
         return extend_session(core, db, session.requester, session_id)
 
 
-def extensions_left_phrase(extension: Extension) -> str:
-    left = extension.extensions_left
-    return f"{left} extension{'s' if left != 1 else ''} left"
-
-
 VIEWS = {
     "active": OPEN,
     "scheduled": frozenset({Status.SCHEDULED, Status.WAITING_FOR_APPROVAL}),
@@ -424,14 +419,6 @@ def find_or_request(
     )
 
 
-def describe_remaining(session: ActivitySession, now: dt.datetime) -> str:
-    remaining = session.remaining(now)
-    if remaining is None:
-        return "-"
-    minutes = int(remaining.total_seconds() // 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
-
-
 __all__ = [
     "Extension",
     "SessionRequest",
@@ -440,7 +427,6 @@ __all__ = [
     "check_start",
     "check_with_plugins",
     "create_session",
-    "describe_remaining",
     "end_session",
     "extend_session",
     "find_or_request",

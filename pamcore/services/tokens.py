@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -150,18 +149,6 @@ def authenticate_token(core: Pamcore, db: Session, token: str) -> User:
     return record.user
 
 
-def token_record(record: ApiToken) -> dict[str, Any]:
-    """What the edges show about a token (never its hash)."""
-    return {
-        "id": record.id,
-        "name": record.name,
-        "prefix": record.prefix,
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "last_used_at": record.last_used_at,
-    }
-
-
 __all__ = [
     "TOKEN_PREFIX",
     "IssuedToken",
@@ -170,5 +157,4 @@ __all__ = [
     "hash_token",
     "list_tokens",
     "revoke_token",
-    "token_record",
 ]

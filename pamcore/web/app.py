@@ -20,7 +20,7 @@ from pamcore.errors import AuthenticationFailed, NotFound, PamError
 from pamcore.health import ServiceStates
 from pamcore.lifecycle import Status
 from pamcore.monitoring import Monitor
-from pamcore.services.sessions import describe_remaining
+from pamcore.presenters import describe_remaining
 from pamcore.services.terminal_tokens import instance_secret
 from pamcore.web import (
     admin,

@@ -17,6 +17,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pamcore.core import Pamcore
+from pamcore.presenters import credential_record
 from pamcore.services import inventory
 from pamcore.services.common import CONSOLE
 from tests.web.admin_pages import (
@@ -62,7 +63,7 @@ def post(app: Flask, client: FlaskClient, change: str, **data: str | list[str]) 
 
 def record(core: Pamcore, name: str) -> dict[str, object]:
     with core.reader() as db:
-        return inventory.credential_record(inventory.get_credential(db, name))
+        return credential_record(inventory.get_credential(db, name))
 
 
 def test_credential_pages_are_for_admins_only(core: Pamcore, app: Flask) -> None:

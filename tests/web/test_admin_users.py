@@ -20,7 +20,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from pamcore.core import Pamcore
 from pamcore.model import Role
-from pamcore.presenters import role_words
+from pamcore.presenters import group_record, role_words, user_record
 from pamcore.services import directory, twofactor
 from pamcore.services.common import CONSOLE
 from tests.web.admin_pages import chosen, delete_when_confirmed, flash, only_admins, pick, send
@@ -55,12 +55,12 @@ def post(app: Flask, client: FlaskClient, change: str, **data: str | list[str]) 
 
 def user(core: Pamcore, username: str) -> dict[str, object]:
     with core.reader() as db:
-        return directory.user_record(directory.get_user(db, username))
+        return user_record(directory.get_user(db, username))
 
 
 def members(core: Pamcore, group: str) -> list[str]:
     with core.reader() as db:
-        return sorted(directory.group_record(directory.get_group(db, group))["members"])
+        return sorted(group_record(directory.get_group(db, group))["members"])
 
 
 def test_user_and_group_pages_are_for_admins_only(core: Pamcore, app: Flask) -> None:

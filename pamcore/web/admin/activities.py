@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.model import ActionPhase, Activity, ActivityKind, LoginMode, User
-from pamcore.presenters import action_words, activity_rules, policy_sentence
+from pamcore.presenters import action_words, activity_record, activity_rules, policy_sentence
 from pamcore.registry import ActionType
 from pamcore.services import activities, inventory, policies
 from pamcore.web.admin import bp
@@ -107,7 +107,7 @@ def activity_edit(name: str) -> ResponseReturnValue:
         granted = policies.policies_by(db, "activities").get(activity.name, [])
         return render(
             "activity_edit.html",
-            a=activities.activity_record(activity),
+            a=activity_record(activity),
             steps=_steps(activity, types),
             action_types=list(types.values()),
             adding=types.get(request.args.get("action_type", "")),

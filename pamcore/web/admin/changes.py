@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.model import User
+from pamcore.model.policy import PROFILE_FLAGS, PROFILE_RANGES
 from pamcore.services import (
     connections,
     policies,
@@ -36,8 +37,8 @@ def change(area: str, name: str) -> Callable[[Change], Change]:
 
 
 def _profile_changes(form: Form) -> profiles.ProfileChanges:
-    numbers = {field: form.number(field) for field in profiles.RANGES}
-    flags = {flag: form.flag(flag) for flag in profiles.PROFILE_FLAGS}
+    numbers = {field: form.number(field) for field in PROFILE_RANGES}
+    flags = {flag: form.flag(flag) for flag in PROFILE_FLAGS}
     return profiles.ProfileChanges(
         description=form.text("description"),
         escalation_user=form.optional("escalation_user"),

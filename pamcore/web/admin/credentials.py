@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.model import User
+from pamcore.presenters import credential_record
 from pamcore.services import activities, inventory
 from pamcore.web.admin import bp
 from pamcore.web.admin.changes import change
@@ -34,7 +35,7 @@ def credentials() -> ResponseReturnValue:
     with current_core().reader() as db:
         return render(
             "credentials.html",
-            credentials=[inventory.credential_record(c) for c in inventory.list_credentials(db)],
+            credentials=[credential_record(c) for c in inventory.list_credentials(db)],
             used_by=_activities_by_credential(db),
         )
 
@@ -57,7 +58,7 @@ def credential_detail(name: str) -> ResponseReturnValue:
         credential = inventory.get_credential(db, name)
         return render(
             "credential_detail.html",
-            c=inventory.credential_record(credential),
+            c=credential_record(credential),
             used_by=_activities_by_credential(db).get(credential.name, []),
         )
 
@@ -68,7 +69,7 @@ def credential_edit(name: str) -> ResponseReturnValue:
     with current_core().reader() as db:
         return render(
             "credential_edit.html",
-            c=inventory.credential_record(inventory.get_credential(db, name)),
+            c=credential_record(inventory.get_credential(db, name)),
             resources=[r.name for r in inventory.list_resources(db)],
         )
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.model import User
+from pamcore.presenters import group_record
 from pamcore.services import directory, policies, profiles
 from pamcore.web.admin import bp
 from pamcore.web.admin.changes import change
@@ -34,9 +35,7 @@ def _uses(db: Session, group: str) -> tuple[list[str], list[str]]:
 @role_required("admin")
 def groups() -> ResponseReturnValue:
     with current_core().reader() as db:
-        return render(
-            "groups.html", groups=[directory.group_record(g) for g in directory.list_groups(db)]
-        )
+        return render("groups.html", groups=[group_record(g) for g in directory.list_groups(db)])
 
 
 @bp.get("/groups/new")
@@ -54,7 +53,7 @@ def group_detail(name: str) -> ResponseReturnValue:
         granted, approves = _uses(db, group.name)
         return render(
             "group_detail.html",
-            g=directory.group_record(group),
+            g=group_record(group),
             granted=granted,
             approves=approves,
         )
@@ -66,7 +65,7 @@ def group_edit(name: str) -> ResponseReturnValue:
     with current_core().reader() as db:
         return render(
             "group_edit.html",
-            g=directory.group_record(directory.get_group(db, name)),
+            g=group_record(directory.get_group(db, name)),
             users=pickers(db)["users"],
         )
 

@@ -9,7 +9,15 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
 from pamcore.cli.plugins import collect_report
-from pamcore.presenters import approval_sentence, policy_sentence, profile_rules, tier_words
+from pamcore.model.policy import PROFILE_RANGES
+from pamcore.presenters import (
+    approval_sentence,
+    policy_record,
+    policy_sentence,
+    profile_record,
+    profile_rules,
+    tier_words,
+)
 from pamcore.services import (
     connections,
     policies,
@@ -53,7 +61,7 @@ def profile_new() -> ResponseReturnValue:
         return render(
             "profile_edit.html",
             p=None,
-            ranges=profiles.RANGES,
+            ranges=PROFILE_RANGES,
             **pickers(db),
         )
 
@@ -78,11 +86,11 @@ def profile_edit(name: str) -> ResponseReturnValue:
         profile = profiles.get_profile(db, name)
         return render(
             "profile_edit.html",
-            p=profiles.profile_record(profile),
+            p=profile_record(profile),
             tiers=[(t.position, tier_words(t)) for t in profile.tiers],
             max_tiers=profiles.MAX_TIERS,
             approval=approval_sentence(list(profile.tiers)),
-            ranges=profiles.RANGES,
+            ranges=PROFILE_RANGES,
             **pickers(db),
         )
 
@@ -111,7 +119,7 @@ def policy_detail(name: str) -> ResponseReturnValue:
         policy = policies.get_policy(db, name)
         return render(
             "policy_detail.html",
-            p=policies.policy_record(policy),
+            p=policy_record(policy),
             sentence=policy_sentence(policy),
             approval=approval_sentence(list(policy.profile.tiers)),
         )
@@ -122,7 +130,7 @@ def policy_detail(name: str) -> ResponseReturnValue:
 def policy_edit(name: str) -> ResponseReturnValue:
     with current_core().reader() as db:
         policy = policies.get_policy(db, name)
-        return render("policy_edit.html", p=policies.policy_record(policy), **pickers(db))
+        return render("policy_edit.html", p=policy_record(policy), **pickers(db))
 
 
 @bp.get("/connections", endpoint="connections")

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.model import Platform, Resource, User
-from pamcore.presenters import policy_sentence, resource_rules
+from pamcore.presenters import credential_record, policy_sentence, resource_record, resource_rules
 from pamcore.services import inventory, policies
 from pamcore.web.admin import bp
 from pamcore.web.admin.changes import change, policies_naming
@@ -43,7 +43,7 @@ def _protocol_rows(core: Pamcore, resource: Resource | None) -> list[dict[str, A
 
 def _settings(core: Pamcore, resource: Resource) -> list[dict[str, Any]]:
     """Every per-resource setting the installed plugins understand, with this one's value."""
-    values = inventory.resource_record(resource)["settings"]
+    values = resource_record(resource)["settings"]
     return [
         {"name": f"{s.plugin}.{s.key}", "spec": s, "value": values.get(f"{s.plugin}.{s.key}")}
         for s in inventory.available_settings(core)
@@ -91,7 +91,7 @@ def resource_detail(name: str) -> ResponseReturnValue:
             rules=resource_rules(resource),
             settings=_settings(core, resource),
             credentials=[
-                inventory.credential_record(c)
+                credential_record(c)
                 for c in inventory.list_credentials(db)
                 if c.resource_id == resource.id
             ],
@@ -108,7 +108,7 @@ def resource_edit(name: str) -> ResponseReturnValue:
         reached = policies.policies_by(db, "resources").get(resource.name, [])
         return render(
             "resource_edit.html",
-            r=inventory.resource_record(resource),
+            r=resource_record(resource),
             protocols=_protocol_rows(core, resource),
             platforms=[p.value for p in Platform],
             settings=_settings(core, resource),

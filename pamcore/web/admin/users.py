@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from pamcore.core import Pamcore
 from pamcore.model import Role, User
-from pamcore.presenters import role_words, session_row
+from pamcore.presenters import role_words, session_row, user_record
 from pamcore.services import directory, sessions, signins, twofactor
 from pamcore.web.admin import bp
 from pamcore.web.admin.changes import change
@@ -26,9 +26,7 @@ RECENT_SESSIONS = 10
 @role_required("admin")
 def users() -> ResponseReturnValue:
     with current_core().reader() as db:
-        return render(
-            "users.html", users=[directory.user_record(u) for u in directory.list_users(db)]
-        )
+        return render("users.html", users=[user_record(u) for u in directory.list_users(db)])
 
 
 @bp.get("/users/new")
@@ -48,7 +46,7 @@ def user_detail(name: str) -> ResponseReturnValue:
         )
         return render(
             "user_detail.html",
-            u=directory.user_record(user),
+            u=user_record(user),
             role=role_words(user.role),
             two_factor=twofactor.totp_enabled(user),
             ssh_keys=[f"{k.name or 'key'} ({k.fingerprint})" for k in user.ssh_keys],
@@ -63,7 +61,7 @@ def user_edit(name: str) -> ResponseReturnValue:
     with current_core().reader() as db:
         return render(
             "user_edit.html",
-            u=directory.user_record(directory.get_user(db, name)),
+            u=user_record(directory.get_user(db, name)),
             roles=[r.value for r in Role],
         )
 
