@@ -3,6 +3,9 @@ policies (pamcore.presenters), so both say the same thing."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from pamcore.core import Pamcore
 from pamcore.model import AccessPolicy, ConnectionProfile
 from pamcore.presenters import approval_sentence, policy_sentence, profile_rules
@@ -44,3 +47,20 @@ def test_profile_rules_and_policy_in_words(core: Pamcore, world: World) -> None:
     assert rules["Request asks for"] == "a ticket."
     assert rules["Password"] == "Shown for 20 seconds, never copied."
     assert sentence == "alice and bob may run Check out root on db01 under Standard."
+
+
+def test_presenters_load_no_service() -> None:
+    """Services import presenters for their audit summaries, so presenters never imports a
+    service back (docs/design/proxy-kit.md §7); a fresh interpreter shows what it loads."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pamcore.presenters; "
+            "print(*sorted(m for m in sys.modules if m.startswith('pamcore.services')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.split() == []
