@@ -40,6 +40,7 @@ from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession, AuditEvent, Role, User
 from pamcore.services import directory
 from pamcore.testing import LoopThread, builders
+from pamcore.web.app import create_app
 from pamcore_ssh import plugin as ssh_plugin
 
 
@@ -310,3 +311,19 @@ def test_the_ssh_proxy_signs_directory_users_in_with_their_directory_password(
         loop.close()
     assert said is not None and "you have no session for web01" in said
     assert looked_up(ldap_core, "bob")[0].source == "ldap"
+
+
+def test_the_dashboard_signs_a_directory_user_in_and_says_when_the_directory_is_down(
+    ldap_core: Pamcore, slapd: Slapd
+) -> None:
+    app = create_app(ldap_core, {"TESTING": True, "WTF_CSRF_ENABLED": False})
+    client = app.test_client()
+    signed_in = client.post("/login", data={"username": "alice", "password": PASSWORDS["alice"]})
+    assert signed_in.status_code == 303
+    assert client.get("/active").status_code == 200  # not sent back to /login
+    slapd.stop()
+    refused_page = app.test_client().post(
+        "/login", data={"username": "bob", "password": PASSWORDS["bob"]}
+    )
+    assert refused_page.status_code == 401
+    assert b"is not answering" in refused_page.data
