@@ -20,6 +20,7 @@ The design is in ``docs/design/audit-chain.md``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -27,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Insert, bindparam, func, insert, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.event import listen
 from sqlalchemy.orm import Session, SessionTransaction
@@ -179,37 +180,81 @@ def append(
 
 def _chain_staged(db: Session) -> None:
     """Chain the unit's events in one batch: one head lock per unit, taken after every other
-    write of the unit (one lock order, so no deadlock) and released by this same commit."""
+    write of the unit is flushed (one lock order, so no deadlock) and released by this same
+    commit. The head is held only for the chain's own write: one statement on PostgreSQL."""
     staged: _Staged = db.info[_STAGED]
     if not staged.events:
         return
+    db.flush()
     key = staged.keyring.active
-    head = _locked_head(db)
+    last_id, last_hash = _locked_head(db)
     for event in staged.events:
-        event.id, event.prev_hash, event.key_id = head.last_id + 1, head.last_hash, key.key_id
+        event.id, event.prev_hash, event.key_id = last_id + 1, last_hash, key.key_id
         event.hash = _mac(key, event)
-        head.last_id, head.last_hash = event.id, event.hash
-    head.count += len(staged.events)
-    db.add_all(staged.events)
+        last_id, last_hash = event.id, event.hash
+    _write_chain(db, staged.events)
     staged.chained += staged.events
     staged.events, staged.savepoints = [], []
-    db.flush()
 
 
-def _locked_head(db: Session) -> AuditHead:
-    locked = select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    head = db.scalar(locked)
+#: Events a unit writes in the one statement that also moves the head (PostgreSQL); a
+#: larger unit inserts them first and moves the head in a statement of its own.
+ONE_STATEMENT_EVENTS = 500
+_COLUMNS = tuple(column.key for column in AuditEvent.__table__.columns)
+
+
+def _write_chain(db: Session, events: list[AuditEvent]) -> None:
+    """Insert the chained ``events`` and move the head to the last of them."""
+    rows = [{column: getattr(event, column) for column in _COLUMNS} for event in events]
+    head = {"head_id": events[-1].id, "head_hash": events[-1].hash, "added": len(events)}
+    if db.get_bind().dialect.name == "postgresql" and len(rows) <= ONE_STATEMENT_EVENTS:
+        numbered = {f"e{i}_{k}": v for i, row in enumerate(rows) for k, v in row.items()}
+        db.execute(_insert_and_move(len(rows)), numbered | head)
+        return
+    db.execute(insert(AuditEvent), rows)
+    db.execute(_MOVE_HEAD, head)
+
+
+_MOVE_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == 1)
+    .values(
+        last_id=bindparam("head_id"),
+        last_hash=bindparam("head_hash"),
+        count=AuditHead.count + bindparam("added"),
+    )
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_and_move(count: int) -> Insert:
+    """``WITH moved AS (UPDATE audit_head ...) INSERT INTO audit_events SELECT ... UNION ALL
+    SELECT ...`` for ``count`` events: one round trip while the head is locked. Named
+    parameters, not a multi-row VALUES (which SQLAlchemy compiles anew each time), so the
+    statement compiles once per size."""
+    table = AuditEvent.__table__
+    rows = [
+        select(*(bindparam(f"e{i}_{column.key}", type_=column.type) for column in table.c))
+        for i in range(count)
+    ]
+    events = rows[0] if count == 1 else union_all(*rows)
+    return insert(table).from_select(list(table.c), events).add_cte(_MOVE_HEAD.cte("moved"))
+
+
+def _locked_head(db: Session) -> tuple[int, str]:
+    """The chain's tip (last id, last hash), locked until the unit commits."""
+    locked = select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)
+    head = db.execute(locked.with_for_update()).one_or_none()
     if head is None:  # the first event ever: of two first writers, one creates the head
         dialect = db.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert_head = postgresql.insert if dialect == "postgresql" else sqlite.insert
         db.execute(
-            insert(AuditHead)
+            insert_head(AuditHead)
             .values(id=1, last_id=0, last_hash=GENESIS, count=0)
             .on_conflict_do_nothing()
         )
-        head = db.scalar(locked)
-        assert head is not None
-    return head
+        head = db.execute(locked.with_for_update()).one()
+    return head.last_id, head.last_hash
 
 
 def _announce_chained(db: Session) -> None:

@@ -202,6 +202,23 @@ def test_head_tracks_the_tip(core: Pamcore) -> None:
         assert (head.last_id, head.last_hash, head.count) == (3, last.hash, 3)
 
 
+def test_a_unit_too_large_for_one_statement_chains_the_same(core: Pamcore) -> None:
+    """On PostgreSQL a unit's events and the head's move are one statement up to
+    ``ONE_STATEMENT_EVENTS`` events; a larger unit (a scheduler tick settling many sessions)
+    inserts its events first and moves the head after: one chain and one head either way."""
+    size = audit.ONE_STATEMENT_EVENTS + 1
+    write_events(core, 1)
+    with core.unit() as db:
+        for i in range(size):
+            core.audit(db, "system:scheduler", "test.large", index=i)
+    write_events(core, 2)
+    with core.reader() as db:
+        head = db.get(AuditHead, 1)
+        assert (head.last_id, head.count) == (size + 3, size + 3)
+        checked, problems = audit.verify_chain(db, core.audit_keys.keyring)
+    assert (checked, problems) == (size + 3, [])
+
+
 def plain_sha256(event: AuditEvent) -> str:
     """What anyone can compute without a key: SHA-256 of the canonical JSON of the row."""
     body = {
