@@ -18,6 +18,7 @@ from pamcore.metrics import relayed
 from pamcore.presenters import extensions_left_phrase
 from pamcore.probe import probe
 from pamcore.proxy._admission import (
+    UNEXPECTED,
     Admitted,
     admit,
     audit,
@@ -69,6 +70,7 @@ __all__ = [
     "MIB",
     "NEEDS_CODE",
     "TERMINAL",
+    "UNEXPECTED",
     "Admitted",
     "ByteBudget",
     "Choice",

@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E")
 
+#: What a user is told when admitting a connection failed on our side (the database, a
+#: bug): never the user's fault, so never a traceback; the proxy logs one for the operator.
+UNEXPECTED = (
+    "pamcore could not open this connection because of an internal error (the operator "
+    "can find it in the proxy's log); connect again in a moment"
+)
+
 
 @dataclass(frozen=True)
 class Admitted(Generic[E]):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import pytest
 from pamcore_rdp.pdu.prompt import CARD, TITLE_BAR, card_origin
 from pamcore_rdp.pdu.redirection import LB_LOAD_BALANCE_INFO, redirect_cookie, server_redirection
 from pamcore_rdp.pdu.x224 import parse_connection_request
+from pamcore_rdp.proxy import listener
 from pamcore_rdp.proxy.banner import HEIGHT, WIDTH, banner_left
 from pamcore_rdp.proxy.relay import Relay
 from pamcore_rdp.rdpfile import issue_file_token, rdp_file
@@ -306,3 +308,34 @@ def test_ctrl_x_without_extensions_left_is_refused_in_the_banner(
         rc, output = run.finish(10)
     assert rc != TIMED_OUT, output
     assert [e.details.get("reason", "") for e in closed] == ["session end time reached"]
+
+
+def test_a_fault_of_ours_in_phase_b_shows_a_card_and_logs_the_traceback(
+    world: RdpWorld,
+    xvfb_display: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Admission failing for a reason that is not the user's (the database, a bug): the
+    client gets the refusal card, not a dropped connection; the operator gets the
+    traceback in the proxy's log; nothing counts as opened."""
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("connection to db-internal.example failed")
+
+    monkeypatch.setattr(listener, "admit", broken)
+    caplog.set_level(logging.ERROR, logger="pamcore_rdp")
+    run = start_xfreerdp(
+        [f"/v:127.0.0.1:{world.port}", "/size:1024x768", f"/u:{LOGIN}", f"/p:{PASSWORD}"],
+        xvfb_display,
+    )
+    try:
+        left, top = card_origin(1024, 768)
+        wait_for_pixel(xvfb_display, left + 4, top + 4, TITLE_BAR, timeout=20)
+        world.wait_log("admission failed")
+        rc, output = run.finish(15)
+    finally:
+        run.finish()
+    assert rc != TIMED_OUT, output
+    assert not world.audit("connection.opened", timeout=0)
+    assert any(r.exc_info and "db-internal" in str(r.exc_info[1]) for r in caplog.records)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pyotp
 import pytest
+from pamcore_tcp_tunnel import listener as tunnel_listener
 from pamcore_tcp_tunnel.client import TunnelRefused, open_tunnel, start_forwarder
 from pamcore_tcp_tunnel.wire import HandshakeError, parse_hello
 from sqlalchemy import select
@@ -19,7 +21,7 @@ from pamcore.clock import FrozenClock
 from pamcore.core import Pamcore
 from pamcore.directconnect import login_name
 from pamcore.model import ActivitySession, ResourceProtocol, User
-from pamcore.proxy import NEEDS_CODE
+from pamcore.proxy import NEEDS_CODE, UNEXPECTED
 from pamcore.registry import ProtocolHandler
 from pamcore.services.sessions import extend_session
 from pamcore.services.twofactor import confirm_enrolment, start_enrolment
@@ -108,6 +110,27 @@ class TestTcpTunnelContract(ProtocolContract):
                 return await asyncio.wait_for(self.exchange(conn, b"still here\n"), 5)
 
         assert asyncio.run(scenario()) == b"still here\n"
+
+    def test_a_fault_of_ours_is_told_in_words_and_logged(
+        self,
+        core: Pamcore,
+        handler: ProtocolHandler,
+        world: ContractWorld,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Admission failing for a reason that is not the user's (the database, a bug): the
+        client reads one line saying so, never the error's text; the operator gets the
+        traceback in the proxy's log."""
+
+        def broken(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("connection to db-internal.example failed")
+
+        monkeypatch.setattr(tunnel_listener, "admit", broken)
+        caplog.set_level(logging.ERROR, logger="pamcore_tcp_tunnel")
+        reason = self._refusal(core, handler, "alice", ALICE_PASSWORD)
+        assert reason == UNEXPECTED
+        assert any(r.exc_info and "db-internal" in str(r.exc_info[1]) for r in caplog.records)
 
     def test_a_second_factor_code_follows_the_password(
         self, core: Pamcore, clock: FrozenClock, handler: ProtocolHandler, world: ContractWorld

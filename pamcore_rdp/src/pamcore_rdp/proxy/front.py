@@ -24,14 +24,18 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pamcore.errors import PamError
+from pamcore.proxy import UNEXPECTED
 from pamcore_rdp.pdu.clientinfo import ClientInfo
 from pamcore_rdp.pdu.errors import RdpProtocolError
 from pamcore_rdp.pdu.keys import Keyboard
 from pamcore_rdp.pdu.prompt import PasswordPrompt, status_card
 from pamcore_rdp.pdu.x224 import ConnectionRequest
-from pamcore_rdp.proxy.client_leg import ClientLeg, paint_card, sentence, show_card
+from pamcore_rdp.proxy.client_leg import ClientLeg, FrontClosed, paint_card, sentence, show_card
 
 log = logging.getLogger(__name__)
+
+#: The client or the network went away: nothing to show, the listener logs it.
+GONE = (FrontClosed, asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, TimeoutError)
 
 #: How long the prompt waits for the next keystroke.
 PROMPT_TIMEOUT = 120.0
@@ -110,6 +114,12 @@ async def serve(
         log.info("rdp front %s: refused before sign-in: %s", conn.peer, exc)
         await show_card(conn, sentence(str(exc)))
         return
+    except GONE:
+        raise
+    except Exception:
+        log.exception("rdp front %s: identifying the client failed", conn.peer)
+        await show_card(conn, sentence(UNEXPECTED))
+        return
     outcome: Outcome | None = Retry("")
     try:
         if info.password:
@@ -121,6 +131,12 @@ async def serve(
     except (PamError, RdpProtocolError) as exc:
         log.info("rdp front %s: %s refused: %s", conn.peer, visitor.username, exc)
         await show_card(conn, sentence(str(exc)))
+        return
+    except GONE:
+        raise
+    except Exception:
+        log.exception("rdp front %s: signing in %s failed", conn.peer, visitor.username)
+        await show_card(conn, sentence(UNEXPECTED))
         return
     if isinstance(outcome, Redirect):
         log.info("rdp front %s: %s signed in, redirecting", conn.peer, visitor.username)

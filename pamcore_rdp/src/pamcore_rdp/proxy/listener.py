@@ -19,7 +19,7 @@ from contextlib import suppress
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
-from pamcore.proxy import Admitted, LiveConnections, admit, close
+from pamcore.proxy import UNEXPECTED, Admitted, LiveConnections, admit, close
 from pamcore_rdp.certs import proxy_tls_context
 from pamcore_rdp.pdu.errors import RdpProtocolError
 from pamcore_rdp.pdu.wire import read_pdu
@@ -159,6 +159,10 @@ class RdpListener:
         except PamError as exc:
             log.info("rdp %s: relay refused: %s", conn.peer, exc)
             await refuse(conn, request, self._tls, sentence(str(exc)))
+            return
+        except Exception:
+            log.exception("rdp %s: admission failed", conn.peer)
+            await refuse(conn, request, self._tls, sentence(UNEXPECTED))
             return
         relay = Relay(self.core, admitted, conn.reader, conn.writer, request, self._tls)
         self._relays.add(admitted, relay)

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 
 from pamcore.core import Pamcore
 from pamcore.errors import PamError
-from pamcore.proxy import Admitted, LiveConnections, admit, close, sign_in_appended
+from pamcore.proxy import (
+    UNEXPECTED,
+    Admitted,
+    LiveConnections,
+    admit,
+    close,
+    sign_in_appended,
+)
 from pamcore_tcp_tunnel.wire import MAX_LINE, HandshakeError, Hello, one_line, parse_hello, relay
 
 log = logging.getLogger(__name__)
@@ -138,6 +145,9 @@ class TunnelListener:
             return await _refuse(writer, str(exc))
         except TimeoutError:
             return await _refuse(writer, "the check of your session took too long; try again")
+        except Exception:
+            log.exception("tcp tunnel admission of %s from %s failed", hello.username, peer)
+            return await _refuse(writer, UNEXPECTED)
         reason = "closed"
         try:
             try:
