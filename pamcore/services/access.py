@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import Select, exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from pamcore.clock import format_utc
 from pamcore.core import Pamcore
@@ -18,6 +18,7 @@ from pamcore.model import (
     AccessPolicy,
     Activity,
     ActivitySession,
+    ConnectionProfile,
     Credential,
     Resource,
     User,
@@ -81,12 +82,16 @@ def covered_resources(
 def find_policy(
     db: Session, user: User, activity: Activity, resources: list[Resource]
 ) -> AccessPolicy:
-    """The enabled policy covering ``user`` × ``activity`` × every resource (lowest id wins)."""
+    """The enabled policy covering ``user`` × ``activity`` × every resource (lowest id wins),
+    with its profile and the profile's approval tiers (which route the request)."""
     wanted = {r.id for r in resources}
     covered = covered_resources(db, user, activity, list(wanted))
     for policy_id in sorted(covered):
         if covered[policy_id] == wanted:
-            policy = db.get(AccessPolicy, policy_id)
+            profile = joinedload(AccessPolicy.profile)
+            policy = db.get(
+                AccessPolicy, policy_id, options=[profile.joinedload(ConnectionProfile.tiers)]
+            )
             assert policy is not None
             return policy
     reachable = set().union(*covered.values()) if covered else set()

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, object_session
 
 from pamcore import metrics
@@ -103,6 +103,7 @@ def run_actions(
     *,
     best_effort: bool = False,
     records: ActionRecords | None = None,
+    finished: set[tuple[int, int]] | None = None,
 ) -> list[str]:
     """Run the phase's actions for every resource, in order, outside any write transaction.
 
@@ -110,19 +111,15 @@ def run_actions(
     (through ``records`` when threads share one), and skipped when the phase runs again (a
     claim taken over from a process that died), so no action runs twice. Raises
     :class:`ActionFailed` on the first failure, unless ``best_effort`` (removals, cleanup
-    after a failure), where every action runs and the failures are returned.
+    after a failure), where every action runs and the failures are returned. ``finished``
+    is :func:`finished_actions` of the session, when the caller loaded it for many at once.
     """
     known = core.hooks.actions()
     failures: list[str] = []
-    db = object_session(session)
-    assert db is not None, "run_actions needs the session loaded in a (read) unit"
-    finished = set(
-        db.execute(
-            select(CompletedAction.resource_id, CompletedAction.action_id).where(
-                CompletedAction.session_id == session.id
-            )
-        ).tuples()
-    )
+    if finished is None:
+        db = object_session(session)
+        assert db is not None, "run_actions needs the session loaded in a (read) unit"
+        finished = finished_actions(db, [session.id]).get(session.id, set())
     for resource in session.resources:
         for action in session.activity.actions_for(phase):
             if (resource.id, action.id) in finished:
@@ -176,6 +173,19 @@ def run_actions(
     return failures
 
 
+def finished_actions(db: Session, session_ids: list[int]) -> dict[int, set[tuple[int, int]]]:
+    """session id -> the (resource id, action id) pairs of its actions that finished."""
+    finished: dict[int, set[tuple[int, int]]] = {}
+    rows = db.execute(
+        select(
+            CompletedAction.session_id, CompletedAction.resource_id, CompletedAction.action_id
+        ).where(CompletedAction.session_id.in_(session_ids))
+    )
+    for session_id, resource_id, action_id in rows:
+        finished.setdefault(session_id, set()).add((resource_id, action_id))
+    return finished
+
+
 def _collector(
     session: ActivitySession, events: list[tuple[str, dict[str, Any]]]
 ) -> Callable[..., None]:
@@ -199,17 +209,27 @@ class ActionRecord:
     events: list[tuple[str, dict[str, Any]]]
     finished_action: int | None
 
-    def write(self, core: Pamcore, db: Session) -> None:
-        for name, details in self.events:
-            core.audit(db, ACTOR, name, target=self.target, session_id=self.session_id, **details)
-        if self.finished_action is not None:
-            db.add(
-                CompletedAction(
-                    session_id=self.session_id,
-                    resource_id=self.resource_id,
-                    action_id=self.finished_action,
-                )
+
+def _write_records(core: Pamcore, db: Session, records: list[ActionRecord]) -> None:
+    """Record actions in ``db``'s unit: their audit events, and in one statement which of
+    them finished."""
+    for record in records:
+        for name, details in record.events:
+            core.audit(
+                db, ACTOR, name, target=record.target, session_id=record.session_id, **details
             )
+    finished = [
+        {
+            "session_id": record.session_id,
+            "resource_id": record.resource_id,
+            "action_id": record.finished_action,
+            "finished_at": core.now(),
+        }
+        for record in records
+        if record.finished_action is not None
+    ]
+    if finished:
+        db.execute(insert(CompletedAction), finished)
 
 
 class ActionRecords:
@@ -256,8 +276,7 @@ class ActionRecords:
     def _commit(self, batch: list[tuple[ActionRecord, Future[None]]]) -> None:
         try:
             with self.core.unit() as db:
-                for record, _ in batch:
-                    record.write(self.core, db)
+                _write_records(self.core, db, [record for record, _ in batch])
         except Exception as exc:
             if len(batch) > 1:  # one bad record must not fail the others: each alone
                 for item in batch:
@@ -276,4 +295,4 @@ def _record(core: Pamcore, record: ActionRecord, records: ActionRecords | None) 
         records.write(record)
         return
     with core.unit() as db:
-        record.write(core, db)
+        _write_records(core, db, [record])

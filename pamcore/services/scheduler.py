@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -25,8 +26,13 @@ from pamcore.clock import format_utc
 from pamcore.core import Pamcore
 from pamcore.errors import ActionFailed
 from pamcore.lifecycle import Status, transition
-from pamcore.model import ActionPhase, ActivitySession
-from pamcore.services.actions import ActionRecords, assign_login_account, run_actions
+from pamcore.model import ActionPhase, Activity, ActivitySession
+from pamcore.services.actions import (
+    ActionRecords,
+    assign_login_account,
+    finished_actions,
+    run_actions,
+)
 from pamcore.services.approvals import escalate_if_due
 from pamcore.services.claims import abandoned, heartbeat, release, stake
 from pamcore.services.common import worker_name
@@ -120,15 +126,15 @@ def _activate_due(core: Pamcore, worker: str, report: TickReport, batch: int) ->
     if not ids:
         return
     prepared = _prepare(core, worker, ids, report)
-    with_actions = [p for p in prepared if p.has_actions and p.failure is None]
+    pending = deque(p for p in prepared if p.has_actions and p.failure is None)
     with heartbeat(core, worker), ActionRecords(core) as records:
-        if len(with_actions) == 1:
-            _run_pre_actions(core, with_actions[0], records)
-        elif with_actions:
-            threads = min(PROVISION_THREADS, len(with_actions))
+        threads = min(PROVISION_THREADS, len(pending))
+        if threads == 1:
+            _provision(core, pending, records)
+        elif threads:
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 for future in [
-                    pool.submit(_run_pre_actions, core, p, records) for p in with_actions
+                    pool.submit(_provision, core, pending, records) for _ in range(threads)
                 ]:
                     future.result()
     _settle(core, worker, prepared, report)
@@ -141,6 +147,8 @@ class _Provisioning:
     session_id: int
     password: str | None
     has_actions: bool
+    #: (resource id, action id) of the actions a previous owner of the claim finished.
+    finished: set[tuple[int, int]] = field(default_factory=set)
     failure: str | None = None
     cleanup: list[str] = field(default_factory=list)
 
@@ -189,20 +197,46 @@ def _prepare(core: Pamcore, worker: str, ids: list[int], report: TickReport) -> 
             except ActionFailed as exc:
                 item.failure = str(exc)
             prepared.append(item)
+        finished = finished_actions(db, [item.session_id for item in prepared])
+        for item in prepared:
+            item.finished = finished.get(item.session_id, set())
     return prepared
 
 
-def _run_pre_actions(core: Pamcore, item: _Provisioning, records: ActionRecords) -> None:
+def _provision(core: Pamcore, pending: deque[_Provisioning], records: ActionRecords) -> None:
+    """Run the pre-session actions of the sessions taken from ``pending`` (shared by the
+    provisioning threads) one after the other, in one read unit: its identity map loads each
+    activity and its actions once, not once per session."""
+    activities: set[Activity] = set()  # held here: the identity map holds rows weakly
     with core.reader() as db:
-        session = db.get(ActivitySession, item.session_id)
-        assert session is not None
-        try:
-            run_actions(core, session, ActionPhase.PRE, item.password, records=records)
-        except ActionFailed as exc:
-            item.failure = str(exc)
-            item.cleanup = run_actions(
-                core, session, ActionPhase.POST, item.password, best_effort=True, records=records
-            )
+        while pending:
+            try:
+                item = pending.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            session = db.get(ActivitySession, item.session_id)
+            assert session is not None
+            activities.add(session.activity)
+            try:
+                run_actions(
+                    core,
+                    session,
+                    ActionPhase.PRE,
+                    item.password,
+                    records=records,
+                    finished=item.finished,
+                )
+            except ActionFailed as exc:
+                item.failure = str(exc)
+                item.cleanup = run_actions(
+                    core,
+                    session,
+                    ActionPhase.POST,
+                    item.password,
+                    best_effort=True,
+                    records=records,
+                    finished=item.finished,
+                )
 
 
 def _settle(core: Pamcore, worker: str, prepared: list[_Provisioning], report: TickReport) -> None:

@@ -110,8 +110,15 @@ def create_session(
         status=Status.REQUESTED,
         created_at=now,
     )
+    # Routed before it is stored, so one INSERT writes it as it leaves this function.
+    if profile.approval_required or core.hooks.approval_required(session):
+        transition(session, Status.WAITING_FOR_APPROVAL)
+        session.current_tier = 1
+        session.tier_started_at = now
+    else:
+        transition(session, Status.SCHEDULED)
     db.add(session)
-    db.flush()
+    db.flush()  # its id, for the audit event
     core.audit(
         db,
         requester.username,
@@ -123,13 +130,6 @@ def create_session(
         start=start.isoformat(),
         profile=profile.name,
     )
-    if profile.approval_required or core.hooks.approval_required(session):
-        transition(session, Status.WAITING_FOR_APPROVAL)
-        session.current_tier = 1
-        session.tier_started_at = now
-    else:
-        transition(session, Status.SCHEDULED)
-    db.flush()
     return session
 
 
