@@ -7,6 +7,7 @@ to the services; nothing else holds global state.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +21,8 @@ from pamcore.clock import Clock, utcnow
 from pamcore.config import Config, load_config
 from pamcore.errors import ConfigurationError, PamError
 from pamcore.model import AuditEvent
-from pamcore.plugins import PluginHost, build_plugin_host
-from pamcore.schema import require_current
+from pamcore.plugins import Hooks, PluginHost, build_plugin_host
+from pamcore.revisions import require_current
 from pamcore.services.common import worker_name
 from pamcore.session_changes import SessionChanges
 from pamcore.storage import create_db_engine, make_session_factory, unit_of_work
@@ -42,8 +43,8 @@ class Pamcore:
         two cores to stand for two processes names the second."""
         self.config = config
         self.clock = clock
-        self.plugins = plugins or build_plugin_host(plugins_dir=config.plugins_dir)
-        self.hooks = self.plugins.hooks
+        self._plugins = plugins
+        self._plugins_lock = threading.Lock()
         self.engine = engine or create_db_engine(config.database_url)
         self._factory = make_session_factory(self.engine, self.now)
         self._reader = make_session_factory(
@@ -62,6 +63,19 @@ class Pamcore:
 
     def now(self) -> dt.datetime:
         return self.clock()
+
+    @property
+    def plugins(self) -> PluginHost:
+        """Built on first use, so a command that calls no hook (a listing) imports no plugin;
+        a broken plugin fails (in strict mode) where it is first needed."""
+        with self._plugins_lock:  # one host, whichever thread asks first
+            if self._plugins is None:
+                self._plugins = build_plugin_host(plugins_dir=self.config.plugins_dir)
+            return self._plugins
+
+    @property
+    def hooks(self) -> Hooks:
+        return self.plugins.hooks
 
     @property
     def vault(self) -> Vault:

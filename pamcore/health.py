@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from pamcore.core import Pamcore
-from pamcore.schema import head_revision
+from pamcore.revisions import database_revision, head_revision
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ def database_problem(core: Pamcore) -> str | None:
         return missing
     try:
         with quick_read(core) as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+            current = database_revision(conn)
     except SQLAlchemyError as exc:
         log.warning(
             "readiness: database error %s: %s",

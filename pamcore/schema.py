@@ -17,13 +17,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import OperationalError
 
 from pamcore.errors import ConfigurationError
 from pamcore.model import Base
 from pamcore.model.base import UTCDateTime
+from pamcore.revisions import database_revision, head_revision
 from pamcore.storage import create_db_engine
 
 log = logging.getLogger(__name__)
@@ -81,17 +81,10 @@ def _connection(url: str, *, begin: bool = False) -> Iterator[Connection]:
         engine.dispose()
 
 
-def head_revision() -> str:
-    """The newest migration this pamcore ships."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "pamcore/migrations/versions has no migration"
-    return head
-
-
 def current_revision(url: str) -> str | None:
     """The revision the database is at; ``None`` for a database never migrated."""
     with _connection(url) as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return database_revision(conn)
 
 
 def upgrade_database(url: str, revision: str = "head") -> tuple[str | None, str | None]:
@@ -133,28 +126,3 @@ def new_revision(url: str, message: str) -> Path:
         script = command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
     assert script is not None and not isinstance(script, list)
     return Path(script.path)
-
-
-def require_current(engine: Engine) -> None:
-    """Refuse to run on a database that is not at this pamcore's schema, and say what to do
-    (an old schema would otherwise fail later with an SQL error in the middle of a request)."""
-    try:
-        with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-            has_tables = "activity_sessions" in inspect(conn).get_table_names()
-    except OperationalError as exc:
-        raise ConfigurationError(
-            f"cannot open the database ({exc.orig}); check database_url"
-        ) from exc
-    if current is None:
-        raise ConfigurationError(
-            "the database has no pamcore schema yet; run 'pamcore init' or 'pamcore db upgrade'"
-            if not has_tables
-            else "the database was not created by pamcore's migrations; start from an empty one"
-        )
-    head = head_revision()
-    if current != head:
-        raise ConfigurationError(
-            f"the database schema is at revision {current} but this pamcore needs {head}; "
-            f"back it up, then run 'pamcore db upgrade'"
-        )

@@ -24,8 +24,8 @@ from pamcore.core import Pamcore, open_core
 from pamcore.lifecycle import Status
 from pamcore.model import ActivitySession, LoginMode
 from pamcore.registry import ProtocolHandler
+from pamcore.revisions import head_revision
 from pamcore.runtime import Runtime, SchedulerService, proxy_services, run_tick
-from pamcore.schema import head_revision
 from pamcore.services.sessions import SessionRequest, create_session
 from pamcore.testing import builders as b
 from pamcore.testing import require_pg_admin_url
@@ -130,7 +130,7 @@ def test_init_refuses_to_silently_change_the_database(instance: Path, tmp_path: 
 
 PREPARING_PLUGIN = """
 from pamcore import hookimpl
-from pamcore.schema import require_current
+from pamcore.revisions import require_current
 
 
 @hookimpl

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect, text
 
-from pamcore import schema
+from pamcore import revisions, schema
 from pamcore.errors import ConfigurationError
 from pamcore.model import Base
 from pamcore.storage import create_db_engine
@@ -16,8 +16,27 @@ def test_history_is_linear_and_head_is_the_newest_file() -> None:
     """Revisions are numbered files in one line (no branches), the newest being head."""
     files = sorted(p.name.split("_", 1)[0] for p in (schema.MIGRATIONS / "versions").glob("0*.py"))
     assert files == [f"{n:04d}" for n in range(1, len(files) + 1)]
-    assert schema.head_revision() == files[-1]
+    assert revisions.head_revision() == files[-1]
     assert (schema.MIGRATIONS / "script.py.mako").is_file()
+
+
+def test_revisions_read_without_alembic_agree_with_alembic(empty_db_url: str) -> None:
+    """The start-up check reads the scripts and the version table itself (no Alembic
+    import); Alembic must see the same head and the same database revision."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    assert revisions.head_revision() == (
+        ScriptDirectory.from_config(schema.alembic_config()).get_current_head()
+    )
+    schema.upgrade_database(empty_db_url, "0002")
+    engine = create_db_engine(empty_db_url)
+    try:
+        with engine.connect() as conn:
+            assert revisions.database_revision(conn) == "0002"
+            assert MigrationContext.configure(conn).get_current_revision() == "0002"
+    finally:
+        engine.dispose()
 
 
 def test_fresh_database_upgrades_to_head(empty_db_url: str) -> None:
@@ -25,8 +44,8 @@ def test_fresh_database_upgrades_to_head(empty_db_url: str) -> None:
 
     before, after = schema.upgrade_database(empty_db_url)
 
-    assert (before, after) == (None, schema.head_revision())
-    assert schema.current_revision(empty_db_url) == schema.head_revision()
+    assert (before, after) == (None, revisions.head_revision())
+    assert schema.current_revision(empty_db_url) == revisions.head_revision()
     engine = create_db_engine(empty_db_url)
     try:
         tables = set(inspect(engine).get_table_names())
@@ -44,7 +63,7 @@ def test_migrated_schema_matches_the_models(empty_db_url: str) -> None:
 def test_upgrade_twice_is_a_no_op(empty_db_url: str) -> None:
     schema.upgrade_database(empty_db_url)
 
-    assert schema.upgrade_database(empty_db_url) == (schema.head_revision(),) * 2
+    assert schema.upgrade_database(empty_db_url) == (revisions.head_revision(),) * 2
 
 
 def test_drift_from_the_models_is_detected(empty_db_url: str) -> None:
@@ -78,7 +97,7 @@ def test_unreachable_database_is_a_clear_error() -> None:
 
 def test_an_old_schema_is_refused_with_what_to_do(empty_db_url: str) -> None:
     from pamcore.errors import ConfigurationError
-    from pamcore.schema import require_current
+    from pamcore.revisions import require_current
     from pamcore.storage import create_db_engine
 
     engine = create_db_engine(empty_db_url)
@@ -106,4 +125,4 @@ def test_downgrade_to_base_leaves_no_table_and_upgrades_again(empty_db_url: str)
         engine.dispose()
     assert left == set()
     schema.upgrade_database(empty_db_url)
-    assert schema.current_revision(empty_db_url) == schema.head_revision()
+    assert schema.current_revision(empty_db_url) == revisions.head_revision()

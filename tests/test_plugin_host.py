@@ -398,7 +398,7 @@ def test_register_commands_adds_a_command_and_refuses_a_clash(
     assert result.output == "hello from hello\n"
     from pamcore.cli.users import users
 
-    assert cli.commands["users"] is users  # the core's command stays
+    assert cli.get_command(click.Context(cli), "users") is users  # the core's command stays
     [failure] = host.failures
     assert failure.name == "users"
     assert failure.error == "ConfigurationError: command 'users' already exists"

@@ -9,13 +9,8 @@ from pamcore.cli.context import CliContext, pass_cli, with_json
 from pamcore.cli.output import emit_message, emit_record
 from pamcore.config import Config, load_config
 from pamcore.errors import ConfigurationError
-from pamcore.schema import (
-    current_revision,
-    head_revision,
-    new_revision,
-    pending_changes,
-    upgrade_database,
-)
+from pamcore.revisions import head_revision
+from pamcore.schema import current_revision, new_revision, pending_changes, upgrade_database
 
 
 def _config(cli: CliContext) -> Config:

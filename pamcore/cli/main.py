@@ -16,11 +16,12 @@ from pamcore.cli.context import CliContext
 from pamcore.config import LOG_FORMATS
 from pamcore.errors import PamError
 from pamcore.logs import TEXT_FORMAT, use_json_logs
-from pamcore.plugins import build_plugin_host
+from pamcore.plugins import PluginHost, build_plugin_host
 
 log = logging.getLogger(__name__)
 
-#: command name -> "module:attribute"; imported when the CLI is built.
+#: command name -> "module:attribute"; a module is imported when its command is looked up
+#: (run or shown in help), so each command pays only for its own imports.
 COMMANDS = {
     "init": "pamcore.cli.instance:init",
     "run": "pamcore.cli.instance:run",
@@ -44,8 +45,40 @@ COMMANDS = {
 }
 
 
+def plugin_commands(host: PluginHost) -> dict[str, click.Command]:
+    """The commands plugins register; one named like a core command is refused and recorded
+    as that plugin's failure (the core's command stays)."""
+    probe = click.Group("pamcore", commands=[click.Command(name) for name in COMMANDS])
+    host.hooks.register_commands(probe)
+    return {name: command for name, command in probe.commands.items() if name not in COMMANDS}
+
+
 class PamcoreGroup(click.Group):
-    """Turns every :class:`PamError` into one line on stderr and its exit code."""
+    """Imports a core command's module when the command is looked up, and loads the plugins
+    only for a name that is not a core command (or for the list of all commands); turns every
+    :class:`PamError` into one line on stderr and its exit code."""
+
+    _plugins_added = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            if cmd_name in COMMANDS:
+                module, attr = COMMANDS[cmd_name].split(":")
+                self.add_command(getattr(importlib.import_module(module), attr), name=cmd_name)
+            else:
+                self._add_plugin_commands()
+        return self.commands.get(cmd_name)
+
+    def _add_plugin_commands(self) -> None:
+        # A host of its own here, since no instance is open yet.
+        if not self._plugins_added:
+            self._plugins_added = True
+            for name, command in plugin_commands(build_plugin_host()).items():
+                self.add_command(command, name=name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -99,11 +132,6 @@ def build_cli() -> click.Group:
             use_json_logs()
         ctx.call_on_close(obj.close)
 
-    for name, target in COMMANDS.items():
-        module, attr = target.split(":")
-        cli.add_command(getattr(importlib.import_module(module), attr), name=name)
-    # Plugins' commands: a host of its own here, since no instance is open yet.
-    build_plugin_host().hooks.register_commands(cli)
     return cli
 
 
@@ -114,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         stream=sys.stderr,
     )
     try:
-        cli = build_cli()
+        # Outside a command's invocation (``--help``), loading a plugin in strict mode can fail.
+        build_cli().main(args=argv, prog_name="pamcore", obj=CliContext(instance=None))
     except PamError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    cli.main(args=argv, prog_name="pamcore", obj=CliContext(instance=None))

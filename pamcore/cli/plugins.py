@@ -38,13 +38,9 @@ def _exercise_registrations(host: PluginHost, root: click.Group | None) -> None:
     host.hooks.actions()
     host.hooks.resource_settings()
     if root is not None:
-        from pamcore.cli.main import COMMANDS
+        from pamcore.cli.main import plugin_commands
 
-        # A stand-in group holding only the core's commands: a plugin command clashing with
-        # one of them is recorded, and the real CLI is left untouched.
-        probe = click.Group("pamcore")
-        probe.commands = {n: c for n, c in root.commands.items() if n in COMMANDS}
-        host.hooks.register_commands(probe)
+        plugin_commands(host)  # records a clash with a core command; the real CLI is untouched
 
 
 def collect_report(
